@@ -1,0 +1,2 @@
+// Benchmark suites for DeltaPlan; see BENCHMARKS.md for how each is run.
+print("usage: deltaplan-bench SUITE")

@@ -1,0 +1,52 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Modules follow the pipeline: numerics (C shims → LinearAlgebra), checkpoint IO, Analysis
+// (delta spectra), Optimizer (allocation plans), Quantization (artifacts), and the `deltaplan` tool.
+let package = Package(
+    name: "DeltaPlan",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "deltaplan", targets: ["deltaplan"]),
+        .library(name: "Optimizer", targets: ["Optimizer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims. Only LinearAlgebra imports them.
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CLapacke", pkgConfig: "lapacke",
+            providers: [.apt(["liblapacke-dev"])]),
+        // GSL without pkg-config on purpose: gsl.pc adds -lgslcblas, and OpenBLAS must provide cblas.
+        .systemLibrary(
+            name: "CGSL",
+            providers: [.apt(["libgsl-dev"])]),
+
+        .target(name: "LinearAlgebra", dependencies: ["CBLAS", "CLapacke", "CGSL"]),
+        .target(name: "Checkpoint"),
+        .target(name: "Analysis", dependencies: ["LinearAlgebra", "Checkpoint"]),
+        .target(name: "Optimizer", dependencies: ["LinearAlgebra"], resources: []),
+        .target(name: "Quantization", dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer"]),
+        .executableTarget(
+            name: "deltaplan",
+            dependencies: [
+                "LinearAlgebra", "Checkpoint", "Analysis", "Optimizer", "Quantization",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "deltaplan-bench",
+            dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer", "Quantization"],
+            path: "Benchmarks/deltaplan-bench"),
+
+        .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint"]),
+        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "LinearAlgebra"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "LinearAlgebra"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+// The Quantization module; see README.md for its place in the pipeline.

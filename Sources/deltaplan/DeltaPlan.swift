@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct DeltaPlan: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "deltaplan",
+        abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
+        version: DeltaPlanVersion.string,
+        subcommands: [])
+}
+
+enum DeltaPlanVersion {
+    static let string = "0.1.0"
+}
