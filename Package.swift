@@ -28,13 +28,16 @@ let package = Package(
 
         .target(name: "LinearAlgebra", dependencies: ["CBLAS", "CLapacke", "CGSL"]),
         .target(name: "Checkpoint"),
-        .target(name: "Analysis", dependencies: ["LinearAlgebra", "Checkpoint"]),
-        .target(name: "Optimizer", dependencies: ["LinearAlgebra"], resources: []),
+        // Model-architecture profiles and precision presets. The data files live in the target folder,
+        // bundled as a resource; the top-level Profiles/ is a link to them.
+        .target(name: "ModelProfiles", resources: [.copy("Profiles")]),
+        .target(name: "Analysis", dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles"]),
+        .target(name: "Optimizer", dependencies: ["LinearAlgebra", "ModelProfiles"]),
         .target(name: "Quantization", dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer"]),
         .executableTarget(
             name: "deltaplan",
             dependencies: [
-                "LinearAlgebra", "Checkpoint", "Analysis", "Optimizer", "Quantization",
+                "LinearAlgebra", "Checkpoint", "ModelProfiles", "Analysis", "Optimizer", "Quantization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -44,8 +47,9 @@ let package = Package(
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "ModelProfilesTests", dependencies: ["ModelProfiles"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint"]),
-        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "LinearAlgebra"]),
+        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "LinearAlgebra"]),
     ],
     swiftLanguageModes: [.v6]
