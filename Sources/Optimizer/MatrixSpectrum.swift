@@ -1,0 +1,48 @@
+import ModelProfiles
+
+/// What the optimizer knows of one delta matrix ΔW = U Σ Vᵀ (`rows × columns` = `h_out × h_in`):
+/// everything the error model needs, produced by `analyze` and the measurement pass.
+public struct MatrixSpectrum: Sendable, Equatable {
+    public var name: String
+    public var type: LayerType
+    /// h_out.
+    public var rows: Int
+    /// h_in.
+    public var columns: Int
+    /// σᵢ for the stored vectors, descending (the stored rank may be below min(rows, columns)).
+    public var singularValues: [Double]
+    /// gᵢ = vᵢᵀ H vᵢ for the stored vectors, H = Σ x xᵀ the calibration Gram (H = I when data-free).
+    public var inputEnergy: [Double]
+    /// ‖ΔW X‖² = tr(ΔW H ΔWᵀ) = Σ over all vectors of σᵢ² gᵢ, including any not stored.
+    public var activationEnergy: Double
+    /// ‖ΔW‖²_F.
+    public var weightEnergy: Double
+    /// eᵢ(k): the relative activation error of vector i quantized at k bits, measured by quantizing
+    /// it the way the backend does. Keyed by bit-width; each array covers the stored vectors.
+    /// A bit-width without an entry cannot be used for this matrix.
+    public var relativeQuantizationError: [Int: [Double]]
+
+    public init(
+        name: String, type: LayerType, rows: Int, columns: Int,
+        singularValues: [Double], inputEnergy: [Double],
+        activationEnergy: Double, weightEnergy: Double,
+        relativeQuantizationError: [Int: [Double]]
+    ) {
+        precondition(singularValues.count == inputEnergy.count, "one gᵢ per stored σᵢ")
+        precondition(singularValues.count <= min(rows, columns), "more singular values than the rank allows")
+        precondition(relativeQuantizationError.values.allSatisfy { $0.count == singularValues.count },
+                     "one eᵢ(k) per stored vector and bit-width")
+        self.name = name
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+        self.singularValues = singularValues
+        self.inputEnergy = inputEnergy
+        self.activationEnergy = activationEnergy
+        self.weightEnergy = weightEnergy
+        self.relativeQuantizationError = relativeQuantizationError
+    }
+
+    /// The number of stored vectors: the largest rank a plan can give this matrix.
+    public var storedRank: Int { singularValues.count }
+}
