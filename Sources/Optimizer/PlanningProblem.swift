@@ -1,0 +1,78 @@
+import ModelProfiles
+
+/// Who shares a budget.
+public enum Scope: String, Sendable, Codable, CaseIterable {
+    /// One budget for all matrices: sensitive matrices can take more than their share.
+    case global
+    /// One allocation per layer type (attention, MLP), as the paper's released script has it;
+    /// each type gets the budget's share of its own dense size.
+    case type
+    /// Each matrix gets the budget's share of its own dense size.
+    case matrix
+}
+
+/// A search's input: the matrices with their error models, how storage is counted, the total
+/// budget, who shares it, and the bit-widths a plan may use.
+public struct PlanningProblem: Sendable {
+    public var models: [ErrorModel]
+    public var storage: StorageModel
+    /// Total budget over all matrices, in bits (same accounting as `storage`).
+    public var budgetBits: Int
+    public var scope: Scope
+    /// Allowed positive bit-widths, descending (0, dropping, is always allowed).
+    public var menu: [Int]
+
+    public init(models: [ErrorModel], storage: StorageModel, budgetBits: Int, scope: Scope, menu: [Int]) {
+        precondition(menu.allSatisfy { $0 > 0 } && menu == menu.sorted(by: >) && Set(menu).count == menu.count,
+                     "the menu lists distinct positive bit-widths in descending order")
+        self.models = models
+        self.storage = storage
+        self.budgetBits = budgetBits
+        self.scope = scope
+        self.menu = menu
+    }
+
+    /// A set of matrices sharing one budget, and that budget in bits.
+    public struct Unit: Sendable, Equatable {
+        public var name: String
+        /// Indices into ``PlanningProblem/models``.
+        public var members: [Int]
+        public var budgetBits: Int
+    }
+
+    /// The budget units of ``scope``: one for `global`, one per layer type for `type` (sorted by
+    /// type), one per matrix for `matrix`. A unit's budget is the total's share of its dense F16
+    /// size, rounded down, so units never exceed the total.
+    public var units: [Unit] {
+        let dense = models.map { Double(StorageModel.denseBits(rows: $0.spectrum.rows, columns: $0.spectrum.columns)) }
+        let total = dense.reduce(0, +)
+        func share(_ members: [Int]) -> Int {
+            total > 0 ? Int((Double(budgetBits) * members.reduce(0) { $0 + dense[$1] } / total).rounded(.down)) : 0
+        }
+        switch scope {
+        case .global:
+            return [Unit(name: "global", members: Array(models.indices), budgetBits: budgetBits)]
+        case .type:
+            return LayerType.allCases.compactMap { type in
+                let members = models.indices.filter { models[$0].spectrum.type == type }
+                return members.isEmpty ? nil : Unit(name: type.rawValue, members: members, budgetBits: share(members))
+            }
+        case .matrix:
+            return models.indices.map { Unit(name: models[$0].spectrum.name, members: [$0], budgetBits: share([$0])) }
+        }
+    }
+
+    /// Storage in bits of one allocation per model.
+    public func storageBits(_ allocations: [Allocation]) -> Int {
+        precondition(allocations.count == models.count)
+        return zip(models, allocations).reduce(0) {
+            $0 + storage.bits(of: $1.1, rows: $1.0.spectrum.rows, columns: $1.0.spectrum.columns)
+        }
+    }
+
+    /// Predicted error summed over the model, one allocation per model.
+    public func predictedError(_ allocations: [Allocation]) -> Double {
+        precondition(allocations.count == models.count)
+        return zip(models, allocations).reduce(0) { $0 + $1.0.error(of: $1.1) }
+    }
+}
