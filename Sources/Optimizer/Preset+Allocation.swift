@@ -1,0 +1,84 @@
+import Foundation
+import ModelProfiles
+
+/// Why a plan cannot be made.
+public enum PlanningError: Error, Equatable, CustomStringConvertible {
+    /// The budget of `unit` cannot hold the smallest plan the strategy can make there.
+    case infeasibleBudget(unit: String, budgetBits: Int, smallestFeasibleBits: Int)
+
+    public var description: String {
+        switch self {
+        case let .infeasibleBudget(unit, budget, smallest):
+            "budget infeasible for \(unit): \(budget) bits given, the smallest feasible is \(smallest) bits"
+                + " (\(formatBytes(smallest)))"
+        }
+    }
+}
+
+/// The shape of one matrix, for planning without an error model.
+public struct MatrixShape: Sendable, Equatable {
+    public var name: String
+    public var type: LayerType
+    public var rows: Int
+    public var columns: Int
+    /// The most vectors a plan may keep: min(rows, columns), or the stored rank of an analysis.
+    public var maxRank: Int
+
+    public init(name: String, type: LayerType, rows: Int, columns: Int, maxRank: Int? = nil) {
+        self.name = name
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+        self.maxRank = maxRank ?? min(rows, columns)
+    }
+}
+
+extension PrecisionPreset {
+    /// The preset's allocations for matrices that share one budget and one mix: every matrix gets
+    /// the fixed segments (capped at its rank), then the same number `n` of vectors at the last
+    /// segment's width, `n` as large as the shared budget allows (binary search: storage grows
+    /// with `n`). A last segment with a count is not filled.
+    ///
+    /// - Throws: ``PlanningError/infeasibleBudget(unit:budgetBits:smallestFeasibleBits:)`` when the
+    ///   fixed segments alone exceed the budget.
+    public func allocations(
+        for shapes: [MatrixShape], budgetBits: Int, storage: StorageModel, unit: String
+    ) throws(PlanningError) -> [Allocation] {
+        func allocations(fill n: Int) -> [Allocation] {
+            shapes.map { shape in
+                var a = Allocation(), used = 0
+                for s in segments {
+                    let take = min(s.count ?? n, shape.maxRank - used)
+                    guard take > 0 else { break }
+                    a.setCount(a.count(bits: s.bits) + take, bits: s.bits)
+                    used += take
+                }
+                return a
+            }
+        }
+        func bits(_ allocations: [Allocation]) -> Int {
+            zip(shapes, allocations).reduce(0) { $0 + storage.bits(of: $1.1, rows: $1.0.rows, columns: $1.0.columns) }
+        }
+        let fixed = bits(allocations(fill: 0))
+        guard fixed <= budgetBits else {
+            throw .infeasibleBudget(unit: unit, budgetBits: budgetBits, smallestFeasibleBits: fixed)
+        }
+        guard segments.last?.count == nil else { return allocations(fill: 0) }
+        // Largest n in [0, maxRank] with bits(n) ≤ budget.
+        var low = 0, high = shapes.map(\.maxRank).max() ?? 0
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if bits(allocations(fill: mid)) <= budgetBits { low = mid } else { high = mid - 1 }
+        }
+        return allocations(fill: low)
+    }
+}
+
+/// "1.5 GiB"-style rendering of a bit count.
+public func formatBytes(_ bits: Int) -> String {
+    let bytes = Double(bits) / 8
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = bytes, unit = 0
+    while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(Int(bytes)) B" : String(format: "%.2f %@", value, units[unit])
+}
