@@ -12,6 +12,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C shims. Only LinearAlgebra imports them.
@@ -27,17 +28,21 @@ let package = Package(
             providers: [.apt(["libgsl-dev"])]),
 
         .target(name: "LinearAlgebra", dependencies: ["CBLAS", "CLapacke", "CGSL"]),
+        // Tables, number formats and SVG plots shared by every report.
+        .target(name: "Reporting"),
         .target(name: "Checkpoint"),
         // Model-architecture profiles and precision presets. The data files live in the target folder,
         // bundled as a resource; the top-level Profiles/ is a link to them.
         .target(name: "ModelProfiles", resources: [.copy("Profiles")]),
-        .target(name: "Analysis", dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles"]),
-        .target(name: "Optimizer", dependencies: ["LinearAlgebra", "ModelProfiles"]),
+        .target(
+            name: "Analysis",
+            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Optimizer", dependencies: ["LinearAlgebra", "ModelProfiles", "Reporting"]),
         .target(name: "Quantization", dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer"]),
         .executableTarget(
             name: "deltaplan",
             dependencies: [
-                "LinearAlgebra", "Checkpoint", "ModelProfiles", "Analysis", "Optimizer", "Quantization",
+                "LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

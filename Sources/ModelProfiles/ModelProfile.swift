@@ -5,6 +5,8 @@ import Foundation
 public enum LayerType: String, Codable, Sendable, CaseIterable, Comparable {
     case attention
     case mlp
+    /// Anything else a user selects explicitly: embeddings, `lm_head`.
+    case other
 
     public static func < (a: LayerType, b: LayerType) -> Bool { a.rawValue < b.rawValue }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ModelProfiles
 
 @main
 struct DeltaPlan: AsyncParsableCommand {
@@ -7,8 +8,4 @@ struct DeltaPlan: AsyncParsableCommand {
         abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
         version: DeltaPlanVersion.string,
         subcommands: [])
-}
-
-enum DeltaPlanVersion {
-    static let string = "0.1.0"
 }

@@ -1,0 +1,136 @@
+import Checkpoint
+import Foundation
+import LinearAlgebra
+
+extension Analyzer {
+    /// Analyzes one matrix and writes its file; returns its finished record.
+    func analyze(
+        _ job: Job, index: Int, record: StoreManifest.MatrixRecord, gram: Matrix<Float>?,
+        base: Checkpoint, finetuned: Checkpoint
+    ) throws(AnalysisError) -> StoreManifest.MatrixRecord {
+        let delta = try loadDelta(job.name, base: base, finetuned: finetuned)
+        let (m, n) = (job.rows, job.columns)
+        let k = min(m, n)
+        let cap = options.storedRank(rows: m, columns: n)
+        let weightEnergy = delta.squaredFrobeniusNorm
+
+        // SVD: randomized only when the stored rank (plus oversampling) is well below min(m, n).
+        let oversampling = 10
+        let randomized = cap > 0 && 4 * (cap + oversampling) <= k
+        var sigma: [Float], u: Matrix<Float>, v: Matrix<Float>
+        do {
+            if randomized {
+                let t = try randomizedSVD(delta, rank: cap, oversampling: oversampling,
+                                          powerIterations: options.powerIterations, seed: options.seed)
+                sigma = t.singularValues
+                u = t.u
+                v = t.vt.transposed()
+            } else {
+                let full = try svd(delta, vectors: .thin)
+                sigma = full.singularValues
+                u = full.u.columnSlice(0..<cap).matrix
+                v = full.vt.rowSlice(0..<cap).transposed()
+            }
+        } catch {
+            throw .numerical(tensor: job.name, reason: "SVD of the delta failed: \(error)")
+        }
+        // Keep only numerically nonzero directions: σᵢ > max(m, n)·ε·σ₁ (a zero delta has rank 0).
+        let threshold = Float(max(m, n)) * Float.ulpOfOne * (sigma.first ?? 0)
+        let rank = min(cap, sigma.prefix { $0 > threshold && $0 > 0 }.count)
+        if rank < u.columns {
+            u = u.columnSlice(0..<rank).matrix
+            v = v.columnSlice(0..<rank).matrix
+        }
+
+        // Calibration projections.
+        let inputEnergy: [Double], activationEnergy: Double, bitDelta: (activation: Double, weight: Double)
+        let signApproximation = Self.bitDelta(delta)
+        if let gram {
+            let hv = checked { try multiply(gram, v) }
+            inputEnergy = (0..<rank).map { Self.dot(v.column($0), hv.column($0)) }
+            activationEnergy = try Self.quadraticTrace(delta, gram)
+            bitDelta = (try Self.quadraticTrace(signApproximation.residual, gram), signApproximation.residual.squaredFrobeniusNorm)
+        } else {
+            inputEnergy = (0..<rank).map { Self.dot(v.column($0), v.column($0)) }
+            activationEnergy = weightEnergy
+            let e = signApproximation.residual.squaredFrobeniusNorm
+            bitDelta = (e, e)
+        }
+
+        // Write the matrix file, then fill the record.
+        let file = "\(SpectrumStore.matricesFolder)/\(String(format: "%05d", index)).safetensors"
+        let url = store.appendingPathComponent(file)
+        let energyBytes = inputEnergy.withUnsafeBytes { Array($0) }
+        do {
+            try SafetensorsFile.write([
+                TensorPayload(name: "singular_values", dtype: .f32, shape: [sigma.count], contents: .floats(sigma)),
+                TensorPayload(name: "u_t", dtype: .f32, shape: [rank, m], contents: .floats(u.elements)),
+                TensorPayload(name: "v_t", dtype: .f32, shape: [rank, n], contents: .floats(v.elements)),
+                TensorPayload(name: "input_energy", dtype: .f64, shape: [rank], contents: .bytes(energyBytes)),
+            ], metadata: ["tensor": job.name], to: url)
+        } catch {
+            throw .io(path: url.path, reason: "cannot write: \(error)")
+        }
+        var done = record
+        done.status = .done
+        done.file = file
+        done.fileSHA256 = try Digest.sha256(fileAt: url)
+        done.fileSize = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue
+        done.svd = randomized ? "randomized" : "full"
+        done.singularValueCount = sigma.count
+        done.storedRank = rank
+        done.weightEnergy = weightEnergy
+        done.activationEnergy = activationEnergy
+        done.bitDeltaError = bitDelta.activation
+        done.bitDeltaWeightError = bitDelta.weight
+        return done
+    }
+
+    /// ΔW = W_ft − W_base in Float32, h_out × h_in column-major; NaN/Inf entries are an error.
+    private func loadDelta(_ name: String, base: Checkpoint, finetuned: Checkpoint) throws(AnalysisError) -> Matrix<Float> {
+        var b: (rows: Int, columns: Int, values: [Float])
+        let f: (rows: Int, columns: Int, values: [Float])
+        do {
+            b = try base.matrixColumnMajor(name)
+            f = try finetuned.matrixColumnMajor(name)
+        } catch { throw .checkpoint("\(error)") }
+        var nonFinite = 0
+        b.values.withUnsafeMutableBufferPointer { pb in
+            f.values.withUnsafeBufferPointer { pf in
+                for i in pb.indices {
+                    let d = pf[i] - pb[i]
+                    pb[i] = d
+                    if !d.isFinite { nonFinite += 1 }
+                }
+            }
+        }
+        guard nonFinite == 0 else { throw .nonFiniteDelta(tensor: name, count: nonFinite) }
+        return Matrix(rows: b.rows, columns: b.columns, elements: b.values)
+    }
+
+    /// BitDelta's training-free form: ΔŴ = s·sign(ΔW), s = mean |ΔW|; returns ΔW − ΔŴ.
+    static func bitDelta(_ delta: Matrix<Float>) -> (scale: Float, residual: Matrix<Float>) {
+        let count = delta.count
+        guard count > 0 else { return (0, delta) }
+        let scale = Float(delta.withUnsafeBufferPointer { p in p.reduce(0.0) { $0 + Double(abs($1)) } } / Double(count))
+        let residual = delta.map { $0 - ($0 > 0 ? scale : $0 < 0 ? -scale : 0) }
+        return (scale, residual)
+    }
+
+    /// tr(A H Aᵀ) = Σᵢⱼ (A H)ᵢⱼ Aᵢⱼ, accumulated in Double (one GEMM, m·n² flops).
+    static func quadraticTrace(_ a: Matrix<Float>, _ h: Matrix<Float>) throws(AnalysisError) -> Double {
+        let ah = checked { try multiply(a, h) }
+        return ah.withUnsafeBufferPointer { p in a.withUnsafeBufferPointer { q in dot(p, q) } }
+    }
+
+    static func dot<C: Collection<Float>>(_ a: C, _ b: C) -> Double {
+        var sum = 0.0
+        for (x, y) in zip(a, b) { sum += Double(x) * Double(y) }
+        return sum
+    }
+}
+
+/// Runs a linear-algebra call whose shapes the caller validated: a failure is a bug.
+func checked<T>(_ body: () throws(LinearAlgebraError) -> T) -> T {
+    do { return try body() } catch { preconditionFailure("linear algebra on validated shapes failed: \(error)") }
+}

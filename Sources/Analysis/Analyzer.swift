@@ -1,0 +1,306 @@
+import Checkpoint
+import Foundation
+import LinearAlgebra
+import ModelProfiles
+
+/// The options of an analysis; part of the store's identity (a rerun with other options is refused).
+public struct AnalysisOptions: Codable, Sendable, Equatable {
+    /// Selection patterns (empty: the default projections; see ``Selection``).
+    public var include: [String]
+    public var exclude: [String]
+    /// Stored rank cap R; nil for the default, the rank at which a budget of α = 1/8 is used up at
+    /// 2 bits under the paper's accounting: ⌊h_out·h_in / (h_out + h_in)⌋ (capped at min(h_out, h_in)).
+    public var maxRank: Int?
+    /// Report and skip tensors missing on one side or with different shapes, instead of failing.
+    public var skipMismatched: Bool
+    /// Proceed with H = I for modules without a calibration entry.
+    public var allowMissingCalibration: Bool
+    /// Seed of the randomized SVD's test matrices.
+    public var seed: UInt64
+    /// Power iterations of the randomized SVD.
+    public var powerIterations: Int
+
+    public init(include: [String] = [], exclude: [String] = [], maxRank: Int? = nil, skipMismatched: Bool = false,
+                allowMissingCalibration: Bool = false, seed: UInt64 = 0, powerIterations: Int = 2) {
+        self.include = include
+        self.exclude = exclude
+        self.maxRank = maxRank
+        self.skipMismatched = skipMismatched
+        self.allowMissingCalibration = allowMissingCalibration
+        self.seed = seed
+        self.powerIterations = powerIterations
+    }
+
+    /// The stored rank for an h_out × h_in matrix.
+    public func storedRank(rows: Int, columns: Int) -> Int {
+        let cap = maxRank ?? (rows + columns > 0 ? rows * columns / (rows + columns) : 0)
+        return min(cap, min(rows, columns))
+    }
+}
+
+/// What an analysis reports while it runs.
+public enum AnalysisEvent: Sendable {
+    /// `total` matrices selected, `alreadyDone` of them found finished in the store.
+    case started(total: Int, alreadyDone: Int)
+    case skipped(tensor: String, reason: String)
+    case matrixStarted(index: Int, total: Int, name: String, rows: Int, columns: Int)
+    case matrixFinished(index: Int, total: Int, name: String, seconds: Double)
+    case finished(store: URL)
+}
+
+/// `deltaplan analyze`: for every selected 2-D weight present in both checkpoints, ΔW = W_ft − W_base
+/// in Float32, its SVD (full `gesdd` when the stored rank is a large part of min(h_out, h_in), else
+/// randomized), the calibration projections gᵢ = vᵢᵀ H vᵢ, ‖ΔW X‖² = tr(ΔW H ΔWᵀ) and the BitDelta
+/// baseline's error, into a spectrum store.
+///
+/// Streams one matrix at a time: peak memory is a small multiple of the largest matrix in Float32
+/// (the two weights, the delta, the SVD's copy, factors and workspace). Each matrix file is
+/// written atomically and the manifest rewritten atomically after it, so an interrupted run
+/// resumes where it stopped and never leaves a store that reads as complete.
+public struct Analyzer: Sendable {
+    public var base: URL
+    public var finetuned: URL
+    public var calibration: URL?
+    public var options: AnalysisOptions
+    public var store: URL
+
+    public init(base: URL, finetuned: URL, calibration: URL?, options: AnalysisOptions, store: URL) {
+        self.base = base
+        self.finetuned = finetuned
+        self.calibration = calibration
+        self.options = options
+        self.store = store
+    }
+
+    /// A selected matrix, before analysis.
+    struct Job {
+        var name: String
+        var rows: Int
+        var columns: Int
+        var inputDType: String
+        var calibration: StoreManifest.CalibrationSource
+        var calibrationEntry: String?
+    }
+
+    /// Runs (or resumes) the analysis. `shouldStop` is checked between matrices: when it returns
+    /// true the run stops with the store incomplete and throws `CancellationError`.
+    @discardableResult
+    public func run(
+        progress: (AnalysisEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
+    ) throws -> SpectrumStore {
+        let selection = try Selection(include: options.include, exclude: options.exclude)
+        let baseCheckpoint = try openCheckpoint(base)
+        let finetunedCheckpoint = try openCheckpoint(finetuned)
+        let calibrationSet = try calibration.map { url throws(AnalysisError) in try CalibrationSet(url: url) }
+
+        var skipped: [StoreManifest.SkippedTensor] = []
+        let jobs = try selectJobs(selection, baseCheckpoint, finetunedCheckpoint, calibrationSet, skipped: &skipped)
+        for s in skipped { progress(.skipped(tensor: s.name, reason: s.reason)) }
+
+        let inputs = StoreManifest.Inputs(
+            base: try fingerprint(baseCheckpoint, path: base),
+            finetuned: try fingerprint(finetunedCheckpoint, path: finetuned),
+            calibration: try calibration.map { url throws(AnalysisError) in
+                StoreManifest.InputRecord(path: url.path, files: [try FileFingerprint(of: url, name: url.lastPathComponent)])
+            })
+        var manifest = try existingOrNewManifest(inputs: inputs, jobs: jobs, skipped: skipped)
+        try removeStrayFiles(manifest)
+
+        let done = manifest.matrices.filter { $0.status == .done }.count
+        progress(.started(total: jobs.count, alreadyDone: done))
+        let gramCache = GramCache()
+        for (index, job) in jobs.enumerated() where manifest.matrices[index].status != .done {
+            if shouldStop() { throw CancellationError() }
+            progress(.matrixStarted(index: index, total: jobs.count, name: job.name, rows: job.rows, columns: job.columns))
+            let start = Date()
+            let gram = try job.calibrationEntry.map { entry throws(AnalysisError) in
+                try gramCache.gram(entry, from: calibrationSet!)
+            }
+            manifest.matrices[index] = try analyze(job, index: index, record: manifest.matrices[index], gram: gram,
+                                                   base: baseCheckpoint, finetuned: finetunedCheckpoint)
+            try write(manifest)
+            progress(.matrixFinished(index: index, total: jobs.count, name: job.name, seconds: Date().timeIntervalSince(start)))
+        }
+        manifest.complete = true
+        try write(manifest)
+        progress(.finished(store: store))
+        return try SpectrumStore(at: store)
+    }
+
+    // MARK: Selection
+
+    private func openCheckpoint(_ url: URL) throws(AnalysisError) -> Checkpoint {
+        do { return try Checkpoint(at: url) } catch { throw .checkpoint("\(error)") }
+    }
+
+    private func selectJobs(
+        _ selection: Selection, _ base: Checkpoint, _ finetuned: Checkpoint, _ calibration: CalibrationSet?,
+        skipped: inout [StoreManifest.SkippedTensor]
+    ) throws(AnalysisError) -> [Job] {
+        let baseTensors = Dictionary(uniqueKeysWithValues: base.tensors.map { ($0.name, $0.info) })
+        let finetunedTensors = Dictionary(uniqueKeysWithValues: finetuned.tensors.map { ($0.name, $0.info) })
+        var jobs: [Job] = [], missingCalibration: [String] = []
+        let names = Set(baseTensors.keys).union(finetunedTensors.keys).filter(selection.matches).sorted {
+            Self.naturalOrder($0, $1)
+        }
+        for name in names {
+            guard let b = baseTensors[name], let f = finetunedTensors[name] else {
+                let error = AnalysisError.missingOnOneSide(
+                    tensor: name, presentIn: baseTensors[name] == nil ? finetuned.url.path : base.url.path,
+                    missingFrom: baseTensors[name] == nil ? base.url.path : finetuned.url.path)
+                guard options.skipMismatched else { throw error }
+                skipped.append(.init(name: name, reason: baseTensors[name] == nil ? "missing in the base" : "missing in the fine-tuned checkpoint"))
+                continue
+            }
+            guard b.shape == f.shape else {
+                guard options.skipMismatched else { throw .shapeMismatch(tensor: name, base: b.shape, finetuned: f.shape) }
+                skipped.append(.init(name: name, reason: "shape \(b.shape) in the base, \(f.shape) in the fine-tuned checkpoint"))
+                continue
+            }
+            guard b.shape.count == 2 else { continue }
+            for (info, url) in [(b, base.url), (f, finetuned.url)] where ![.f32, .f16, .bf16, .f64].contains(info.dtype) {
+                throw .unsupportedDType(tensor: name, dtype: info.dtype.rawValue, file: url.path)
+            }
+            let module = Selection.moduleName(of: name)
+            var job = Job(name: name, rows: b.shape[0], columns: b.shape[1],
+                          inputDType: b.dtype == f.dtype ? b.dtype.rawValue : "\(b.dtype.rawValue)/\(f.dtype.rawValue)",
+                          calibration: .identityDataFree, calibrationEntry: nil)
+            if let calibration {
+                if let entry = calibration.entry(for: module) {
+                    let width = calibration.width(ofEntry: entry)
+                    guard width == job.columns else {
+                        throw .calibrationWidthMismatch(module: module, expected: job.columns, found: width, file: calibration.url.path)
+                    }
+                    job.calibration = .gram
+                    job.calibrationEntry = entry
+                } else {
+                    missingCalibration.append(module)
+                    job.calibration = .identityMissing
+                }
+            }
+            jobs.append(job)
+        }
+        if let calibration, !missingCalibration.isEmpty, !options.allowMissingCalibration {
+            throw .missingCalibration(modules: missingCalibration, file: calibration.url.path)
+        }
+        guard !jobs.isEmpty else { throw .nothingSelected(base: base.url.path, patterns: selection.includePatterns) }
+        return jobs
+    }
+
+    /// Name order with embedded numbers compared numerically (layers.2 before layers.10).
+    static func naturalOrder(_ a: String, _ b: String) -> Bool {
+        a.compare(b, options: [.numeric]) == .orderedAscending
+    }
+
+    // MARK: The store
+
+    private func fingerprint(_ checkpoint: Checkpoint, path: URL) throws(AnalysisError) -> StoreManifest.InputRecord {
+        var files: [FileFingerprint] = []
+        for file in checkpoint.files {
+            files.append(try FileFingerprint(of: file.url, name: file.url.lastPathComponent))
+        }
+        if case .sharded = checkpoint.kind {
+            let index = checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)
+            files.append(try FileFingerprint(of: index, name: Checkpoint.indexFileName))
+        }
+        return .init(path: path.path, files: files.sorted { $0.name < $1.name })
+    }
+
+    private func existingOrNewManifest(
+        inputs: StoreManifest.Inputs, jobs: [Job], skipped: [StoreManifest.SkippedTensor]
+    ) throws(AnalysisError) -> StoreManifest {
+        let fresh = StoreManifest(
+            formatVersion: StoreManifest.currentFormatVersion, toolVersion: DeltaPlanVersion.string,
+            inputs: inputs, options: options, dataFree: calibration == nil, complete: false, skipped: skipped,
+            matrices: jobs.map {
+                .init(name: $0.name, type: Selection.layerType(of: $0.name), rows: $0.rows, columns: $0.columns,
+                      inputDType: $0.inputDType, status: .pending, calibration: $0.calibration,
+                      calibrationEntry: $0.calibrationEntry)
+            })
+        let manifestURL = store.appendingPathComponent(SpectrumStore.manifestName)
+        guard FileManager.default.fileExists(atPath: manifestURL.path) else {
+            do {
+                try FileManager.default.createDirectory(
+                    at: store.appendingPathComponent(SpectrumStore.matricesFolder), withIntermediateDirectories: true)
+            } catch { throw .io(path: store.path, reason: "cannot create the store: \(error.localizedDescription)") }
+            try write(fresh)
+            return fresh
+        }
+        let old = try SpectrumStore(at: store, requireComplete: false).manifest
+        if let reason = Self.difference(old: old, new: fresh) { throw .storeMismatch(store: store.path, reason: reason) }
+        // Resume: keep done matrices whose files are intact, redo the rest.
+        var resumed = fresh
+        let reader = try SpectrumStore(at: store, requireComplete: false)
+        for (i, record) in old.matrices.enumerated() where record.status == .done {
+            if (try? reader.verify(record)) != nil { resumed.matrices[i] = record }
+        }
+        return resumed
+    }
+
+    /// Why a store made with `old` cannot be resumed with `new`, or nil.
+    static func difference(old: StoreManifest, new: StoreManifest) -> String? {
+        if old.options != new.options { return "the options differ (\(describe(old.options)) then, \(describe(new.options)) now)" }
+        let pairs = [("base", old.inputs.base, new.inputs.base), ("fine-tuned", old.inputs.finetuned, new.inputs.finetuned)]
+        for (label, o, n) in pairs {
+            if let change = change(o, n) { return "\(label) checkpoint: \(change)" }
+        }
+        switch (old.inputs.calibration, new.inputs.calibration) {
+        case (nil, nil): break
+        case (nil, _?): return "it was made without calibration, and calibration is given now"
+        case (_?, nil): return "it was made with calibration, and none is given now"
+        case let (o?, n?): if let change = change(o, n) { return "calibration: \(change)" }
+        }
+        if old.matrices.map(\.name) != new.matrices.map(\.name) { return "the selected matrices differ" }
+        return nil
+    }
+
+    private static func change(_ old: StoreManifest.InputRecord, _ new: StoreManifest.InputRecord) -> String? {
+        let oldFiles = Dictionary(uniqueKeysWithValues: old.files.map { ($0.name, $0) })
+        if Set(oldFiles.keys) != Set(new.files.map(\.name)) { return "its files differ from \(old.path)'s" }
+        for file in new.files { if let c = file.change(from: oldFiles[file.name]!) { return c } }
+        return nil
+    }
+
+    private static func describe(_ o: AnalysisOptions) -> String {
+        let data = try! JSONEncoder.sorted.encode(o)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private func removeStrayFiles(_ manifest: StoreManifest) throws(AnalysisError) {
+        let folder = store.appendingPathComponent(SpectrumStore.matricesFolder)
+        let keep = Set(manifest.matrices.compactMap { $0.status == .done ? $0.file : nil }.map { ($0 as NSString).lastPathComponent })
+        let present = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        for name in present where !keep.contains(name) {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+        }
+    }
+
+    private func write(_ manifest: StoreManifest) throws(AnalysisError) {
+        let url = store.appendingPathComponent(SpectrumStore.manifestName)
+        do { try StoreManifest.encode(manifest).write(to: url, options: .atomic) } catch {
+            throw .io(path: url.path, reason: "cannot write the manifest: \(error.localizedDescription)")
+        }
+    }
+}
+
+extension JSONEncoder {
+    static var sorted: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return e
+    }
+}
+
+/// The Gram of the last calibration entry read: consecutive matrices often share one (q/k/v).
+final class GramCache {
+    private var entry: String?
+    private var matrix: Matrix<Float>?
+
+    func gram(_ entry: String, from set: CalibrationSet) throws(AnalysisError) -> Matrix<Float> {
+        if entry == self.entry, let matrix { return matrix }
+        let m = try set.gram(ofEntry: entry)
+        self.entry = entry
+        matrix = m
+        return m
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import ModelProfiles
+import Reporting
+
+extension SpectrumReport {
+    /// The per-matrix table: shape, stored rank, effective rank, energy captured by the top 2 / 34 /
+    /// 128 vectors (weight, and activation-weighted when calibrated), and the tail fit.
+    public func table() -> TextTable {
+        var headers = ["matrix", "type", "shape", "rank", "eff. rank", "top2", "top34", "top128"]
+        if !dataFree { headers += ["act top2", "act top34", "act top128"] }
+        headers += ["tail p", "fit R²", "‖ΔW‖²", "‖ΔWX‖²"]
+        var t = TextTable(headers: headers, alignments: [.left, .left] + Array(repeating: .right, count: headers.count - 2))
+        for e in entries {
+            var row = [e.name + (e.calibration == .identityMissing ? " (H=I)" : ""), e.type.rawValue, "\(e.rows)×\(e.columns)",
+                       "\(e.storedRank)", Format.fixed(e.effectiveRank, decimals: 1),
+                       Format.percent(e.energyTop2), Format.percent(e.energyTop34), Format.percent(e.energyTop128)]
+            if !dataFree {
+                row += [e.activationEnergyTop2, e.activationEnergyTop34, e.activationEnergyTop128].map { $0.map { Format.percent($0) } ?? "-" }
+            }
+            row += [e.tailExponent.map { Format.fixed($0, decimals: 3) } ?? "-", e.tailRSquared.map { Format.fixed($0, decimals: 3) } ?? "-",
+                    Format.significant(e.weightEnergy), Format.significant(e.activationEnergy)]
+            t.append(row)
+        }
+        return t
+    }
+
+    /// A line under every table saying what H was.
+    public var calibrationNote: String {
+        if dataFree { return "data-free store: no calibration, H = I (activation energies are weight energies)" }
+        let missing = entries.filter { $0.calibration == .identityMissing }.map(\.name)
+        return missing.isEmpty ? "calibrated: H = Σ x xᵀ from the calibration file"
+            : "calibrated, except \(missing.count) matrices marked (H=I) that had no calibration entry"
+    }
+
+    /// Plain text: the table, then the calibration note.
+    public func text() -> String { table().text() + "\n" + calibrationNote + "\n" }
+
+    public func markdown() -> String { table().markdown() + "\n_" + calibrationNote + "_\n" }
+
+    /// JSON with every stored singular value, sorted keys.
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return String(decoding: try! encoder.encode(self), as: UTF8.self) + "\n"
+    }
+
+    /// Normalized spectra σᵢ/σ₁ against the index, log–log: one thin line per matrix coloured by
+    /// layer type and, thick, the geometric mean of each type.
+    public func plot() -> LinePlot {
+        var plot = LinePlot(title: "Delta spectra by layer type (normalized σᵢ / σ₁)", xLabel: "singular index i + 1",
+                            yLabel: "σᵢ / σ₁", logX: true, logY: true)
+        let types = LayerType.allCases.filter { t in entries.contains { $0.type == t } }
+        for (k, type) in types.enumerated() {
+            let color = LinePlot.palette[k % LinePlot.palette.count]
+            let members = entries.filter { $0.type == type && ($0.singularValues.first ?? 0) > 0 }
+            for e in members {
+                let s0 = e.singularValues[0]
+                plot.series.append(.init(label: e.name, points: e.singularValues.enumerated().map { (Double($0.offset + 1), $0.element / s0) },
+                                         color: color, width: 0.8, opacity: 0.25, inLegend: false))
+            }
+            // Geometric mean over the members, up to the shortest spectrum.
+            let length = members.map(\.singularValues.count).min() ?? 0
+            let mean = (0..<length).map { i in
+                (Double(i + 1), exp(members.reduce(0.0) { $0 + log(max($1.singularValues[i] / $1.singularValues[0], 1e-300)) } / Double(members.count)))
+            }
+            plot.series.append(.init(label: "\(type.rawValue) (\(members.count), mean)", points: mean, color: color, width: 2.5))
+        }
+        return plot
+    }
+}

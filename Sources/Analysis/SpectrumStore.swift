@@ -1,0 +1,119 @@
+import Checkpoint
+import Foundation
+import LinearAlgebra
+
+/// A finished analysis: a directory with `manifest.json` and one safetensors file per matrix,
+/// `matrices/NNNNN.safetensors`, holding
+/// - `singular_values`: F32 `[k]`, descending (all min(h_out, h_in), or the top ones);
+/// - `u_t`: F32 `[r, h_out]`, row i = left singular vector uᵢ;
+/// - `v_t`: F32 `[r, h_in]`, row i = right singular vector vᵢ;
+/// - `input_energy`: F64 `[r]`, gᵢ = vᵢᵀ H vᵢ;
+/// where r is the stored rank.
+public struct SpectrumStore: Sendable {
+    public static let manifestName = "manifest.json"
+    public static let matricesFolder = "matrices"
+
+    public let url: URL
+    public let manifest: StoreManifest
+    /// SHA-256 of `manifest.json`: what plans record as the store they belong to.
+    public let identity: String
+
+    /// Opens a store. Later stages need `requireComplete` (the default): an interrupted analysis
+    /// is refused with the list of matrices still missing.
+    public init(at url: URL, requireComplete: Bool = true) throws(AnalysisError) {
+        self.url = url
+        let manifestURL = url.appendingPathComponent(Self.manifestName)
+        let data: Data
+        do { data = try Data(contentsOf: manifestURL) } catch {
+            throw .io(path: manifestURL.path, reason: "not a spectrum store (no readable manifest.json)")
+        }
+        do {
+            manifest = try JSONDecoder().decode(StoreManifest.self, from: data)
+        } catch {
+            throw .storeCorrupt(store: url.path, file: Self.manifestName, reason: "\(error)")
+        }
+        guard manifest.formatVersion == StoreManifest.currentFormatVersion else {
+            throw .storeCorrupt(store: url.path, file: Self.manifestName,
+                                reason: "format version \(manifest.formatVersion), this tool reads \(StoreManifest.currentFormatVersion)")
+        }
+        if requireComplete, !manifest.complete {
+            throw .storeIncomplete(store: url.path, missing: manifest.matrices.filter { $0.status != .done }.map(\.name))
+        }
+        identity = Digest.sha256(data)
+    }
+
+    /// The done matrices, in analysis order.
+    public var matrices: [StoreManifest.MatrixRecord] { manifest.matrices.filter { $0.status == .done } }
+
+    public func record(named name: String) -> StoreManifest.MatrixRecord? {
+        manifest.matrices.first { $0.name == name }
+    }
+
+    /// σ (all stored values) and g (one per stored vector) of a matrix, without its vectors.
+    public func spectrum(of record: StoreManifest.MatrixRecord) throws(AnalysisError) -> (singularValues: [Double], inputEnergy: [Double]) {
+        let file = try open(record)
+        do {
+            return (try file.doubles("singular_values"), try file.doubles("input_energy"))
+        } catch {
+            throw .storeCorrupt(store: url.path, file: record.file ?? record.name, reason: "\(error)")
+        }
+    }
+
+    /// The stored factors of a matrix: ΔW ≈ U·diag(σ[..<r])·Vᵀ with U h_out × r and V h_in × r.
+    public func factors(of record: StoreManifest.MatrixRecord) throws(AnalysisError) -> StoredFactors {
+        let file = try open(record)
+        let r = record.storedRank ?? 0
+        do {
+            let sigma = try file.floats("singular_values")
+            return StoredFactors(
+                singularValues: sigma,
+                u: Matrix(rows: record.rows, columns: r, elements: try file.floats("u_t")),
+                v: Matrix(rows: record.columns, columns: r, elements: try file.floats("v_t")),
+                inputEnergy: try file.doubles("input_energy"))
+        } catch {
+            throw .storeCorrupt(store: url.path, file: record.file ?? record.name, reason: "\(error)")
+        }
+    }
+
+    /// Checks a matrix file against the size and SHA-256 the manifest recorded.
+    public func verify(_ record: StoreManifest.MatrixRecord) throws(AnalysisError) {
+        guard let name = record.file, let sha = record.fileSHA256 else {
+            throw .storeCorrupt(store: url.path, file: record.name, reason: "not analyzed")
+        }
+        let fileURL = url.appendingPathComponent(name)
+        let actual = try Digest.sha256(fileAt: fileURL)
+        guard actual == sha else {
+            throw .storeCorrupt(store: url.path, file: name, reason: "checksum mismatch (the file was changed or damaged)")
+        }
+    }
+
+    private func open(_ record: StoreManifest.MatrixRecord) throws(AnalysisError) -> SafetensorsFile {
+        guard record.status == .done, let name = record.file else {
+            throw .storeCorrupt(store: url.path, file: record.name, reason: "matrix not analyzed")
+        }
+        let fileURL = url.appendingPathComponent(name)
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(contentsOf: fileURL) } catch {
+            throw .storeCorrupt(store: url.path, file: name, reason: "\(error)")
+        }
+        let size = (try? FileManager.default.attributesOfItem(atPath: fileURL.path)[.size] as? NSNumber)?.intValue
+        guard size == record.fileSize else {
+            throw .storeCorrupt(store: url.path, file: name, reason: "size \(size ?? -1) differs from the recorded \(record.fileSize ?? -1)")
+        }
+        return file
+    }
+}
+
+/// The stored SVD factors of one delta.
+public struct StoredFactors: Sendable {
+    /// All stored singular values (at least the stored rank of them).
+    public var singularValues: [Float]
+    /// h_out × r, orthonormal columns.
+    public var u: Matrix<Float>
+    /// h_in × r, orthonormal columns.
+    public var v: Matrix<Float>
+    /// gᵢ = vᵢᵀ H vᵢ.
+    public var inputEnergy: [Double]
+
+    public var storedRank: Int { u.columns }
+}

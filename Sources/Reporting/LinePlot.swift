@@ -1,0 +1,131 @@
+import Foundation
+
+/// A line chart written as a standalone SVG document: series of (x, y) points on linear or
+/// logarithmic axes, with ticks, grid, axis labels, a title and a legend.
+public struct LinePlot: Sendable {
+    public struct Series: Sendable {
+        public var label: String
+        public var points: [(x: Double, y: Double)]
+        /// CSS colour; nil picks from the palette by legend position.
+        public var color: String?
+        public var width: Double
+        public var opacity: Double
+        /// Series with `inLegend == false` share the colour of a labelled one and stay out of the legend.
+        public var inLegend: Bool
+        public var markers: Bool
+
+        public init(label: String, points: [(x: Double, y: Double)], color: String? = nil, width: Double = 2,
+                    opacity: Double = 1, inLegend: Bool = true, markers: Bool = false) {
+            self.label = label
+            self.points = points
+            self.color = color
+            self.width = width
+            self.opacity = opacity
+            self.inLegend = inLegend
+            self.markers = markers
+        }
+    }
+
+    public static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+    public var title: String
+    public var xLabel: String
+    public var yLabel: String
+    public var logX: Bool
+    public var logY: Bool
+    public var series: [Series] = []
+    public var width: Double = 860
+    public var height: Double = 520
+
+    public init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false) {
+        self.title = title
+        self.xLabel = xLabel
+        self.yLabel = yLabel
+        self.logX = logX
+        self.logY = logY
+    }
+
+    /// The SVG document. Points that a log axis cannot show (≤ 0) and non-finite ones are left out.
+    public func svg() -> String {
+        let left = 78.0, right = 190.0, top = 48.0, bottom = 62.0
+        let plotW = width - left - right, plotH = height - top - bottom
+        func tx(_ x: Double) -> Double { logX ? log10(x) : x }
+        func ty(_ y: Double) -> Double { logY ? log10(y) : y }
+        let visible = series.map { s in
+            s.points.filter { $0.x.isFinite && $0.y.isFinite && (!logX || $0.x > 0) && (!logY || $0.y > 0) }
+        }
+        let xs = visible.flatMap { $0.map { tx($0.x) } }, ys = visible.flatMap { $0.map { ty($0.y) } }
+        var (x0, x1) = (xs.min() ?? 0, xs.max() ?? 1), (y0, y1) = (ys.min() ?? 0, ys.max() ?? 1)
+        if x1 - x0 < 1e-12 { x0 -= 0.5; x1 += 0.5 }
+        if y1 - y0 < 1e-12 { y0 -= 0.5; y1 += 0.5 }
+        if logY { y0 = floor(y0); y1 = ceil(y1) } else { let pad = 0.05 * (y1 - y0); y0 -= pad; y1 += pad }
+        if logX { x0 = floor(x0); x1 = ceil(x1) }
+        func px(_ x: Double) -> Double { left + (tx(x) - x0) / (x1 - x0) * plotW }
+        func py(_ y: Double) -> Double { top + plotH - (ty(y) - y0) / (y1 - y0) * plotH }
+
+        var out = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
+        viewBox="0 0 \(Int(width)) \(Int(height))" font-family="Helvetica, Arial, sans-serif" font-size="12">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(left + plotW / 2)" y="28" text-anchor="middle" font-size="16" font-weight="bold">\(escape(title))</text>
+
+        """
+        // Grid and ticks.
+        for (value, isX) in ticks(x0, x1, log: logX).map({ ($0, true) }) + ticks(y0, y1, log: logY).map({ ($0, false) }) {
+            let label = tickLabel(value, log: isX ? logX : logY)
+            if isX {
+                let x = left + (value - x0) / (x1 - x0) * plotW
+                out += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotH))\" stroke=\"#e6e6e6\"/>\n"
+                out += "<text x=\"\(f(x))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(label)</text>\n"
+            } else {
+                let y = top + plotH - (value - y0) / (y1 - y0) * plotH
+                out += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + plotW))\" y2=\"\(f(y))\" stroke=\"#e6e6e6\"/>\n"
+                out += "<text x=\"\(f(left - 8))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(label)</text>\n"
+            }
+        }
+        out += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#333\"/>\n"
+        out += "<text x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 16))\" text-anchor=\"middle\" font-size=\"13\">\(escape(xLabel))</text>\n"
+        out += "<text transform=\"translate(20 \(f(top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\" font-size=\"13\">\(escape(yLabel))</text>\n"
+        // Series, legend.
+        var legendIndex = 0, legendY = top + 8
+        for (s, points) in zip(series, visible) where !points.isEmpty {
+            let color = s.color ?? Self.palette[legendIndex % Self.palette.count]
+            let path = points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+            out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"\(s.width)\" stroke-opacity=\"\(s.opacity)\" points=\"\(path)\"/>\n"
+            if s.markers {
+                for p in points { out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3.5\" fill=\"\(color)\"/>\n" }
+            }
+            if s.inLegend {
+                let lx = left + plotW + 16
+                out += "<line x1=\"\(f(lx))\" y1=\"\(f(legendY))\" x2=\"\(f(lx + 24))\" y2=\"\(f(legendY))\" stroke=\"\(color)\" stroke-width=\"3\"/>\n"
+                out += "<text x=\"\(f(lx + 30))\" y=\"\(f(legendY + 4))\">\(escape(s.label))</text>\n"
+                legendY += 20
+                legendIndex += 1
+            }
+        }
+        return out + "</svg>\n"
+    }
+
+    /// Tick positions in transformed units: decades on a log axis, 1-2-5 steps on a linear one.
+    private func ticks(_ a: Double, _ b: Double, log: Bool) -> [Double] {
+        if log {
+            let step = max(1, ((b - a) / 8).rounded(.up))
+            return stride(from: a.rounded(.up), through: b + 1e-9, by: step).map { $0 }
+        }
+        let raw = (b - a) / 6, magnitude = pow(10, floor(log10(raw)))
+        let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? raw
+        return stride(from: (a / step).rounded(.up) * step, through: b + 1e-9 * step, by: step).map { $0 }
+    }
+
+    private func tickLabel(_ value: Double, log: Bool) -> String {
+        if log { return value == 0 ? "1" : "1e\(Int(value))" }
+        return abs(value) < 1e-12 ? "0" : String(format: "%g", value)
+    }
+
+    private func f(_ x: Double) -> String { String(format: "%.1f", x) }
+
+    private func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;")
+    }
+}
