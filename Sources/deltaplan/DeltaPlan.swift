@@ -7,5 +7,5 @@ struct DeltaPlan: AsyncParsableCommand {
         commandName: "deltaplan",
         abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
         version: DeltaPlanVersion.string,
-        subcommands: [])
+        subcommands: [Inspect.self])
 }

@@ -1,0 +1,230 @@
+import Foundation
+
+/// Streams a `.safetensors` file to disk one tensor at a time, then publishes it atomically.
+///
+/// The header is computed up front from the declared names, dtypes and shapes, so tensors can be
+/// written in any order (each goes to its final offset with `pwrite`) and peak memory stays near
+/// one tensor. Output is deterministic — the same declarations, metadata and bytes give a
+/// byte-identical file:
+/// - header JSON: `__metadata__` first (keys sorted), then tensors sorted by name (UTF-8 byte
+///   order), no whitespace, padded with spaces so the data section starts at a multiple of 8;
+/// - data section: tensors ordered by element size (8, 4, 2, 1 bytes) then name, with no gaps (as
+///   the spec requires), so every tensor starts at an offset that is a multiple of its element
+///   size: the data are naturally aligned.
+///
+/// Atomicity: bytes go to a temporary file `.<name>.tmp-<pid>-<random>` in the destination's
+/// directory; `finish()` fsyncs it, renames it over the destination and fsyncs the directory. If
+/// the writer is dropped before `finish()` succeeds, the temporary file is removed and the
+/// destination is untouched.
+///
+/// A class because it owns an open file descriptor and a temporary file that `deinit` cleans up.
+public final class SafetensorsWriter {
+    public let url: URL
+    /// The declared tensors in data-section order, with their offsets.
+    public let layout: [TensorInfo]
+    private var file: POSIXFile?
+    private let temporaryPath: String
+    private let dataStart: Int
+    private let indexByName: [String: Int]
+    private var written: [Bool]
+    private var finished = false
+
+    /// Validates the declarations, creates the temporary file and writes the header.
+    ///
+    /// - Throws: `invalidTensorName` for an empty, duplicate or reserved (`__metadata__`) name;
+    ///   `payloadMismatch` for a negative dimension or a byte count that overflows;
+    ///   `writeFailed` if the temporary file cannot be created.
+    public init(url: URL, tensors: [TensorDeclaration], metadata: [String: String] = [:]) throws(CheckpointError) {
+        self.url = url
+        let path = url.path
+        var seen = Set<String>()
+        var sizes: [String: Int] = [:]
+        for tensor in tensors {
+            guard !tensor.name.isEmpty else {
+                throw .invalidTensorName(path: path, tensor: tensor.name, reason: "empty name")
+            }
+            guard tensor.name != "__metadata__" else {
+                throw .invalidTensorName(path: path, tensor: tensor.name, reason: "reserved for metadata")
+            }
+            guard seen.insert(tensor.name).inserted else {
+                throw .invalidTensorName(path: path, tensor: tensor.name, reason: "declared twice")
+            }
+            guard let bytes = tensor.byteCount else {
+                throw .payloadMismatch(path: path, tensor: tensor.name, expectedBytes: -1, actualBytes: -1)
+            }
+            sizes[tensor.name] = bytes
+        }
+        let dataOrder = tensors.sorted {
+            $0.dtype.byteSize != $1.dtype.byteSize ? $0.dtype.byteSize > $1.dtype.byteSize : $0.name.utf8Precedes($1.name)
+        }
+        var offset = 0
+        var layout: [TensorInfo] = []
+        for tensor in dataOrder {
+            let size = sizes[tensor.name]!
+            layout.append(TensorInfo(name: tensor.name, dtype: tensor.dtype, shape: tensor.shape, dataOffsets: offset ..< offset + size))
+            offset += size
+        }
+        self.layout = layout
+        self.indexByName = Dictionary(uniqueKeysWithValues: layout.enumerated().map { ($1.name, $0) })
+        self.written = Array(repeating: false, count: layout.count)
+
+        let header = Self.headerBytes(layout: layout, metadata: metadata)
+        self.dataStart = 8 + header.count
+        let directory = url.deletingLastPathComponent().path
+        let suffix = String(UInt64.random(in: 0 ... .max), radix: 16)
+        self.temporaryPath = directory + "/." + url.lastPathComponent + ".tmp-\(POSIXFile.processID)-" + suffix
+        let file = try POSIXFile.createNew(path: temporaryPath)
+        self.file = file
+        var prefix = withUnsafeBytes(of: UInt64(header.count).littleEndian) { [UInt8]($0) }
+        prefix += header
+        do throws(CheckpointError) {
+            try prefix.withUnsafeBytes { raw in Result { () throws(CheckpointError) in try file.write(raw, at: 0) } }.get()
+        } catch {
+            abandon()
+            throw error
+        }
+    }
+
+    deinit {
+        if !finished { abandon() }
+    }
+
+    /// The JSON header, space-padded to a multiple of 8 bytes.
+    static func headerBytes(layout: [TensorInfo], metadata: [String: String]) -> [UInt8] {
+        var parts: [String] = []
+        if !metadata.isEmpty {
+            let pairs = metadata.keys.sorted { $0.utf8Precedes($1) }.map {
+                JSONWriter.quoted($0) + ":" + JSONWriter.quoted(metadata[$0]!)
+            }
+            parts.append("\"__metadata__\":{" + pairs.joined(separator: ",") + "}")
+        }
+        for tensor in layout.sorted(by: { $0.name.utf8Precedes($1.name) }) {
+            let shape = tensor.shape.map(String.init).joined(separator: ",")
+            parts.append(
+                JSONWriter.quoted(tensor.name) + ":{\"dtype\":\"\(tensor.dtype.rawValue)\",\"shape\":[\(shape)],"
+                    + "\"data_offsets\":[\(tensor.dataOffsets.lowerBound),\(tensor.dataOffsets.upperBound)]}")
+        }
+        var bytes = Array(("{" + parts.joined(separator: ",") + "}").utf8)
+        let padding = (8 - bytes.count % 8) % 8
+        bytes += Array(repeating: UInt8(ascii: " "), count: padding)
+        return bytes
+    }
+
+    private func slot(for name: String, byteCount: Int) throws(CheckpointError) -> (index: Int, info: TensorInfo) {
+        guard let file, !finished else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "the writer is already finished")
+        }
+        _ = file
+        guard let index = indexByName[name] else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "was not declared")
+        }
+        guard !written[index] else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "was already written")
+        }
+        let info = layout[index]
+        guard byteCount == info.byteCount else {
+            throw .payloadMismatch(path: url.path, tensor: name, expectedBytes: info.byteCount, actualBytes: byteCount)
+        }
+        return (index, info)
+    }
+
+    /// Writes a declared tensor's bytes (row-major, little-endian, in its declared dtype).
+    public func write(_ name: String, bytes: UnsafeRawBufferPointer) throws(CheckpointError) {
+        let (index, info) = try slot(for: name, byteCount: bytes.count)
+        if bytes.count > 0 {
+            try file!.write(bytes, at: dataStart + info.dataOffsets.lowerBound)
+        }
+        written[index] = true
+    }
+
+    /// Writes a declared tensor's bytes (row-major, little-endian, in its declared dtype).
+    public func write(_ name: String, bytes: [UInt8]) throws(CheckpointError) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(CheckpointError) in try write(name, bytes: raw) } }.get()
+    }
+
+    /// Writes a declared floating-point tensor from row-major `Float` values, converting to its
+    /// dtype: F32 and F64 exactly, F16 and BF16 rounding to nearest even (NaN stays NaN).
+    /// Integer and BOOL dtypes throw `unsupportedConversion`.
+    public func write(_ name: String, floats: [Float]) throws(CheckpointError) {
+        guard let index = indexByName[name] else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "was not declared")
+        }
+        let dtype = layout[index].dtype
+        guard dtype.isFloatingPoint else {
+            throw .unsupportedConversion(path: url.path, tensor: name, dtype: dtype, target: "\(dtype.rawValue) from Float")
+        }
+        let byteCount = floats.count.multipliedReportingOverflow(by: dtype.byteSize)
+        _ = try slot(for: name, byteCount: byteCount.overflow ? -1 : byteCount.partialValue)
+        let encoded = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount.partialValue, alignment: 8)
+        defer { encoded.deallocate() }
+        floats.withUnsafeBufferPointer { ElementConversion.encode($0, as: dtype, into: encoded) }
+        try write(name, bytes: UnsafeRawBufferPointer(encoded))
+    }
+
+    /// Checks that every declared tensor was written, fsyncs, and renames the temporary file over
+    /// `url`. Afterwards the writer accepts nothing more.
+    public func finish() throws(CheckpointError) {
+        guard let file, !finished else {
+            throw .writeFailed(path: url.path, reason: "the writer is already finished")
+        }
+        let missing = layout.indices.filter { !written[$0] }.map { layout[$0].name }
+        guard missing.isEmpty else {
+            throw .tensorsNotWritten(path: url.path, tensors: missing.sorted { $0.utf8Precedes($1) })
+        }
+        do throws(CheckpointError) {
+            try file.sync()
+            self.file = nil  // closed below whether or not close() reports an error
+            try file.close()
+            try POSIXFile.rename(temporaryPath, to: url.path)
+        } catch {
+            abandon()
+            throw error
+        }
+        finished = true
+        POSIXFile.syncDirectory(url.deletingLastPathComponent().path)
+    }
+
+    /// Closes and deletes the temporary file.
+    private func abandon() {
+        if let file {
+            try? file.close()
+            self.file = nil
+        }
+        POSIXFile.removeQuietly(temporaryPath)
+    }
+}
+
+/// One tensor with its contents, for writing a whole file in one call.
+public struct TensorPayload: Sendable {
+    public enum Contents: Sendable {
+        /// Raw bytes in the declared dtype, row-major, little-endian.
+        case bytes([UInt8])
+        /// Row-major values converted to the declared floating dtype on writing.
+        case floats([Float])
+    }
+
+    public let declaration: TensorDeclaration
+    public let contents: Contents
+
+    public init(name: String, dtype: DType, shape: [Int], contents: Contents) {
+        self.declaration = TensorDeclaration(name: name, dtype: dtype, shape: shape)
+        self.contents = contents
+    }
+}
+
+extension SafetensorsFile {
+    /// Writes `tensors` and `metadata` to `url` atomically and deterministically (see
+    /// `SafetensorsWriter`). Memory: the payloads plus one encoded tensor.
+    public static func write(
+        _ tensors: [TensorPayload], metadata: [String: String] = [:], to url: URL
+    ) throws(CheckpointError) {
+        let writer = try SafetensorsWriter(url: url, tensors: tensors.map(\.declaration), metadata: metadata)
+        for tensor in tensors {
+            switch tensor.contents {
+            case .bytes(let bytes): try writer.write(tensor.declaration.name, bytes: bytes)
+            case .floats(let values): try writer.write(tensor.declaration.name, floats: values)
+            }
+        }
+        try writer.finish()
+    }
+}

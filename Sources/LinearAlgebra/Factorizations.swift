@@ -1,0 +1,104 @@
+/// A = Q·R with Q (m×k) having orthonormal columns and R (k×n) upper trapezoidal, k = min(m, n).
+public struct QRDecomposition<Scalar: LinearAlgebraScalar>: Sendable {
+    public var q: Matrix<Scalar>
+    public var r: Matrix<Scalar>
+}
+
+/// Thin QR by Householder reflections (`geqrf`, then `orgqr` to form Q; workspaces queried).
+///
+/// Cost ≈ 4·m·n·k − (4/3)·k³ flops. Backward stable: ‖A − QR‖ ≲ p(m, n)·ε·‖A‖ and
+/// ‖QᵀQ − I‖ ≲ p(m, n)·ε. The diagonal of R may be negative (LAPACK's convention).
+/// - Throws: ``LinearAlgebraError/nonFiniteInput(operation:)``.
+public func qr<S: LinearAlgebraScalar>(_ a: some ColumnMajorMatrix<S>) throws(LinearAlgebraError) -> QRDecomposition<S> {
+    let (m, n) = (a.rows, a.columns)
+    let k = min(m, n)
+    guard k > 0 else { return QRDecomposition(q: Matrix(rows: m, columns: 0), r: Matrix(rows: 0, columns: n)) }
+    guard a.isFinite else { throw .nonFiniteInput(operation: "QR of \(a.shape) matrix") }
+    var work = a.withUnsafeBufferPointer { Array($0) }
+    var r = Matrix<S>(rows: k, columns: n)
+    work.withUnsafeMutableBufferPointer { pa in
+        r.withUnsafeMutableBufferPointer { pr in
+            LAPACK.qr(m: m, n: n, a: pa.baseAddress!, r: pr)
+        }
+    }
+    // Q is the first k columns: a contiguous prefix in column-major storage.
+    work.removeSubrange((m * k)...)
+    return QRDecomposition(q: Matrix(rows: m, columns: k, elements: work), r: r)
+}
+
+/// Which triangle of a matrix a routine reads or returns.
+public enum Triangle: Sendable, Hashable {
+    case lower, upper
+}
+
+/// Cholesky factor of a symmetric positive definite matrix (`potrf`).
+///
+/// `.lower` returns L with A = L·Lᵀ, `.upper` returns U with A = Uᵀ·U (the other triangle is
+/// zeroed). Only the requested triangle of `a` is read; the matrix is assumed symmetric.
+/// Cost n³/3 flops. Backward stable: L·Lᵀ = A + E with ‖E‖ ≲ p(n)·ε·‖A‖.
+/// - Throws: ``LinearAlgebraError/notSquare(operation:shape:)``,
+///   ``LinearAlgebraError/nonFiniteInput(operation:)``,
+///   ``LinearAlgebraError/notPositiveDefinite(order:)`` with the first failing leading minor.
+public func cholesky<S: LinearAlgebraScalar>(
+    _ a: some ColumnMajorMatrix<S>, triangle: Triangle = .lower
+) throws(LinearAlgebraError) -> Matrix<S> {
+    let operation = "Cholesky factorization of \(a.shape) matrix"
+    guard a.rows == a.columns else { throw .notSquare(operation: operation, shape: a.shape) }
+    let n = a.rows
+    var l = Matrix<S>(rows: n, columns: n, elements: a.withUnsafeBufferPointer { Array($0) })
+    guard n > 0 else { return l }
+    guard a.isFinite else { throw .nonFiniteInput(operation: operation) }
+    let info = l.withUnsafeMutableBufferPointer { p in
+        let info = LAPACK.potrf(lower: triangle == .lower, n: n, a: p.baseAddress!)
+        Kernels.zeroTriangle(p, rows: n, columns: n, upper: triangle == .lower)
+        return info
+    }
+    guard info == 0 else { throw .notPositiveDefinite(order: info) }
+    return l
+}
+
+/// A⁻¹ of a symmetric positive definite matrix: `potrf` (lower) then `potri`, mirrored so both
+/// triangles are filled (the result is exactly symmetric). Only the lower triangle of `a` is read.
+///
+/// Cost n³ flops. Relative error of the inverse ≈ κ(A)·ε.
+/// - Throws: as ``cholesky(_:triangle:)``; ``LinearAlgebraError/singularMatrix(operation:diagonalIndex:)``
+///   if `potri` meets a zero diagonal.
+public func inverseSPD<S: LinearAlgebraScalar>(_ a: some ColumnMajorMatrix<S>) throws(LinearAlgebraError) -> Matrix<S> {
+    var inverse = try cholesky(a, triangle: .lower)
+    let n = inverse.rows
+    guard n > 0 else { return inverse }
+    let info = inverse.withUnsafeMutableBufferPointer { p in
+        let info = LAPACK.potri(lower: true, n: n, a: p.baseAddress!)
+        if info == 0 { Kernels.symmetrize(p, n: n, fromLower: true) }
+        return info
+    }
+    guard info == 0 else { throw .singularMatrix(operation: "SPD inverse of \(a.shape) matrix", diagonalIndex: info) }
+    return inverse
+}
+
+/// Solves op(T)·X = B for X, T triangular n×n, B n×nrhs (`trtrs`; forward/back substitution).
+///
+/// Only the `triangle` of `t` is read; `unitDiagonal` assumes ones on its diagonal. Cost n²·nrhs
+/// flops. Backward stable; forward error ≈ κ(T)·ε.
+/// - Throws: ``LinearAlgebraError/notSquare(operation:shape:)``,
+///   ``LinearAlgebraError/shapeMismatch(operation:lhs:rhs:)``,
+///   ``LinearAlgebraError/singularMatrix(operation:diagonalIndex:)`` for an exact zero on T's diagonal.
+public func solveTriangular<S: LinearAlgebraScalar>(
+    _ t: some ColumnMajorMatrix<S>, _ b: some ColumnMajorMatrix<S>,
+    triangle: Triangle = .lower, transpose: Bool = false, unitDiagonal: Bool = false
+) throws(LinearAlgebraError) -> Matrix<S> {
+    let operation = "triangular solve"
+    guard t.rows == t.columns else { throw .notSquare(operation: operation, shape: t.shape) }
+    guard b.rows == t.rows else { throw .shapeMismatch(operation: operation, lhs: t.shape, rhs: b.shape) }
+    var x = Matrix<S>(rows: b.rows, columns: b.columns, elements: b.withUnsafeBufferPointer { Array($0) })
+    guard !x.isEmpty else { return x }
+    let n = t.rows, nrhs = b.columns
+    let info = t.withUnsafeBufferPointer { pt in
+        x.withUnsafeMutableBufferPointer { px in
+            LAPACK.trtrs(lower: triangle == .lower, transpose: transpose, unitDiagonal: unitDiagonal,
+                         n: n, nrhs: nrhs, t: pt.baseAddress!, b: px.baseAddress!)
+        }
+    }
+    guard info == 0 else { throw .singularMatrix(operation: operation, diagonalIndex: info) }
+    return x
+}
