@@ -48,8 +48,8 @@ extension Analyzer {
         if let gram {
             let hv = checked { try multiply(gram, v) }
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), hv.column($0)) }
-            activationEnergy = try Self.quadraticTrace(delta, gram)
-            bitDelta = (try Self.quadraticTrace(signApproximation.residual, gram), signApproximation.residual.squaredFrobeniusNorm)
+            activationEnergy = Self.quadraticTrace(delta, gram)
+            bitDelta = (Self.quadraticTrace(signApproximation.residual, gram), signApproximation.residual.squaredFrobeniusNorm)
         } else {
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), v.column($0)) }
             activationEnergy = weightEnergy
@@ -118,7 +118,7 @@ extension Analyzer {
     }
 
     /// tr(A H Aᵀ) = Σᵢⱼ (A H)ᵢⱼ Aᵢⱼ, accumulated in Double (one GEMM, m·n² flops).
-    static func quadraticTrace(_ a: Matrix<Float>, _ h: Matrix<Float>) throws(AnalysisError) -> Double {
+    static func quadraticTrace(_ a: Matrix<Float>, _ h: Matrix<Float>) -> Double {
         let ah = checked { try multiply(a, h) }
         return ah.withUnsafeBufferPointer { p in a.withUnsafeBufferPointer { q in dot(p, q) } }
     }
@@ -131,6 +131,6 @@ extension Analyzer {
 }
 
 /// Runs a linear-algebra call whose shapes the caller validated: a failure is a bug.
-func checked<T>(_ body: () throws(LinearAlgebraError) -> T) -> T {
+func checked<T>(_ body: () throws -> T) -> T {
     do { return try body() } catch { preconditionFailure("linear algebra on validated shapes failed: \(error)") }
 }

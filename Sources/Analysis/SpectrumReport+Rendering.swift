@@ -60,8 +60,10 @@ extension SpectrumReport {
             }
             // Geometric mean over the members, up to the shortest spectrum.
             let length = members.map(\.singularValues.count).min() ?? 0
-            let mean = (0..<length).map { i in
-                (Double(i + 1), exp(members.reduce(0.0) { $0 + log(max($1.singularValues[i] / $1.singularValues[0], 1e-300)) } / Double(members.count)))
+            let mean: [(x: Double, y: Double)] = (0..<length).map { i in
+                var sumOfLogs = 0.0
+                for e in members { sumOfLogs += log(max(e.singularValues[i] / e.singularValues[0], 1e-300)) }
+                return (Double(i + 1), exp(sumOfLogs / Double(members.count)))
             }
             plot.series.append(.init(label: "\(type.rawValue) (\(members.count), mean)", points: mean, color: color, width: 2.5))
         }
