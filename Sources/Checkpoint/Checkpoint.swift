@@ -152,7 +152,8 @@ public struct Checkpoint: Sendable {
             throw .invalidIndex(path: path, reason: "'weight_map' is a \(weightMapValue.typeName), not an object")
         }
         var weightMap: [String: String] = [:]
-        for (tensor, shard) in entries {
+        for entry in entries {
+            let (tensor, shard) = (entry.key, entry.value)
             guard let shardName = shard.stringValue else {
                 throw .invalidIndex(path: path, reason: "'weight_map' entry for tensor '\(tensor)' is a \(shard.typeName), not a string")
             }

@@ -134,6 +134,16 @@ struct SafetensorsFileTests {
         #expect(try file.doubles("b") == floats.map(Double.init))
         #expect(try file.floats("c") == [1, -3])
         #expect(try file.floats("a", allowIntegers: true) == [7])
+        var buffer = [Float](repeating: .nan, count: 3)
+        try buffer.withUnsafeMutableBufferPointer { try file.readFloats("b", into: $0) }
+        #expect(buffer == floats)
+        var doubles = [Double](repeating: .nan, count: 2)
+        try doubles.withUnsafeMutableBufferPointer { try file.readDoubles("c", into: $0) }
+        #expect(doubles == [1, -3])
+        var wrongSize = [Float](repeating: 0, count: 2)
+        #expect(throws: CheckpointError.payloadMismatch(path: url.path, tensor: "b", expectedBytes: 12, actualBytes: 8)) {
+            try wrongSize.withUnsafeMutableBufferPointer { try file.readFloats("b", into: $0) }
+        }
     }
 
     @Test("A 2-D [out, in] tensor becomes a column-major out × in matrix")
