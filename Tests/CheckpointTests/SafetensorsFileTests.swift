@@ -181,12 +181,12 @@ struct SafetensorsFileTests {
 struct MalformedHeaderTests {
     static let f32One = #"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#
 
-    /// The crafted file's error with the path replaced by a placeholder, for comparison.
+    /// The error from opening a crafted file, after checking that it names the file.
     func error(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) throws -> CheckpointError? {
-        try openError(craftedFile(header: header, data: data, declaredLength: declaredLength)).map(Self.stripPath)
+        try openError(craftedFile(header: header, data: data, declaredLength: declaredLength)).map(Self.checkNamesFile)
     }
 
-    static func stripPath(_ error: CheckpointError) -> CheckpointError {
+    static func checkNamesFile(_ error: CheckpointError) -> CheckpointError {
         // Every header error names the file; check it is there, then compare the rest.
         let mirror = Mirror(reflecting: error)
         let payload = mirror.children.first.map { Mirror(reflecting: $0.value) }
