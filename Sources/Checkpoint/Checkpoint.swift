@@ -1,5 +1,14 @@
 import Foundation
 
+// The Checkpoint module reads and writes model weights in the safetensors format (Foundation
+// only; no numerics). Pipeline: checkpoints are read here, deltas analysed in Analysis, plans made
+// in Optimizer, artifacts written by Quantization.
+//
+// Layout convention: safetensors tensors are row-major (C order). A 2-D weight `[out, in]` keeps
+// that shape in `TensorInfo.shape`; `floats(_:)` returns the row-major values as stored, and
+// `matrixColumnMajor(_:)` returns the same matrix W (out × in, not its transpose) in column-major
+// order, which is what LinearAlgebra's `Matrix` and LAPACK expect.
+
 /// One tensor of a checkpoint and the shard file that holds it.
 public struct CheckpointTensor: Sendable, Hashable {
     public let info: TensorInfo
@@ -152,7 +161,8 @@ public struct Checkpoint: Sendable {
             throw .invalidIndex(path: path, reason: "'weight_map' is a \(weightMapValue.typeName), not an object")
         }
         var weightMap: [String: String] = [:]
-        for (tensor, shard) in entries {
+        for entry in entries {
+            let (tensor, shard) = (entry.key, entry.value)
             guard let shardName = shard.stringValue else {
                 throw .invalidIndex(path: path, reason: "'weight_map' entry for tensor '\(tensor)' is a \(shard.typeName), not a string")
             }

@@ -78,7 +78,7 @@ public enum CheckpointError: Error, Equatable, Sendable {
     // MARK: Writing
     /// A tensor name was declared twice, is empty, or is the reserved `__metadata__`.
     case invalidTensorName(path: String, tensor: String, reason: String)
-    /// The bytes or values given do not match the declared dtype and shape.
+    /// The bytes, values or buffer given do not match the tensor's dtype and shape.
     case payloadMismatch(path: String, tensor: String, expectedBytes: Int, actualBytes: Int)
     /// `write` was called for an undeclared tensor, or twice for the same tensor.
     case unexpectedTensor(path: String, tensor: String, reason: String)

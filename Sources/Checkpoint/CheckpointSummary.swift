@@ -89,7 +89,8 @@ public struct CheckpointSummary: Sendable, Equatable {
                 let name = total.dtype.rawValue + String(repeating: " ", count: dtypeWidth - total.dtype.rawValue.count)
                 let tensors = Self.grouped(total.tensors)
                 let bytes = Self.grouped(total.bytes)
-                out += "  \(name)  \(String(repeating: " ", count: tensorWidth - tensors.count))\(tensors) tensors  "
+                let noun = total.tensors == 1 ? "tensor " : "tensors"
+                out += "  \(name)  \(String(repeating: " ", count: tensorWidth - tensors.count))\(tensors) \(noun)  "
                     + "\(String(repeating: " ", count: byteWidth - bytes.count))\(bytes) bytes (\(Self.humanBytes(total.bytes)))\n"
             }
         }

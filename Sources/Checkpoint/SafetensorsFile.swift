@@ -107,12 +107,14 @@ public struct SafetensorsFile: Sendable {
         var metadata: [String: String] = [:]
         var tensors: [TensorInfo] = []
         tensors.reserveCapacity(members.count)
-        for (key, value) in members {
+        for member in members {
+            let (key, value) = (member.key, member.value)
             if key == "__metadata__" {
                 guard case .object(let pairs) = value else {
                     throw .invalidMetadata(path: path, reason: "it is a \(value.typeName), not an object")
                 }
-                for (metaKey, metaValue) in pairs {
+                for pair in pairs {
+                    let (metaKey, metaValue) = (pair.key, pair.value)
                     guard let string = metaValue.stringValue else {
                         throw .invalidMetadata(
                             path: path, reason: "value of '\(metaKey)' is a \(metaValue.typeName), not a string")
@@ -239,6 +241,22 @@ public struct SafetensorsFile: Sendable {
         try convertedValues(name, as: Double.self, targetName: "Double", allowIntegers: allowIntegers)
     }
 
+    /// Converts the tensor's values into caller-provided storage of exactly `elementCount`
+    /// elements (reusing one buffer across tensors avoids the page faults of a fresh array).
+    /// Conversion rules as for `floats(_:allowIntegers:)`.
+    public func readFloats(
+        _ name: String, into buffer: UnsafeMutableBufferPointer<Float>, allowIntegers: Bool = false
+    ) throws(CheckpointError) {
+        try convert(name, into: buffer, targetName: "Float", allowIntegers: allowIntegers)
+    }
+
+    /// `readFloats(_:into:allowIntegers:)` for `Double` storage.
+    public func readDoubles(
+        _ name: String, into buffer: UnsafeMutableBufferPointer<Double>, allowIntegers: Bool = false
+    ) throws(CheckpointError) {
+        try convert(name, into: buffer, targetName: "Double", allowIntegers: allowIntegers)
+    }
+
     /// A 2-D tensor of shape `[rows, columns]` (for a linear layer: `[out, in]`) as a column-major
     /// `rows × columns` matrix: element `(r, c)` at `values[r + c × rows]`, i.e. the layout of
     /// LinearAlgebra's `Matrix` (leading dimension `rows`). The file's row-major data is transposed
@@ -262,21 +280,36 @@ public struct SafetensorsFile: Sendable {
         return (rows, columns, values)
     }
 
-    private func convertedValues<T: BinaryFloatingPoint>(
+    private func convertedValues<T: ConvertedElement>(
         _ name: String, as _: T.Type, targetName: String, allowIntegers: Bool
     ) throws(CheckpointError) -> [T] {
+        let count = try info(name).elementCount
+        var result: Result<Void, CheckpointError> = .success(())
+        let values = [T](unsafeUninitializedCapacity: count) { out, initialized in
+            result = Result { () throws(CheckpointError) in
+                try convert(name, into: out, targetName: targetName, allowIntegers: allowIntegers)
+            }
+            initialized = (try? result.get()) != nil ? count : 0
+        }
+        try result.get()
+        return values
+    }
+
+    private func convert<T: ConvertedElement>(
+        _ name: String, into out: UnsafeMutableBufferPointer<T>, targetName: String, allowIntegers: Bool
+    ) throws(CheckpointError) {
         let tensor = try info(name)
         guard tensor.dtype.isFloatingPoint || (allowIntegers && tensor.dtype != .bool) else {
             throw .unsupportedConversion(path: path, tensor: name, dtype: tensor.dtype, target: targetName)
         }
+        guard out.count == tensor.elementCount else {
+            throw .payloadMismatch(path: path, tensor: name, expectedBytes: tensor.byteCount,
+                                   actualBytes: out.count * tensor.dtype.byteSize)
+        }
         let start = dataStart + tensor.dataOffsets.lowerBound
-        let count = tensor.elementCount
-        return storage.withUnsafeBytes { raw in
-            let source = UnsafeRawBufferPointer(rebasing: raw[start ..< start + tensor.byteCount])
-            return [T](unsafeUninitializedCapacity: count) { out, initialized in
-                ElementConversion.convert(source, dtype: tensor.dtype, into: out)
-                initialized = count
-            }
+        storage.withUnsafeBytes { raw in
+            ElementConversion.convert(
+                UnsafeRawBufferPointer(rebasing: raw[start ..< start + tensor.byteCount]), dtype: tensor.dtype, into: out)
         }
     }
 }

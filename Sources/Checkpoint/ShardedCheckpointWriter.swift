@@ -10,7 +10,8 @@ import Foundation
 ///
 /// Every file is written with `SafetensorsWriter` (temporary file, fsync, rename); the index is
 /// written last, atomically, once all shards are in place. Tensors may be written in any order;
-/// peak memory is about one tensor.
+/// peak memory is about one tensor. If `finish()` fails part-way, shards already renamed stay in
+/// the directory but no (new) index refers to them.
 ///
 /// A class because it owns the open shard writers.
 public final class ShardedCheckpointWriter {
@@ -33,6 +34,10 @@ public final class ShardedCheckpointWriter {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
             throw .writeFailed(path: directory.path, reason: error.localizedDescription)
+        }
+        var seen = Set<String>()
+        for tensor in tensors where !seen.insert(tensor.name).inserted {
+            throw .invalidTensorName(path: directory.path, tensor: tensor.name, reason: "declared twice")
         }
         var groups: [[TensorDeclaration]] = []
         var current: [TensorDeclaration] = []

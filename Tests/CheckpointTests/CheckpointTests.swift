@@ -56,6 +56,20 @@ struct CheckpointTests {
         #expect((index?["metadata"] as? [String: Any])?["total_size"] as? Int == 248)
     }
 
+    @Test("A tensor larger than the shard limit gets a shard of its own")
+    func oversizedTensor() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let writer = try Self.writeSharded(to: dir.url, maxShardBytes: 50)
+        // embed(80) and the 64-byte tensors exceed 50 alone; head(32) + layers.0.w(64) > 50; layers.1.w + norm > 50.
+        #expect(writer.shardNames.count == 5)
+        #expect(Set(writer.shardAssignment.values).count == 5)
+        let checkpoint = try Checkpoint(at: dir.url)
+        for declaration in Self.declarations {
+            #expect(try checkpoint.floats(declaration.name) == Self.values(for: declaration))
+        }
+    }
+
     @Test("One shard gives a plain model.safetensors that opens as a directory checkpoint")
     func singleShard() throws {
         let dir = try TemporaryDirectory()

@@ -134,6 +134,16 @@ struct SafetensorsFileTests {
         #expect(try file.doubles("b") == floats.map(Double.init))
         #expect(try file.floats("c") == [1, -3])
         #expect(try file.floats("a", allowIntegers: true) == [7])
+        var buffer = [Float](repeating: .nan, count: 3)
+        try buffer.withUnsafeMutableBufferPointer { try file.readFloats("b", into: $0) }
+        #expect(buffer == floats)
+        var doubles = [Double](repeating: .nan, count: 2)
+        try doubles.withUnsafeMutableBufferPointer { try file.readDoubles("c", into: $0) }
+        #expect(doubles == [1, -3])
+        var wrongSize = [Float](repeating: 0, count: 2)
+        #expect(throws: CheckpointError.payloadMismatch(path: url.path, tensor: "b", expectedBytes: 12, actualBytes: 8)) {
+            try wrongSize.withUnsafeMutableBufferPointer { try file.readFloats("b", into: $0) }
+        }
     }
 
     @Test("A 2-D [out, in] tensor becomes a column-major out × in matrix")
@@ -171,12 +181,12 @@ struct SafetensorsFileTests {
 struct MalformedHeaderTests {
     static let f32One = #"{"dtype":"F32","shape":[1],"data_offsets":[0,4]}"#
 
-    /// The crafted file's error with the path replaced by a placeholder, for comparison.
+    /// The error from opening a crafted file, after checking that it names the file.
     func error(header: String, data: [UInt8] = [], declaredLength: UInt64? = nil) throws -> CheckpointError? {
-        try openError(craftedFile(header: header, data: data, declaredLength: declaredLength)).map(Self.stripPath)
+        try openError(craftedFile(header: header, data: data, declaredLength: declaredLength)).map(Self.checkNamesFile)
     }
 
-    static func stripPath(_ error: CheckpointError) -> CheckpointError {
+    static func checkNamesFile(_ error: CheckpointError) -> CheckpointError {
         // Every header error names the file; check it is there, then compare the rest.
         let mirror = Mirror(reflecting: error)
         let payload = mirror.children.first.map { Mirror(reflecting: $0.value) }

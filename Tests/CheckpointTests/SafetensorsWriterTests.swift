@@ -110,6 +110,17 @@ struct SafetensorsWriterTests {
         #expect(try dir.contents() == [])  // the abandoned writer removed its temporary file
     }
 
+    @Test("Sharded writer rejects duplicate names")
+    func shardedDuplicates() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let declaration = TensorDeclaration(name: "w", dtype: .f32, shape: [1])
+        #expect(throws: CheckpointError.invalidTensorName(path: dir.url.path, tensor: "w", reason: "declared twice")) {
+            try ShardedCheckpointWriter(directory: dir.url, tensors: [declaration, declaration], maxShardBytes: 4)
+        }
+        #expect(try dir.contents() == [])
+    }
+
     @Test("Rewriting replaces the file atomically")
     func replace() throws {
         let dir = try TemporaryDirectory()

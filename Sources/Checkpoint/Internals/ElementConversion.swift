@@ -7,7 +7,7 @@
 enum ElementConversion {
     /// Converts `source` (elements of `dtype`, packed) into `out`, which holds exactly
     /// `source.count / dtype.byteSize` elements. BOOL is not accepted (callers reject it).
-    static func convert<T: BinaryFloatingPoint>(
+    static func convert<T: ConvertedElement>(
         _ source: UnsafeRawBufferPointer, dtype: DType, into out: UnsafeMutableBufferPointer<T>
     ) {
         precondition(source.count == out.count * dtype.byteSize, "conversion buffer sizes disagree")
@@ -34,20 +34,20 @@ enum ElementConversion {
             }
         case .i64:
             for i in 0..<out.count {
-                out[i] = T(Int64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self)))
+                out[i] = T(Int(Int64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: Int64.self))))
             }
         case .i32:
             for i in 0..<out.count {
-                out[i] = T(Int32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self)))
+                out[i] = T(Int(Int32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: Int32.self))))
             }
         case .i16:
             for i in 0..<out.count {
-                out[i] = T(Int16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self)))
+                out[i] = T(Int(Int16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: Int16.self))))
             }
         case .i8:
-            for i in 0..<out.count { out[i] = T(source.load(fromByteOffset: i, as: Int8.self)) }
+            for i in 0..<out.count { out[i] = T(Int(source.load(fromByteOffset: i, as: Int8.self))) }
         case .u8:
-            for i in 0..<out.count { out[i] = T(source[i]) }
+            for i in 0..<out.count { out[i] = T(Int(source[i])) }
         case .bool:
             preconditionFailure("BOOL tensors are rejected before conversion")
         }
@@ -81,3 +81,15 @@ enum ElementConversion {
         }
     }
 }
+
+/// The element types tensors convert to. The requirements are met by `Float`'s and `Double`'s
+/// concrete initializers, so a specialized conversion loop calls them directly instead of the
+/// slow generic `BinaryFloatingPoint.init<Source>(_:)`.
+protocol ConvertedElement {
+    init(_ value: Float)
+    init(_ value: Double)
+    init(_ value: Int)
+}
+
+extension Float: ConvertedElement {}
+extension Double: ConvertedElement {}

@@ -5,7 +5,7 @@
 /// detour through `Double`/`NSNumber`, and (3) nesting depth is bounded (a hostile header cannot
 /// overflow the stack). Complexity O(n) in the input length.
 enum JSONValue {
-    case object([(key: String, value: JSONValue)])
+    case object([JSONMember])
     case array([JSONValue])
     case string(String)
     /// The number's literal text, validated against the JSON grammar.
@@ -35,6 +35,12 @@ enum JSONValue {
         case .null: "null"
         }
     }
+}
+
+/// One `"key": value` pair of a JSON object, in source order.
+struct JSONMember {
+    let key: String
+    let value: JSONValue
 }
 
 enum JSONParseError: Error, Equatable {
@@ -104,7 +110,7 @@ struct JSONParser {
 
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         position += 1  // "{"
-        var members: [(key: String, value: JSONValue)] = []
+        var members: [JSONMember] = []
         var seen = Set<String>()
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
@@ -123,7 +129,7 @@ struct JSONParser {
             position += 1
             skipWhitespace()
             let value = try parseValue(depth: depth + 1)
-            members.append((key, value))
+            members.append(JSONMember(key: key, value: value))
             skipWhitespace()
             guard position < bytes.count else { throw fail("unexpected end of input") }
             if bytes[position] == UInt8(ascii: ",") { position += 1; continue }
