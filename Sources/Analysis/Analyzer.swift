@@ -40,8 +40,9 @@ public struct AnalysisOptions: Codable, Sendable, Equatable {
 
 /// What an analysis reports while it runs.
 public enum AnalysisEvent: Sendable {
-    /// `total` matrices selected, `alreadyDone` of them found finished in the store.
-    case started(total: Int, alreadyDone: Int)
+    /// The selected matrices in analysis order, each with its shape and whether the store
+    /// already has it from an earlier run.
+    case started(matrices: [(name: String, rows: Int, columns: Int, alreadyDone: Bool)])
     case skipped(tensor: String, reason: String)
     case matrixStarted(index: Int, total: Int, name: String, rows: Int, columns: Int)
     case matrixFinished(index: Int, total: Int, name: String, seconds: Double)
@@ -106,8 +107,7 @@ public struct Analyzer: Sendable {
         var manifest = try existingOrNewManifest(inputs: inputs, jobs: jobs, skipped: skipped)
         try removeStrayFiles(manifest)
 
-        let done = manifest.matrices.filter { $0.status == .done }.count
-        progress(.started(total: jobs.count, alreadyDone: done))
+        progress(.started(matrices: manifest.matrices.map { ($0.name, $0.rows, $0.columns, $0.status == .done) }))
         let gramCache = GramCache()
         for (index, job) in jobs.enumerated() where manifest.matrices[index].status != .done {
             if shouldStop() { throw CancellationError() }

@@ -7,5 +7,5 @@ struct DeltaPlan: AsyncParsableCommand {
         commandName: "deltaplan",
         abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
         version: DeltaPlanVersion.string,
-        subcommands: [Inspect.self])
+        subcommands: [Inspect.self, Synth.self, Analyze.self, Spectrum.self, Demo.self])
 }

@@ -1,0 +1,91 @@
+import Analysis
+import ArgumentParser
+import Foundation
+import Reporting
+
+/// `deltaplan analyze`: SVD of every selected delta into a spectrum store.
+struct Analyze: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Decompose the deltas of a fine-tuned checkpoint against its base into a spectrum store.",
+        discussion: """
+        For every 2-D weight in both checkpoints selected by the filters (default: the attention and MLP \
+        projections of Llama/Mistral- and BERT-style models), computes ΔW = W_finetuned − W_base in Float32, \
+        its SVD, and with --calibration the projections gᵢ = vᵢᵀ H vᵢ and ‖ΔW X‖². Checkpoints are \
+        .safetensors files or directories (sharded ones with model.safetensors.index.json); weights may \
+        be BF16, F16, F32 or F64. A rerun with the same inputs and options resumes an interrupted store.
+        """)
+
+    @Option(help: "The base checkpoint (file or directory).")
+    var base: String
+
+    @Option(help: "The fine-tuned checkpoint (file or directory).")
+    var finetuned: String
+
+    @Option(help: "Calibration statistics (a safetensors file of <module>.gram/.count[/.inputs]); without it the store is data-free (H = I).")
+    var calibration: String?
+
+    @Option(help: "Select tensors matching this regular expression (repeatable; replaces the default projections).")
+    var include: [String] = []
+
+    @Option(help: "Never select tensors matching this regular expression (repeatable).")
+    var exclude: [String] = []
+
+    @Option(help: "Store at most R singular vector pairs per matrix (default: h_out·h_in/(h_out+h_in), all any plan up to α = 1/8 can use).")
+    var maxRank: Int?
+
+    @Flag(help: "Report and skip tensors missing on one side or with different shapes, instead of failing.")
+    var skipMismatched = false
+
+    @Flag(help: "Use H = I for selected modules without a calibration entry (marked in every report).")
+    var allowMissingCalibration = false
+
+    @Option(help: "Seed of the randomized SVD (used when the stored rank is far below the matrix rank).")
+    var seed: UInt64 = 0
+
+    @Option(help: "The spectrum store directory to write (or resume).")
+    var out: String
+
+    func validate() throws {
+        if let maxRank, maxRank < 1 { throw ValidationError("--max-rank must be at least 1, got \(maxRank)") }
+    }
+
+    func run() throws {
+        let analyzer = Analyzer(
+            base: URL(fileURLWithPath: base), finetuned: URL(fileURLWithPath: finetuned),
+            calibration: calibration.map { URL(fileURLWithPath: $0) },
+            options: AnalysisOptions(include: include, exclude: exclude, maxRank: maxRank, skipMismatched: skipMismatched,
+                                     allowMissingCalibration: allowMissingCalibration, seed: seed),
+            store: URL(fileURLWithPath: out))
+        let store = try analyzer.runWithProgress()
+        print("analyzed \(store.matrices.count) matrices into \(store.url.path)"
+              + (store.manifest.dataFree ? " (data-free: no calibration, H = I)" : ""))
+    }
+}
+
+extension Analyzer {
+    /// Runs with a terminal progress line; the ETA weighs each matrix by its SVD cost m·n·min(m, n).
+    func runWithProgress() throws -> SpectrumStore {
+        let progress = TerminalProgress(label: "analyze")
+        var costs: [Double] = [], done = 0.0, total = 0.0
+        return try run(progress: { event in
+            switch event {
+            case let .started(matrices):
+                // Only the work left counts toward the ETA.
+                costs = matrices.map { $0.alreadyDone ? 0 : Double($0.rows) * Double($0.columns) * Double(min($0.rows, $0.columns)) }
+                total = costs.reduce(0, +)
+                let resumed = matrices.filter(\.alreadyDone).count
+                if resumed > 0 { progress.note("resuming: \(resumed) of \(matrices.count) matrices already done") }
+            case let .skipped(tensor, reason):
+                progress.note("skipped \(tensor): \(reason)")
+            case let .matrixStarted(index, count, name, rows, columns):
+                progress.update(done: done, total: total, step: index + 1, steps: count, current: "\(name) \(rows)×\(columns)")
+            case let .matrixFinished(index, count, name, seconds):
+                done += costs[index]
+                progress.update(done: done, total: total, step: index + 1, steps: count,
+                                current: "\(name) in \(Format.duration(seconds))", finished: true)
+            case let .finished(store):
+                progress.finish("analyze: done, store \(store.path)")
+            }
+        })
+    }
+}

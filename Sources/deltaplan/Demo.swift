@@ -1,0 +1,34 @@
+import Analysis
+import ArgumentParser
+import Foundation
+import ModelProfiles
+
+/// `deltaplan demo`: the pipeline on a small seeded synthetic pair.
+struct Demo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the pipeline on a small synthetic Llama-shaped pair: synth → analyze → spectrum report.")
+
+    @Option(help: "Working directory for the demo's files (default: a new temporary directory).")
+    var workdir: String?
+
+    @Option(help: "Seed of the synthetic pair.")
+    var seed: UInt64 = 7
+
+    func run() throws {
+        setvbuf(stdout, nil, _IOLBF, 0)  // keep stdout in step with the progress lines on stderr
+        let dir = workdir.map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-demo-\(ProcessInfo.processInfo.processIdentifier)")
+        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 2)
+        print("== synth: \(profile.description)")
+        let paths = try SyntheticPair(profile: profile, seed: seed, tokens: 1024).writeWithProgress(to: dir)
+        print("== analyze: \(paths.base.path) vs \(paths.finetuned.path), calibration \(paths.calibration.lastPathComponent)")
+        let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
+                                 options: AnalysisOptions(), store: dir.appendingPathComponent("store")).runWithProgress()
+        let report = try SpectrumReport(store)
+        print("== spectrum report (\(store.matrices.count) matrices)")
+        print(report.text())
+        let plot = dir.appendingPathComponent("spectra.svg")
+        try writeAtomically(report.plot().svg(), to: plot)
+        print("spectrum plot: \(plot.path)")
+    }
+}
