@@ -15,20 +15,19 @@ struct Demo: ParsableCommand {
     var seed: UInt64 = 7
 
     func run() throws {
-        setvbuf(stdout, nil, _IOLBF, 0)  // keep stdout in step with the progress lines on stderr
         let dir = workdir.map { URL(fileURLWithPath: $0) }
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-demo-\(ProcessInfo.processInfo.processIdentifier)")
         let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 2)
-        print("== synth: \(profile.description)")
+        say("== synth: \(profile.description)")
         let paths = try SyntheticPair(profile: profile, seed: seed, tokens: 1024).writeWithProgress(to: dir)
-        print("== analyze: \(paths.base.path) vs \(paths.finetuned.path), calibration \(paths.calibration.lastPathComponent)")
+        say("== analyze: \(paths.base.path) vs \(paths.finetuned.path), calibration \(paths.calibration.lastPathComponent)")
         let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
                                  options: AnalysisOptions(), store: dir.appendingPathComponent("store")).runWithProgress()
         let report = try SpectrumReport(store)
-        print("== spectrum report (\(store.matrices.count) matrices)")
-        print(report.text())
+        say("== spectrum report (\(store.matrices.count) matrices)")
+        say(report.text())
         let plot = dir.appendingPathComponent("spectra.svg")
         try writeAtomically(report.plot().svg(), to: plot)
-        print("spectrum plot: \(plot.path)")
+        say("spectrum plot: \(plot.path)")
     }
 }

@@ -57,3 +57,8 @@ final class TerminalProgress {
         FileHandle.standardError.write(Data(s.utf8))
     }
 }
+
+/// Prints a line to standard output unbuffered, so it stays in order with progress on standard error.
+func say(_ text: String = "") {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
