@@ -6,7 +6,7 @@ struct DeltaPlan: AsyncParsableCommand {
         commandName: "deltaplan",
         abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
         version: DeltaPlanVersion.string,
-        subcommands: [])
+        subcommands: [PlanCommand.self, FootprintCommand.self, Profiles.self, CompareCommand.self])
 }
 
 enum DeltaPlanVersion {
