@@ -20,8 +20,9 @@ struct PlanCommand: ParsableCommand {
             'matrix' (each matrix its own share).
 
             Example (the paper's Llama-2-7B setting):
-              deltaplan plan --profile llama-2-7b --budget 1/16 --strategy preset:delta-come \\
-                --accounting paper --scope type --out plan.json --export delta-come
+              deltaplan plan --profile llama-2-7b --budget 1/16 \\
+                --strategy preset:delta-come --accounting paper \\
+                --scope type --out plan.json --export delta-come
             """)
 
     @OptionGroup var model: ProfileOptions
