@@ -67,11 +67,11 @@ struct PlanCommand: ParsableCommand {
                 budgetText: storageOptions.budget, storage: storageOptions.storage, scope: scope,
                 menu: try parseBitsMenu(bits), seed: seed, toolVersion: DeltaPlanVersion.string)
         } catch let error as PlanRequestError { throw CLIFailure(error) }
-        print(planSummary(plan), terminator: "")
         if let out {
             do { try plan.write(to: URL(fileURLWithPath: out)) } catch { throw CLIFailure(error) }
-            print("wrote \(out)")
         }
+        print(planSummary(plan), terminator: "")
+        if let out { print("wrote \(out)") }
         if export == .deltaCome {
             do { print(try plan.deltaComeFlags()) } catch {
                 throw CLIFailure("cannot export to delta-come: \(error.description)")
