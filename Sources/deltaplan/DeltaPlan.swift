@@ -7,5 +7,8 @@ struct DeltaPlan: AsyncParsableCommand {
         commandName: "deltaplan",
         abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
         version: DeltaPlanVersion.string,
-        subcommands: [Inspect.self, Synth.self, Analyze.self, Spectrum.self, Demo.self])
+        subcommands: [
+            Demo.self, Synth.self, Inspect.self, Analyze.self, Spectrum.self,
+            PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self,
+        ])
 }

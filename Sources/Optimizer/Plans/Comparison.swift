@@ -1,0 +1,131 @@
+import Foundation
+
+/// Strategies compared at several budgets on one set of matrices: one row per strategy × budget.
+public struct Comparison: Codable, Sendable, Equatable {
+    public struct Row: Codable, Sendable, Equatable {
+        public var strategy: String
+        /// The budget as given (`1/16`).
+        public var budget: String
+        public var budgetBits: Int
+        public var storageBits: Int
+        /// Achieved α = storageBits / dense F16 bits.
+        public var alpha: Double
+        public var predictedError: Double
+        public var predictedRelativeError: Double
+        /// Relative predicted error per layer type (`attention`, `mlp`).
+        public var relativeErrorByType: [String: Double]
+        public var seconds: Double
+        /// (error − exact error) / exact error; null when exact was not run or for exact itself.
+        public var gapToExact: Double?
+
+        public init(strategy: String, budget: String, budgetBits: Int, storageBits: Int, alpha: Double,
+                    predictedError: Double, predictedRelativeError: Double, relativeErrorByType: [String: Double],
+                    seconds: Double, gapToExact: Double? = nil) {
+            self.strategy = strategy
+            self.budget = budget
+            self.budgetBits = budgetBits
+            self.storageBits = storageBits
+            self.alpha = alpha
+            self.predictedError = predictedError
+            self.predictedRelativeError = predictedRelativeError
+            self.relativeErrorByType = relativeErrorByType
+            self.seconds = seconds
+            self.gapToExact = gapToExact
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(strategy, forKey: .strategy)
+            try c.encode(budget, forKey: .budget)
+            try c.encode(budgetBits, forKey: .budgetBits)
+            try c.encode(storageBits, forKey: .storageBits)
+            try c.encode(alpha, forKey: .alpha)
+            try c.encode(predictedError, forKey: .predictedError)
+            try c.encode(predictedRelativeError, forKey: .predictedRelativeError)
+            try c.encode(relativeErrorByType, forKey: .relativeErrorByType)
+            try c.encode(seconds, forKey: .seconds)
+            try c.encode(gapToExact, forKey: .gapToExact)
+        }
+    }
+
+    /// What was compared (store or profile name).
+    public var title: String
+    public var accounting: Accounting
+    public var rows: [Row]
+
+    public init(title: String, accounting: Accounting, rows: [Row]) {
+        self.title = title
+        self.accounting = accounting
+        self.rows = rows
+    }
+
+    /// Layer types present in any row, sorted.
+    var types: [String] { Set(rows.flatMap(\.relativeErrorByType.keys)).sorted() }
+}
+
+public enum ComparisonFormat: String, Sendable, CaseIterable, Codable {
+    case table, markdown, json, svg
+}
+
+extension Comparison {
+    public func render(_ format: ComparisonFormat) -> String {
+        switch format {
+        case .table: textTable()
+        case .markdown: markdown()
+        case .json: json()
+        case .svg: svg()
+        }
+    }
+
+    private var header: [String] {
+        ["strategy", "budget", "storage", "α", "error", "rel. error"] + types.map { "rel. \($0)" } + ["time", "gap to exact"]
+    }
+
+    private var cells: [[String]] {
+        rows.map { r in
+            [r.strategy, r.budget, formatBytes(r.storageBits), formatAlpha(r.alpha),
+             formatScientific(r.predictedError), formatScientific(r.predictedRelativeError)]
+                + types.map { r.relativeErrorByType[$0].map(formatScientific) ?? "–" }
+                + [String(format: "%.2f s", r.seconds), r.gapToExact.map { String(format: "%+.2f%%", 100 * $0) } ?? "–"]
+        }
+    }
+
+    /// Aligned plain text: text columns left-aligned, numeric columns right-aligned.
+    public func textTable() -> String {
+        let all = [header] + cells
+        let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
+        func line(_ row: [String]) -> String {
+            row.enumerated().map { c, s in
+                let pad = String(repeating: " ", count: widths[c] - s.count)
+                return c < 2 ? s + pad : pad + s
+            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+        return ([line(header), rule] + cells.map(line)).joined(separator: "\n") + "\n"
+    }
+
+    /// A GitHub-flavoured markdown table, one row per strategy × budget.
+    public func markdown() -> String {
+        let align = header.indices.map { $0 < 2 ? ":---" : "---:" }
+        return ([header, align] + cells).map { "| " + $0.joined(separator: " | ") + " |" }.joined(separator: "\n") + "\n"
+    }
+
+    /// Deterministic JSON (sorted keys).
+    public func json() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        // Finite Doubles, strings and integers only: encoding cannot fail unless a value is NaN.
+        guard let data = try? encoder.encode(self) else { return "{}\n" }
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}
+
+/// "1/16" when 1/α is (nearly) an integer, else three significant digits.
+func formatAlpha(_ alpha: Double) -> String {
+    guard alpha > 0 else { return "0" }
+    let inverse = 1 / alpha
+    if abs(inverse - inverse.rounded()) < 0.005 * inverse { return "1/\(Int(inverse.rounded()))" }
+    return String(format: "%.4g", alpha)
+}
+
+func formatScientific(_ x: Double) -> String { String(format: "%.3e", x) }

@@ -1,0 +1,368 @@
+import Foundation
+import ModelProfiles
+
+/// An allocation plan as written to disk: versioned JSON that a separate compressor can consume.
+/// The schema is documented in `Docs/plan-format.md`.
+///
+/// Encoding is deterministic (sorted keys, shortest round-trip Double formatting, optional values
+/// written as `null`), so equal plans give byte-identical files.
+public struct Plan: Codable, Sendable, Equatable {
+    /// The format version this build writes and reads.
+    public static let currentFormatVersion = 1
+
+    /// Where the plan's matrices came from.
+    public struct Source: Codable, Sendable, Equatable {
+        /// `store` (an analysis store, with measured spectra) or `profile` (shapes only).
+        public var kind: String
+        /// The profile name, or the store's path or name as given.
+        public var name: String
+        /// SHA-256 (hex) of the store manifest, or of the profile's canonical JSON.
+        public var hash: String
+
+        public init(kind: String, name: String, hash: String) {
+            self.kind = kind
+            self.name = name
+            self.hash = hash
+        }
+    }
+
+    public struct BudgetRecord: Codable, Sendable, Equatable {
+        /// The budget as the user gave it (`1/16`, `850MiB`, `1.0bpp`).
+        public var given: String
+        /// The budget in bits under the plan's accounting, over all planned matrices.
+        public var bits: Int
+
+        public init(given: String, bits: Int) {
+            self.given = given
+            self.bits = bits
+        }
+    }
+
+    public struct StrategyRecord: Codable, Sendable, Equatable {
+        /// `preset`, `greedy`, `genetic` or `exact`.
+        public var name: String
+        /// The preset's name for `preset`, else null.
+        public var preset: String?
+        /// The strategy's numeric parameters (e.g. the genetic options), sorted by key; empty when none.
+        public var parameters: [String: Double]
+        public var seed: UInt64
+
+        public init(name: String, preset: String? = nil, parameters: [String: Double] = [:], seed: UInt64) {
+            self.name = name
+            self.preset = preset
+            self.parameters = parameters
+            self.seed = seed
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(preset, forKey: .preset)
+            try c.encode(parameters, forKey: .parameters)
+            try c.encode(seed, forKey: .seed)
+        }
+    }
+
+    /// One planned matrix.
+    public struct Matrix: Codable, Sendable, Equatable {
+        public var name: String
+        public var type: LayerType
+        /// `[h_out, h_in]`.
+        public var shape: [Int]
+        /// Consecutive from 0, strictly decreasing bits; vectors past the last `end` are dropped.
+        public var segments: [Segment]
+        public var storageBits: Int
+        /// Predicted ‖(ΔW − ΔŴ)X‖²; null for shape-only plans.
+        public var predictedError: Double?
+        /// `predictedError / ‖ΔW X‖²`; null for shape-only plans.
+        public var predictedRelativeError: Double?
+
+        public init(name: String, type: LayerType, shape: [Int], segments: [Segment], storageBits: Int,
+                    predictedError: Double? = nil, predictedRelativeError: Double? = nil) {
+            self.name = name
+            self.type = type
+            self.shape = shape
+            self.segments = segments
+            self.storageBits = storageBits
+            self.predictedError = predictedError
+            self.predictedRelativeError = predictedRelativeError
+        }
+
+        /// The allocation the segments describe.
+        public var allocation: Allocation { Allocation(segments: segments) }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(type, forKey: .type)
+            try c.encode(shape, forKey: .shape)
+            try c.encode(segments, forKey: .segments)
+            try c.encode(storageBits, forKey: .storageBits)
+            try c.encode(predictedError, forKey: .predictedError)
+            try c.encode(predictedRelativeError, forKey: .predictedRelativeError)
+        }
+    }
+
+    public struct Totals: Codable, Sendable, Equatable {
+        public var storageBits: Int
+        /// ⌈storageBits / 8⌉.
+        public var storageBytes: Int
+        /// Σ 16 · h_out · h_in over the planned matrices: what α is relative to.
+        public var denseBits: Int
+        /// storageBits / denseBits.
+        public var alpha: Double
+        /// storageBits / Σ h_out · h_in (= 16 α).
+        public var bitsPerParameter: Double
+        public var predictedError: Double?
+        /// Σ predicted error / Σ ‖ΔW X‖².
+        public var predictedRelativeError: Double?
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(storageBits, forKey: .storageBits)
+            try c.encode(storageBytes, forKey: .storageBytes)
+            try c.encode(denseBits, forKey: .denseBits)
+            try c.encode(alpha, forKey: .alpha)
+            try c.encode(bitsPerParameter, forKey: .bitsPerParameter)
+            try c.encode(predictedError, forKey: .predictedError)
+            try c.encode(predictedRelativeError, forKey: .predictedRelativeError)
+        }
+    }
+
+    /// The gap of this plan's predicted error to the exact optimum's, filled by a caller that also ran `exact`.
+    public struct GapToExact: Codable, Sendable, Equatable {
+        /// The exact strategy's predicted error at the same budget.
+        public var exactError: Double
+        /// predictedError − exactError (≥ 0 up to rounding).
+        public var absolute: Double
+        /// absolute / exactError (0 when exactError is 0).
+        public var relative: Double
+
+        public init(error: Double, exactError: Double) {
+            self.exactError = exactError
+            absolute = error - exactError
+            relative = exactError > 0 ? (error - exactError) / exactError : 0
+        }
+    }
+
+    /// What the strategy reports beyond the allocation. Fields that do not apply are null.
+    public struct Report: Codable, Sendable, Equatable {
+        /// Greedy: one entry per stage of the staged search, in order.
+        public var greedyPath: [String]?
+        /// Genetic: best predicted error after each generation.
+        public var convergence: [Double]?
+        public var generations: Int?
+        public var evaluations: Int?
+        /// Exact: a lower bound on the optimum's predicted error, and the relative gap
+        /// (predictedError − lowerBound) / lowerBound of the plan to it.
+        public var exactLowerBound: Double?
+        public var exactGap: Double?
+        /// Greedy and genetic: the gap to the exact optimum (see ``GapToExact``).
+        public var gapToExact: GapToExact?
+
+        public init(greedyPath: [String]? = nil, convergence: [Double]? = nil, generations: Int? = nil,
+                    evaluations: Int? = nil, exactLowerBound: Double? = nil, exactGap: Double? = nil,
+                    gapToExact: GapToExact? = nil) {
+            self.greedyPath = greedyPath
+            self.convergence = convergence
+            self.generations = generations
+            self.evaluations = evaluations
+            self.exactLowerBound = exactLowerBound
+            self.exactGap = exactGap
+            self.gapToExact = gapToExact
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(greedyPath, forKey: .greedyPath)
+            try c.encode(convergence, forKey: .convergence)
+            try c.encode(generations, forKey: .generations)
+            try c.encode(evaluations, forKey: .evaluations)
+            try c.encode(exactLowerBound, forKey: .exactLowerBound)
+            try c.encode(exactGap, forKey: .exactGap)
+            try c.encode(gapToExact, forKey: .gapToExact)
+        }
+    }
+
+    public var formatVersion: Int
+    public var toolVersion: String
+    public var source: Source
+    public var budget: BudgetRecord
+    public var accounting: Accounting
+    public var groupSize: Int
+    public var scope: Scope
+    public var strategy: StrategyRecord
+    /// Allowed positive bit-widths, descending (0 is always allowed).
+    public var bits: [Int]
+    public var matrices: [Matrix]
+    public var totals: Totals
+    public var report: Report
+
+    /// Builds a plan from its matrices, computing the totals.
+    ///
+    /// `activationEnergies[i]` is ‖ΔW X‖² of matrix i when predicted errors are known (store plans);
+    /// the total relative error is Σ error / Σ energy. Pass nil for shape-only plans.
+    public init(
+        toolVersion: String, source: Source, budget: BudgetRecord, storage: StorageModel, scope: Scope,
+        strategy: StrategyRecord, bits: [Int], matrices: [Matrix], activationEnergies: [Double]? = nil,
+        report: Report = Report()
+    ) {
+        formatVersion = Self.currentFormatVersion
+        self.toolVersion = toolVersion
+        self.source = source
+        self.budget = budget
+        accounting = storage.accounting
+        groupSize = storage.groupSize
+        self.scope = scope
+        self.strategy = strategy
+        self.bits = bits
+        self.matrices = matrices
+        let storageBits = matrices.reduce(0) { $0 + $1.storageBits }
+        let parameters = matrices.reduce(0) { $0 + $1.shape[0] * $1.shape[1] }
+        var error: Double?, relative: Double?
+        if let energies = activationEnergies {
+            precondition(energies.count == matrices.count, "one activation energy per matrix")
+            let e = matrices.reduce(0.0) { $0 + ($1.predictedError ?? 0) }
+            let total = energies.reduce(0, +)
+            error = e
+            relative = total > 0 ? e / total : 0
+        }
+        totals = Totals(
+            storageBits: storageBits, storageBytes: (storageBits + 7) / 8, denseBits: 16 * parameters,
+            alpha: parameters > 0 ? Double(storageBits) / Double(16 * parameters) : 0,
+            bitsPerParameter: parameters > 0 ? Double(storageBits) / Double(parameters) : 0,
+            predictedError: error, predictedRelativeError: relative)
+        self.report = report
+    }
+
+    /// Records the gap to the exact optimum's predicted error `exactError` (greedy and genetic plans).
+    public mutating func recordGap(toExactError exactError: Double) {
+        guard let e = totals.predictedError else { return }
+        report.gapToExact = GapToExact(error: e, exactError: exactError)
+    }
+}
+
+// MARK: - Encoding, writing, reading
+
+/// Why a plan file cannot be written or read.
+public enum PlanFileError: Error, Equatable, CustomStringConvertible {
+    case unreadable(file: String, reason: String)
+    case unwritable(file: String, reason: String)
+    case unsupportedVersion(file: String, found: Int, supported: Int)
+    /// The JSON is not a plan; `field` is the JSON path at fault.
+    case invalid(file: String, field: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(file, reason): "cannot read plan \(file): \(reason)"
+        case let .unwritable(file, reason): "cannot write plan \(file): \(reason)"
+        case let .unsupportedVersion(file, found, supported):
+            "plan \(file) has formatVersion \(found); this build reads formatVersion \(supported) only"
+        case let .invalid(file, field, reason): "invalid plan \(file), field '\(field)': \(reason)"
+        }
+    }
+}
+
+extension Plan {
+    /// Deterministic JSON: sorted keys, pretty-printed, trailing newline.
+    public func encoded() throws(PlanFileError) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        do {
+            var data = try encoder.encode(self)
+            data.append(0x0A)
+            return data
+        } catch {
+            throw .unwritable(file: "<memory>", reason: "cannot encode: \(error)")
+        }
+    }
+
+    /// Writes the plan atomically: to a temporary file in the same directory, then `rename(2)`.
+    public func write(to url: URL) throws(PlanFileError) {
+        let data: Data
+        do { data = try encoded() } catch { throw .unwritable(file: url.path, reason: "\(error)") }
+        let directory = url.deletingLastPathComponent()
+        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
+        do {
+            try data.write(to: temporary)
+        } catch {
+            throw .unwritable(file: url.path, reason: error.localizedDescription)
+        }
+        if rename(temporary.path, url.path) != 0 {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw .unwritable(file: url.path, reason: reason)
+        }
+    }
+
+    public static func read(from url: URL) throws(PlanFileError) -> Plan {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw .unreadable(file: url.path, reason: error.localizedDescription)
+        }
+        return try decode(data, file: url.path)
+    }
+
+    /// Decodes and validates a plan: the format version first, then every field, then the segments.
+    public static func decode(_ data: Data, file: String) throws(PlanFileError) -> Plan {
+        struct Version: Decodable { var formatVersion: Int }
+        let version: Version = try decodeMapping(Version.self, data, file: file)
+        guard version.formatVersion == currentFormatVersion else {
+            throw .unsupportedVersion(file: file, found: version.formatVersion, supported: currentFormatVersion)
+        }
+        let plan: Plan = try decodeMapping(Plan.self, data, file: file)
+        try plan.validate(file: file)
+        return plan
+    }
+
+    private static func decodeMapping<T: Decodable>(_: T.Type, _ data: Data, file: String) throws(PlanFileError) -> T {
+        func path(_ keys: [any CodingKey]) -> String {
+            let p = keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return p.hasPrefix(".") ? String(p.dropFirst()) : p
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw .invalid(file: file, field: path(context.codingPath + [key]), reason: "missing")
+        } catch let DecodingError.typeMismatch(type, context) {
+            throw .invalid(file: file, field: path(context.codingPath), reason: "expected \(type)")
+        } catch let DecodingError.valueNotFound(type, context) {
+            throw .invalid(file: file, field: path(context.codingPath), reason: "expected \(type), found null")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw .invalid(file: file, field: path(context.codingPath), reason: context.debugDescription)
+        } catch {
+            throw .invalid(file: file, field: "", reason: "\(error)")
+        }
+    }
+
+    /// Semantic checks a decoder cannot make.
+    func validate(file: String) throws(PlanFileError) {
+        func fail(_ field: String, _ reason: String) -> PlanFileError { .invalid(file: file, field: field, reason: reason) }
+        if groupSize < 1 { throw fail("groupSize", "must be positive, got \(groupSize)") }
+        if bits.isEmpty || bits != bits.sorted(by: >) || Set(bits).count != bits.count
+            || !bits.allSatisfy(ProfileLibrary.bitWidths.contains) {
+            throw fail("bits", "must list distinct widths from \(ProfileLibrary.bitWidths.sorted(by: >)) in descending order, got \(bits)")
+        }
+        for (i, m) in matrices.enumerated() {
+            let at = "matrices[\(i)]"
+            guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 }) else {
+                throw fail("\(at).shape", "needs two positive dimensions [h_out, h_in], got \(m.shape)")
+            }
+            var expected = 0, last = Int.max
+            for (j, s) in m.segments.enumerated() {
+                if s.start != expected { throw fail("\(at).segments[\(j)].start", "must be \(expected) (segments are consecutive from 0)") }
+                if s.end <= s.start { throw fail("\(at).segments[\(j)].end", "must exceed start \(s.start)") }
+                if !bits.contains(s.bits) { throw fail("\(at).segments[\(j)].bits", "\(s.bits) is not in the plan's bits \(bits)") }
+                if s.bits >= last { throw fail("\(at).segments[\(j)].bits", "bit-widths must strictly decrease") }
+                expected = s.end
+                last = s.bits
+            }
+            if expected > min(m.shape[0], m.shape[1]) {
+                throw fail("\(at).segments", "keeps \(expected) vectors, more than the rank \(min(m.shape[0], m.shape[1]))")
+            }
+            if m.storageBits < 0 { throw fail("\(at).storageBits", "must not be negative") }
+        }
+        let sum = matrices.reduce(0) { $0 + $1.storageBits }
+        if sum != totals.storageBits { throw fail("totals.storageBits", "is \(totals.storageBits), the matrices sum to \(sum)") }
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import ModelProfiles
+import Optimizer
+
+/// What `--export` can write.
+enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
+    /// The flags of the paper's released compression script (thunlp/Delta-CoMe run.sh / llama.py).
+    case deltaCome = "delta-come"
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Make an allocation plan: how many singular vectors of each matrix get each bit-width.",
+        discussion: """
+            From a model profile's shapes alone (--profile) only preset strategies apply, since there is \
+            no error model; predicted errors are then null. Budgets are shared according to --scope: \
+            'global' (one budget for all matrices), 'type' (one per layer type, as the paper's script), \
+            'matrix' (each matrix its own share).
+
+            Example (the paper's Llama-2-7B setting):
+              deltaplan plan --profile llama-2-7b --budget 1/16 \\
+                --strategy preset:delta-come --accounting paper \\
+                --scope type --out plan.json --export delta-come
+            """)
+
+    @OptionGroup var model: ProfileOptions
+    @OptionGroup var storageOptions: StorageOptions
+
+    @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
+    var strategy: String = "preset:delta-come"
+
+    @Option(help: "Who shares the budget: global, type or matrix.")
+    var scope: Scope = .type
+
+    @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
+    var bits: String = "16,8,4,3,2,1,0"
+
+    @Option(help: "Random seed of stochastic strategies (recorded in the plan).")
+    var seed: UInt64 = 0
+
+    @Option(help: "Write the plan JSON here (atomically).")
+    var out: String?
+
+    @Option(help: "Also print the plan in another tool's form: 'delta-come' (flags of the paper's released compression script; per-type uniform plans only).")
+    var export: ExportFormat?
+
+    func validate() throws {
+        do { _ = try parseBitsMenu(bits) } catch { throw ValidationError(error.description) }
+        guard strategy.hasPrefix("preset:") || ["greedy", "genetic", "exact"].contains(strategy) else {
+            throw ValidationError("--strategy must be 'preset:NAME', 'greedy', 'genetic' or 'exact', got '\(strategy)'")
+        }
+    }
+
+    func run() throws {
+        let (library, profile) = try model.load()
+        guard strategy.hasPrefix("preset:") else {
+            throw CLIFailure(PlanRequestError.strategyNeedsErrorModel(strategy: strategy))
+        }
+        let preset: PrecisionPreset
+        do { preset = try library.preset(named: String(strategy.dropFirst("preset:".count))) } catch { throw CLIFailure(error) }
+        let plan: Plan
+        do {
+            plan = try planFromShapes(
+                profile: profile, preset: preset, budget: try storageOptions.parsedBudget(),
+                budgetText: storageOptions.budget, storage: storageOptions.storage, scope: scope,
+                menu: try parseBitsMenu(bits), seed: seed, toolVersion: DeltaPlanVersion.string)
+        } catch let error as PlanRequestError { throw CLIFailure(error) }
+        if let out {
+            do { try plan.write(to: URL(fileURLWithPath: out)) } catch { throw CLIFailure(error) }
+        }
+        print(planSummary(plan), terminator: "")
+        if let out { print("wrote \(out)") }
+        if export == .deltaCome {
+            do { print(try plan.deltaComeFlags()) } catch {
+                throw CLIFailure("cannot export to delta-come: \(error.description)")
+            }
+        }
+    }
+}
+
+/// One line per distinct (type, shape, allocation) with how many matrices share it, then totals.
+func planSummary(_ plan: Plan) -> String {
+    struct Key: Hashable { var type: LayerType; var shape: [Int]; var segments: [Segment] }
+    var groups: [Key: Int] = [:], order: [Key] = []
+    for m in plan.matrices {
+        let key = Key(type: m.type, shape: m.shape, segments: m.segments)
+        if groups[key] == nil { order.append(key) }
+        groups[key, default: 0] += 1
+    }
+    let widths = plan.bits
+    var rows = [["type", "shape", "matrices"] + widths.map { "\($0)-bit" } + ["rank", "storage each"]]
+    for key in order {
+        let a = Allocation(segments: key.segments)
+        let bitsEach = plan.matrices.first { $0.type == key.type && $0.shape == key.shape && $0.segments == key.segments }!.storageBits
+        rows.append([key.type.rawValue, "\(key.shape[0])×\(key.shape[1])", "\(groups[key]!)"]
+                    + widths.map { "\(a.count(bits: $0))" } + ["\(a.rank)", formatBytes(bitsEach)])
+    }
+    let t = plan.totals
+    var text = """
+        plan: \(plan.source.kind) \(plan.source.name), budget \(plan.budget.given) = \(plan.budget.bits) bits \
+        (\(formatBytes(plan.budget.bits))), \(plan.accounting.rawValue) accounting, group size \(plan.groupSize), \
+        scope \(plan.scope.rawValue), strategy \(plan.strategy.name)\(plan.strategy.preset.map { ":" + $0 } ?? "")
+
+        """
+    text += alignedTable(rows, rightAligned: Set(2..<(rows[0].count)))
+    text += String(format: "total: %ld bits (%@), α = %.6f (1/%.2f), %.4f bits per parameter",
+                   t.storageBits, formatBytes(t.storageBits), t.alpha, 1 / t.alpha, t.bitsPerParameter)
+    if let e = t.predictedError, let r = t.predictedRelativeError {
+        text += String(format: ", predicted error %.4e (relative %.4e)", e, r)
+    }
+    return text + "\n"
+}

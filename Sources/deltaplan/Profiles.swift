@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import ModelProfiles
+import Optimizer
+
+/// A failure to report to the user: printed as `Error: <message>`, exit status 1.
+struct CLIFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+    init(_ error: some Error) { description = String(describing: error) }
+}
+
+extension Accounting: ExpressibleByArgument {}
+extension Scope: ExpressibleByArgument {}
+extension ComparisonFormat: ExpressibleByArgument {}
+
+/// `--profile`: a built-in model profile.
+struct ProfileOptions: ParsableArguments {
+    @Option(help: "Model profile name (see `deltaplan profiles`), e.g. llama-2-7b.")
+    var profile: String
+
+    func load() throws -> (ProfileLibrary, ModelProfile) {
+        do {
+            let library = try ProfileLibrary.builtIn()
+            return (library, try library.model(named: profile))
+        } catch { throw CLIFailure(error) }
+    }
+}
+
+/// `--budget`, `--accounting`, `--group-size`: how much storage a plan may use and how it is counted.
+struct StorageOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Storage budget: α relative to the F16 delta ('1/16', '0.0625'; in (0, 1]), a size ('850MiB', '1.2GB', '123456B'; KiB/MiB/GiB = 1024-based, KB/MB/GB = 1000-based) or bits per delta parameter ('1.0bpp'; in (0, 16]).",
+        valueName: "budget"))
+    var budget: String
+
+    @Option(help: "How bits are counted: 'artifact' (payload + group scales/zeros + singular values, what the compressor writes) or 'paper' (payload k·r·(h_out+h_in) only).")
+    var accounting: Accounting = .artifact
+
+    @Option(help: "Quantization group size (values per F16 scale/zero pair), used by artifact accounting.")
+    var groupSize: Int = 128
+
+    func validate() throws {
+        _ = try parsedBudget()
+        guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
+    }
+
+    func parsedBudget() throws -> Budget {
+        do { return try Budget(parsing: budget) } catch { throw ValidationError(error.description) }
+    }
+
+    var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }
+}
+
+struct Profiles: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the built-in model profiles and precision presets.")
+
+    func run() throws {
+        let library: ProfileLibrary
+        do { library = try ProfileLibrary.builtIn() } catch { throw CLIFailure(error) }
+        print("Model profiles")
+        var rows = [["name", "layers", "matrices", "parameters", "planned", "description"]]
+        for m in library.models {
+            let matrices = m.expandedMatrices()
+            let planned = matrices.reduce(0) { $0 + $1.rows * $1.columns }
+            let all = planned + m.expandedTensors().reduce(0) { $0 + $1.shape.reduce(1, *) }
+            rows.append([m.name, "\(m.layers)", "\(matrices.count)", formatCount(all), formatCount(planned), m.description])
+        }
+        print(alignedTable(rows, rightAligned: [1, 2, 3, 4]))
+        print("Precision presets")
+        var presets = [["name", "mix", "description"]]
+        for p in library.presets { presets.append([p.name, presetMix(p), p.description]) }
+        print(alignedTable(presets, rightAligned: []))
+    }
+}
+
+/// "8×2 + 3×32 + 2×fill".
+func presetMix(_ p: PrecisionPreset) -> String {
+    p.segments.map { "\($0.bits)×\($0.count.map(String.init) ?? "fill")" }.joined(separator: " + ")
+}
+
+/// "6.74 B", "124.4 M".
+func formatCount(_ n: Int) -> String {
+    let v = Double(n)
+    if v >= 1e9 { return String(format: "%.2f B", v / 1e9) }
+    if v >= 1e6 { return String(format: "%.1f M", v / 1e6) }
+    return "\(n)"
+}
+
+/// Columns separated by two spaces; the first row is a header followed by a rule.
+func alignedTable(_ rows: [[String]], rightAligned: Set<Int>) -> String {
+    let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+    func line(_ row: [String]) -> String {
+        row.enumerated().map { c, s in
+            let pad = String(repeating: " ", count: widths[c] - s.count)
+            return rightAligned.contains(c) ? pad + s : s + pad
+        }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+    let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+    return ([line(rows[0]), rule] + rows.dropFirst().map(line)).joined(separator: "\n") + "\n"
+}

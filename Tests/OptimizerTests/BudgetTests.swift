@@ -1,0 +1,63 @@
+import Testing
+import ModelProfiles
+@testable import Optimizer
+
+@Suite struct BudgetTests {
+    @Test(arguments: [
+        ("1/16", Budget.ratio(1.0 / 16)), ("0.0625", .ratio(0.0625)), (" 1/16 ", .ratio(1.0 / 16)), ("1", .ratio(1)),
+        ("2/64", .ratio(1.0 / 32)), ("123456B", .bytes(123_456)), ("850MiB", .bytes(850 * 1_048_576)),
+        ("1.2GB", .bytes(1_200_000_000)), ("2KiB", .bytes(2048)), ("3KB", .bytes(3000)), ("2mb", .bytes(2_000_000)),
+        ("1GiB", .bytes(1_073_741_824)), ("1.0bpp", .bitsPerParameter(1)), ("16bpp", .bitsPerParameter(16)),
+        ("0.5BPP", .bitsPerParameter(0.5)),
+    ])
+    func parsesEveryForm(text: String, expected: Budget) throws {
+        #expect(try Budget(parsing: text) == expected)
+    }
+
+    @Test(arguments: ["", "abc", "1/0", "0", "0/16", "-1/16", "1.5", "2/1", "17bpp", "0bpp", "-1bpp", "bpp", "MiB",
+                      "0.1B", "12XB", "1/16/2", "1e3MB", "nan", "inf", "1,5", "/16", "1/"])
+    func rejectsMalformedNamingTheFieldAndForms(text: String) {
+        do {
+            _ = try Budget(parsing: text, field: "--budget")
+            Issue.record("'\(text)' was accepted")
+        } catch {
+            #expect(error.description.contains("--budget"))
+            #expect(error.description.contains("'\(text)'"))
+            #expect(error.description.contains("1/16") && error.description.contains("MiB") && error.description.contains("bpp"))
+        }
+    }
+
+    /// 300×200 and 100×50: 65000 parameters, F16 size 1 040 000 bits.
+    @Test func resolvesToBits() throws {
+        let shapes = [(rows: 300, columns: 200), (rows: 100, columns: 50)]
+        #expect(try Budget(parsing: "1/16").bits(forShapes: shapes) == 65_000)
+        #expect(try Budget(parsing: "0.1").bits(forShapes: shapes) == 104_000)
+        #expect(try Budget(parsing: "2bpp").bits(forShapes: shapes) == 130_000)
+        #expect(try Budget(parsing: "1KiB").bits(forShapes: shapes) == 8192)
+        // 1/3 of 1 040 000 = 346 666.67, rounded down.
+        #expect(try Budget(parsing: "1/3").bits(forShapes: shapes) == 346_666)
+    }
+
+    @Test func oneBitPerParameterEqualsOneSixteenth() throws {
+        let shapes = [(rows: 4096, columns: 11008)]
+        #expect(try Budget(parsing: "1bpp").bits(forShapes: shapes) == Budget(parsing: "1/16").bits(forShapes: shapes))
+    }
+
+    @Test func canonicalDescription() throws {
+        #expect(try Budget(parsing: "0.0625").description == "1/16")
+        #expect(try Budget(parsing: "850MiB").description == "891289600B")
+        #expect(try Budget(parsing: "1.5bpp").description == "1.5bpp")
+    }
+
+    @Test func bitsMenu() throws {
+        #expect(try parseBitsMenu("16,8,4,3,2,0") == [16, 8, 4, 3, 2])
+        #expect(try parseBitsMenu("2, 8,3") == [8, 3, 2])
+        #expect(try parseBitsMenu("1") == [1])
+        for bad in ["", "0", "5", "8,8", "8,,3", "x", "16,32", "-2"] {
+            #expect(throws: BudgetError.self, "'\(bad)'") { try parseBitsMenu(bad) }
+        }
+        do { _ = try parseBitsMenu("8,5"); Issue.record("accepted 5") } catch {
+            #expect(error.description.contains("--bits") && error.description.contains("5"))
+        }
+    }
+}
