@@ -1,5 +1,6 @@
 import Foundation
 import ModelProfiles
+import Reporting
 
 /// Why a plan cannot be made.
 public enum PlanningError: Error, Equatable, CustomStringConvertible {
@@ -10,7 +11,7 @@ public enum PlanningError: Error, Equatable, CustomStringConvertible {
         switch self {
         case let .infeasibleBudget(unit, budget, smallest):
             "budget infeasible for \(unit): \(budget) bits given, the smallest feasible is \(smallest) bits"
-                + " (\(formatBytes(smallest)))"
+                + " (\(Format.bytes(Double(smallest) / 8)))"
         }
     }
 }
@@ -72,13 +73,4 @@ extension PrecisionPreset {
         }
         return allocations(fill: low)
     }
-}
-
-/// "1.5 GiB"-style rendering of a bit count.
-public func formatBytes(_ bits: Int) -> String {
-    let bytes = Double(bits) / 8
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = bytes, unit = 0
-    while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
-    return unit == 0 ? "\(Int(bytes)) B" : String(format: "%.2f %@", value, units[unit])
 }
