@@ -43,41 +43,48 @@ func runSearchBenchmark() {
     print("search: \(models.count) matrices, \(models.reduce(0) { $0 + $1.spectrum.storedRank }) stored vectors, "
           + "widths \(menu), budget \(formatBytes(problem.budgetBits)) (α = 1/16, artifact accounting)")
 
-    func timed(_ strategy: Strategy) -> (Solution, Double) {
-        let start = ContinuousClock.now
+    /// Process CPU time in seconds (the searches are single-threaded: wall time on a quiet machine).
+    func cpuSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+    func timed(_ strategy: Strategy) -> (Solution, Double, Double) {
+        let start = ContinuousClock.now, cpuStart = cpuSeconds()
         do {
             let solution = try solve(problem, strategy: strategy, seed: 1)
             let elapsed = ContinuousClock.now - start
-            return (solution, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+            let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            return (solution, wall, cpuSeconds() - cpuStart)
         } catch {
             fatalError("search benchmark: \(error)")
         }
     }
     let deltaCome: PrecisionPreset
     do { deltaCome = try ProfileLibrary.builtIn().preset(named: "delta-come") } catch { fatalError("\(error)") }
-    let (preset, presetTime) = timed(.preset(deltaCome))
-    let (exact, exactTime) = timed(.exact)
-    let (greedy, greedyTime) = timed(.greedy)
+    let (preset, presetTime, presetCPU) = timed(.preset(deltaCome))
+    let (exact, exactTime, exactCPU) = timed(.exact)
+    let (greedy, greedyTime, greedyCPU) = timed(.greedy)
     var options = GeneticOptions()
     let env = ProcessInfo.processInfo.environment
     if let v = env["GA_POP"].flatMap(Int.init) { options.population = v }
     if let v = env["GA_GEN"].flatMap(Int.init) { options.generations = v }
     if let v = env["GA_EX"].flatMap(Int.init) { options.exchangesPerChild = v }
     if let v = env["GA_MUT"].flatMap(Double.init) { options.mutationRate = v }
-    let (genetic, geneticTime) = timed(.genetic(options))
+    let (genetic, geneticTime, geneticCPU) = timed(.genetic(options))
     guard case .exact(let bound) = exact.report else { fatalError("exact report expected") }
 
-    func row(_ name: String, _ s: Solution, _ t: Double) {
+    func row(_ name: String, _ s: Solution, _ t: Double, _ cpu: Double) {
         let vsExact = (s.predictedError / exact.predictedError - 1) * 100
         let vsPreset = (s.predictedError / preset.predictedError - 1) * 100
         let label = name.padding(toLength: 21, withPad: " ", startingAt: 0)
-        print(label + String(format: "%8.3f s  error %.6e  vs exact %+8.3f%%  vs delta-come %+8.3f%%  ",
-                             t, s.predictedError, vsExact, vsPreset) + "storage " + formatBytes(s.storageBits))
+        print(label + String(format: "%7.3f s wall %7.3f s cpu  error %.6e  vs exact %+8.3f%%  vs delta-come %+8.3f%%  ",
+                             t, cpu, s.predictedError, vsExact, vsPreset) + "storage " + formatBytes(s.storageBits))
     }
-    row("  preset:delta-come", preset, presetTime)
-    row("  greedy", greedy, greedyTime)
-    row("  exact", exact, exactTime)
-    row("  genetic (defaults)", genetic, geneticTime)
+    row("  preset:delta-come", preset, presetTime, presetCPU)
+    row("  greedy", greedy, greedyTime, greedyCPU)
+    row("  exact", exact, exactTime, exactCPU)
+    row("  genetic (defaults)", genetic, geneticTime, geneticCPU)
     print(String(format: "  exact lower bound %.6e (plan within %.4f%% of it)", bound,
                  (exact.predictedError / bound - 1) * 100))
     if case .greedy(let path) = greedy.report {

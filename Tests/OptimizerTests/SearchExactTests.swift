@@ -42,7 +42,10 @@ import ModelProfiles
         guard case .exact(let bound) = solution.report else { Issue.record("not an exact report"); return }
         #expect(abs(bound - optimum) <= 1e-12 * max(1, optimum))
         // No other strategy beats the optimum.
-        for strategy in [Strategy.greedy, .genetic(GeneticOptions(population: 6, generations: 5))] {
+        let presets = problem.menu.map {
+            Strategy.preset(PrecisionPreset(name: "single", description: "", segments: [.init(bits: $0, count: nil)]))
+        }
+        for strategy in [Strategy.greedy, .genetic(GeneticOptions(population: 6, generations: 5))] + presets {
             let other = try solve(problem, strategy: strategy, seed: seed)
             #expect(other.predictedError >= optimum * (1 - 1e-12), "seed \(seed) \(strategy)")
         }

@@ -21,11 +21,11 @@ extension SearchContext {
     ///   selection. Stops after `generations`, or `patience` generations without improvement.
     ///
     /// Every random number comes from `SeededGenerator(seed:)`, so a run is reproducible.
-    func genetic(
-        _ options: GeneticOptions, seed: UInt64
-    ) throws(PlanningError) -> ([Int], [Double], Int, Int) {
+    func genetic(_ options: GeneticOptions, seed: UInt64) -> ([Int], [Double], Int, Int) {
         let stride = tables.count * levels
-        let (greedyCounts, _) = try greedy()
+        // The greedy plan seeds the population; when its shared mix is impossible (members
+        // without a common width) the repair fills an empty plan instead.
+        let greedyCounts = (try? greedy())?.0 ?? [Int](repeating: 0, count: stride)
         guard stride > 0 else { return (greedyCounts, [], 0, 0) }
         let population = max(2, options.population)
         let elitism = min(max(0, options.elitism), population - 1)

@@ -114,7 +114,7 @@ public func solve(_ problem: PlanningProblem, strategy: Strategy, seed: UInt64) 
         let (counts, bound) = context.exact()
         return context.solution(counts, report: .exact(lowerBound: bound))
     case .genetic(let options):
-        let (counts, curve, generations, evaluations) = try context.genetic(options, seed: seed)
+        let (counts, curve, generations, evaluations) = context.genetic(options, seed: seed)
         return context.solution(
             counts, report: .genetic(convergence: curve, generations: generations, evaluations: evaluations))
     }
