@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import LinearAlgebra
 import ModelProfiles
@@ -79,6 +80,15 @@ import ModelProfiles
             #expect(b.predictedError < a.predictedError)
         }
         #expect(abs(path.last!.predictedError - solution.predictedError) <= 1e-9 * solution.predictedError)
+    }
+
+    @Test func geneticOptionsDecodeWithDefaults() throws {
+        let options = try JSONDecoder().decode(GeneticOptions.self, from: Data(#"{"population": 40, "mutationRate": 0.1}"#.utf8))
+        var expected = GeneticOptions()
+        expected.population = 40
+        expected.mutationRate = 0.1
+        #expect(options == expected)
+        #expect(try JSONDecoder().decode(GeneticOptions.self, from: JSONEncoder().encode(expected)) == expected)
     }
 
     @Test func paperMixIsInTheGreedySearchSpace() {

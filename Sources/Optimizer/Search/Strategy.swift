@@ -18,7 +18,7 @@ public enum Strategy: Sendable, Equatable {
 /// Settings of the genetic search. The defaults reach within 1% of `exact` on a
 /// Llama-2-7B-shaped problem (224 matrices, 6 widths) in a few seconds (see BENCHMARKS.md).
 public struct GeneticOptions: Sendable, Equatable, Codable {
-    /// Individuals per generation (≥ 2).
+    /// Individuals per generation (values below 2 count as 2).
     public var population: Int
     /// Most generations to run.
     public var generations: Int
@@ -29,7 +29,7 @@ public struct GeneticOptions: Sendable, Equatable, Codable {
     public var crossoverRate: Double
     /// Probability per matrix that a child's counts of that matrix are mutated.
     public var mutationRate: Double
-    /// The best individuals copied unchanged into the next generation.
+    /// The best individuals copied unchanged into the next generation (at most population − 1).
     public var elitism: Int
     /// Early stopping: generations without improvement of the best fitness before stopping.
     public var patience: Int
@@ -49,6 +49,26 @@ public struct GeneticOptions: Sendable, Equatable, Codable {
         self.elitism = elitism
         self.patience = patience
         self.exchangesPerChild = exchangesPerChild
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case population, generations, tournamentSize, crossoverRate, mutationRate, elitism, patience
+        case exchangesPerChild
+    }
+
+    /// Decodes the fields present; missing ones keep their defaults.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = GeneticOptions()
+        self.init(
+            population: try c.decodeIfPresent(Int.self, forKey: .population) ?? d.population,
+            generations: try c.decodeIfPresent(Int.self, forKey: .generations) ?? d.generations,
+            tournamentSize: try c.decodeIfPresent(Int.self, forKey: .tournamentSize) ?? d.tournamentSize,
+            crossoverRate: try c.decodeIfPresent(Double.self, forKey: .crossoverRate) ?? d.crossoverRate,
+            mutationRate: try c.decodeIfPresent(Double.self, forKey: .mutationRate) ?? d.mutationRate,
+            elitism: try c.decodeIfPresent(Int.self, forKey: .elitism) ?? d.elitism,
+            patience: try c.decodeIfPresent(Int.self, forKey: .patience) ?? d.patience,
+            exchangesPerChild: try c.decodeIfPresent(Int.self, forKey: .exchangesPerChild) ?? d.exchangesPerChild)
     }
 }
 
@@ -81,7 +101,7 @@ public enum SearchReport: Sendable, Equatable {
 }
 
 /// A plan and what it is predicted to cost.
-public struct Solution: Sendable {
+public struct Solution: Sendable, Equatable {
     /// One allocation per ``PlanningProblem/models`` entry.
     public var allocations: [Allocation]
     /// Predicted error summed over the model.
