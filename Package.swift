@@ -47,7 +47,7 @@ let package = Package(
             ]),
         .executableTarget(
             name: "deltaplan-bench",
-            dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer", "Quantization"],
+            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization"],
             path: "Benchmarks/deltaplan-bench"),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),

@@ -1,2 +1,5 @@
 // Benchmark suites for DeltaPlan; see BENCHMARKS.md for how each is run.
-print("usage: deltaplan-bench SUITE")
+switch CommandLine.arguments.dropFirst().first {
+case "search": runSearchBenchmark()
+default: print("usage: deltaplan-bench SUITE")
+}

@@ -6,12 +6,17 @@ import Reporting
 public enum PlanningError: Error, Equatable, CustomStringConvertible {
     /// The budget of `unit` cannot hold the smallest plan the strategy can make there.
     case infeasibleBudget(unit: String, budgetBits: Int, smallestFeasibleBits: Int)
+    /// A mix needs `bits`-bit vectors, which a member of `unit` cannot use (not in the menu, or
+    /// no measured error at that width).
+    case bitWidthUnavailable(unit: String, bits: Int)
 
     public var description: String {
         switch self {
         case let .infeasibleBudget(unit, budget, smallest):
             "budget infeasible for \(unit): \(budget) bits given, the smallest feasible is \(smallest) bits"
                 + " (\(Format.bytes(Double(smallest) / 8)))"
+        case let .bitWidthUnavailable(unit, bits):
+            "\(bits)-bit vectors are not available for \(unit): the width is not in the menu or was not measured"
         }
     }
 }
