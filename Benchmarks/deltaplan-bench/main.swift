@@ -1,2 +1,25 @@
 // Benchmark suites for DeltaPlan; see BENCHMARKS.md for how each is run.
-print("usage: deltaplan-bench SUITE")
+//
+//   deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]
+//
+// Each suite prints human-readable lines plus machine-readable `RESULT <key> <seconds>` lines that
+// Benchmarks/run-svd.sh joins with the Python reference.
+
+import Foundation
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+switch arguments.first {
+case "svd":
+    do {
+        let shape = arguments.firstIndex(of: "--shape").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
+        let part: SVDSuite.Part = arguments.contains("--full-only") ? .full
+            : arguments.contains("--randomized-only") ? .randomized : .all
+        try SVDSuite(quick: arguments.contains("--quick"), shape: shape, part: part).run()
+    } catch {
+        print("svd suite failed: \(error)")
+        exit(1)
+    }
+default:
+    print("usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]")
+    exit(arguments.isEmpty ? 0 : 2)
+}
