@@ -2,6 +2,7 @@
 //
 //   deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]
 //   deltaplan-bench search
+//   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
 //
 // Suites print human-readable lines; the svd suite also prints machine-readable
 // `RESULT <key> <seconds>` lines that Benchmarks/run-svd.sh joins with the Python reference.
@@ -9,7 +10,7 @@
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search"
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench analyze-svd BASE FINETUNED"
 switch arguments.first {
 case "svd":
     do {
@@ -23,6 +24,11 @@ case "svd":
     }
 case "search":
     runSearchBenchmark()
+case "analyze-svd" where arguments.count == 3:
+    do { try runAnalyzeSVDReference(base: arguments[1], finetuned: arguments[2]) } catch {
+        print("analyze-svd failed: \(error)")
+        exit(1)
+    }
 default:
     print(usage)
     exit(arguments.isEmpty ? 0 : 2)
