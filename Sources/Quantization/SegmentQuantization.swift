@@ -94,8 +94,13 @@ public func quantizeSegment(
 /// vector i gets
 /// - the V part aᵢᵀ H aᵢ (rows of A are separable because U_seg has orthonormal columns);
 /// - the U part δuᵢᵀ (δU H_U)ᵢ (the trace split by columns of δU);
-/// - the cross part 2 (δUᵀ U_seg · A H Bᵀ)ᵢᵢ (also split by columns of δU; small and of either
-///   sign, so an attributed value can be slightly negative).
+/// - the cross part 2 (δUᵀ U_seg · A H Bᵀ)ᵢᵢ (also split by columns of δU).
+/// Caveat: GPTQ pushes the rounding error of early columns of U into later ones, so the column
+/// split credits the early (large-σ) vectors with little U error and the late ones with the
+/// compensation; values of either sign result (on a strongly correlated H, a quarter of the
+/// vectors at 2 bits got negative values). A proportional share by ‖δuᵢ‖²(H_U)ᵢᵢ was tried and
+/// predicted plans no better: the limit is that a long segment compensates more than a plan's
+/// short ones (see ``measureQuantizationErrors(_:hessian:options:preparedV:)``).
 /// Accumulated in Double. Cost: the GEMMs of ``quantizeSegment(_:segment:hessian:options:preparedV:)``
 /// plus `(b−a)·h_in·h_in` for Vᵀ H and three `(b−a)²·max(h_in, h_out)` products.
 public func attributedErrors(
