@@ -55,7 +55,9 @@ let package = Package(
         .testTarget(name: "ModelProfilesTests", dependencies: ["ModelProfiles"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra", "Checkpoint"]),
-        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "LinearAlgebra"]),
+        .testTarget(
+            name: "QuantizationTests",
+            dependencies: ["Quantization", "LinearAlgebra", "Analysis", "Optimizer", "ModelProfiles", "Checkpoint"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,240 @@
+import LinearAlgebra
+
+/// A Hessian made ready for GPTQ: dead columns fixed, optionally reordered, damped, and reduced
+/// to the upper Cholesky factor of its inverse. Depends only on H and the damping, so one
+/// preparation serves every bit-width and every matrix that reads the same input.
+///
+/// Steps (Frantar et al. 2022, and the reference `fasterquant`):
+/// 1. dead columns (H_jj = 0) get H_jj = 1 (their weights are zeroed when quantizing);
+/// 2. act-order: columns reordered by descending H_jj (ties by index);
+/// 3. H + λI with λ = dampening · mean(diag H);
+/// 4. H⁻¹ by Cholesky (`potrf`) and `potri` (``inverseSPD(_:)``), then its upper Cholesky factor
+///    U (H⁻¹ = UᵀU, `potrf` again): row j of U carries the error propagation of column j.
+/// If a Cholesky fails, the dampening is multiplied by 10 (0.01 if it was 0) and the steps are
+/// retried, up to `maxRetries` times; each retry adds a ``QuantizationWarning``.
+///
+/// Cost ≈ (5/3)·n³ flops in Float32 for an n × n H; memory two n × n matrices.
+public struct PreparedHessian: Sendable {
+    public let order: Int
+    /// Columns with H_jj = 0.
+    public let dead: [Bool]
+    /// Act-order: `permutation[p]` = original column processed at position p.
+    public let permutation: [Int]?
+    /// U, upper triangular, in processing order: H⁻¹ = UᵀU (of the damped, reordered H).
+    public let inverseFactor: Matrix<Float>
+    /// The dampening finally used, as a fraction of mean(diag H).
+    public let dampening: Double
+    public let warnings: [QuantizationWarning]
+
+    /// - Throws: ``QuantizationError/shapeMismatch(what:expected:found:)`` for a non-square H,
+    ///   ``QuantizationError/nonFiniteInput(what:)``,
+    ///   ``QuantizationError/hessianNotPositiveDefinite(what:lastDampening:)`` after the retries.
+    public init(hessian: Matrix<Float>, dampening: Double = 0.01, actOrder: Bool = false,
+                maxRetries: Int = 4, name: String = "Hessian") throws(QuantizationError) {
+        let n = hessian.rows
+        guard hessian.columns == n else {
+            throw .shapeMismatch(what: name, expected: Shape(rows: n, columns: n), found: hessian.shape)
+        }
+        guard dampening >= 0, dampening.isFinite else {
+            throw .invalidOption(option: "dampening", reason: "must be a finite fraction ≥ 0, got \(dampening)")
+        }
+        try validateFinite(hessian, name)
+        var h = hessian
+        var dead = [Bool](repeating: false, count: n)
+        for j in 0..<n where h[j, j] == 0 {
+            dead[j] = true
+            h[j, j] = 1
+        }
+        var warnings: [QuantizationWarning] = []
+        let deadCount = dead.filter { $0 }.count
+        if deadCount > 0 { warnings.append(.deadColumns(count: deadCount)) }
+        var permutation: [Int]?
+        if actOrder {
+            let p = (0..<n).sorted { h[$0, $0] != h[$1, $1] ? h[$0, $0] > h[$1, $1] : $0 < $1 }
+            permutation = p
+            h = Matrix(rows: n, columns: n) { i, j in h[p[i], p[j]] }
+        }
+        var meanDiagonal = 0.0
+        for j in 0..<n { meanDiagonal += Double(h[j, j]) }
+        meanDiagonal /= Double(max(n, 1))
+        var damp = dampening
+        var factor: Matrix<Float>?
+        for attempt in 0...max(0, maxRetries) {
+            var damped = h
+            let lambda = Float(damp * meanDiagonal)
+            for j in 0..<n { damped[j, j] += lambda }
+            if let inverse = try? inverseSPD(damped), let u = try? cholesky(inverse, triangle: .upper), u.isFinite {
+                factor = u
+                break
+            }
+            guard attempt < maxRetries else { break }
+            let next = damp > 0 ? damp * 10 : 0.01
+            warnings.append(.dampingIncreased(dampening: damp, retriedWith: next))
+            damp = next
+        }
+        guard let factor else { throw .hessianNotPositiveDefinite(what: name, lastDampening: damp) }
+        self.order = n
+        self.dead = dead
+        self.permutation = permutation
+        self.inverseFactor = factor
+        self.dampening = damp
+        self.warnings = warnings
+    }
+}
+
+/// GPTQ (Frantar et al., "GPTQ: Accurate Post-Training Quantization for Generative Pre-trained
+/// Transformers", 2022): quantizes W column by column, minimising tr(δW H δWᵀ) = ‖(W − Ŵ)X‖²
+/// for H = X Xᵀ, by spreading each column's rounding error over the columns not yet quantized.
+///
+/// With U the upper Cholesky factor of H⁻¹ (``PreparedHessian``), column j is quantized on the
+/// current group grid, e = (w_j − ŵ_j)/U_jj, and every later column l gets w_l −= e·U_jl.
+/// Lazy batch updates: inside a block of `blockSize` columns the update is applied column by
+/// column to the block only; the rest of the matrix gets one GEMM per block,
+/// W[:, i₂:] −= E·U[i₁:i₂, i₂:] (`sgemm`, in column chunks of 1024).
+///
+/// Groups: the grid of a group (``GroupGrid``: asymmetric min–max, F16 scale rounded up, integer
+/// zero) is computed from the current, error-updated weights of the group's columns when its
+/// first column is reached, as in the reference. Blocks are aligned to groups (block size =
+/// groupSize when groupSize ≤ blockSize or does not divide evenly), so at that moment the
+/// group's columns have received every earlier update: the result equals the unblocked
+/// algorithm up to Float32 rounding. With act-order the columns are processed in descending
+/// H_jj order and groups are consecutive in that order (``QuantizedWeight/permutation``).
+///
+/// Cost: the preparation (≈ (5/3)·n³) plus ≈ rows·n² flops of GEMM and rows·n·blockSize/2 of
+/// column updates, for an n-column W. Float32 arithmetic (the reference's precision).
+public struct GPTQ: Sendable, Hashable {
+    /// 2…8.
+    public var bits: Int
+    public var groupSize: Int
+    /// λ = dampening · mean(diag H) (the reference's `percdamp`).
+    public var dampening: Double
+    public var blockSize: Int
+    public var actOrder: Bool
+    public var symmetric: Bool
+
+    public init(bits: Int, groupSize: Int = 128, dampening: Double = 0.01, blockSize: Int = 128,
+                actOrder: Bool = false, symmetric: Bool = false) {
+        self.bits = bits
+        self.groupSize = groupSize
+        self.dampening = dampening
+        self.blockSize = blockSize
+        self.actOrder = actOrder
+        self.symmetric = symmetric
+    }
+
+    /// Quantizes `w` (`rows × columns`) with Hessian `hessian` (`columns × columns`).
+    public func quantize(_ w: Matrix<Float>, hessian: Matrix<Float>) throws(QuantizationError) -> QuantizedWeight {
+        guard hessian.rows == w.columns, hessian.columns == w.columns else {
+            throw .shapeMismatch(what: "GPTQ Hessian", expected: Shape(rows: w.columns, columns: w.columns), found: hessian.shape)
+        }
+        return try quantize(w, prepared: PreparedHessian(hessian: hessian, dampening: dampening, actOrder: actOrder))
+    }
+
+    /// Quantizes `w` with an already prepared Hessian (its act-order and dampening are used).
+    public func quantize(_ w: Matrix<Float>, prepared: PreparedHessian) throws(QuantizationError) -> QuantizedWeight {
+        try validateBits(bits)
+        guard groupSize > 0, blockSize > 0 else {
+            throw .invalidOption(option: "group/block size", reason: "must be positive, got \(groupSize)/\(blockSize)")
+        }
+        guard prepared.order == w.columns else {
+            throw .shapeMismatch(what: "GPTQ Hessian", expected: Shape(rows: w.columns, columns: w.columns),
+                                 found: Shape(rows: prepared.order, columns: prepared.order))
+        }
+        try validateFinite(w, "weight")
+        let (rows, n) = (w.rows, w.columns)
+        let group = min(groupSize, max(n, 1))
+        let block = group <= blockSize || group % blockSize != 0 ? group : blockSize
+        let groups = (n + group - 1) / group
+
+        // Working copy in processing order, dead columns zeroed.
+        var work = Matrix<Float>(rows: rows, columns: n)
+        for p in 0..<n {
+            let j = prepared.permutation?[p] ?? p
+            if !prepared.dead[j] { work.setColumn(p, to: w.column(j)) }
+        }
+        var codes = [UInt8](repeating: 0, count: rows * n)
+        var scales = [Float16](repeating: 0, count: rows * groups)
+        var zeros = [Float16](repeating: 0, count: rows * groups)
+        var grids = [GroupGrid]()
+        let hinv = prepared.inverseFactor
+
+        var i1 = 0
+        while i1 < n {
+            let i2 = min(i1 + block, n), count = i2 - i1
+            var errors = [Float](repeating: 0, count: rows * count)
+            for i in i1..<i2 {
+                if i % group == 0 {
+                    let range = i..<min(i + group, n)
+                    grids = []
+                    for (r, (lo, hi)) in work.withUnsafeBufferPointer({ rowMinMax($0, rows: rows, columns: range) }).enumerated() {
+                        let grid = try GroupGrid(minimum: lo, maximum: hi, bits: bits, symmetric: symmetric)
+                        grids.append(grid)
+                        scales[r * groups + i / group] = Float16(grid.scale)
+                        zeros[r * groups + i / group] = Float16(grid.zero)
+                    }
+                }
+                hinv.withUnsafeBufferPointer { ph in
+                    work.withUnsafeMutableBufferPointer { pw in
+                        let d = ph[i + i * n]
+                        let column = pw.baseAddress! + i * rows
+                        let e = errors.withUnsafeMutableBufferPointer { $0.baseAddress! + (i - i1) * rows }
+                        grids.withUnsafeBufferPointer { pg in
+                            for r in 0..<rows {
+                                let x = column[r]
+                                let q = pg[r].code(x)
+                                let v = pg[r].value(ofCode: q)
+                                codes[r * n + i] = UInt8(q)
+                                column[r] = v
+                                e[r] = (x - v) / d
+                            }
+                        }
+                        for l in (i + 1)..<i2 {
+                            let u = ph[i + l * n]
+                            let target = pw.baseAddress! + l * rows
+                            for r in 0..<rows { target[r] -= e[r] * u }
+                        }
+                    }
+                }
+            }
+            // Lazy batch update of the columns after the block.
+            if i2 < n {
+                let errorMatrix = Matrix(rows: rows, columns: count, elements: errors)
+                let chunk = 1024
+                var c0 = i2
+                while c0 < n {
+                    let c1 = min(c0 + chunk, n)
+                    let part = Matrix<Float>(rows: count, columns: c1 - c0) { a, b in hinv[i1 + a, c0 + b] }
+                    let update = checked { try multiply(errorMatrix, part) }
+                    work.withUnsafeMutableBufferPointer { pw in
+                        update.withUnsafeBufferPointer { pu in
+                            let base = pw.baseAddress! + c0 * rows
+                            for t in 0..<pu.count { base[t] -= pu[t] }
+                        }
+                    }
+                    c0 = c1
+                }
+            }
+            i1 = i2
+        }
+
+        // Back to the original column order.
+        var out = work
+        if let permutation = prepared.permutation {
+            var reordered = [UInt8](repeating: 0, count: rows * n)
+            for p in 0..<n {
+                let j = permutation[p]
+                out.setColumn(j, to: work.column(p))
+                for r in 0..<rows { reordered[r * n + j] = codes[r * n + p] }
+            }
+            codes = reordered
+        }
+        return QuantizedWeight(rows: rows, columns: n, bits: bits, groupSize: group, codes: codes, scales: scales,
+                               zeros: zeros, halfValues: [], permutation: prepared.permutation, dequantized: out,
+                               dampening: prepared.dampening, warnings: prepared.warnings)
+    }
+}
+
+/// Runs a linear-algebra call whose shapes were validated: a failure is a bug.
+func checked<T>(_ body: () throws -> T) -> T {
+    do { return try body() } catch { preconditionFailure("linear algebra on validated shapes failed: \(error)") }
+}

@@ -1,1 +1,0 @@
-// The Quantization module; see README.md for its place in the pipeline.

@@ -1,0 +1,101 @@
+import LinearAlgebra
+
+/// A quantized `rows × columns` weight (input dimension = columns, as in y = W x), in the form
+/// the artifact stores it, with its dequantized value.
+///
+/// Layouts (all row-major, row = output index):
+/// - ``codes``: `rows·columns` codes, code of (r, c) at `r·columns + c`, each `< 2^bits`. Empty
+///   at 16 bits. Pack them with ``BitPacking``.
+/// - ``scales`` and ``zeros`` (k = 2…8): one per (row, group), group g covering columns
+///   `[g·groupSize, min((g+1)·groupSize, columns))`, at `r·groupCount + g`. ŵ = scale·(q − zero);
+///   the zero is an integer in 0…2^k − 1 stored in F16 (exact).
+///   With act-order the groups are consecutive in ``permutation`` order (see ``GPTQ``).
+/// - k = 1: ``scales`` has one F16 scale per row; ŵ = scale·(2q − 1) (code 1 = +, 0 = −).
+/// - k = 16: ``halfValues`` holds the F16 values (row-major), no codes or scales.
+public struct QuantizedWeight: Sendable {
+    public var rows: Int
+    public var columns: Int
+    /// 1…8 or 16.
+    public var bits: Int
+    /// Columns per group for k = 2…8 (≥ columns means one group per row); `columns` for 1 bit;
+    /// 0 at 16 bits.
+    public var groupSize: Int
+    public var codes: [UInt8]
+    public var scales: [Float16]
+    public var zeros: [Float16]
+    public var halfValues: [Float16]
+    /// Act-order: `permutation[p]` is the original column processed at position p; nil otherwise.
+    public var permutation: [Int]?
+    /// ŵ, `rows × columns` column-major, computed from the stored (F16) parameters exactly as a
+    /// reader of the artifact would.
+    public var dequantized: Matrix<Float>
+    /// The damping actually used (fraction of mean(diag H)); nil for quantizers without a Hessian.
+    public var dampening: Double?
+    public var warnings: [QuantizationWarning]
+
+    /// Number of groups per row (k = 2…8).
+    public var groupCount: Int { groupSize > 0 ? (columns + groupSize - 1) / groupSize : 0 }
+}
+
+/// The asymmetric (or symmetric) min–max grid of one group: ŵ = scale·(q − zero), q ∈ 0…maxq.
+///
+/// - Range: lo = min(min w, 0), hi = max(max w, 0) (the reference GPTQ quantizer's convention:
+///   the grid contains 0, so the zero point is an integer in 0…maxq, exact in F16); symmetric:
+///   lo = −hi' , hi = hi' with hi' = max(|lo|, hi), zero = (maxq + 1)/2.
+/// - scale = (hi − lo)/maxq rounded *up* to the next F16, so that stored and computed agree and
+///   every value of the group lies within scale/2 of the grid; zero = round(−lo/scale).
+/// - A constant group (min w = max w = c, asymmetric) gets scale = F16(|c|), zero = 0 (c > 0) or
+///   1 (c < 0), so it is reproduced exactly when c is an F16 value; c = 0 gives scale 0, zero 0.
+struct GroupGrid {
+    var scale: Float
+    var zero: Float
+    let maxq: Float
+
+    init(minimum: Float, maximum: Float, bits: Int, symmetric: Bool) throws(QuantizationError) {
+        maxq = Float((1 << bits) - 1)
+        if minimum == maximum, !symmetric {
+            let c = minimum
+            guard c != 0 else { scale = 0; zero = 0; return }
+            let s = Float16(abs(c))
+            guard s.isFinite else { throw .notRepresentableInF16(what: "quantization scale", value: Double(c)) }
+            scale = Float(s)
+            zero = c > 0 ? 0 : 1
+            return
+        }
+        var lo = Swift.min(minimum, 0), hi = Swift.max(maximum, 0)
+        if symmetric {
+            let m = Swift.max(-lo, hi)
+            lo = -m
+            hi = m
+        }
+        guard hi > lo else { scale = 0; zero = symmetric ? ((maxq + 1) / 2).rounded(.down) : 0; return }
+        scale = try Self.roundUpToHalf((hi - lo) / maxq)
+        zero = symmetric ? ((maxq + 1) / 2).rounded(.down) : (-lo / scale).rounded(.toNearestOrEven)
+    }
+
+    /// The smallest F16 value ≥ x (x > 0).
+    static func roundUpToHalf(_ x: Float) throws(QuantizationError) -> Float {
+        var h = Float16(x)
+        if Float(h) < x { h = h.nextUp }
+        guard h.isFinite else { throw .notRepresentableInF16(what: "quantization scale", value: Double(x)) }
+        return Float(h)
+    }
+
+    /// The code of `w`: clamp(round(w/scale) + zero, 0, maxq) (ties to even); `zero` when scale = 0.
+    @inline(__always) func code(_ w: Float) -> Float {
+        guard scale > 0 else { return zero }
+        return Swift.min(Swift.max((w / scale).rounded(.toNearestOrEven) + zero, 0), maxq)
+    }
+
+    @inline(__always) func value(ofCode q: Float) -> Float { scale * (q - zero) }
+}
+
+func validateBits(_ bits: Int, allowed: ClosedRange<Int> = 2...8) throws(QuantizationError) {
+    guard allowed.contains(bits) else {
+        throw .invalidOption(option: "bits", reason: "must be in \(allowed.lowerBound)…\(allowed.upperBound), got \(bits)")
+    }
+}
+
+func validateFinite(_ w: Matrix<Float>, _ what: String) throws(QuantizationError) {
+    guard w.isFinite else { throw .nonFiniteInput(what: what) }
+}

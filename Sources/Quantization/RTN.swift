@@ -1,0 +1,142 @@
+import LinearAlgebra
+
+/// Round-to-nearest quantization with min–max groups: each row's columns are split into groups of
+/// `groupSize` consecutive columns, each with its own ``GroupGrid`` (scale and zero in F16).
+///
+/// Every value ends within scale/2 of its dequantized value (scale = the stored F16 scale).
+/// O(rows·columns), no BLAS.
+public struct RTN: Sendable, Hashable {
+    /// 2…8.
+    public var bits: Int
+    /// Columns per group; ≥ columns gives one group per row.
+    public var groupSize: Int
+    /// Symmetric grid (zero fixed at 2^(k−1)) instead of asymmetric min–max.
+    public var symmetric: Bool
+
+    public init(bits: Int, groupSize: Int = 128, symmetric: Bool = false) {
+        self.bits = bits
+        self.groupSize = groupSize
+        self.symmetric = symmetric
+    }
+
+    /// Quantizes `w` (`rows × columns`, input dimension = columns).
+    /// - Throws: ``QuantizationError/invalidOption(option:reason:)`` for bits outside 2…8 or a
+    ///   non-positive group size, ``QuantizationError/nonFiniteInput(what:)``,
+    ///   ``QuantizationError/notRepresentableInF16(what:value:)`` for values beyond F16's range.
+    public func quantize(_ w: Matrix<Float>) throws(QuantizationError) -> QuantizedWeight {
+        try validateBits(bits)
+        guard groupSize > 0 else { throw .invalidOption(option: "group size", reason: "must be positive, got \(groupSize)") }
+        try validateFinite(w, "weight")
+        let (rows, columns) = (w.rows, w.columns)
+        let groups = (columns + groupSize - 1) / groupSize
+        var codes = [UInt8](repeating: 0, count: rows * columns)
+        var scales = [Float16](repeating: 0, count: rows * groups)
+        var zeros = [Float16](repeating: 0, count: rows * groups)
+        var out = Matrix<Float>(rows: rows, columns: columns)
+        var grids = [GroupGrid]()
+        grids.reserveCapacity(rows)
+        for g in 0..<groups {
+            let range = (g * groupSize)..<min((g + 1) * groupSize, columns)
+            grids.removeAll(keepingCapacity: true)
+            for (r, (lo, hi)) in w.withUnsafeBufferPointer({ rowMinMax($0, rows: rows, columns: range) }).enumerated() {
+                let grid = try GroupGrid(minimum: lo, maximum: hi, bits: bits, symmetric: symmetric)
+                grids.append(grid)
+                scales[r * groups + g] = Float16(grid.scale)
+                zeros[r * groups + g] = Float16(grid.zero)
+            }
+            w.withUnsafeBufferPointer { pw in
+                out.withUnsafeMutableBufferPointer { po in
+                    for j in range {
+                        for r in 0..<rows {
+                            let q = grids[r].code(pw[r + j * rows])
+                            codes[r * columns + j] = UInt8(q)
+                            po[r + j * rows] = grids[r].value(ofCode: q)
+                        }
+                    }
+                }
+            }
+        }
+        return QuantizedWeight(rows: rows, columns: columns, bits: bits, groupSize: groupSize, codes: codes,
+                               scales: scales, zeros: zeros, halfValues: [], permutation: nil, dequantized: out,
+                               dampening: nil, warnings: [])
+    }
+}
+
+/// Per row, the minimum and maximum over the columns in `range` of a column-major buffer.
+func rowMinMax(_ p: UnsafeBufferPointer<Float>, rows: Int, columns range: Range<Int>) -> [(Float, Float)] {
+    var lo = [Float](repeating: .infinity, count: rows), hi = [Float](repeating: -.infinity, count: rows)
+    for j in range {
+        for r in 0..<rows {
+            let x = p[r + j * rows]
+            lo[r] = min(lo[r], x)
+            hi[r] = max(hi[r], x)
+        }
+    }
+    return Array(zip(lo, hi))
+}
+
+/// 1-bit quantization (BitDelta-style, per row): ŵ = s·sign(w) with s = mean |w| of the row
+/// (accumulated in Double), stored in F16 (rounded to nearest); code 1 for w ≥ 0, 0 for w < 0
+/// (a zero weight becomes +s: one bit has no zero). O(rows·columns).
+public struct Sign: Sendable, Hashable {
+    public init() {}
+
+    public func quantize(_ w: Matrix<Float>) throws(QuantizationError) -> QuantizedWeight {
+        try validateFinite(w, "weight")
+        let (rows, columns) = (w.rows, w.columns)
+        var sums = [Double](repeating: 0, count: rows)
+        w.withUnsafeBufferPointer { p in
+            for j in 0..<columns { for r in 0..<rows { sums[r] += Double(abs(p[r + j * rows])) } }
+        }
+        var scales = [Float16]()
+        for r in 0..<rows {
+            let s = Float16(columns > 0 ? sums[r] / Double(columns) : 0)
+            guard s.isFinite else { throw .notRepresentableInF16(what: "1-bit scale of row \(r)", value: sums[r] / Double(columns)) }
+            scales.append(s)
+        }
+        var codes = [UInt8](repeating: 0, count: rows * columns)
+        var out = Matrix<Float>(rows: rows, columns: columns)
+        w.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { o in
+                for j in 0..<columns {
+                    for r in 0..<rows {
+                        let positive = p[r + j * rows] >= 0
+                        codes[r * columns + j] = positive ? 1 : 0
+                        o[r + j * rows] = positive ? Float(scales[r]) : -Float(scales[r])
+                    }
+                }
+            }
+        }
+        return QuantizedWeight(rows: rows, columns: columns, bits: 1, groupSize: columns, codes: codes, scales: scales,
+                               zeros: [], halfValues: [], permutation: nil, dequantized: out, dampening: nil, warnings: [])
+    }
+}
+
+/// 16-bit storage: each value rounded to the nearest F16 (relative error ≤ 2⁻¹¹ for normal
+/// values). O(rows·columns).
+public struct F16: Sendable, Hashable {
+    public init() {}
+
+    public func quantize(_ w: Matrix<Float>) throws(QuantizationError) -> QuantizedWeight {
+        try validateFinite(w, "weight")
+        let (rows, columns) = (w.rows, w.columns)
+        var halves = [Float16](repeating: 0, count: rows * columns)
+        var out = Matrix<Float>(rows: rows, columns: columns)
+        var overflow: Float?
+        w.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { o in
+                for j in 0..<columns {
+                    for r in 0..<rows {
+                        let h = Float16(p[r + j * rows])
+                        if !h.isFinite { overflow = p[r + j * rows] }
+                        halves[r * columns + j] = h
+                        o[r + j * rows] = Float(h)
+                    }
+                }
+            }
+        }
+        if let overflow { throw .notRepresentableInF16(what: "16-bit value", value: Double(overflow)) }
+        return QuantizedWeight(rows: rows, columns: columns, bits: 16, groupSize: 0, codes: [], scales: [], zeros: [],
+                               halfValues: halves, permutation: nil, dequantized: out, dampening: nil, warnings: [])
+    }
+}

@@ -1,0 +1,78 @@
+import Analysis
+import Foundation
+import LinearAlgebra
+import ModelProfiles
+import Optimizer
+import Quantization
+import Testing
+
+@Suite(.serialized) struct MeasurementTests {
+    static func makeStore(_ name: String, calibrated: Bool = true) throws -> (SpectrumStore, CalibrationSet?, URL) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-quant-\(name)-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
+        let paths = try SyntheticPair(profile: profile, seed: 7).write(to: dir)
+        let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: calibrated ? paths.calibration : nil,
+                                 options: AnalysisOptions(), store: dir.appendingPathComponent("store")).run()
+        return (store, calibrated ? try CalibrationSet(url: paths.calibration) : nil, dir)
+    }
+
+    @Test func measuresAndCaches() throws {
+        let (store, calibration, dir) = try Self.makeStore("cache")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let options = MeasurementOptions(bits: [16, 4, 2, 1])
+        var calls = 0
+        let first = try measuredSpectra(store: store, calibration: calibration, options: options) { done, total, _ in
+            calls += 1
+            #expect(done <= total)
+        }
+        #expect(first.count == store.matrices.count && calls == first.count)
+        for (s, record) in zip(first, store.matrices) {
+            #expect(s.name == record.name && s.storedRank == record.storedRank)
+            #expect(Set(s.relativeQuantizationError.keys) == [16, 4, 2, 1])
+            let sums = [1, 2, 4, 16].map { s.relativeQuantizationError[$0]!.reduce(0, +) }
+            #expect(zip(sums, sums.dropFirst()).allSatisfy { $1 <= $0 }, "\(s.name): \(sums)")
+            #expect(s.relativeQuantizationError.values.allSatisfy { $0.allSatisfy(\.isFinite) })
+        }
+        let file = store.url.appendingPathComponent("errors/00000.safetensors")
+        let tensors = try SafetensorsFileNames.names(file)
+        #expect(tensors == ["e_k1", "e_k16", "e_k2", "e_k4"])
+        let before = try Data(contentsOf: file)
+        let stamp = try FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate] as? Date
+
+        // Same options (and a subset of the bits): read from the cache, file untouched.
+        let second = try measuredSpectra(store: store, calibration: calibration, options: options)
+        #expect(second == first)
+        let subset = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions(bits: [4]))
+        #expect(subset[0].relativeQuantizationError[4] == first[0].relativeQuantizationError[4])
+        #expect(try Data(contentsOf: file) == before)
+        #expect(try FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate] as? Date == stamp)
+
+        // A changed option recomputes.
+        let changed = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions(groupSize: 16, bits: [4]))
+        #expect(try Data(contentsOf: file) != before)
+        #expect(changed[0].relativeQuantizationError[4] != first[0].relativeQuantizationError[4])
+
+        // The wrong calibration is refused.
+        #expect(throws: QuantizationError.self) { try measuredSpectra(store: store, calibration: nil, options: options) }
+    }
+
+    @Test func dataFreeStoresUseRTN() throws {
+        let (store, _, dir) = try Self.makeStore("free", calibrated: false)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let spectra = try measuredSpectra(store: store, calibration: nil, options: MeasurementOptions(bits: [3]))
+        let record = store.matrices[0]
+        let factors = try store.factors(of: record)
+        let direct = try measureQuantizationErrors(factors, hessian: nil, options: MeasurementOptions(method: .rtn, bits: [3]))
+        #expect(spectra[0].relativeQuantizationError[3] == direct[3])
+        let metadata = try SafetensorsFileNames.metadata(store.url.appendingPathComponent("errors/00000.safetensors"))
+        #expect(metadata["method"] == "rtn" && metadata["calibration"] == "data-free")
+    }
+}
+
+import Checkpoint
+
+enum SafetensorsFileNames {
+    static func names(_ url: URL) throws -> [String] { try SafetensorsFile(contentsOf: url).tensors.map(\.name) }
+    static func metadata(_ url: URL) throws -> [String: String] { try SafetensorsFile(contentsOf: url).metadata }
+}
