@@ -38,15 +38,21 @@ public struct StorePlanning: Sendable {
         return PlanningProblem(models: spectra.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: scope, menu: usable)
     }
 
-    /// A plan of this store: the same bytes for the same store, budget, options and seed.
+    /// A plan of this store: the same bytes for the same store, budget, options and seed. Greedy
+    /// and genetic plans also record their gap to the `exact` plan at the same budget.
     public func plan(
         budget: Budget, budgetText: String, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
     ) throws(PlanningError) -> Plan {
         let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
-        return try makePlan(
+        var plan = try makePlan(
             problem, strategy: strategy, seed: seed, budget: .init(given: budgetText, bits: problem.budgetBits),
             source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
             toolVersion: DeltaPlanVersion.string)
+        switch strategy {
+        case .greedy, .genetic: plan.recordGap(toExactError: try solve(problem, strategy: .exact, seed: seed).predictedError)
+        case .preset, .exact: break
+        }
+        return plan
     }
 }
 

@@ -73,6 +73,12 @@ private func temporaryDirectory() -> URL {
             #expect(ea == eb)
             #expect(a.totals.storageBits <= a.budget.bits)
             #expect(a.source.hash == store.identity)
+            if strategy != "exact" {
+                let gap = try #require(a.report.gapToExact)
+                #expect(gap.relative >= -1e-9)
+            } else {
+                #expect(a.report.gapToExact == nil)
+            }
         }
     }
 
