@@ -11,6 +11,7 @@ public struct ServiceState: Sendable {
     let metrics: ServiceMetrics
     let validator: RequestValidator
     let library: ProfileLibrary
+    let planCache = PlanCache()
 }
 
 /// The API's routes (see ``openAPIDocument`` for the contract).
@@ -103,6 +104,9 @@ struct JobsController: Sendable {
             guard strategy.hasPrefix("preset:") else {
                 throw APIError.invalidPlanRequest(message: "field 'strategy': " + PlanRequestError.strategyNeedsErrorModel(strategy: strategy).description)
             }
+            let key = [profileName, budgetText, strategy, options.scope.rawValue, options.bits.map(String.init).joined(separator: ","),
+                       "\(options.seed)", options.accounting.rawValue, "\(options.groupSize)"].joined(separator: "\u{1F}")
+            if let cached = state.planCache.value(for: key) { return bytesResponse(cached, contentType: "application/json") }
             let preset = try state.library.preset(named: String(strategy.dropFirst("preset:".count)))
             let plan: Plan
             do {
@@ -117,7 +121,9 @@ struct JobsController: Sendable {
                 case .strategyNeedsErrorModel: throw APIError.invalidPlanRequest(message: error.description)
                 }
             }
-            return bytesResponse(try plan.encoded(), contentType: "application/json")
+            let encoded = try plan.encoded()
+            state.planCache.insert(encoded, for: key)
+            return bytesResponse(encoded, contentType: "application/json")
         }
         let (analysis, storePath) = try await succeededAnalysis(analysisID!, field: "analysis")
         let parameters = PlanJobParameters(analysis: analysis, analysisStore: storePath, budget: budgetText, strategy: strategy,

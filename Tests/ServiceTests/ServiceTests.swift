@@ -50,8 +50,14 @@ struct ServiceAPITests {
                 storage: StorageModel(accounting: .paper, groupSize: 128), scope: .type,
                 menu: try parseBitsMenu("16,8,4,3,2,1,0"), seed: 0, toolVersion: DeltaPlanVersion.string).encoded()
             #expect(planned.body == expected)
-            // And it is a valid plan within its budget.
             let plan = try Plan.decode(planned.body, file: "response")
+            // A repeated request (served from the plan cache) gives the same bytes; another budget another plan.
+            #expect(try await client.post("/v1/plans", json: paperPlanRequest).body == expected)
+            var other = paperPlanRequest
+            other["budget"] = "1/8"
+            let otherPlan = try Plan.decode(try await client.post("/v1/plans", json: other).body, file: "response")
+            #expect(otherPlan.budget.bits == 2 * plan.budget.bits)
+            // And it is a valid plan within its budget.
             #expect(plan.totals.storageBits <= plan.budget.bits)
             // α = 1/16 of the F16 size is one bit per planned parameter.
             let parameters = try library.model(named: "llama-2-7b").expandedMatrices().reduce(0) { $0 + $1.rows * $1.columns }
@@ -392,6 +398,22 @@ struct ServiceAPITests {
             for (path, method) in routes { #expect(paths[path]?[method] != nil, "\(method) \(path)") }
             #expect(paths.values.reduce(0) { $0 + $1.count } == routes.count)
         }
+    }
+}
+
+@Suite("Plan cache")
+struct PlanCacheTests {
+    @Test("keeps at most `capacity` entries, dropping the oldest first")
+    func eviction() {
+        let cache = PlanCache(capacity: 2)
+        cache.insert(Data([1]), for: "a")
+        cache.insert(Data([2]), for: "b")
+        cache.insert(Data([9]), for: "a")  // already present: no change, no reordering
+        #expect(cache.value(for: "a") == Data([1]))
+        cache.insert(Data([3]), for: "c")
+        #expect(cache.value(for: "a") == nil)
+        #expect(cache.value(for: "b") == Data([2]))
+        #expect(cache.value(for: "c") == Data([3]))
     }
 }
 
