@@ -13,6 +13,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C shims. Only LinearAlgebra imports them.
@@ -39,10 +42,20 @@ let package = Package(
             dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting"]),
         .target(name: "Optimizer", dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting"]),
         .target(name: "Quantization", dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer"]),
+        // The HTTP optimizer service (`deltaplan serve`): jobs persisted in SQLite, run on a worker pool.
+        .target(
+            name: "Service",
+            dependencies: [
+                "Analysis", "LinearAlgebra", "ModelProfiles", "Optimizer", "Quantization",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .executableTarget(
             name: "deltaplan",
             dependencies: [
                 "LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization",
+                "Service",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
@@ -58,6 +71,12 @@ let package = Package(
         .testTarget(
             name: "QuantizationTests",
             dependencies: ["Quantization", "LinearAlgebra", "Analysis", "Optimizer", "ModelProfiles", "Checkpoint"]),
+        .testTarget(
+            name: "ServiceTests",
+            dependencies: [
+                "Service", "Analysis", "ModelProfiles", "Optimizer", "Quantization",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -9,6 +9,6 @@ struct DeltaPlan: AsyncParsableCommand {
         version: DeltaPlanVersion.string,
         subcommands: [
             Demo.self, Synth.self, Inspect.self, Analyze.self, Spectrum.self,
-            PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self,
+            PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self, Serve.self,
         ])
 }

@@ -1,0 +1,63 @@
+import Foundation
+
+/// What a job does. Each kind has a ``JobRunner`` in ``JobRunners``.
+public enum JobKind: String, Codable, Sendable, CaseIterable {
+    /// `deltaplan analyze`: SVD spectra of every selected delta into a spectrum store.
+    case analysis
+    /// A plan from an analysis store (error model + search).
+    case plan
+    /// Strategies compared across budgets on an analysis store.
+    case comparison
+    /// Compression of a delta with a plan.
+    case compression
+}
+
+/// The life of a job: queued → running → succeeded | failed | cancelled. A running job interrupted
+/// by a shutdown goes back to queued; one interrupted by a crash is re-queued at the next start.
+public enum JobState: String, Codable, Sendable, CaseIterable {
+    case queued, running, succeeded, failed, cancelled
+
+    /// Succeeded, failed and cancelled jobs never change again.
+    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+/// One job as stored in `jobs.sqlite` (table `job`). Times are Unix seconds.
+public struct Job: Sendable, Equatable {
+    public var id: String
+    public var kind: JobKind
+    /// The validated request, as JSON (paths already resolved).
+    public var parameters: Data
+    public var state: JobState
+    /// In [0, 1].
+    public var progress: Double
+    public var progressMessage: String
+    public var createdAt: Double
+    public var startedAt: Double?
+    public var finishedAt: Double?
+    public var error: String?
+    /// Where the result lives: a store directory or a file under the data directory.
+    public var result: String?
+    /// A cancel was asked while the job ran; the worker stops it at its next check.
+    public var cancelRequested: Bool
+    /// How many times a worker started it (more than 1 after restarts).
+    public var attempts: Int
+}
+
+extension Job {
+    /// The API's view of a job.
+    var json: JSONValue {
+        func time(_ t: Double?) -> JSONValue {
+            guard let t else { return .null }
+            return .string(Date(timeIntervalSince1970: t).formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        }
+        let params = (try? JSONDecoder().decode(JSONValue.self, from: parameters)) ?? .null
+        return .object([
+            "id": .string(id), "kind": .string(kind.rawValue), "state": .string(state.rawValue),
+            "parameters": params,
+            "progress": .object(["fraction": .double(progress), "message": .string(progressMessage)]),
+            "createdAt": time(createdAt), "startedAt": time(startedAt), "finishedAt": time(finishedAt),
+            "error": error.map(JSONValue.string) ?? .null, "result": result.map(JSONValue.string) ?? .null,
+            "cancelRequested": .bool(cancelRequested), "attempts": .int(Int64(attempts)),
+        ])
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import ModelProfiles
+import Optimizer
+import Quantization
+
+/// Why a running job is asked to stop.
+public enum StopReason: Sendable, Equatable {
+    /// `DELETE /v1/jobs/{id}`: stop, discard partial output, end as cancelled.
+    case cancelled
+    /// The server is shutting down: stop, keep partial output, resume at the next start.
+    case shutdown
+}
+
+/// What a runner gets: the job's identity and validated parameters, where to write, and two
+/// callbacks. Runners run on a worker thread and may block.
+public struct JobContext: Sendable {
+    public var id: String
+    public var kind: JobKind
+    /// The validated request as JSON (see the `*Parameters` types).
+    public var parameters: Data
+    public var dataDirectory: URL
+    /// Reports progress: a fraction in [0, 1] and a short message. Stored with the job.
+    public var reportProgress: @Sendable (Double, String) -> Void
+    /// Non-nil once the job should stop; checked between units of work (matrices).
+    public var stopReason: @Sendable () -> StopReason?
+
+    public init(id: String, kind: JobKind, parameters: Data, dataDirectory: URL,
+                reportProgress: @escaping @Sendable (Double, String) -> Void,
+                stopReason: @escaping @Sendable () -> StopReason?) {
+        self.id = id
+        self.kind = kind
+        self.parameters = parameters
+        self.dataDirectory = dataDirectory
+        self.reportProgress = reportProgress
+        self.stopReason = stopReason
+    }
+
+    public var shouldStop: Bool { stopReason() != nil }
+
+    public func decodeParameters<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(type, from: parameters)
+    }
+
+    /// `<data-dir>/analyses/<id>`: an analysis job's spectrum store.
+    public var analysisStore: URL { Self.analysisStore(id: id, in: dataDirectory) }
+    /// `<data-dir>/plans/<id>.json`: a plan job's plan.
+    public var planFile: URL { Self.planFile(id: id, in: dataDirectory) }
+
+    public static func analysisStore(id: String, in dataDirectory: URL) -> URL {
+        dataDirectory.appendingPathComponent("analyses", isDirectory: true).appendingPathComponent(id, isDirectory: true)
+    }
+
+    public static func planFile(id: String, in dataDirectory: URL) -> URL {
+        dataDirectory.appendingPathComponent("plans", isDirectory: true).appendingPathComponent("\(id).json")
+    }
+}
+
+/// A job runner failed in a way to report to the client (stored as the job's error).
+public struct JobFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// How one kind of job runs.
+///
+/// `run` does the work on a worker thread and returns the result location; it throws
+/// `CancellationError` when ``JobContext/stopReason`` became non-nil (checked between units of
+/// work), any other error to fail the job (its description becomes the job's error message).
+/// `discard` removes partial output after a cancel. `resumable` says whether a job interrupted
+/// by a server stop can run again from where it was (else it fails with the reason).
+public struct JobRunner: Sendable {
+    public var resumable: Bool
+    public var run: @Sendable (JobContext) throws -> String
+    public var discard: @Sendable (JobContext) -> Void
+
+    public init(resumable: Bool, run: @escaping @Sendable (JobContext) throws -> String,
+                discard: @escaping @Sendable (JobContext) -> Void = { _ in }) {
+        self.resumable = resumable
+        self.run = run
+        self.discard = discard
+    }
+
+    /// A runner that fails every job: the kind is accepted and validated by the API but this
+    /// build cannot run it yet.
+    public static func unavailable(_ kind: JobKind, needs: String) -> JobRunner {
+        JobRunner(resumable: false) { _ in
+            throw JobFailure("\(kind.rawValue) jobs are not available in this build (they need \(needs))")
+        }
+    }
+}
+
+/// The runner of each job kind.
+public struct JobRunners: Sendable {
+    private var runners: [JobKind: JobRunner]
+
+    public init(_ runners: [JobKind: JobRunner]) { self.runners = runners }
+
+    public subscript(kind: JobKind) -> JobRunner {
+        get { runners[kind] ?? .unavailable(kind, needs: "a runner registered for this kind") }
+        set { runners[kind] = newValue }
+    }
+
+    /// The runners of this build. THE place where job kinds get wired: when plans from an
+    /// analysis (error model + searches), comparisons and compressions land in the library,
+    /// replace their `.unavailable` entries with runners that decode ``PlanJobParameters``,
+    /// ``ComparisonJobParameters`` or ``CompressionJobParameters`` and call it.
+    public static func builtIn() -> JobRunners {
+        JobRunners([
+            .analysis: .analysis,
+            .plan: .plan,
+            .comparison: .comparison,
+            .compression: .unavailable(.compression, needs: "the compressor"),
+        ])
+    }
+}
+
+extension JobRunner {
+    /// A plan from an analysis store, by the same library call as `deltaplan plan STORE`, so the
+    /// plan bytes are the CLI's. The measurement pass is cached in the store: a resumed job reuses it.
+    public static let plan = JobRunner(resumable: true) { context in
+        let p = try context.decodeParameters(PlanJobParameters.self)
+        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, context: context)
+        let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
+        let plan = try planning.plan(
+            budget: try Budget(parsing: p.budget), budgetText: p.budget,
+            storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
+            scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
+        try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try plan.write(to: context.planFile)
+        context.reportProgress(1, "plan written")
+        return context.planFile.path
+    } discard: { context in
+        try? FileManager.default.removeItem(at: context.planFile)
+    }
+
+    /// A comparison of strategies and baselines on an analysis store (as `deltaplan compare STORE`),
+    /// written as JSON to `<data-dir>/comparisons/<id>.json`.
+    public static let comparison = JobRunner(resumable: true) { context in
+        let p = try context.decodeParameters(ComparisonJobParameters.self)
+        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, context: context)
+        let comparison = try planning.compare(
+            budgets: try p.budgets.map { (try Budget(parsing: $0), $0) }, strategies: p.strategies,
+            library: try ProfileLibrary.builtIn(), storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
+            scope: p.scope, menu: [16, 8, 4, 3, 2, 1], seed: p.seed, clock: { Date().timeIntervalSinceReferenceDate })
+        let url = comparisonFile(context)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try Data(comparison.render(.json).utf8).write(to: url, options: .atomic)
+        context.reportProgress(1, "comparison written")
+        return url.path
+    } discard: { context in
+        try? FileManager.default.removeItem(at: comparisonFile(context))
+    }
+
+    private static func comparisonFile(_ context: JobContext) -> URL {
+        context.dataDirectory.appendingPathComponent("comparisons", isDirectory: true).appendingPathComponent("\(context.id).json")
+    }
+
+    /// The store with its error models measured; the measurement is most of the job's time.
+    private static func storePlanning(_ store: String, groupSize: Int, context: JobContext) throws -> StorePlanning {
+        context.reportProgress(0, "measuring the error model")
+        return try StorePlanning(store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize)) { done, total, name in
+            context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
+        }
+    }
+}

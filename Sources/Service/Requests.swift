@@ -1,0 +1,120 @@
+import Analysis
+import Foundation
+import ModelProfiles
+import Optimizer
+
+/// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
+public struct PlanJobParameters: Codable, Sendable, Equatable {
+    /// The analysis job id and its store directory.
+    public var analysis: String
+    public var analysisStore: String
+    public var budget: String
+    public var strategy: String
+    public var scope: Scope
+    public var bits: [Int]
+    public var seed: UInt64
+    public var accounting: Accounting
+    public var groupSize: Int
+}
+
+/// The parameters of a comparison job, as validated by `POST /v1/comparisons`.
+public struct ComparisonJobParameters: Codable, Sendable, Equatable {
+    public var analysis: String
+    public var analysisStore: String
+    public var budgets: [String]
+    public var strategies: [String]
+    public var scope: Scope
+    public var seed: UInt64
+    public var accounting: Accounting
+    public var groupSize: Int
+}
+
+/// The parameters of a compression job, as validated by `POST /v1/compressions`.
+public struct CompressionJobParameters: Codable, Sendable, Equatable {
+    public var base: String
+    public var finetuned: String
+    public var calibration: String?
+    /// The plan job id, when the plan came from one.
+    public var plan: String?
+    /// The plan file (resolved).
+    public var planFile: String
+}
+
+/// Validation shared by the endpoints: every failure is an ``APIError`` naming the field.
+struct RequestValidator: Sendable {
+    let roots: AllowedRoots
+    let library: ProfileLibrary
+
+    static let searchStrategies = ["greedy", "genetic", "exact"]
+    static let defaultStrategies = ["preset:delta-come", "greedy", "genetic", "exact"]
+
+    func budget(_ text: String, field: String) throws(APIError) -> Budget {
+        do { return try Budget(parsing: text, field: field) } catch {
+            throw .malformedBudget(field: field, message: error.description)
+        }
+    }
+
+    /// 'preset:NAME' with a known preset, or a search strategy.
+    func strategy(_ text: String, field: String) throws(APIError) {
+        if text.hasPrefix("preset:") {
+            let name = String(text.dropFirst("preset:".count))
+            guard library.presets.contains(where: { $0.name == name }) else {
+                throw .unknownStrategy(field: field, value: text,
+                                       reason: "no preset named '\(name)'; presets: \(library.presets.map(\.name).joined(separator: ", "))")
+            }
+        } else if !Self.searchStrategies.contains(text) {
+            throw .unknownStrategy(field: field, value: text, reason: "expected 'preset:NAME', 'greedy', 'genetic' or 'exact'")
+        }
+    }
+
+    func bits(_ text: String) throws(APIError) -> [Int] {
+        do { return try parseBitsMenu(text, field: "bits") } catch {
+            throw .invalidField(field: "bits", reason: error.description)
+        }
+    }
+
+    func profile(_ name: String) throws(APIError) -> ModelProfile {
+        do { return try library.model(named: name) } catch {
+            throw .invalidField(field: "profile", reason: "\(error); see GET /v1/profiles")
+        }
+    }
+
+    func path(_ text: String, field: String) throws(APIError) -> String {
+        try roots.resolve(text, field: field)
+    }
+
+    /// `include`/`exclude` must compile as the analyzer's patterns.
+    func selection(include: [String], exclude: [String]) throws(APIError) {
+        do { _ = try Selection(include: include, exclude: exclude) } catch {
+            throw .invalidField(field: include.isEmpty ? "exclude" : "include", reason: error.description)
+        }
+    }
+}
+
+/// Shared plan options of `POST /v1/plans` and `POST /v1/comparisons`.
+struct PlanOptions {
+    var scope: Scope
+    var bits: [Int]
+    var seed: UInt64
+    var accounting: Accounting
+    var groupSize: Int
+
+    init(_ r: FieldReader, validator: RequestValidator, defaultScope: Scope) throws(APIError) {
+        scope = try r.choice("scope", Scope.self) ?? defaultScope
+        bits = try validator.bits(try r.string("bits") ?? "16,8,4,3,2,1,0")
+        seed = UInt64(try r.integer("seed", in: 0...Int64.max) ?? 0)
+        accounting = try r.choice("accounting", Accounting.self) ?? .artifact
+        groupSize = Int(try r.integer("groupSize", in: 1...(1 << 20)) ?? 128)
+    }
+
+    var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }
+}
+
+extension Encodable {
+    /// Deterministic JSON for storage as job parameters.
+    func parametersJSON() throws(APIError) -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do { return try encoder.encode(self) } catch { throw .internalError("cannot encode job parameters: \(error)") }
+    }
+}
