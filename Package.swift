@@ -30,14 +30,14 @@ let package = Package(
         .target(name: "LinearAlgebra", dependencies: ["CBLAS", "CLapacke", "CGSL"]),
         // Tables, number formats and SVG plots shared by every report.
         .target(name: "Reporting"),
-        .target(name: "Checkpoint"),
+        .target(name: "Checkpoint", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
         // Model-architecture profiles and precision presets. The data files live in the target folder,
         // bundled as a resource; the top-level Profiles/ is a link to them.
         .target(name: "ModelProfiles", resources: [.copy("Profiles")]),
         .target(
             name: "Analysis",
-            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", .product(name: "Crypto", package: "swift-crypto")]),
-        .target(name: "Optimizer", dependencies: ["LinearAlgebra", "ModelProfiles", "Reporting"]),
+            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting"]),
+        .target(name: "Optimizer", dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting"]),
         .target(name: "Quantization", dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer"]),
         .executableTarget(
             name: "deltaplan",
@@ -47,14 +47,14 @@ let package = Package(
             ]),
         .executableTarget(
             name: "deltaplan-bench",
-            dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer", "Quantization"],
+            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization"],
             path: "Benchmarks/deltaplan-bench"),
 
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
         .testTarget(name: "ModelProfilesTests", dependencies: ["ModelProfiles"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint"]),
-        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra"]),
+        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra", "Checkpoint"]),
         .testTarget(
             name: "QuantizationTests",
             dependencies: ["Quantization", "LinearAlgebra", "Analysis", "Optimizer", "ModelProfiles", "Checkpoint"]),

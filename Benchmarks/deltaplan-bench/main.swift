@@ -1,2 +1,35 @@
 // Benchmark suites for DeltaPlan; see BENCHMARKS.md for how each is run.
-print("usage: deltaplan-bench SUITE")
+//
+//   deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]
+//   deltaplan-bench search
+//   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
+//
+// Suites print human-readable lines; the svd suite also prints machine-readable
+// `RESULT <key> <seconds>` lines that Benchmarks/run-svd.sh joins with the Python reference.
+
+import Foundation
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench analyze-svd BASE FINETUNED"
+switch arguments.first {
+case "svd":
+    do {
+        let shape = arguments.firstIndex(of: "--shape").flatMap { arguments.indices.contains($0 + 1) ? arguments[$0 + 1] : nil }
+        let part: SVDSuite.Part = arguments.contains("--full-only") ? .full
+            : arguments.contains("--randomized-only") ? .randomized : .all
+        try SVDSuite(quick: arguments.contains("--quick"), shape: shape, part: part).run()
+    } catch {
+        print("svd suite failed: \(error)")
+        exit(1)
+    }
+case "search":
+    runSearchBenchmark()
+case "analyze-svd" where arguments.count == 3:
+    do { try runAnalyzeSVDReference(base: arguments[1], finetuned: arguments[2]) } catch {
+        print("analyze-svd failed: \(error)")
+        exit(1)
+    }
+default:
+    print(usage)
+    exit(arguments.isEmpty ? 0 : 2)
+}

@@ -74,7 +74,7 @@ extension Analyzer {
         var done = record
         done.status = .done
         done.file = file
-        done.fileSHA256 = try Digest.sha256(fileAt: url)
+        do { done.fileSHA256 = try Digest.sha256(fileAt: url) } catch { throw .io(path: url.path, reason: "\(error)") }
         done.fileSize = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue
         done.svd = randomized ? "randomized" : "full"
         done.singularValueCount = sigma.count

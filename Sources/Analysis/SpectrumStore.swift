@@ -81,7 +81,8 @@ public struct SpectrumStore: Sendable {
             throw .storeCorrupt(store: url.path, file: record.name, reason: "not analyzed")
         }
         let fileURL = url.appendingPathComponent(name)
-        let actual = try Digest.sha256(fileAt: fileURL)
+        let actual: String
+        do { actual = try Digest.sha256(fileAt: fileURL) } catch { throw .storeCorrupt(store: url.path, file: name, reason: "\(error)") }
         guard actual == sha else {
             throw .storeCorrupt(store: url.path, file: name, reason: "checksum mismatch (the file was changed or damaged)")
         }

@@ -1,16 +1,22 @@
 import Foundation
 import ModelProfiles
+import Reporting
 
 /// Why a plan cannot be made.
 public enum PlanningError: Error, Equatable, CustomStringConvertible {
     /// The budget of `unit` cannot hold the smallest plan the strategy can make there.
     case infeasibleBudget(unit: String, budgetBits: Int, smallestFeasibleBits: Int)
+    /// A mix needs `bits`-bit vectors, which a member of `unit` cannot use (not in the menu, or
+    /// no measured error at that width).
+    case bitWidthUnavailable(unit: String, bits: Int)
 
     public var description: String {
         switch self {
         case let .infeasibleBudget(unit, budget, smallest):
             "budget infeasible for \(unit): \(budget) bits given, the smallest feasible is \(smallest) bits"
-                + " (\(formatBytes(smallest)))"
+                + " (\(Format.bytes(Double(smallest) / 8)))"
+        case let .bitWidthUnavailable(unit, bits):
+            "\(bits)-bit vectors are not available for \(unit): the width is not in the menu or was not measured"
         }
     }
 }
@@ -72,13 +78,4 @@ extension PrecisionPreset {
         }
         return allocations(fill: low)
     }
-}
-
-/// "1.5 GiB"-style rendering of a bit count.
-public func formatBytes(_ bits: Int) -> String {
-    let bytes = Double(bits) / 8
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-    var value = bytes, unit = 0
-    while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
-    return unit == 0 ? "\(Int(bytes)) B" : String(format: "%.2f %@", value, units[unit])
 }

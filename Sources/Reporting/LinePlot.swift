@@ -12,18 +12,23 @@ public struct LinePlot: Sendable {
         public var opacity: Double
         /// Series with `inLegend == false` share the colour of a labelled one and stay out of the legend.
         public var inLegend: Bool
-        public var markers: Bool
+        public var marker: Marker
 
         public init(label: String, points: [(x: Double, y: Double)], color: String? = nil, width: Double = 2,
-                    opacity: Double = 1, inLegend: Bool = true, markers: Bool = false) {
+                    opacity: Double = 1, inLegend: Bool = true, marker: Marker = .none) {
             self.label = label
             self.points = points
             self.color = color
             self.width = width
             self.opacity = opacity
             self.inLegend = inLegend
-            self.markers = markers
+            self.marker = marker
         }
+    }
+
+    /// The symbol drawn at each point of a series (and in its legend entry).
+    public enum Marker: Sendable, CaseIterable {
+        case none, circle, square, diamond, triangle
     }
 
     public static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
@@ -34,6 +39,8 @@ public struct LinePlot: Sendable {
     public var logX: Bool
     public var logY: Bool
     public var series: [Series] = []
+    /// Ticks of the x axis at these data values with these labels, instead of automatic ones.
+    public var xTicks: [(value: Double, label: String)]?
     public var width: Double = 860
     public var height: Double = 520
 
@@ -59,7 +66,7 @@ public struct LinePlot: Sendable {
         if x1 - x0 < 1e-12 { x0 -= 0.5; x1 += 0.5 }
         if y1 - y0 < 1e-12 { y0 -= 0.5; y1 += 0.5 }
         if logY { y0 = floor(y0); y1 = ceil(y1) } else { let pad = 0.05 * (y1 - y0); y0 -= pad; y1 += pad }
-        if logX { x0 = floor(x0); x1 = ceil(x1) }
+        if logX && xTicks == nil { x0 = floor(x0); x1 = ceil(x1) } else { let pad = 0.05 * (x1 - x0); x0 -= pad; x1 += pad }
         func px(_ x: Double) -> Double { left + (tx(x) - x0) / (x1 - x0) * plotW }
         func py(_ y: Double) -> Double { top + plotH - (ty(y) - y0) / (y1 - y0) * plotH }
 
@@ -71,12 +78,14 @@ public struct LinePlot: Sendable {
 
         """
         // Grid and ticks.
-        for (value, isX) in ticks(x0, x1, log: logX).map({ ($0, true) }) + ticks(y0, y1, log: logY).map({ ($0, false) }) {
-            let label = tickLabel(value, log: isX ? logX : logY)
+        let xTickList = xTicks.map { $0.map { (tx($0.value), $0.label) } }
+            ?? ticks(x0, x1, log: logX).map { ($0, tickLabel($0, log: logX)) }
+        let yTickList = ticks(y0, y1, log: logY).map { ($0, tickLabel($0, log: logY)) }
+        for (value, label, isX) in xTickList.map({ ($0.0, $0.1, true) }) + yTickList.map({ ($0.0, $0.1, false) }) {
             if isX {
                 let x = left + (value - x0) / (x1 - x0) * plotW
                 out += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotH))\" stroke=\"#e6e6e6\"/>\n"
-                out += "<text x=\"\(f(x))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(label)</text>\n"
+                out += "<text x=\"\(f(x))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(escape(label))</text>\n"
             } else {
                 let y = top + plotH - (value - y0) / (y1 - y0) * plotH
                 out += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + plotW))\" y2=\"\(f(y))\" stroke=\"#e6e6e6\"/>\n"
@@ -92,12 +101,11 @@ public struct LinePlot: Sendable {
             let color = s.color ?? Self.palette[legendIndex % Self.palette.count]
             let path = points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
             out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"\(s.width)\" stroke-opacity=\"\(s.opacity)\" points=\"\(path)\"/>\n"
-            if s.markers {
-                for p in points { out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3.5\" fill=\"\(color)\"/>\n" }
-            }
+            for p in points { out += symbol(s.marker, px(p.x), py(p.y), color) }
             if s.inLegend {
                 let lx = left + plotW + 16
                 out += "<line x1=\"\(f(lx))\" y1=\"\(f(legendY))\" x2=\"\(f(lx + 24))\" y2=\"\(f(legendY))\" stroke=\"\(color)\" stroke-width=\"3\"/>\n"
+                out += symbol(s.marker, lx + 12, legendY, color)
                 out += "<text x=\"\(f(lx + 30))\" y=\"\(f(legendY + 4))\">\(escape(s.label))</text>\n"
                 legendY += 20
                 legendIndex += 1
@@ -123,6 +131,19 @@ public struct LinePlot: Sendable {
     }
 
     private func f(_ x: Double) -> String { String(format: "%.1f", x) }
+
+    private func symbol(_ marker: Marker, _ x: Double, _ y: Double, _ color: String) -> String {
+        let style = "fill=\"\(color)\" stroke=\"white\" stroke-width=\"1\""
+        switch marker {
+        case .none: return ""
+        case .circle: return "<circle cx=\"\(f(x))\" cy=\"\(f(y))\" r=\"4.5\" \(style)/>\n"
+        case .square: return "<rect x=\"\(f(x - 4))\" y=\"\(f(y - 4))\" width=\"8\" height=\"8\" \(style)/>\n"
+        case .diamond:
+            return "<polygon points=\"\(f(x)),\(f(y - 5.5)) \(f(x + 5.5)),\(f(y)) \(f(x)),\(f(y + 5.5)) \(f(x - 5.5)),\(f(y))\" \(style)/>\n"
+        case .triangle:
+            return "<polygon points=\"\(f(x)),\(f(y - 5.5)) \(f(x + 5)),\(f(y + 4)) \(f(x - 5)),\(f(y + 4))\" \(style)/>\n"
+        }
+    }
 
     private func escape(_ s: String) -> String {
         s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")

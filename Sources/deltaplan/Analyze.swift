@@ -39,14 +39,18 @@ struct Analyze: ParsableCommand {
     @Flag(help: "Use H = I for selected modules without a calibration entry (marked in every report).")
     var allowMissingCalibration = false
 
-    @Option(help: "Seed of the randomized SVD (used when the stored rank is far below the matrix rank).")
+    @Option(help: "Seed of the randomized SVD (used when the stored rank is at most a quarter of min(h_out, h_in)).")
     var seed: UInt64 = 0
+
+    @Option(help: "Power iterations of the randomized SVD (more: slower, more accurate on slowly decaying spectra).")
+    var powerIterations: Int = 2
 
     @Option(help: "The spectrum store directory to write (or resume).")
     var out: String
 
     func validate() throws {
         if let maxRank, maxRank < 1 { throw ValidationError("--max-rank must be at least 1, got \(maxRank)") }
+        if powerIterations < 0 { throw ValidationError("--power-iterations must not be negative") }
     }
 
     func run() throws {
@@ -54,7 +58,8 @@ struct Analyze: ParsableCommand {
             base: URL(fileURLWithPath: base), finetuned: URL(fileURLWithPath: finetuned),
             calibration: calibration.map { URL(fileURLWithPath: $0) },
             options: AnalysisOptions(include: include, exclude: exclude, maxRank: maxRank, skipMismatched: skipMismatched,
-                                     allowMissingCalibration: allowMissingCalibration, seed: seed),
+                                     allowMissingCalibration: allowMissingCalibration, seed: seed,
+                                     powerIterations: powerIterations),
             store: URL(fileURLWithPath: out))
         let store = try analyzer.runWithProgress()
         print("analyzed \(store.matrices.count) matrices into \(store.url.path)"

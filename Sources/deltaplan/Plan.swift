@@ -1,4 +1,5 @@
 import ArgumentParser
+import Reporting
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -95,18 +96,18 @@ func planSummary(_ plan: Plan) -> String {
         let a = Allocation(segments: key.segments)
         let bitsEach = plan.matrices.first { $0.type == key.type && $0.shape == key.shape && $0.segments == key.segments }!.storageBits
         rows.append([key.type.rawValue, "\(key.shape[0])×\(key.shape[1])", "\(groups[key]!)"]
-                    + widths.map { "\(a.count(bits: $0))" } + ["\(a.rank)", formatBytes(bitsEach)])
+                    + widths.map { "\(a.count(bits: $0))" } + ["\(a.rank)", Format.bytes(Double(bitsEach) / 8)])
     }
     let t = plan.totals
     var text = """
         plan: \(plan.source.kind) \(plan.source.name), budget \(plan.budget.given) = \(plan.budget.bits) bits \
-        (\(formatBytes(plan.budget.bits))), \(plan.accounting.rawValue) accounting, group size \(plan.groupSize), \
+        (\(Format.bytes(Double(plan.budget.bits) / 8))), \(plan.accounting.rawValue) accounting, group size \(plan.groupSize), \
         scope \(plan.scope.rawValue), strategy \(plan.strategy.name)\(plan.strategy.preset.map { ":" + $0 } ?? "")
 
         """
     text += alignedTable(rows, rightAligned: Set(2..<(rows[0].count)))
     text += String(format: "total: %ld bits (%@), α = %.6f (1/%.2f), %.4f bits per parameter",
-                   t.storageBits, formatBytes(t.storageBits), t.alpha, 1 / t.alpha, t.bitsPerParameter)
+                   t.storageBits, Format.bytes(Double(t.storageBits) / 8), t.alpha, 1 / t.alpha, t.bitsPerParameter)
     if let e = t.predictedError, let r = t.predictedRelativeError {
         text += String(format: ", predicted error %.4e (relative %.4e)", e, r)
     }

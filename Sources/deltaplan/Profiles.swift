@@ -1,4 +1,5 @@
 import ArgumentParser
+import Reporting
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -90,13 +91,7 @@ func formatCount(_ n: Int) -> String {
 
 /// Columns separated by two spaces; the first row is a header followed by a rule.
 func alignedTable(_ rows: [[String]], rightAligned: Set<Int>) -> String {
-    let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
-    func line(_ row: [String]) -> String {
-        row.enumerated().map { c, s in
-            let pad = String(repeating: " ", count: widths[c] - s.count)
-            return rightAligned.contains(c) ? pad + s : s + pad
-        }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-    }
-    let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
-    return ([line(rows[0]), rule] + rows.dropFirst().map(line)).joined(separator: "\n") + "\n"
+    var table = TextTable(headers: rows[0], alignments: rows[0].indices.map { rightAligned.contains($0) ? .right : .left })
+    for row in rows.dropFirst() { table.append(row) }
+    return table.text()
 }

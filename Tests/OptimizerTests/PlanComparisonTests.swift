@@ -53,7 +53,10 @@ import Testing
         #expect(svg.components(separatedBy: "<polyline").count - 1 == 3)
         for s in ["preset:delta-come", "greedy", "exact"] { #expect(svg.contains(">\(s)</text>")) }
         #expect(svg.contains("1/16") && svg.contains("1/32"))
-        #expect(svg.contains("(log scale)"))
+        #expect(svg.contains("predicted ‖(ΔW−ΔŴ)X‖² / ‖ΔW X‖²"))
+        if let dir = ProcessInfo.processInfo.environment["DELTAPLAN_TEST_ARTIFACTS"] {
+            try? svg.write(toFile: dir + "/comparison.svg", atomically: true, encoding: .utf8)
+        }
         // Every opened element closes (self-closing or explicit).
         #expect(svg.components(separatedBy: "<text").count == svg.components(separatedBy: "</text>").count)
     }

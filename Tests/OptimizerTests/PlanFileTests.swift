@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import Testing
 import ModelProfiles
@@ -126,7 +127,7 @@ import ModelProfiles
         let problem = PlanningProblem(models: models, storage: storage, budgetBits: 154, scope: .matrix, menu: [8, 3])
         let preset = PrecisionPreset(name: "p", description: "", segments: [.init(bits: 8, count: 1), .init(bits: 3, count: nil)])
         let plan = try makePlan(problem, strategy: .preset(preset), seed: 1, budget: .init(given: "154B", bits: 154),
-                                source: .init(kind: "store", name: "s", hash: sha256Hex(Array("manifest".utf8))),
+                                source: .init(kind: "store", name: "s", hash: Digest.sha256(Array("manifest".utf8))),
                                 toolVersion: "t")
         // Error: 9·0.01 + 4·0.2 + 1 (dropped) = 1.89 per matrix.
         for m in plan.matrices {
@@ -147,9 +148,9 @@ import ModelProfiles
 
     /// FIPS 180-4 test vectors.
     @Test func sha256KnownVectors() {
-        #expect(sha256Hex(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(sha256Hex([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(sha256Hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
+        #expect(Digest.sha256(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(Digest.sha256([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(Digest.sha256(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
                 == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
     }
 }

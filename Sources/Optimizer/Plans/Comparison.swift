@@ -1,4 +1,5 @@
 import Foundation
+import Reporting
 
 /// Strategies compared at several budgets on one set of matrices: one row per strategy × budget.
 public struct Comparison: Codable, Sendable, Equatable {
@@ -83,32 +84,25 @@ extension Comparison {
 
     private var cells: [[String]] {
         rows.map { r in
-            [r.strategy, r.budget, formatBytes(r.storageBits), formatAlpha(r.alpha),
+            [r.strategy, r.budget, Format.bytes(Double(r.storageBits) / 8), formatAlpha(r.alpha),
              formatScientific(r.predictedError), formatScientific(r.predictedRelativeError)]
                 + types.map { r.relativeErrorByType[$0].map(formatScientific) ?? "–" }
                 + [String(format: "%.2f s", r.seconds), r.gapToExact.map { String(format: "%+.2f%%", 100 * $0) } ?? "–"]
         }
     }
 
-    /// Aligned plain text: text columns left-aligned, numeric columns right-aligned.
-    public func textTable() -> String {
-        let all = [header] + cells
-        let widths = header.indices.map { c in all.map { $0[c].count }.max() ?? 0 }
-        func line(_ row: [String]) -> String {
-            row.enumerated().map { c, s in
-                let pad = String(repeating: " ", count: widths[c] - s.count)
-                return c < 2 ? s + pad : pad + s
-            }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-        }
-        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
-        return ([line(header), rule] + cells.map(line)).joined(separator: "\n") + "\n"
+    /// The rows as a table: text columns left-aligned, numeric columns right-aligned.
+    public func table() -> TextTable {
+        var table = TextTable(headers: header, alignments: header.indices.map { $0 < 2 ? .left : .right })
+        for row in cells { table.append(row) }
+        return table
     }
 
+    /// Aligned plain text.
+    public func textTable() -> String { table().text() }
+
     /// A GitHub-flavoured markdown table, one row per strategy × budget.
-    public func markdown() -> String {
-        let align = header.indices.map { $0 < 2 ? ":---" : "---:" }
-        return ([header, align] + cells).map { "| " + $0.joined(separator: " | ") + " |" }.joined(separator: "\n") + "\n"
-    }
+    public func markdown() -> String { table().markdown() }
 
     /// Deterministic JSON (sorted keys).
     public func json() -> String {

@@ -29,7 +29,7 @@ extension Plan.Report {
     public init(_ report: SearchReport, predictedError error: Double) {
         switch report {
         case .preset: self.init()
-        case let .greedy(path): self.init(greedyPath: path.map { String(describing: $0) })
+        case let .greedy(path): self.init(greedyPath: path.map { "\($0.unit): \($0.mix), predicted error \($0.predictedError)" })
         case let .genetic(convergence, generations, evaluations):
             self.init(convergence: convergence, generations: generations, evaluations: evaluations)
         case let .exact(lowerBound):

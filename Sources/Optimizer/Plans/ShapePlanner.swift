@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import ModelProfiles
 
@@ -48,7 +49,7 @@ public func profileHash(_ profile: ModelProfile) -> String {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     // Encoding plain structs of strings and integers cannot fail.
     let data = (try? encoder.encode(profile)) ?? Data()
-    return sha256Hex(data)
+    return Digest.sha256(data)
 }
 
 /// The planned matrices of a profile as shapes.
