@@ -10,5 +10,6 @@ struct DeltaPlan: AsyncParsableCommand {
         subcommands: [
             Demo.self, Synth.self, Inspect.self, Analyze.self, Spectrum.self,
             PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self,
+            Compress.self, MergeCommand.self, EvaluateCommand.self,
         ])
 }
