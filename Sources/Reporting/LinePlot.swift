@@ -77,7 +77,8 @@ public struct LinePlot: Sendable {
         <text x="\(left + plotW / 2)" y="28" text-anchor="middle" font-size="16" font-weight="bold">\(escape(title))</text>
 
         """
-        // Grid and ticks.
+        // Grid and ticks; an x label closer than 40 units to the previous one is left out.
+        var lastXLabel = -Double.infinity
         let xTickList = xTicks.map { $0.map { (tx($0.value), $0.label) } }
             ?? ticks(x0, x1, log: logX).map { ($0, tickLabel($0, log: logX)) }
         let yTickList = ticks(y0, y1, log: logY).map { ($0, tickLabel($0, log: logY)) }
@@ -85,7 +86,10 @@ public struct LinePlot: Sendable {
             if isX {
                 let x = left + (value - x0) / (x1 - x0) * plotW
                 out += "<line x1=\"\(f(x))\" y1=\"\(f(top))\" x2=\"\(f(x))\" y2=\"\(f(top + plotH))\" stroke=\"#e6e6e6\"/>\n"
-                out += "<text x=\"\(f(x))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(escape(label))</text>\n"
+                if x - lastXLabel >= 40 {
+                    out += "<text x=\"\(f(x))\" y=\"\(f(top + plotH + 18))\" text-anchor=\"middle\">\(escape(label))</text>\n"
+                    lastXLabel = x
+                }
             } else {
                 let y = top + plotH - (value - y0) / (y1 - y0) * plotH
                 out += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + plotW))\" y2=\"\(f(y))\" stroke=\"#e6e6e6\"/>\n"

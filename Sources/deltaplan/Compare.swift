@@ -1,15 +1,8 @@
 import ArgumentParser
 import Foundation
+import ModelProfiles
 import Optimizer
-
-/// Produces the comparison of `strategies` at `budgets` on the analysis store at `store`.
-///
-/// To be wired to the analysis store (Analysis module) and the search strategies at merge; until
-/// then the command reports that the store is not available in this build.
-func loadComparison(store: String, budgets: [Budget], budgetTexts: [String], strategies: [String],
-                    storage: StorageModel, scope: Scope, seed: UInt64) throws -> Comparison {
-    throw CLIFailure("reading analysis store '\(store)' is not available in this build yet (the Analysis store lands with the analysis branch)")
-}
+import Quantization
 
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,8 +15,17 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Budgets, comma-separated (each as for `plan --budget`: '1/16', '850MiB', '1bpp').")
     var budgets: String = "1/32,1/26,1/22,1/20,1/18,1/16"
 
-    @Option(help: "Strategies, comma-separated ('preset:NAME', 'greedy', 'genetic', 'exact').")
-    var strategies: String = "preset:delta-come,greedy,genetic,exact"
+    @Option(help: "Strategies, comma-separated: 'preset:NAME', 'greedy', 'genetic', 'exact', and the baselines 'low-rank' and 'bitdelta'.")
+    var strategies: String = "greedy,genetic,exact,preset:delta-come,low-rank,bitdelta"
+
+    @Option(help: "Calibration file of the store (default: the one recorded in the store's manifest).")
+    var calibration: String?
+
+    @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
+    var method: QuantizationMethod = .gptq
+
+    @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
+    var bits: String = "16,8,4,3,2,1,0"
 
     @Option(help: "How bits are counted: artifact or paper.")
     var accounting: Accounting = .artifact
@@ -55,10 +57,26 @@ struct CompareCommand: ParsableCommand {
     }
 
     func run() throws {
-        let comparison = try loadComparison(
-            store: store, budgets: try parsedBudgets(), budgetTexts: budgets.split(separator: ",").map(String.init),
-            strategies: strategies.split(separator: ",").map(String.init),
-            storage: StorageModel(accounting: accounting, groupSize: groupSize), scope: scope, seed: seed)
+        let library: ProfileLibrary
+        do { library = try ProfileLibrary.builtIn() } catch { throw CLIFailure(error) }
+        let names = strategies.split(separator: ",").map(String.init)
+        for name in names where !StorePlanning.baselines.contains(name) {
+            do { _ = try Strategy(parsing: name, library: library) } catch { throw CLIFailure(error) }
+        }
+        let progress = TerminalProgress(label: "measure")
+        let comparison: Comparison
+        do {
+            let planning = try StorePlanning(
+                store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
+                measurement: MeasurementOptions(method: method, groupSize: groupSize)
+            ) { done, total, name in
+                progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: true)
+            }
+            comparison = try planning.compare(
+                budgets: Array(zip(try parsedBudgets(), budgets.split(separator: ",").map(String.init))), strategies: names,
+                library: library, storage: StorageModel(accounting: accounting, groupSize: groupSize), scope: scope,
+                menu: try parseBitsMenu(bits), seed: seed, clock: { Date().timeIntervalSinceReferenceDate })
+        } catch { throw CLIFailure(error) }
         let text = comparison.render(format)
         if let out {
             do { try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic) } catch {

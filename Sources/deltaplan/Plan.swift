@@ -3,6 +3,7 @@ import Reporting
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// What `--export` can write.
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -15,8 +16,10 @@ struct PlanCommand: ParsableCommand {
         commandName: "plan",
         abstract: "Make an allocation plan: how many singular vectors of each matrix get each bit-width.",
         discussion: """
-            From a model profile's shapes alone (--profile) only preset strategies apply, since there is \
-            no error model; predicted errors are then null. Budgets are shared according to --scope: \
+            From an analysis store (STORE, from `deltaplan analyze`) every strategy applies: the error model \
+            predicts ‖(ΔW − ΔŴ)X‖² of any allocation from the store's spectra and a measurement pass (run once \
+            and cached in the store). From a model profile's shapes alone (--profile) only preset strategies \
+            apply, since there is no error model; predicted errors are then null. Budgets are shared according to --scope: \
             'global' (one budget for all matrices), 'type' (one per layer type, as the paper's script), \
             'matrix' (each matrix its own share).
 
@@ -26,7 +29,18 @@ struct PlanCommand: ParsableCommand {
                 --scope type --out plan.json --export delta-come
             """)
 
-    @OptionGroup var model: ProfileOptions
+    @Argument(help: "Analysis store directory (from `deltaplan analyze`); or give --profile instead.")
+    var store: String?
+
+    @Option(help: "Model profile name for shape-only planning (see `deltaplan profiles`), e.g. llama-2-7b.")
+    var profile: String?
+
+    @Option(help: "Calibration file of the store (default: the one recorded in the store's manifest).")
+    var calibration: String?
+
+    @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
+    var method: QuantizationMethod = .gptq
+
     @OptionGroup var storageOptions: StorageOptions
 
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
@@ -50,12 +64,52 @@ struct PlanCommand: ParsableCommand {
     func validate() throws {
         do { _ = try parseBitsMenu(bits) } catch { throw ValidationError(error.description) }
         guard strategy.hasPrefix("preset:") || ["greedy", "genetic", "exact"].contains(strategy) else {
-            throw ValidationError("--strategy must be 'preset:NAME', 'greedy', 'genetic' or 'exact', got '\(strategy)'")
+            throw ValidationError("--strategy must be \(Strategy.acceptedNames), got '\(strategy)'")
         }
+        guard (store == nil) != (profile == nil) else {
+            throw ValidationError("give either an analysis STORE or --profile NAME")
+        }
+        if profile != nil, calibration != nil { throw ValidationError("--calibration goes with a STORE, not --profile") }
     }
 
     func run() throws {
-        let (library, profile) = try model.load()
+        let plan = try store.map(planFromStore) ?? planFromProfile()
+        if let out {
+            do { try plan.write(to: URL(fileURLWithPath: out)) } catch { throw CLIFailure(error) }
+        }
+        print(planSummary(plan), terminator: "")
+        if let out { print("wrote \(out)") }
+        if export == .deltaCome {
+            do { print(try plan.deltaComeFlags()) } catch {
+                throw CLIFailure("cannot export to delta-come: \(error.description)")
+            }
+        }
+    }
+
+    func planFromStore(_ path: String) throws -> Plan {
+        let library: ProfileLibrary
+        do { library = try ProfileLibrary.builtIn() } catch { throw CLIFailure(error) }
+        let parsed: Strategy
+        do { parsed = try Strategy(parsing: strategy, library: library) } catch { throw CLIFailure(error) }
+        let progress = TerminalProgress(label: "measure")
+        let planning: StorePlanning
+        do {
+            planning = try StorePlanning(
+                store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
+                measurement: MeasurementOptions(method: method, groupSize: storageOptions.groupSize)
+            ) { done, total, name in
+                progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: true)
+            }
+        } catch { throw CLIFailure(error) }
+        do {
+            return try planning.plan(
+                budget: try storageOptions.parsedBudget(), budgetText: storageOptions.budget, storage: storageOptions.storage,
+                scope: scope, menu: try parseBitsMenu(bits), strategy: parsed, seed: seed)
+        } catch let error as PlanningError { throw CLIFailure(error) }
+    }
+
+    func planFromProfile() throws -> Plan {
+        let (library, profile) = try ProfileOptions(profile: profile!).load()
         guard strategy.hasPrefix("preset:") else {
             throw CLIFailure(PlanRequestError.strategyNeedsErrorModel(strategy: strategy))
         }
@@ -68,16 +122,7 @@ struct PlanCommand: ParsableCommand {
                 budgetText: storageOptions.budget, storage: storageOptions.storage, scope: scope,
                 menu: try parseBitsMenu(bits), seed: seed, toolVersion: DeltaPlanVersion.string)
         } catch let error as PlanRequestError { throw CLIFailure(error) }
-        if let out {
-            do { try plan.write(to: URL(fileURLWithPath: out)) } catch { throw CLIFailure(error) }
-        }
-        print(planSummary(plan), terminator: "")
-        if let out { print("wrote \(out)") }
-        if export == .deltaCome {
-            do { print(try plan.deltaComeFlags()) } catch {
-                throw CLIFailure("cannot export to delta-come: \(error.description)")
-            }
-        }
+        return plan
     }
 }
 

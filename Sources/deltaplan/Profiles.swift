@@ -3,6 +3,7 @@ import Reporting
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// A failure to report to the user: printed as `Error: <message>`, exit status 1.
 struct CLIFailure: Error, CustomStringConvertible {
@@ -14,11 +15,16 @@ struct CLIFailure: Error, CustomStringConvertible {
 extension Accounting: ExpressibleByArgument {}
 extension Scope: ExpressibleByArgument {}
 extension ComparisonFormat: ExpressibleByArgument {}
+extension QuantizationMethod: ExpressibleByArgument {}
 
 /// `--profile`: a built-in model profile.
 struct ProfileOptions: ParsableArguments {
     @Option(help: "Model profile name (see `deltaplan profiles`), e.g. llama-2-7b.")
     var profile: String
+
+    init() {}
+
+    init(profile: String) { self.profile = profile }
 
     func load() throws -> (ProfileLibrary, ModelProfile) {
         do {

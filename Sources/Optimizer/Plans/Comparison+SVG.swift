@@ -17,8 +17,10 @@ extension Comparison {
             let line = points.filter { $0.strategy == s }.sorted { $0.alpha < $1.alpha }.map { ($0.alpha, $0.predictedRelativeError) }
             plot.series.append(.init(label: s, points: line, width: 2.2, marker: markers[i % markers.count]))
         }
-        let alphas = Array(Set(points.map(\.alpha))).sorted()
-        if !alphas.isEmpty { plot.xTicks = alphas.map { ($0, formatAlpha($0)) } }
+        // Ticks at the budgets asked for (nominal α = budget bits / dense bits), labelled as given.
+        var ticks: [String: Double] = [:]
+        for r in points where r.storageBits > 0 { ticks[r.budget] = Double(r.budgetBits) * r.alpha / Double(r.storageBits) }
+        if !ticks.isEmpty { plot.xTicks = ticks.sorted { $0.value < $1.value }.map { ($0.value, $0.key) } }
         return plot
     }
 

@@ -54,10 +54,14 @@ public struct Comparison: Codable, Sendable, Equatable {
     public var accounting: Accounting
     public var rows: [Row]
 
-    public init(title: String, accounting: Accounting, rows: [Row]) {
+    /// Strategies that could not run at a budget, with the reason (an infeasible preset, say).
+    public var notes: [String]
+
+    public init(title: String, accounting: Accounting, rows: [Row], notes: [String] = []) {
         self.title = title
         self.accounting = accounting
         self.rows = rows
+        self.notes = notes
     }
 
     /// Layer types present in any row, sorted.
@@ -98,11 +102,11 @@ extension Comparison {
         return table
     }
 
-    /// Aligned plain text.
-    public func textTable() -> String { table().text() }
+    /// Aligned plain text, then the notes.
+    public func textTable() -> String { table().text() + notes.map { "note: \($0)\n" }.joined() }
 
-    /// A GitHub-flavoured markdown table, one row per strategy × budget.
-    public func markdown() -> String { table().markdown() }
+    /// A GitHub-flavoured markdown table, one row per strategy × budget, then the notes.
+    public func markdown() -> String { table().markdown() + notes.map { "\n_note: \($0)_\n" }.joined() }
 
     /// Deterministic JSON (sorted keys).
     public func json() -> String {

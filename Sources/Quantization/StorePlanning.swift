@@ -1,0 +1,113 @@
+import Analysis
+import Foundation
+import ModelProfiles
+import Optimizer
+
+/// A spectrum store with its error models measured: what `plan STORE` and `compare STORE` search.
+///
+/// One code path for the CLI and the service: open the store, find its calibration (the file
+/// recorded in the manifest unless another path is given; its fingerprint must match), run or
+/// reuse the measurement pass, and build ``PlanningProblem``s for any budget.
+public struct StorePlanning: Sendable {
+    public let store: SpectrumStore
+    public let spectra: [MatrixSpectrum]
+    public let measurement: MeasurementOptions
+
+    /// - Parameters:
+    ///   - calibration: the calibration file; nil uses the one recorded in the store's manifest
+    ///     (data-free stores need none).
+    ///   - progress: measurement progress, (done, total, matrix name) after each matrix.
+    public init(
+        store url: URL, calibration: URL? = nil, measurement: MeasurementOptions = MeasurementOptions(),
+        progress: (Int, Int, String) -> Void = { _, _, _ in }
+    ) throws(QuantizationError) {
+        do { store = try SpectrumStore(at: url) } catch { throw .store(error) }
+        let calibrationURL = calibration ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
+        var set: CalibrationSet?
+        if let calibrationURL, !store.manifest.dataFree {
+            do { set = try CalibrationSet(url: calibrationURL) } catch { throw .store(error) }
+        }
+        self.measurement = measurement
+        spectra = try measuredSpectra(store: store, calibration: set, options: measurement, progress: progress)
+    }
+
+    /// The problem of planning this store under `budget`.
+    public func problem(budget: Budget, storage: StorageModel, scope: Scope, menu: [Int]) -> PlanningProblem {
+        let bits = budget.bits(forShapes: spectra.map { ($0.rows, $0.columns) })
+        let usable = menu.filter { measurement.bits.contains($0) }
+        return PlanningProblem(models: spectra.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: scope, menu: usable)
+    }
+
+    /// A plan of this store: the same bytes for the same store, budget, options and seed.
+    public func plan(
+        budget: Budget, budgetText: String, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
+    ) throws(PlanningError) -> Plan {
+        let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
+        return try makePlan(
+            problem, strategy: strategy, seed: seed, budget: .init(given: budgetText, bits: problem.budgetBits),
+            source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
+            toolVersion: DeltaPlanVersion.string)
+    }
+}
+
+extension StorePlanning {
+    /// The strategies and baselines `compare` accepts besides `preset:NAME`, `greedy`, `genetic`, `exact`.
+    public static let baselines = ["low-rank", "bitdelta"]
+
+    /// Every strategy at every budget: storage, α, predicted error (total and by layer type), time,
+    /// and the gap to `exact` at the same budget when `exact` is among the strategies.
+    ///
+    /// Baselines: `low-rank` is the `preset:low-rank` plan (top vectors at 16 bits); `bitdelta` is
+    /// sign(ΔW) times one scale per matrix at 1 bit per parameter whatever the budget, with the
+    /// error `analyze` measured on the weights (not a plan; one row per budget for the plot).
+    public func compare(
+        budgets: [(budget: Budget, text: String)], strategies: [String], library: ProfileLibrary,
+        storage: StorageModel, scope: Scope, menu: [Int], seed: UInt64, clock: () -> Double
+    ) throws -> Comparison {
+        var rows: [Comparison.Row] = [], notes: [String] = []
+        let energy = spectra.reduce(0) { $0 + $1.activationEnergy }
+        let dense = spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
+        func byType(_ errors: [Double]) -> [String: Double] {
+            Dictionary(grouping: spectra.indices, by: { spectra[$0].type.rawValue }).mapValues { members in
+                let e = members.reduce(0.0) { $0 + errors[$1] }, a = members.reduce(0.0) { $0 + spectra[$1].activationEnergy }
+                return a > 0 ? e / a : 0
+            }
+        }
+        for (budget, text) in budgets {
+            var budgetRows: [Comparison.Row] = []
+            for name in strategies {
+                let start = clock()
+                if name == "bitdelta" {
+                    let errors = store.matrices.map { $0.bitDeltaError ?? 0 }
+                    let bits = spectra.reduce(0) { $0 + $1.rows * $1.columns + (storage.accounting == .artifact ? 16 : 0) }
+                    budgetRows.append(.init(
+                        strategy: name, budget: text, budgetBits: budget.bits(forShapes: spectra.map { ($0.rows, $0.columns) }),
+                        storageBits: bits, alpha: Double(bits) / Double(dense),
+                        predictedError: errors.reduce(0, +), predictedRelativeError: energy > 0 ? errors.reduce(0, +) / energy : 0,
+                        relativeErrorByType: byType(errors), seconds: clock() - start))
+                    continue
+                }
+                let strategy = try Strategy(parsing: name == "low-rank" ? "preset:low-rank" : name, library: library)
+                let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
+                let solution: Solution
+                do { solution = try solve(problem, strategy: strategy, seed: seed) } catch {
+                    notes.append("\(name) at \(text): \(error.description)")
+                    continue
+                }
+                let errors = zip(problem.models, solution.allocations).map { $0.error(of: $1) }
+                budgetRows.append(.init(
+                    strategy: name, budget: text, budgetBits: problem.budgetBits, storageBits: solution.storageBits,
+                    alpha: Double(solution.storageBits) / Double(dense), predictedError: solution.predictedError,
+                    predictedRelativeError: energy > 0 ? solution.predictedError / energy : 0,
+                    relativeErrorByType: byType(errors), seconds: clock() - start))
+            }
+            if let exact = budgetRows.first(where: { $0.strategy == "exact" }), exact.predictedError > 0 {
+                for i in budgetRows.indices where budgetRows[i].strategy != "exact" && budgetRows[i].strategy != "bitdelta" {
+                    budgetRows[i].gapToExact = (budgetRows[i].predictedError - exact.predictedError) / exact.predictedError
+                }
+            }
+            rows += budgetRows
+        }
+        return Comparison(title: store.url.lastPathComponent, accounting: storage.accounting, rows: rows, notes: notes)
+    }
+}

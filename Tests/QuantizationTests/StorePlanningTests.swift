@@ -1,0 +1,111 @@
+import Analysis
+import Checkpoint
+import Foundation
+import LinearAlgebra
+import ModelProfiles
+import Optimizer
+import Quantization
+import Testing
+
+/// A small analyzed synthetic pair whose calibration keeps every token as `.inputs`.
+private func analyzedPair(_ dir: URL, seed: UInt64 = 2) throws -> (SyntheticPair.Paths, SpectrumStore) {
+    let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
+    let paths = try SyntheticPair(profile: profile, seed: seed, tokens: 160, sampleRows: 160).write(to: dir)
+    let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
+                             options: AnalysisOptions(), store: dir.appendingPathComponent("store")).run()
+    return (paths, store)
+}
+
+private func temporaryDirectory() -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-planning-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+@Suite struct StorePlanningTests {
+    /// The error model's dropped part, Σ_{i≥r} σᵢ² gᵢ, equals ‖(ΔW − U_r Σ_r V_rᵀ) X‖² computed directly
+    /// in Float64 from the checkpoints, the stored factors and the raw calibration rows.
+    @Test func droppedErrorMatchesADirectComputation() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (paths, store) = try analyzedPair(dir)
+        let planning = try StorePlanning(store: store.url)
+        let calibration = try CalibrationSet(url: paths.calibration)
+        let base = try Checkpoint(at: paths.base), finetuned = try Checkpoint(at: paths.finetuned)
+        for (record, spectrum) in zip(store.matrices, planning.spectra) {
+            let b = try base.doubles(record.name), f = try finetuned.doubles(record.name)
+            let delta = Matrix<Double>(rows: record.rows, columns: record.columns) { i, j in
+                f[i * record.columns + j] - b[i * record.columns + j]
+            }
+            let x = Matrix<Double>(try #require(try calibration.inputs(ofEntry: record.calibrationEntry!)))
+            let factors = try store.factors(of: record)
+            let model = ErrorModel(spectrum)
+            for r in [0, 1, factors.storedRank / 3, factors.storedRank] {
+                var approximation = Matrix<Double>(rows: record.rows, columns: record.columns)
+                for k in 0..<r {
+                    let s = Double(factors.singularValues[k])
+                    for j in 0..<record.columns { for i in 0..<record.rows {
+                        approximation[i, j] += s * Double(factors.u[i, k]) * Double(factors.v[j, k])
+                    } }
+                }
+                let residual = Matrix<Double>(rows: record.rows, columns: record.columns) { i, j in delta[i, j] - approximation[i, j] }
+                let direct = try multiply(residual, x).elements.reduce(0) { $0 + $1 * $1 }
+                let predicted = model.droppedError(from: r)
+                #expect(abs(predicted - direct) <= 1e-4 * spectrum.activationEnergy, "\(record.name) r=\(r): \(predicted) vs \(direct)")
+            }
+        }
+    }
+
+    /// Plans from a store are reproducible byte for byte, respect the budget, and record the store.
+    @Test func plansAreByteIdenticalForTheSameSeed() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, store) = try analyzedPair(dir)
+        let library = try ProfileLibrary.builtIn()
+        func plan(_ strategy: String, seed: UInt64) throws -> Plan {
+            try StorePlanning(store: store.url).plan(
+                budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+                menu: [16, 8, 4, 3, 2, 1], strategy: try Strategy(parsing: strategy, library: library), seed: seed)
+        }
+        for strategy in ["genetic", "exact", "greedy"] {
+            let a = try plan(strategy, seed: 9), b = try plan(strategy, seed: 9)
+            let (ea, eb) = (try a.encoded(), try b.encoded())
+            #expect(ea == eb)
+            #expect(a.totals.storageBits <= a.budget.bits)
+            #expect(a.source.hash == store.identity)
+        }
+    }
+
+    /// compare: exact is never beaten by a search at the same budget, and the baselines are there.
+    @Test func comparisonRanksStrategies() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, store) = try analyzedPair(dir)
+        let comparison = try StorePlanning(store: store.url).compare(
+            budgets: [(try Budget(parsing: "1/16"), "1/16"), (try Budget(parsing: "1/10"), "1/10")],
+            strategies: ["greedy", "genetic", "exact", "low-rank", "bitdelta"], library: try ProfileLibrary.builtIn(),
+            storage: StorageModel(), scope: .global, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
+        for budget in ["1/16", "1/10"] {
+            let rows = comparison.rows.filter { $0.budget == budget }
+            #expect(Set(rows.map(\.strategy)) == ["greedy", "genetic", "exact", "low-rank", "bitdelta"])
+            let exact = try #require(rows.first { $0.strategy == "exact" })
+            for r in rows where ["greedy", "genetic", "low-rank"].contains(r.strategy) {
+                #expect(r.predictedError >= exact.predictedError * (1 - 1e-9), "\(r.strategy) beats exact at \(budget)")
+                #expect(r.storageBits <= r.budgetBits)
+            }
+        }
+        // More budget, less error for exact.
+        let e16 = comparison.rows.first { $0.strategy == "exact" && $0.budget == "1/16" }!
+        let e10 = comparison.rows.first { $0.strategy == "exact" && $0.budget == "1/10" }!
+        #expect(e10.predictedError < e16.predictedError)
+    }
+
+    @Test func wrongCalibrationIsRefused() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, store) = try analyzedPair(dir)
+        let other = try SyntheticPair(profile: try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1),
+                                      seed: 77, tokens: 50).write(to: dir.appendingPathComponent("other"))
+        #expect(throws: QuantizationError.self) { try StorePlanning(store: store.url, calibration: other.calibration) }
+    }
+}
