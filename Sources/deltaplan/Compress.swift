@@ -6,8 +6,6 @@ import Optimizer
 import Quantization
 import Reporting
 
-extension QuantizationMethod: ExpressibleByArgument {}
-
 /// `deltaplan compress`: realize a plan as an artifact directory.
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
