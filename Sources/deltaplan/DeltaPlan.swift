@@ -9,6 +9,7 @@ struct DeltaPlan: AsyncParsableCommand {
         version: DeltaPlanVersion.string,
         subcommands: [
             Demo.self, Synth.self, Inspect.self, Analyze.self, Spectrum.self,
-            PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self, Serve.self,
+            PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self,
+            Compress.self, MergeCommand.self, EvaluateCommand.self, Serve.self,
         ])
 }

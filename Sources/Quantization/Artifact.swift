@@ -1,0 +1,451 @@
+import Analysis
+import Checkpoint
+import Foundation
+import LinearAlgebra
+import Optimizer
+
+/// Why an artifact cannot be written, read, merged or evaluated. Every case names the file,
+/// tensor, input or field at fault.
+public enum ArtifactError: Error, Equatable, CustomStringConvertible {
+    /// The plan does not belong to the store (hash, names or shapes differ).
+    case planMismatch(plan: String, reason: String)
+    /// A base or fine-tuned checkpoint is not the one the store (or artifact) was made from.
+    case inputMismatch(input: String, path: String, reason: String)
+    /// The artifact is damaged or inconsistent: `file` is `manifest.json` or `delta.safetensors`.
+    case corrupt(artifact: String, file: String, reason: String)
+    /// An option or argument is out of range.
+    case invalidOption(option: String, reason: String)
+    case checkpoint(String)
+    case quantization(QuantizationError)
+    case io(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .planMismatch(plan, reason): "plan \(plan) does not belong to this store: \(reason)"
+        case let .inputMismatch(input, path, reason): "the \(input) checkpoint \(path) is not the one expected: \(reason)"
+        case let .corrupt(artifact, file, reason): "artifact \(artifact) is damaged (\(file)): \(reason)"
+        case let .invalidOption(option, reason): "\(option): \(reason)"
+        case let .checkpoint(message): message
+        case let .quantization(error): error.description
+        case let .io(path, reason): "\(path): \(reason)"
+        }
+    }
+}
+
+/// `manifest.json` of a compressed-delta artifact (format documented in `Docs/artifact-format.md`).
+///
+/// Encoded with sorted keys; the delta file's SHA-256, each tensor's SHA-256 and the embedded
+/// plan's SHA-256 are verified when an artifact is opened (``Artifact/init(at:)``).
+public struct ArtifactManifest: Codable, Sendable, Equatable {
+    public static let currentFormatVersion = 1
+    public static let fileName = "manifest.json"
+    public static let deltaFileName = "delta.safetensors"
+
+    public var formatVersion: Int
+    public var toolVersion: String
+    /// The plan realized, embedded.
+    public var plan: Plan
+    /// SHA-256 of the plan's canonical encoding (`Plan.encoded()`, the bytes `deltaplan plan` writes).
+    public var planSHA256: String
+    /// The plan file as given to `compress`, informational.
+    public var planPath: String?
+    public var store: StoreRecord
+    /// The checkpoints the artifact is a delta between (as recorded in the store).
+    public var inputs: Inputs
+    /// GPTQ damping used (fraction of mean(diag H)).
+    public var dampening: Double
+    public var delta: FileRecord
+    public var matrices: [MatrixRecord]
+    /// Tensors stored as the fine-tuned tensor's bytes (`carried: finetuned`).
+    public var carried: [CarriedRecord]
+    /// Tensors identical (dtype, shape, bytes) in base and fine-tuned: nothing stored, merge copies the base.
+    public var unchanged: [String]
+    /// Tensors of the base absent from the fine-tuned checkpoint: merge leaves them out.
+    public var removed: [String]
+    /// Every tensor of `delta.safetensors`, sorted by name.
+    public var tensors: [TensorRecord]
+    public var totals: Totals
+
+    public struct StoreRecord: Codable, Sendable, Equatable {
+        public var path: String
+        /// SHA-256 of the store's manifest (= `plan.source.hash`).
+        public var identity: String
+        public var dataFree: Bool
+    }
+
+    public struct Inputs: Codable, Sendable, Equatable {
+        public var base: StoreManifest.InputRecord
+        public var finetuned: StoreManifest.InputRecord
+    }
+
+    public struct FileRecord: Codable, Sendable, Equatable {
+        public var name: String
+        public var size: Int
+        public var sha256: String
+        /// 8 + the safetensors JSON header length.
+        public var headerBytes: Int
+    }
+
+    public struct SegmentRecord: Codable, Sendable, Equatable {
+        public var start: Int
+        public var end: Int
+        public var bits: Int
+        /// Tensor-name prefix, `<matrix>.seg<i>`.
+        public var prefix: String
+    }
+
+    public struct MatrixRecord: Codable, Sendable, Equatable {
+        public var name: String
+        public var type: LayerTypeName
+        /// `[h_out, h_in]`.
+        public var shape: [Int]
+        /// `gptq` or `rtn` (what was actually used for the 2…8-bit segments: `rtn` whenever H = I).
+        public var method: QuantizationMethod
+        public var groupSize: Int
+        /// The calibration entry of H (nil: H = I).
+        public var calibrationEntry: String?
+        public var segments: [SegmentRecord]
+        /// The plan's storage bits for this matrix.
+        public var planStorageBits: Int
+        /// Bytes of this matrix's tensors in `delta.safetensors`.
+        public var storedBytes: Int
+        public var warnings: [String]
+    }
+
+    public struct CarriedRecord: Codable, Sendable, Equatable {
+        public var name: String
+        public var dtype: String
+        public var shape: [Int]
+        /// Always `finetuned`: the tensor is the fine-tuned tensor's bytes, as stored there.
+        public var carried: String
+    }
+
+    public struct TensorRecord: Codable, Sendable, Equatable {
+        public var name: String
+        public var dtype: String
+        public var shape: [Int]
+        public var bytes: Int
+        public var sha256: String
+    }
+
+    public struct Totals: Codable, Sendable, Equatable {
+        /// Σ plan storage bits over the planned matrices (`plan.totals.storageBits`).
+        public var planStorageBits: Int
+        /// Bytes of the planned matrices' tensors (codes, scales, zeros, values, σ).
+        public var plannedBytes: Int
+        /// 8 · plannedBytes / planStorageBits.
+        public var plannedOverPlan: Double
+        public var carriedBytes: Int
+        /// The safetensors header (8 + JSON) of `delta.safetensors`.
+        public var headerBytes: Int
+        public var fileBytes: Int
+    }
+}
+
+/// `LayerType`'s raw value, kept as a string so the manifest does not depend on the profile module.
+public typealias LayerTypeName = String
+
+/// Tensor names of a segment: `<matrix>.seg<i>` + one of these suffixes.
+public enum ArtifactTensor {
+    public static let vCodes = ".v.codes", vScales = ".v.scales", vZeros = ".v.zeros", vValues = ".v.values"
+    public static let uCodes = ".u.codes", uScales = ".u.scales", uZeros = ".u.zeros", uValues = ".u.values"
+    public static let sigma = ".sigma"
+
+    public static func prefix(matrix: String, segment: Int) -> String { "\(matrix).seg\(segment)" }
+
+    /// The declarations of one segment's tensors, in suffix order (see `Docs/artifact-format.md`).
+    /// Codes: the row-major codes of the whole weight as one stream of `count·k` bits packed into
+    /// ⌈count·k/32⌉ little-endian 32-bit words (``BitPacking`` with one row), stored as I32.
+    public static func declarations(prefix: String, segment: Segment, rows: Int, columns: Int, groupSize: Int) -> [TensorDeclaration] {
+        let r = segment.count, k = segment.bits
+        var out = [TensorDeclaration(name: prefix + sigma, dtype: .f16, shape: [r])]
+        switch k {
+        case 16:
+            out.append(.init(name: prefix + vValues, dtype: .f16, shape: [r, columns]))
+            out.append(.init(name: prefix + uValues, dtype: .f16, shape: [rows, r]))
+        case 1:
+            out.append(.init(name: prefix + vCodes, dtype: .i32, shape: [BitPacking.wordsPerRow(columns: r * columns, bits: 1)]))
+            out.append(.init(name: prefix + vScales, dtype: .f16, shape: [r]))
+            out.append(.init(name: prefix + uCodes, dtype: .i32, shape: [BitPacking.wordsPerRow(columns: rows * r, bits: 1)]))
+            out.append(.init(name: prefix + uScales, dtype: .f16, shape: [rows]))
+        default:
+            let gv = (columns + groupSize - 1) / groupSize, gu = (r + groupSize - 1) / groupSize
+            out.append(.init(name: prefix + vCodes, dtype: .i32, shape: [BitPacking.wordsPerRow(columns: r * columns, bits: k)]))
+            out.append(.init(name: prefix + vScales, dtype: .f16, shape: [r, gv]))
+            out.append(.init(name: prefix + vZeros, dtype: .f16, shape: [r, gv]))
+            out.append(.init(name: prefix + uCodes, dtype: .i32, shape: [BitPacking.wordsPerRow(columns: rows * r, bits: k)]))
+            out.append(.init(name: prefix + uScales, dtype: .f16, shape: [rows, gu]))
+            out.append(.init(name: prefix + uZeros, dtype: .f16, shape: [rows, gu]))
+        }
+        return out
+    }
+
+    /// The bytes of every tensor of a quantized segment, by name.
+    static func encode(_ q: QuantizedSegment, prefix: String) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [prefix + sigma: halfBytes(q.singularValues)]
+        func add(_ w: QuantizedWeight, codes: String, scales: String, zeros: String, values: String) {
+            switch w.bits {
+            case 16: out[prefix + values] = halfBytes(w.halfValues)
+            default:
+                out[prefix + codes] = BitPacking.bytes(of: BitPacking.pack(w.codes, rows: 1, columns: w.codes.count, bits: w.bits))
+                out[prefix + scales] = halfBytes(w.scales)
+                if w.bits != 1 { out[prefix + zeros] = halfBytes(w.zeros) }
+            }
+        }
+        add(q.vt, codes: vCodes, scales: vScales, zeros: vZeros, values: vValues)
+        add(q.u, codes: uCodes, scales: uScales, zeros: uZeros, values: uValues)
+        return out
+    }
+
+    static func halfBytes(_ values: [Float16]) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(values.count * 2)
+        for v in values {
+            let b = v.bitPattern
+            out.append(UInt8(truncatingIfNeeded: b))
+            out.append(UInt8(truncatingIfNeeded: b >> 8))
+        }
+        return out
+    }
+}
+
+/// An opened, verified artifact directory.
+///
+/// Opening reads `manifest.json`, checks its format version, that the embedded plan hashes to
+/// `planSHA256`, that the matrix table agrees with the plan (names, shapes, segments, group size),
+/// the size and SHA-256 of `delta.safetensors`, and that its header lists exactly the manifest's
+/// tensors with their dtypes and shapes. Each tensor's own SHA-256 is checked again when it is
+/// read. Cost: one pass over the delta file (hashing).
+public struct Artifact: Sendable {
+    public let url: URL
+    public let manifest: ArtifactManifest
+    let file: SafetensorsFile
+    let records: [String: ArtifactManifest.TensorRecord]
+
+    public init(at url: URL) throws(ArtifactError) {
+        self.url = url
+        let path = url.path
+        func corrupt(_ file: String, _ reason: String) -> ArtifactError { .corrupt(artifact: path, file: file, reason: reason) }
+        let manifestURL = url.appendingPathComponent(ArtifactManifest.fileName)
+        let data: Data
+        do { data = try Data(contentsOf: manifestURL) } catch {
+            throw .io(path: manifestURL.path, reason: "not an artifact (no readable manifest.json)")
+        }
+        struct Version: Decodable { var formatVersion: Int }
+        guard let version = try? JSONDecoder().decode(Version.self, from: data) else {
+            throw corrupt(ArtifactManifest.fileName, "not a JSON object with a formatVersion")
+        }
+        guard version.formatVersion == ArtifactManifest.currentFormatVersion else {
+            throw corrupt(ArtifactManifest.fileName, "formatVersion \(version.formatVersion); this build reads \(ArtifactManifest.currentFormatVersion)")
+        }
+        let manifest: ArtifactManifest
+        do { manifest = try JSONDecoder().decode(ArtifactManifest.self, from: data) } catch {
+            throw corrupt(ArtifactManifest.fileName, "\(error)")
+        }
+        self.manifest = manifest
+        try Self.validate(manifest, corrupt: corrupt)
+
+        let deltaURL = url.appendingPathComponent(manifest.delta.name)
+        let size = (try? FileManager.default.attributesOfItem(atPath: deltaURL.path)[.size] as? NSNumber)?.intValue
+        guard let size else { throw corrupt(manifest.delta.name, "missing") }
+        guard size == manifest.delta.size else {
+            throw corrupt(manifest.delta.name, "size \(size) bytes, the manifest records \(manifest.delta.size)")
+        }
+        let sha: String
+        do { sha = try Digest.sha256(fileAt: deltaURL) } catch { throw corrupt(manifest.delta.name, "\(error)") }
+        guard sha == manifest.delta.sha256 else {
+            throw corrupt(manifest.delta.name, "SHA-256 \(sha) differs from the manifest's \(manifest.delta.sha256) (the file was changed or damaged)")
+        }
+        do { file = try SafetensorsFile(contentsOf: deltaURL) } catch { throw corrupt(manifest.delta.name, "\(error)") }
+        var records: [String: ArtifactManifest.TensorRecord] = [:]
+        for t in manifest.tensors { records[t.name] = t }
+        self.records = records
+        let present = Set(file.tensors.map(\.name))
+        for t in manifest.tensors {
+            guard let info = try? file.info(t.name) else { throw corrupt(manifest.delta.name, "tensor \(t.name) is missing") }
+            guard info.dtype.rawValue == t.dtype, info.shape == t.shape else {
+                throw corrupt(manifest.delta.name, "tensor \(t.name) is \(info.dtype.rawValue) \(info.shape), the manifest says \(t.dtype) \(t.shape)")
+            }
+        }
+        if let extra = present.subtracting(records.keys).sorted().first {
+            throw corrupt(manifest.delta.name, "tensor \(extra) is not in the manifest")
+        }
+    }
+
+    /// Consistency of the manifest with itself and its embedded plan.
+    static func validate(_ m: ArtifactManifest, corrupt: (String, String) -> ArtifactError) throws(ArtifactError) {
+        let name = ArtifactManifest.fileName
+        let planData: Data
+        do { planData = try m.plan.encoded() } catch { throw corrupt(name, "plan: \(error)") }
+        let planHash = Digest.sha256(planData)
+        guard planHash == m.planSHA256 else {
+            throw corrupt(name, "planSHA256 is \(m.planSHA256), the embedded plan hashes to \(planHash)")
+        }
+        do { _ = try Plan.decode(planData, file: "\(name): plan") } catch { throw corrupt(name, "plan: \(error)") }
+        guard m.plan.source.hash == m.store.identity else {
+            throw corrupt(name, "store.identity \(m.store.identity) is not the plan's source.hash \(m.plan.source.hash)")
+        }
+        guard m.matrices.count == m.plan.matrices.count else {
+            throw corrupt(name, "\(m.matrices.count) matrices, the plan has \(m.plan.matrices.count)")
+        }
+        var tensorNames = Set(m.tensors.map(\.name))
+        for (i, (a, p)) in zip(m.matrices, m.plan.matrices).enumerated() {
+            let at = "matrices[\(i)]"
+            guard a.name == p.name, a.shape == p.shape, a.type == p.type.rawValue else {
+                throw corrupt(name, "\(at) is \(a.name) \(a.shape), the plan has \(p.name) \(p.shape)")
+            }
+            guard a.groupSize == m.plan.groupSize else {
+                throw corrupt(name, "\(at).groupSize \(a.groupSize) differs from the plan's \(m.plan.groupSize)")
+            }
+            guard a.segments.map({ Segment(start: $0.start, end: $0.end, bits: $0.bits) }) == p.segments else {
+                throw corrupt(name, "\(at).segments differ from the plan's")
+            }
+            guard a.planStorageBits == p.storageBits else {
+                throw corrupt(name, "\(at).planStorageBits \(a.planStorageBits) differs from the plan's \(p.storageBits)")
+            }
+            for (j, s) in a.segments.enumerated() {
+                guard s.prefix == ArtifactTensor.prefix(matrix: a.name, segment: j) else {
+                    throw corrupt(name, "\(at).segments[\(j)].prefix is \(s.prefix)")
+                }
+                let decls = ArtifactTensor.declarations(prefix: s.prefix, segment: Segment(start: s.start, end: s.end, bits: s.bits),
+                                                        rows: a.shape[0], columns: a.shape[1], groupSize: a.groupSize)
+                for d in decls {
+                    guard let t = m.tensors.first(where: { $0.name == d.name }), t.dtype == d.dtype.rawValue, t.shape == d.shape else {
+                        throw corrupt(name, "tensor \(d.name) is missing from the tensor table or has the wrong dtype or shape")
+                    }
+                    tensorNames.remove(d.name)
+                }
+            }
+        }
+        for c in m.carried {
+            guard let t = m.tensors.first(where: { $0.name == c.name }), t.dtype == c.dtype, t.shape == c.shape else {
+                throw corrupt(name, "carried tensor \(c.name) is missing from the tensor table or differs in dtype or shape")
+            }
+            guard c.carried == "finetuned" else { throw corrupt(name, "carried tensor \(c.name): unknown carried value '\(c.carried)'") }
+            tensorNames.remove(c.name)
+        }
+        if let extra = tensorNames.sorted().first { throw corrupt(name, "tensor \(extra) belongs to no matrix or carried entry") }
+    }
+
+    /// A tensor's bytes, after checking them against the manifest's SHA-256.
+    public func tensorBytes(_ name: String) throws(ArtifactError) -> [UInt8] {
+        guard let record = records[name] else {
+            throw .corrupt(artifact: url.path, file: manifest.delta.name, reason: "tensor \(name) is not in the manifest")
+        }
+        let bytes: [UInt8]
+        do { bytes = try file.rawBytes(name) } catch { throw .corrupt(artifact: url.path, file: manifest.delta.name, reason: "\(error)") }
+        let sha = Digest.sha256(bytes)
+        guard sha == record.sha256 else {
+            throw .corrupt(artifact: url.path, file: manifest.delta.name, reason: "tensor \(name) fails its SHA-256 check")
+        }
+        return bytes
+    }
+
+    public func matrix(named name: String) -> ArtifactManifest.MatrixRecord? {
+        manifest.matrices.first { $0.name == name }
+    }
+
+    /// The stored segments of a matrix, decoded: codes unpacked, scales, zeros and σ read, and each
+    /// weight dequantized exactly as the format defines (ŵ = scale·(q − zero) in Float32 for
+    /// 2…8 bits, ±scale for 1 bit, the F16 value for 16 bits).
+    public func segments(of record: ArtifactManifest.MatrixRecord) throws(ArtifactError) -> [QuantizedSegment] {
+        var out: [QuantizedSegment] = []
+        let (rows, columns) = (record.shape[0], record.shape[1])
+        for s in record.segments {
+            let segment = Segment(start: s.start, end: s.end, bits: s.bits)
+            let r = segment.count
+            let sigma = halves(try tensorBytes(s.prefix + ArtifactTensor.sigma))
+            let vt = try weight(s.prefix, v: true, rows: r, columns: columns, bits: s.bits, groupSize: record.groupSize)
+            let u = try weight(s.prefix, v: false, rows: rows, columns: r, bits: s.bits, groupSize: record.groupSize)
+            out.append(QuantizedSegment(segment: segment, rows: rows, columns: columns, vt: vt, u: u, singularValues: sigma))
+        }
+        return out
+    }
+
+    /// ΔŴ of a matrix, `h_out × h_in` column-major.
+    public func reconstruction(of record: ArtifactManifest.MatrixRecord) throws(ArtifactError) -> Matrix<Float> {
+        reconstruct(try segments(of: record), rows: record.shape[0], columns: record.shape[1])
+    }
+
+    private func weight(_ prefix: String, v: Bool, rows: Int, columns: Int, bits: Int, groupSize: Int) throws(ArtifactError) -> QuantizedWeight {
+        let T = ArtifactTensor.self
+        var out = Matrix<Float>(rows: rows, columns: columns)
+        if bits == 16 {
+            let values = halves(try tensorBytes(prefix + (v ? T.vValues : T.uValues)))
+            out.withUnsafeMutableBufferPointer { o in
+                for r in 0..<rows { for c in 0..<columns { o[r + c * rows] = Float(values[r * columns + c]) } }
+            }
+            return QuantizedWeight(rows: rows, columns: columns, bits: 16, groupSize: 0, codes: [], scales: [], zeros: [],
+                                   halfValues: values, permutation: nil, dequantized: out, dampening: nil, warnings: [])
+        }
+        let wordsBytes = try tensorBytes(prefix + (v ? T.vCodes : T.uCodes))
+        var words = [UInt32](repeating: 0, count: wordsBytes.count / 4)
+        for i in 0..<words.count {
+            words[i] = UInt32(wordsBytes[4 * i]) | UInt32(wordsBytes[4 * i + 1]) << 8 | UInt32(wordsBytes[4 * i + 2]) << 16 | UInt32(wordsBytes[4 * i + 3]) << 24
+        }
+        let codes = BitPacking.unpack(words, rows: 1, columns: rows * columns, bits: bits)
+        let scales = halves(try tensorBytes(prefix + (v ? T.vScales : T.uScales)))
+        if bits == 1 {
+            out.withUnsafeMutableBufferPointer { o in
+                for r in 0..<rows {
+                    let s = Float(scales[r])
+                    for c in 0..<columns { o[r + c * rows] = codes[r * columns + c] == 1 ? s : -s }
+                }
+            }
+            return QuantizedWeight(rows: rows, columns: columns, bits: 1, groupSize: columns, codes: codes, scales: scales,
+                                   zeros: [], halfValues: [], permutation: nil, dequantized: out, dampening: nil, warnings: [])
+        }
+        let zeros = halves(try tensorBytes(prefix + (v ? T.vZeros : T.uZeros)))
+        let groups = (columns + groupSize - 1) / groupSize
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<rows {
+                for c in 0..<columns {
+                    let g = r * groups + c / groupSize
+                    let scale = Float(scales[g]), zero = Float(zeros[g])
+                    o[r + c * rows] = scale * (Float(codes[r * columns + c]) - zero)
+                }
+            }
+        }
+        return QuantizedWeight(rows: rows, columns: columns, bits: bits, groupSize: groupSize, codes: codes, scales: scales,
+                               zeros: zeros, halfValues: [], permutation: nil, dequantized: out, dampening: nil, warnings: [])
+    }
+
+    private func halves(_ bytes: [UInt8]) -> [Float16] {
+        (0..<(bytes.count / 2)).map { Float16(bitPattern: UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8) }
+    }
+}
+
+/// The fingerprint record of a checkpoint's files, as the analyzer records it in the store.
+func inputFingerprints(of checkpoint: Checkpoint, path: String) throws(ArtifactError) -> [FileFingerprint] {
+    var files: [FileFingerprint] = []
+    do {
+        for file in checkpoint.files {
+            files.append(try FileFingerprint(of: file.url, name: file.url.lastPathComponent))
+        }
+        if case .sharded = checkpoint.kind {
+            let index = checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)
+            files.append(try FileFingerprint(of: index, name: Checkpoint.indexFileName))
+        }
+    } catch { throw .io(path: path, reason: "\(error)") }
+    return files.sorted { $0.name < $1.name }
+}
+
+/// Checks a checkpoint against a recorded fingerprint: same files, sizes and header hashes, and,
+/// when `checkModified`, the same modification times (a copy moved elsewhere keeps size and
+/// header but not its time, so overrides are checked without it).
+func verifyInput(_ checkpoint: Checkpoint, path: String, against recorded: StoreManifest.InputRecord, role: String,
+                 checkModified: Bool) throws(ArtifactError) {
+    let now = try inputFingerprints(of: checkpoint, path: path)
+    guard now.map(\.name) == recorded.files.map(\.name) else {
+        throw .inputMismatch(input: role, path: path, reason: "files \(now.map(\.name)), expected \(recorded.files.map(\.name))")
+    }
+    for (a, b) in zip(now, recorded.files) {
+        var a = a
+        if !checkModified { a.modified = b.modified }
+        if let change = a.change(from: b) { throw .inputMismatch(input: role, path: path, reason: change) }
+    }
+}
+
+func openCheckpoint(_ url: URL) throws(ArtifactError) -> Checkpoint {
+    do { return try Checkpoint(at: url) } catch { throw .checkpoint("\(error)") }
+}

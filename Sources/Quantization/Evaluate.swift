@@ -1,0 +1,233 @@
+import Analysis
+import Checkpoint
+import Foundation
+import LinearAlgebra
+import Optimizer
+
+/// Errors of one reconstruction ΔŴ of a matrix against the true ΔW = W_ft − W_base.
+public struct ReconstructionError: Codable, Sendable, Equatable {
+    /// ‖(ΔW − ΔŴ) X‖² (see ``MatrixEvaluation/errorSource``).
+    public var activationError: Double
+    /// activationError / ‖ΔW X‖².
+    public var relativeActivationError: Double
+    /// ‖ΔW − ΔŴ‖_F / ‖ΔW‖_F.
+    public var relativeWeightError: Double
+}
+
+/// The evaluation of one planned matrix.
+public struct MatrixEvaluation: Codable, Sendable, Equatable {
+    public var name: String
+    public var type: String
+    public var shape: [Int]
+    /// `inputs` (‖E X‖² over the calibration entry's raw input rows), `gram` (tr(E H Eᵀ) with the
+    /// entry's Gram), or `identity` (H = I: ‖E‖²_F).
+    public var errorSource: String
+    /// ‖ΔW X‖² with the same X (or H).
+    public var activationEnergy: Double
+    /// ‖ΔW‖²_F.
+    public var weightEnergy: Double
+    public var plan: ReconstructionError
+    public var predictedError: Double?
+    public var predictedRelativeError: Double?
+    /// plan.relativeActivationError / predictedRelativeError (relative errors compare even when X
+    /// is a sample of the calibration tokens).
+    public var actualOverPredicted: Double?
+    /// The plan's storage bits and the low-rank baseline's rank at that storage.
+    public var planStorageBits: Int
+    public var lowRankRank: Int
+    /// 16-bit top-r SVD: F16 U_r, σ_r, V_r with r = ⌊storage / (16·(h_out + h_in) + 16)⌋.
+    public var lowRank: ReconstructionError
+    /// BitDelta: s·sign(ΔW) with s = F16(mean |ΔW|) (1 bit per parameter, the α = 1/16 budget).
+    public var bitDelta: ReconstructionError
+}
+
+/// Sums over a group of matrices (a layer type, or all).
+public struct EvaluationSummary: Codable, Sendable, Equatable {
+    public var group: String
+    public var matrices: Int
+    public var activationEnergy: Double
+    public var planError: Double
+    public var planRelativeError: Double
+    /// Σ predicted errors / Σ predicted energies (nil when the plan has no predictions).
+    public var predictedRelativeError: Double?
+    public var actualOverPredicted: Double?
+    public var lowRankRelativeError: Double
+    public var bitDeltaRelativeError: Double
+    /// √(Σ ‖ΔW − ΔŴ‖²_F / Σ ‖ΔW‖²_F).
+    public var planRelativeWeightError: Double
+}
+
+public struct EvaluationReport: Codable, Sendable, Equatable {
+    public var artifact: String
+    public var strategy: String
+    public var matrices: [MatrixEvaluation]
+    public var byType: [EvaluationSummary]
+    public var total: EvaluationSummary
+}
+
+/// `deltaplan evaluate`: the actual errors of an artifact's ΔŴ against ΔW = W_ft − W_base, per
+/// planned matrix, beside the plan's predictions and two baselines at the same storage.
+///
+/// - Activation error: ‖(ΔW − ΔŴ) X‖² over the entry's raw input rows X when the calibration
+///   has `.inputs`, else tr(E H Eᵀ) = Σᵢⱼ (E H)ᵢⱼ Eᵢⱼ with the Gram (one `sgemm`, h_out·h_in²
+///   multiply-adds), else ‖E‖²_F (H = I). Sums in Double.
+/// - Baselines: `low-rank` needs the store's factors (the manifest's store path, or `store`);
+///   `bitdelta` is recomputed from ΔW.
+/// - Inputs are verified against the artifact's recorded fingerprints (size and header hash);
+///   the calibration, when the artifact's store is available, against the store's.
+///
+/// Streams one matrix at a time (ΔW, ΔŴ, the baselines, and H or X).
+public func evaluate(
+    artifact: Artifact, base baseURL: URL, finetuned finetunedURL: URL, calibration: CalibrationSet?, store: SpectrumStore?,
+    progress: (Int, Int, String) -> Void = { _, _, _ in }
+) throws(ArtifactError) -> EvaluationReport {
+    let m = artifact.manifest
+    let base = try openCheckpoint(baseURL)
+    let finetuned = try openCheckpoint(finetunedURL)
+    try verifyInput(base, path: baseURL.path, against: m.inputs.base, role: "base", checkModified: false)
+    try verifyInput(finetuned, path: finetunedURL.path, against: m.inputs.finetuned, role: "fine-tuned", checkModified: false)
+    if let store {
+        guard store.identity == m.store.identity else {
+            throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "the store \(store.url.path) has identity \(store.identity), the artifact was made from \(m.store.identity)")
+        }
+        do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
+    }
+    var results: [MatrixEvaluation] = []
+    var cachedEntry: String?, cachedX: Matrix<Float>?, cachedH: Matrix<Float>?
+    for (index, (record, planned)) in zip(m.matrices, m.plan.matrices).enumerated() {
+        let (rows, columns) = (record.shape[0], record.shape[1])
+        let delta = try trueDelta(record.name, base: base, finetuned: finetuned, rows: rows, columns: columns)
+        let deltaHat = try artifact.reconstruction(of: record)
+
+        // Input statistics.
+        var source = "identity"
+        if let entry = record.calibrationEntry {
+            guard let calibration else {
+                throw .invalidOption(option: "--calibration", reason: "\(record.name) was quantized with calibration entry \(entry); pass the calibration file")
+            }
+            guard calibration.entry(for: entry) != nil else {
+                throw .invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no entry \(entry) (needed by \(record.name))")
+            }
+            if cachedEntry != entry {
+                cachedEntry = entry
+                do {
+                    cachedX = try calibration.inputs(ofEntry: entry)
+                    cachedH = cachedX == nil ? try calibration.gram(ofEntry: entry) : nil
+                } catch { throw .quantization(.store(error)) }
+            }
+            source = cachedX != nil ? "inputs" : "gram"
+        }
+        let x = source == "inputs" ? cachedX : nil, h = source == "gram" ? cachedH : nil
+        func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
+
+        let energy = activation(delta)
+        let weightEnergy = frobenius2(delta)
+        func errors(of approximation: Matrix<Float>) -> ReconstructionError {
+            let e = difference(delta, approximation)
+            let a = activation(e)
+            return ReconstructionError(activationError: a, relativeActivationError: energy > 0 ? a / energy : 0,
+                                       relativeWeightError: weightEnergy > 0 ? (frobenius2(e) / weightEnergy).squareRoot() : 0)
+        }
+        let planError = errors(of: deltaHat)
+
+        // Low-rank baseline at the same storage.
+        let lowRankRank = planned.storageBits / (16 * (rows + columns) + 16)
+        var lowRankApproximation = Matrix<Float>(rows: rows, columns: columns)
+        var usedRank = 0
+        if let store, lowRankRank > 0, let storeRecord = store.record(named: record.name) {
+            let factors: StoredFactors
+            do { factors = try store.factors(of: storeRecord) } catch { throw .quantization(.store(error)) }
+            usedRank = min(lowRankRank, factors.storedRank)
+            if usedRank > 0 {
+                let q: QuantizedSegment
+                do {
+                    q = try quantizeSegment(factors, segment: Segment(start: 0, end: usedRank, bits: 16), hessian: nil)
+                } catch { throw .quantization(error) }
+                lowRankApproximation = q.reconstruction
+            }
+        }
+        let lowRank = errors(of: lowRankApproximation)
+
+        // BitDelta baseline.
+        var bitDelta = delta
+        let meanAbs = delta.withUnsafeBufferPointer { p in p.reduce(0.0) { $0 + Double(abs($1)) } } / Double(max(1, rows * columns))
+        let s = Float(Float16(meanAbs))
+        bitDelta.withUnsafeMutableBufferPointer { p in for t in 0..<p.count { p[t] = p[t] >= 0 ? s : -s } }
+        let bitDeltaError = errors(of: bitDelta)
+
+        var ratio: Double?
+        if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = planError.relativeActivationError / predicted }
+        results.append(MatrixEvaluation(
+            name: record.name, type: record.type, shape: record.shape, errorSource: source, activationEnergy: energy,
+            weightEnergy: weightEnergy, plan: planError, predictedError: planned.predictedError,
+            predictedRelativeError: planned.predictedRelativeError, actualOverPredicted: ratio,
+            planStorageBits: planned.storageBits, lowRankRank: usedRank, lowRank: lowRank, bitDelta: bitDeltaError))
+        progress(index + 1, m.matrices.count, record.name)
+    }
+    var types: [String] = []
+    for r in results where !types.contains(r.type) { types.append(r.type) }
+    let strategy = m.plan.strategy.name + (m.plan.strategy.preset.map { ":" + $0 } ?? "")
+    return EvaluationReport(
+        artifact: artifact.url.path, strategy: strategy, matrices: results,
+        byType: types.map { t in summarize(t, results.filter { $0.type == t }) }, total: summarize("total", results))
+}
+
+func summarize(_ group: String, _ rows: [MatrixEvaluation]) -> EvaluationSummary {
+    let energy = rows.reduce(0) { $0 + $1.activationEnergy }
+    let weight = rows.reduce(0) { $0 + $1.weightEnergy }
+    func relative(_ f: (MatrixEvaluation) -> Double) -> Double { energy > 0 ? rows.reduce(0) { $0 + f($1) } / energy : 0 }
+    let planRelative = relative { $0.plan.activationError }
+    // Predicted: Σ predicted errors over Σ predicted energies (energy = error / relative error).
+    var predicted: Double?
+    if rows.allSatisfy({ $0.predictedError != nil && ($0.predictedRelativeError ?? 0) > 0 }) {
+        let errors = rows.reduce(0) { $0 + $1.predictedError! }
+        let energies = rows.reduce(0) { $0 + $1.predictedError! / $1.predictedRelativeError! }
+        predicted = energies > 0 ? errors / energies : nil
+    }
+    let weightError = rows.reduce(0.0) { $0 + $1.weightEnergy * $1.plan.relativeWeightError * $1.plan.relativeWeightError }
+    return EvaluationSummary(
+        group: group, matrices: rows.count, activationEnergy: energy, planError: rows.reduce(0) { $0 + $1.plan.activationError },
+        planRelativeError: planRelative, predictedRelativeError: predicted,
+        actualOverPredicted: predicted.flatMap { $0 > 0 ? planRelative / $0 : nil },
+        lowRankRelativeError: relative { $0.lowRank.activationError }, bitDeltaRelativeError: relative { $0.bitDelta.activationError },
+        planRelativeWeightError: weight > 0 ? (weightError / weight).squareRoot() : 0)
+}
+
+/// ΔW = W_ft − W_base in Float32, column-major `rows × columns`.
+func trueDelta(_ name: String, base: Checkpoint, finetuned: Checkpoint, rows: Int, columns: Int) throws(ArtifactError) -> Matrix<Float> {
+    let a: (rows: Int, columns: Int, values: [Float]), b: (rows: Int, columns: Int, values: [Float])
+    do {
+        a = try finetuned.matrixColumnMajor(name)
+        b = try base.matrixColumnMajor(name)
+    } catch { throw .checkpoint("\(error)") }
+    guard a.rows == rows, a.columns == columns, b.rows == rows, b.columns == columns else {
+        throw .inputMismatch(input: "base/fine-tuned", path: name, reason: "shapes \(b.rows)×\(b.columns) / \(a.rows)×\(a.columns), expected \(rows)×\(columns)")
+    }
+    var values = a.values
+    for t in 0..<values.count { values[t] -= b.values[t] }
+    return Matrix(rows: rows, columns: columns, elements: values)
+}
+
+func difference(_ a: Matrix<Float>, _ b: Matrix<Float>) -> Matrix<Float> {
+    var out = a
+    out.withUnsafeMutableBufferPointer { po in b.withUnsafeBufferPointer { pb in for t in 0..<po.count { po[t] -= pb[t] } } }
+    return out
+}
+
+func frobenius2(_ a: Matrix<Float>) -> Double {
+    a.withUnsafeBufferPointer { p in p.reduce(0.0) { $0 + Double($1) * Double($1) } }
+}
+
+/// ‖E X‖² (X: h_in × n), tr(E H Eᵀ), or ‖E‖²_F.
+func activationNorm(_ e: Matrix<Float>, x: Matrix<Float>?, h: Matrix<Float>?) -> Double {
+    if let x { return frobenius2(checked { try multiply(e, x) }) }
+    guard let h else { return frobenius2(e) }
+    let eh = checked { try multiply(e, h) }
+    return eh.withUnsafeBufferPointer { p in
+        e.withUnsafeBufferPointer { q in
+            var s = 0.0
+            for t in 0..<p.count { s += Double(p[t]) * Double(q[t]) }
+            return s
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import Analysis
+import Checkpoint
+import Foundation
+import LinearAlgebra
+
+/// What ``merge(base:baseURL:artifact:to:progress:)`` wrote.
+public struct MergeSummary: Sendable, Equatable {
+    public var directory: URL
+    public var shards: [String]
+    /// base + ΔŴ, rounded to the base dtype.
+    public var merged: Int
+    /// The fine-tuned tensor's bytes, bit-exact.
+    public var carried: Int
+    /// The base tensor's bytes (unchanged by fine-tuning).
+    public var copied: Int
+}
+
+/// `deltaplan merge`: writes base + Δ̂ as a Hugging Face checkpoint directory.
+///
+/// - The artifact is opened and verified first (``Artifact/init(at:)``: manifest, plan hash,
+///   delta file checksum); each tensor's checksum is checked as it is read. The base must match
+///   the artifact's recorded base fingerprint (size and header hash of each file).
+/// - Layout: the base's own — a single-file base gives `model.safetensors`; a sharded base gives
+///   the same shard file names, each tensor in the same shard as in the base, and an index
+///   `model.safetensors.index.json` (`weight_map`, `metadata.total_size`). Tensors only in the
+///   fine-tuned model go to the last shard; tensors the fine-tuned model lacks are left out.
+/// - Planned matrices: W = W_base + ΔŴ computed in Float32 and rounded to the base's dtype
+///   (nearest even). Carried tensors: the fine-tuned bytes as stored (bit-exact, their own dtype).
+///   Unchanged tensors: the base's bytes.
+/// - Streaming: one tensor at a time (plus one matrix's decoded segments); every shard is written
+///   through `SafetensorsWriter` in a temporary sibling directory renamed into place at the end.
+@discardableResult
+public func merge(
+    base baseURL: URL, artifact: Artifact, to out: URL, progress: (Int, Int, String) -> Void = { _, _, _ in }
+) throws(ArtifactError) -> MergeSummary {
+    let base = try openCheckpoint(baseURL)
+    try verifyInput(base, path: baseURL.path, against: artifact.manifest.inputs.base, role: "base", checkModified: false)
+    let m = artifact.manifest
+    let planned = Dictionary(uniqueKeysWithValues: m.matrices.map { ($0.name, $0) })
+    let carried = Dictionary(uniqueKeysWithValues: m.carried.map { ($0.name, $0) })
+    let removed = Set(m.removed)
+
+    // Shard assignment: the base's.
+    let single: Bool
+    if case .sharded = base.kind { single = false } else { single = true }
+    var shards: [String: [TensorDeclaration]] = [:]
+    var assignment: [(name: String, shard: String)] = []
+    var shardOrder: [String] = []
+    for t in base.tensors where !removed.contains(t.name) {
+        let shard = single ? Checkpoint.singleFileName : t.shard!
+        if shards[shard] == nil { shardOrder.append(shard) }
+        let declaration: TensorDeclaration
+        if let c = carried[t.name] {
+            declaration = TensorDeclaration(name: t.name, dtype: DType(rawValue: c.dtype)!, shape: c.shape)
+        } else {
+            if let p = planned[t.name] {
+                guard t.info.shape == p.shape, t.info.dtype.isFloatingPoint else {
+                    throw .inputMismatch(input: "base", path: baseURL.path,
+                                         reason: "\(t.name) is \(t.info.dtype.rawValue) \(t.info.shape), the artifact plans a floating \(p.shape) matrix")
+                }
+            }
+            declaration = TensorDeclaration(name: t.name, dtype: t.info.dtype, shape: t.info.shape)
+        }
+        shards[shard, default: []].append(declaration)
+        assignment.append((t.name, shard))
+    }
+    shardOrder.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    let baseNames = Set(base.tensors.map(\.name))
+    for c in m.carried where !baseNames.contains(c.name) {
+        let shard = shardOrder.last ?? Checkpoint.singleFileName
+        if shards[shard] == nil { shardOrder.append(shard) }
+        shards[shard, default: []].append(TensorDeclaration(name: c.name, dtype: DType(rawValue: c.dtype)!, shape: c.shape))
+        assignment.append((c.name, shard))
+    }
+    for p in m.matrices where !baseNames.contains(p.name) {
+        throw .inputMismatch(input: "base", path: baseURL.path, reason: "planned matrix \(p.name) is not in the base")
+    }
+
+    let fm = FileManager.default
+    let temporary = out.deletingLastPathComponent().appendingPathComponent(
+        ".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0 ... .max))")
+    do { try fm.createDirectory(at: temporary, withIntermediateDirectories: true) } catch {
+        throw .io(path: temporary.path, reason: "cannot create the temporary checkpoint directory: \(error.localizedDescription)")
+    }
+    var published = false
+    defer { if !published { try? fm.removeItem(at: temporary) } }
+
+    let total = assignment.count
+    var done = 0, merged = 0, carriedCount = 0, copied = 0, totalSize = 0
+    for shard in shardOrder {
+        let declarations = shards[shard]!
+        let metadata = (single ? base.files.first : base.files.first { $0.url.lastPathComponent == shard })?.metadata ?? ["format": "pt"]
+        let writer: SafetensorsWriter
+        do { writer = try SafetensorsWriter(url: temporary.appendingPathComponent(shard), tensors: declarations, metadata: metadata) } catch {
+            throw .checkpoint("\(error)")
+        }
+        for d in declarations {
+            do {
+                if carried[d.name] != nil {
+                    try writer.write(d.name, bytes: try artifact.tensorBytes(d.name))
+                    carriedCount += 1
+                } else if let p = planned[d.name] {
+                    let delta = try artifact.reconstruction(of: p)
+                    var w = try base.floats(d.name)
+                    let (rows, columns) = (p.shape[0], p.shape[1])
+                    delta.withUnsafeBufferPointer { pd in
+                        for r in 0..<rows { for c in 0..<columns { w[r * columns + c] += pd[r + c * rows] } }
+                    }
+                    try writer.write(d.name, floats: w)
+                    merged += 1
+                } else {
+                    try writer.write(d.name, bytes: try base.rawBytes(d.name))
+                    copied += 1
+                }
+            } catch let error as ArtifactError {
+                throw error
+            } catch {
+                throw .checkpoint("\(error)")
+            }
+            totalSize += d.byteCount ?? 0
+            done += 1
+            progress(done, total, d.name)
+        }
+        do { try writer.finish() } catch { throw .checkpoint("\(error)") }
+    }
+    if !single {
+        let weightMap = Dictionary(uniqueKeysWithValues: assignment.map { ($0.name, $0.shard) })
+        struct Index: Encodable {
+            struct Metadata: Encodable { var total_size: Int }
+            var metadata: Metadata
+            var weight_map: [String: String]
+        }
+        try writeJSON(Index(metadata: .init(total_size: totalSize), weight_map: weightMap),
+                      to: temporary.appendingPathComponent(Checkpoint.indexFileName))
+    }
+    try publishDirectory(temporary, as: out)
+    published = true
+    return MergeSummary(directory: out, shards: shardOrder, merged: merged, carried: carriedCount, copied: copied)
+}

@@ -1,0 +1,86 @@
+import Analysis
+import ArgumentParser
+import Foundation
+import ModelProfiles
+import Optimizer
+import Quantization
+import Reporting
+
+/// `deltaplan compress`: realize a plan as an artifact directory.
+struct Compress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a plan's segments and write a compressed-delta artifact (delta.safetensors + manifest.json).",
+        discussion: """
+        The plan must come from the store (its source.hash is the store's identity). Base and fine-tuned \
+        checkpoints default to the paths the store recorded and must still match its fingerprints. Every \
+        tensor outside the plan is carried as the fine-tuned tensor's bytes, so artifact + base is the whole \
+        fine-tuned model. Layout: Docs/artifact-format.md.
+        """)
+
+    @Argument(help: "The spectrum store the plan was made from.")
+    var store: String
+
+    @Option(help: "The plan file (deltaplan plan … --out).")
+    var plan: String
+
+    @Option(help: "The calibration file the store was analyzed with (required for calibrated stores).")
+    var calibration: String?
+
+    @Option(help: "Quantizer for 2…8-bit segments: gptq or rtn (data-free stores always use rtn).")
+    var method: QuantizationMethod = .gptq
+
+    @Option(help: "GPTQ damping as a fraction of mean(diag H).")
+    var dampening: Double = 0.01
+
+    @Option(help: "The fine-tuned checkpoint, if it moved since the analysis (checked by size and header hash).")
+    var finetuned: String?
+
+    @Option(help: "The base checkpoint, if it moved since the analysis (checked by size and header hash).")
+    var base: String?
+
+    @Option(help: "The artifact directory to write (atomically).")
+    var out: String
+
+    func run() throws {
+        let store: SpectrumStore
+        do { store = try SpectrumStore(at: URL(fileURLWithPath: self.store)) } catch { throw CLIFailure(error) }
+        let plan: Plan
+        do { plan = try Plan.read(from: URL(fileURLWithPath: self.plan)) } catch { throw CLIFailure(error) }
+        let calibrationSet: CalibrationSet?
+        do { calibrationSet = try calibration.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) } } catch { throw CLIFailure(error) }
+        let progress = TerminalProgress(label: "compress")
+        var work: [Double] = [], done = 0.0, total = 0.0
+        let manifest: ArtifactManifest
+        do {
+            manifest = try compress(
+                store: store, plan: plan, calibration: calibrationSet,
+                options: CompressionOptions(method: method, dampening: dampening, base: base.map { URL(fileURLWithPath: $0) },
+                                            finetuned: finetuned.map { URL(fileURLWithPath: $0) }, planPath: self.plan,
+                                            toolVersion: DeltaPlanVersion.string),
+                to: URL(fileURLWithPath: out),
+                progress: { event in
+                    switch event {
+                    case let .started(_, w, carried):
+                        work = w
+                        total = w.reduce(0, +)
+                        progress.note("\(w.count) planned matrices, \(carried) carried tensors")
+                    case let .matrixStarted(index, count, name):
+                        progress.update(done: done, total: total, step: index + 1, steps: count, current: name)
+                    case let .matrixFinished(index, count, name, seconds):
+                        done += work[index]
+                        progress.update(done: done, total: total, step: index + 1, steps: count,
+                                        current: "\(name) in \(Format.duration(seconds))", finished: true)
+                    case .carried: break
+                    case let .finished(url): progress.finish("compress: done, artifact \(url.path)")
+                    }
+                })
+        } catch { throw CLIFailure(error) }
+        let t = manifest.totals
+        say("planned: \(Format.bytes(Double(t.plannedBytes))) (\(t.plannedBytes) B) for \(Format.bytes(Double(t.planStorageBits) / 8)) in the plan "
+            + "(×\(Format.fixed(t.plannedOverPlan, decimals: 5)))")
+        say("carried: \(Format.bytes(Double(t.carriedBytes))) in \(manifest.carried.count) tensors; unchanged: \(manifest.unchanged.count); "
+            + "header \(t.headerBytes) B; file \(Format.bytes(Double(t.fileBytes)))")
+        for m in manifest.matrices where !m.warnings.isEmpty { say("warning: \(m.name): \(m.warnings.joined(separator: "; "))") }
+        say("wrote \(out)")
+    }
+}

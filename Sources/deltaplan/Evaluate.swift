@@ -1,0 +1,87 @@
+import Analysis
+import ArgumentParser
+import Foundation
+import Quantization
+import Reporting
+
+/// `deltaplan evaluate`: actual errors of an artifact, beside the plan's predictions and baselines.
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Measure an artifact's actual errors against the true delta, beside the plan's predictions and the low-rank and BitDelta baselines.",
+        discussion: """
+        Activation error ‖(ΔW − ΔŴ)X‖² uses the calibration entry's raw input rows when present, else its Gram \
+        (tr(E H Eᵀ)). 'low-rank' is the 16-bit top-r SVD at the plan's storage (r = bits / (16·(h_out+h_in)+16), \
+        from the store's factors); 'bitdelta' is sign(ΔW)·mean|ΔW|.
+        """)
+
+    enum OutputFormat: String, ExpressibleByArgument, CaseIterable { case table, markdown, json }
+
+    @Option(help: "The artifact directory.")
+    var artifact: String
+
+    @Option(help: "The base checkpoint.")
+    var base: String
+
+    @Option(help: "The fine-tuned checkpoint.")
+    var finetuned: String
+
+    @Option(help: "The calibration file the store was analyzed with.")
+    var calibration: String?
+
+    @Option(help: "The spectrum store (for the low-rank baseline); default: the path recorded in the artifact.")
+    var store: String?
+
+    @Option(help: "Output format: table, markdown or json.")
+    var format: OutputFormat = .table
+
+    func run() throws {
+        let report: EvaluationReport
+        let progress = TerminalProgress(label: "evaluate")
+        do {
+            let artifact = try Artifact(at: URL(fileURLWithPath: self.artifact))
+            let storeURL = URL(fileURLWithPath: store ?? artifact.manifest.store.path)
+            let spectrumStore = try? SpectrumStore(at: storeURL)
+            if spectrumStore == nil { progress.note("no store at \(storeURL.path): the low-rank baseline is left out (0)") }
+            report = try evaluate(
+                artifact: artifact, base: URL(fileURLWithPath: base), finetuned: URL(fileURLWithPath: finetuned),
+                calibration: try calibration.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) }, store: spectrumStore
+            ) { done, total, name in
+                progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: done == total)
+            }
+        } catch { throw CLIFailure(error) }
+        progress.finish("evaluate: done")
+        switch format {
+        case .json:
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            say(String(decoding: try encoder.encode(report), as: UTF8.self))
+        case .table, .markdown:
+            let tables = evaluationTables(report)
+            for (title, table) in tables {
+                say(format == .markdown ? "### \(title)\n" : "\(title):")
+                say(format == .markdown ? table.markdown() : table.text())
+            }
+        }
+    }
+}
+
+func evaluationTables(_ report: EvaluationReport) -> [(String, TextTable)] {
+    func e(_ x: Double?) -> String { x.map { Format.significant($0, digits: 3) } ?? "–" }
+    var perMatrix = TextTable(
+        headers: ["matrix", "shape", "X", "actual rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel (r)", "bitdelta rel"],
+        alignments: [.left, .left, .left, .right, .right, .right, .right, .right, .right])
+    for m in report.matrices {
+        perMatrix.append([m.name, "\(m.shape[0])×\(m.shape[1])", m.errorSource, e(m.plan.relativeActivationError), e(m.predictedRelativeError),
+                          e(m.actualOverPredicted), e(m.plan.relativeWeightError),
+                          "\(e(m.lowRank.relativeActivationError)) (\(m.lowRankRank))", e(m.bitDelta.relativeActivationError)])
+    }
+    var summary = TextTable(
+        headers: ["group", "matrices", "actual rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel", "bitdelta rel"],
+        alignments: [.left, .right, .right, .right, .right, .right, .right, .right])
+    for s in report.byType + [report.total] {
+        summary.append([s.group, "\(s.matrices)", e(s.planRelativeError), e(s.predictedRelativeError), e(s.actualOverPredicted),
+                        e(s.planRelativeWeightError), e(s.lowRankRelativeError), e(s.bitDeltaRelativeError)])
+    }
+    return [("per matrix (\(report.strategy))", perMatrix), ("by layer type", summary)]
+}
