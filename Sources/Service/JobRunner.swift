@@ -1,3 +1,4 @@
+import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -109,7 +110,7 @@ public struct JobRunners: Sendable {
             .analysis: .analysis,
             .plan: .plan,
             .comparison: .comparison,
-            .compression: .unavailable(.compression, needs: "the compressor"),
+            .compression: .compression,
         ])
     }
 }
@@ -161,5 +162,51 @@ extension JobRunner {
         return try StorePlanning(store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize)) { done, total, name in
             context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
         }
+    }
+}
+
+extension JobRunner {
+    /// A compression (as `deltaplan compress`) into `<data-dir>/artifacts/<id>`. The store is the
+    /// analysis of this server whose identity the plan records; the checkpoints are the request's.
+    public static let compression = JobRunner(resumable: true) { context in
+        let p = try context.decodeParameters(CompressionJobParameters.self)
+        let plan = try Plan.read(from: URL(fileURLWithPath: p.planFile))
+        let store = try analysisStore(identity: plan.source.hash, in: context.dataDirectory)
+        let calibrationURL = p.calibration.map { URL(fileURLWithPath: $0) }
+            ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
+        let calibration = try calibrationURL.map { try CalibrationSet(url: $0) }
+        let out = artifactDirectory(context)
+        try? FileManager.default.removeItem(at: out)  // a resumed job starts its artifact anew
+        try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let total = Double(max(plan.matrices.count, 1))
+        var done = 0.0
+        _ = try compress(
+            store: store, plan: plan, calibration: store.manifest.dataFree ? nil : calibration,
+            options: CompressionOptions(base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
+                                        planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
+            to: out
+        ) { event in
+            if case .matrixFinished = event {
+                done += 1
+                context.reportProgress(done / total, "compressed \(Int(done)) of \(Int(total)) matrices")
+            }
+        }
+        return out.path
+    } discard: { context in
+        try? FileManager.default.removeItem(at: artifactDirectory(context))
+    }
+
+    private static func artifactDirectory(_ context: JobContext) -> URL {
+        context.dataDirectory.appendingPathComponent("artifacts", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
+    }
+
+    /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).
+    private static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
+        let folder = dataDirectory.appendingPathComponent("analyses", isDirectory: true)
+        let candidates = (try? FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)) ?? []
+        for url in candidates.sorted(by: { $0.path < $1.path }) {
+            if let store = try? SpectrumStore(at: url), store.identity == identity { return store }
+        }
+        throw JobFailure("the plan belongs to no finished analysis of this server (store identity \(identity))")
     }
 }

@@ -78,6 +78,18 @@ struct ServiceAPITests {
                 menu: try parseBitsMenu("16,8,4,3,2,1,0"), strategy: .greedy, seed: 0).encoded()
             #expect(served.body == cliPlan)
 
+            // The plan compresses into an artifact that opens and verifies.
+            let compression = try await client.post("/v1/compressions", json: [
+                "base": pair.base.path, "finetuned": pair.finetuned.path, "plan": planID,
+            ])
+            #expect(compression.status == 202)
+            let compressionID = try #require(compression.json["id"] as? String)
+            let compressed = try await waitForJob(client, compressionID, states: ["succeeded", "failed"])
+            #expect(compressed["state"] as? String == "succeeded", "\(compressed["error"] ?? "")")
+            let artifactPath = try #require(compressed["result"] as? String)
+            let artifact = try Artifact(at: URL(fileURLWithPath: artifactPath))
+            #expect(artifact.manifest.matrices.count == 7)
+
             let comparison = try await client.post("/v1/comparisons", json: ["analysis": id, "budgets": ["1/16", "1/32"]])
             #expect(comparison.status == 202)
             let profiles = try await client.get("/v1/profiles").json
@@ -213,14 +225,16 @@ struct ServiceAPITests {
             ])
             expectError(outsideCalibration, 422, "path_not_allowed", naming: "calibration")
 
-            // 409: cancelling a finished job. Compressions are accepted and fail at once in this build.
+            // 409: cancelling a finished job. A compression of a file that is no plan is accepted (the
+            // path is allowed), then fails naming the file.
             let compression = try await client.post("/v1/compressions", json: [
                 "base": pair.base.path, "finetuned": pair.finetuned.path, "planFile": planFile.path,
             ])
             #expect(compression.status == 202, "\(compression.text)")
             let id = try #require(compression.json["id"] as? String)
             let failed = try await waitForJob(client, id, states: ["failed", "succeeded"])
-            #expect((failed["error"] as? String)?.contains("not available in this build") == true)
+            #expect(failed["state"] as? String == "failed")
+            #expect((failed["error"] as? String)?.contains(planFile.path) == true, "\(failed["error"] ?? "")")
             expectError(try await client.delete("/v1/jobs/\(id)"), 409, "job_finished", naming: id)
 
             // None of the above was a 500.
@@ -314,8 +328,10 @@ struct ServiceAPITests {
         let partial = JobContext.analysisStore(id: cancelled.id, in: data)
         try FileManager.default.createDirectory(at: partial, withIntermediateDirectories: true)
 
-        // A new start (the state is built before any worker runs).
-        _ = try buildState(ServiceConfiguration(dataDirectory: data), logger: testLogger)
+        // A new start (the state is built before any worker runs), with compressions not resumable.
+        var runners = JobRunners.builtIn()
+        runners[.compression] = .unavailable(.compression, needs: "a test runner that cannot resume")
+        _ = try buildState(ServiceConfiguration(dataDirectory: data), runners: runners, logger: testLogger)
         #expect(try store.jobNow(id: analysis.id)?.state == .queued)
         let failed = try #require(try store.jobNow(id: compression.id))
         #expect(failed.state == .failed)
