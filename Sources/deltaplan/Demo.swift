@@ -4,11 +4,17 @@ import Foundation
 import ModelProfiles
 import Optimizer
 import Quantization
+import Reporting
 
 /// `deltaplan demo`: the pipeline on a small seeded synthetic pair.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the pipeline on a small synthetic Llama-shaped pair: synth → analyze → spectrum report → compare strategies.")
+        abstract: "Run the whole pipeline on a small synthetic Llama-shaped pair.",
+        discussion: """
+        synth (seeded, 2 layers at 1/16 scale) → analyze → spectrum report → compare (greedy, genetic, exact, \
+        preset:delta-come, low-rank, bitdelta at α = 1/32, 1/20, 1/16) → plan (exact, 1/16) → compress (GPTQ) → \
+        evaluate (actual against predicted error, and the baselines) → merge (a Hugging Face checkpoint of base + Δ̂).
+        """)
 
     @Option(help: "Working directory for the demo's files (default: a new temporary directory).")
     var workdir: String?
@@ -25,11 +31,11 @@ struct Demo: ParsableCommand {
         say("== analyze: \(paths.base.path) vs \(paths.finetuned.path), calibration \(paths.calibration.lastPathComponent)")
         let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
                                  options: AnalysisOptions(), store: dir.appendingPathComponent("store")).runWithProgress()
-        let report = try SpectrumReport(store)
+        let spectra = try SpectrumReport(store)
         say("== spectrum report (\(store.matrices.count) matrices)")
-        say(report.text())
+        say(spectra.text())
         let plot = dir.appendingPathComponent("spectra.svg")
-        try writeAtomically(report.plot().svg(), to: plot)
+        try writeAtomically(spectra.plot().svg(), to: plot)
         say("spectrum plot: \(plot.path)")
 
         say("== compare at α = 1/32, 1/20, 1/16 (artifact accounting, global budget)")
@@ -46,5 +52,32 @@ struct Demo: ParsableCommand {
         let comparisonPlot = dir.appendingPathComponent("comparison.svg")
         try writeAtomically(comparison.render(.svg), to: comparisonPlot)
         say("comparison plot: \(comparisonPlot.path)")
+
+        say("== plan: exact at α = 1/16")
+        let plan = try planning.plan(
+            budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+            menu: [16, 8, 4, 3, 2, 1], strategy: .exact, seed: seed)
+        let planURL = dir.appendingPathComponent("plan.json")
+        try plan.write(to: planURL)
+        say("wrote \(planURL.path): \(Format.bytes(Double(plan.totals.storageBits) / 8)), α = \(Format.significant(plan.totals.alpha, digits: 4))")
+
+        say("== compress (GPTQ, group size 128)")
+        let artifactURL = dir.appendingPathComponent("artifact")
+        try? FileManager.default.removeItem(at: artifactURL)
+        _ = try compress(store: store, plan: plan, calibration: try CalibrationSet(url: paths.calibration),
+                         options: CompressionOptions(planPath: planURL.path, toolVersion: DeltaPlanVersion.string), to: artifactURL)
+        let artifact = try Artifact(at: artifactURL)
+        say("wrote \(artifactURL.path)")
+
+        say("== evaluate: actual calibration-activation error against the prediction and the baselines")
+        let report = try evaluate(artifact: artifact, base: paths.base, finetuned: paths.finetuned,
+                                  calibration: try CalibrationSet(url: paths.calibration), store: store)
+        for (title, table) in evaluationTables(report) { say("\(title):"); say(table.text()) }
+
+        say("== merge: base + Δ̂ as a Hugging Face checkpoint")
+        let mergedURL = dir.appendingPathComponent("merged")
+        try? FileManager.default.removeItem(at: mergedURL)
+        let merged = try merge(base: paths.base, artifact: artifact, to: mergedURL)
+        say("wrote \(mergedURL.path): \(merged.merged) merged, \(merged.carried) carried bit-exact, \(merged.copied) copied tensors")
     }
 }
