@@ -23,7 +23,7 @@ struct Compress: ParsableCommand {
     @Option(help: "The plan file (deltaplan plan … --out).")
     var plan: String
 
-    @Option(help: "The calibration file the store was analyzed with (required for calibrated stores).")
+    @Option(help: "The calibration file the store was analyzed with (default: the one recorded in the store's manifest).")
     var calibration: String?
 
     @Option(help: "Quantizer for 2…8-bit segments: gptq or rtn (data-free stores always use rtn).")
@@ -47,7 +47,8 @@ struct Compress: ParsableCommand {
         let plan: Plan
         do { plan = try Plan.read(from: URL(fileURLWithPath: self.plan)) } catch { throw CLIFailure(error) }
         let calibrationSet: CalibrationSet?
-        do { calibrationSet = try calibration.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) } } catch { throw CLIFailure(error) }
+        let calibrationPath = calibration ?? (store.manifest.dataFree ? nil : store.manifest.inputs.calibration?.path)
+        do { calibrationSet = try calibrationPath.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) } } catch { throw CLIFailure(error) }
         let progress = TerminalProgress(label: "compress")
         var work: [Double] = [], done = 0.0, total = 0.0
         let manifest: ArtifactManifest
