@@ -5,8 +5,8 @@ import ModelProfiles
 import Optimizer
 import Quantization
 
-/// One synthetic Llama-2-7B-shaped pair (1/32 scale, one layer), analyzed, with an `exact` and a
-/// `preset:delta-come` plan at α = 1/6 (global scope, artifact accounting) built through the
+/// One synthetic Llama-2-7B-shaped pair (1/16 scale, one layer), analyzed, with an `exact` and a
+/// `preset:delta-come` plan at the paper's α = 1/16 (global scope, artifact accounting) built through the
 /// library exactly as the CLI does, each compressed. Built once and shared by the artifact tests
 /// (they only read it; tests that damage an artifact work on a copy).
 struct ArtifactFixture: Sendable {
@@ -19,10 +19,9 @@ struct ArtifactFixture: Sendable {
     let exactArtifact: URL
     let presetArtifact: URL
 
-    /// α = 1/6, not the paper's 1/16: at this scale (128 × 128 and 344 × 128 matrices, group size
-    /// 128) the per-group scales and zeros dominate, and `delta-come`'s fixed segments (2 @ 8 bits,
-    /// 32 @ 3 bits) alone need 371 872 bits against the 197 632 bits of α = 1/16 (infeasible).
-    static let budget = "1/6"
+    /// The paper's α. At 1/16 scale (256 × 256, 688 × 256 matrices) `delta-come`'s fixed segments
+    /// (2 @ 8 bits, 32 @ 3 bits) and their group metadata fit it; at 1/32 scale they would not.
+    static let budget = "1/16"
 
     static let shared: Result<ArtifactFixture, any Error> = Result { try ArtifactFixture() }
 
@@ -32,7 +31,7 @@ struct ArtifactFixture: Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-artifact-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let library = try ProfileLibrary.builtIn()
-        let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 32, layers: 1)
+        let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 1)
         paths = try SyntheticPair(profile: profile, seed: 1, tokens: 256, sampleRows: 256).write(to: directory)
         store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
                              options: AnalysisOptions(), store: directory.appendingPathComponent("store")).run()

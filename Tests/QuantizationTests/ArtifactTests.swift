@@ -33,8 +33,9 @@ import Testing
     }
 
     /// Actual activation error against the plan's prediction: within 20% per matrix and 10% in
-    /// total (observed: 0.94…1.18 per matrix, 1.085 (exact) and 1.026 (preset) in total). The
-    /// exact plan beats the preset, and both beat low-rank and BitDelta at the same storage.
+    /// total. The exact plan beats the preset, and both beat low-rank and BitDelta at the same
+    /// storage in total (a global budget may leave one matrix below BitDelta's 1 bit per parameter,
+    /// so BitDelta is compared per model, low-rank — at each matrix's own storage — per matrix).
     @Test func errorsMatchPredictionsAndBeatBaselines() throws {
         let f = try ArtifactFixture.get()
         let exact = try f.evaluation(f.exactArtifact), preset = try f.evaluation(f.presetArtifact)
@@ -44,7 +45,6 @@ import Testing
                 let ratio = try #require(m.actualOverPredicted)
                 #expect(ratio > 0.8 && ratio < 1.2, "\(report.strategy) \(m.name): actual/predicted \(ratio)")
                 #expect(m.plan.relativeActivationError < m.lowRank.relativeActivationError, "\(m.name)")
-                #expect(m.plan.relativeActivationError < m.bitDelta.relativeActivationError, "\(m.name)")
                 #expect(m.lowRankRank > 0)
             }
             let total = try #require(report.total.actualOverPredicted)
