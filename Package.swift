@@ -1,8 +1,9 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Modules follow the pipeline: numerics (C shims → LinearAlgebra), checkpoint IO, Analysis
-// (delta spectra), Optimizer (allocation plans), Quantization (artifacts), and the `deltaplan` tool.
+// Modules follow the pipeline: numerics (C shims → LinearAlgebra), checkpoint IO, model profiles,
+// Analysis (delta spectra), Optimizer (allocation plans), Quantization (artifacts), Service (HTTP
+// jobs), and the `deltaplan` tool; Reporting holds the tables and plots every report shares.
 let package = Package(
     name: "DeltaPlan",
     platforms: [.macOS(.v14)],
