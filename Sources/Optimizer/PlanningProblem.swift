@@ -44,22 +44,9 @@ public struct PlanningProblem: Sendable {
     /// type), one per matrix for `matrix`. A unit's budget is the total's share of its dense F16
     /// size, rounded down, so units never exceed the total.
     public var units: [Unit] {
-        let dense = models.map { Double(StorageModel.denseBits(rows: $0.spectrum.rows, columns: $0.spectrum.columns)) }
-        let total = dense.reduce(0, +)
-        func share(_ members: [Int]) -> Int {
-            total > 0 ? Int((Double(budgetBits) * members.reduce(0) { $0 + dense[$1] } / total).rounded(.down)) : 0
-        }
-        switch scope {
-        case .global:
-            return [Unit(name: "global", members: Array(models.indices), budgetBits: budgetBits)]
-        case .type:
-            return LayerType.allCases.compactMap { type in
-                let members = models.indices.filter { models[$0].spectrum.type == type }
-                return members.isEmpty ? nil : Unit(name: type.rawValue, members: members, budgetBits: share(members))
-            }
-        case .matrix:
-            return models.indices.map { Unit(name: models[$0].spectrum.name, members: [$0], budgetBits: share([$0])) }
-        }
+        budgetUnits(
+            for: models.map { MatrixShape(name: $0.spectrum.name, type: $0.spectrum.type, rows: $0.spectrum.rows, columns: $0.spectrum.columns) },
+            budgetBits: budgetBits, scope: scope)
     }
 
     /// Storage in bits of one allocation per model.

@@ -80,6 +80,7 @@ extension StorePlanning {
             }
         }
         for (budget, text) in budgets {
+            let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
             var budgetRows: [Comparison.Row] = []
             for name in strategies {
                 let start = clock()
@@ -87,14 +88,13 @@ extension StorePlanning {
                     let errors = store.matrices.map { $0.bitDeltaError ?? 0 }
                     let bits = spectra.reduce(0) { $0 + $1.rows * $1.columns + (storage.accounting == .artifact ? 16 : 0) }
                     budgetRows.append(.init(
-                        strategy: name, budget: text, budgetBits: budget.bits(forShapes: spectra.map { ($0.rows, $0.columns) }),
+                        strategy: name, budget: text, budgetBits: problem.budgetBits,
                         storageBits: bits, alpha: Double(bits) / Double(dense),
                         predictedError: errors.reduce(0, +), predictedRelativeError: energy > 0 ? errors.reduce(0, +) / energy : 0,
                         relativeErrorByType: byType(errors), seconds: clock() - start))
                     continue
                 }
                 let strategy = try Strategy(parsing: name == "low-rank" ? "preset:low-rank" : name, library: library)
-                let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
                 let solution: Solution
                 do { solution = try solve(problem, strategy: strategy, seed: seed) } catch {
                     notes.append("\(name) at \(text): \(error.description)")

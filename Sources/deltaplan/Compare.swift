@@ -68,10 +68,8 @@ struct CompareCommand: ParsableCommand {
         do {
             let planning = try StorePlanning(
                 store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, groupSize: groupSize)
-            ) { done, total, name in
-                progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: true)
-            }
+                measurement: MeasurementOptions(method: method, groupSize: groupSize),
+                progress: progress.step)
             comparison = try planning.compare(
                 budgets: Array(zip(try parsedBudgets(), budgets.split(separator: ",").map(String.init))), strategies: names,
                 library: library, storage: StorageModel(accounting: accounting, groupSize: groupSize), scope: scope,

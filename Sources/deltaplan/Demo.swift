@@ -40,9 +40,7 @@ struct Demo: ParsableCommand {
 
         say("== compare at α = 1/32, 1/20, 1/16 (artifact accounting, global budget)")
         let measuring = TerminalProgress(label: "measure")
-        let planning = try StorePlanning(store: store.url) { done, total, name in
-            measuring.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: done == total)
-        }
+        let planning = try StorePlanning(store: store.url, progress: measuring.step)
         let comparison = try planning.compare(
             budgets: try ["1/32", "1/20", "1/16"].map { (try Budget(parsing: $0), $0) },
             strategies: ["greedy", "genetic", "exact", "preset:delta-come", "low-rank", "bitdelta"],

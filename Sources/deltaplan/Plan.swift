@@ -96,10 +96,8 @@ struct PlanCommand: ParsableCommand {
         do {
             planning = try StorePlanning(
                 store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, groupSize: storageOptions.groupSize)
-            ) { done, total, name in
-                progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: true)
-            }
+                measurement: MeasurementOptions(method: method, groupSize: storageOptions.groupSize),
+                progress: progress.step)
         } catch { throw CLIFailure(error) }
         do {
             return try planning.plan(

@@ -38,6 +38,11 @@ final class TerminalProgress {
         }
     }
 
+    /// Reports that step `done` of `total` (one unit each) finished on `name`.
+    func step(_ done: Int, of total: Int, _ name: String) {
+        update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: true)
+    }
+
     /// A message of its own (a skipped tensor, a warning), above a live line.
     func note(_ message: String) {
         guard mode != .quiet else { return }
