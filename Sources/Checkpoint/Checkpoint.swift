@@ -201,6 +201,12 @@ public struct Checkpoint: Sendable {
         try file(for: name).rawBytes(name)
     }
 
+    /// Calls `body` with the tensor's stored bytes in the mapping, without copying (see
+    /// `SafetensorsFile.withRawBytes(of:_:)`).
+    public func withRawBytes<R>(of name: String, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try file(for: name).withRawBytes(of: name, body)
+    }
+
     /// The tensor's row-major values as `Float` (see `SafetensorsFile.floats(_:allowIntegers:)`).
     public func floats(_ name: String, allowIntegers: Bool = false) throws(CheckpointError) -> [Float] {
         try file(for: name).floats(name, allowIntegers: allowIntegers)

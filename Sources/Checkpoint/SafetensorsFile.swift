@@ -7,8 +7,7 @@ import Foundation
 /// optional `__metadata__` string→string map — then the data section. `data_offsets` are
 /// `[begin, end)` relative to the data section's start (file offset `8 + N`).
 ///
-/// Opening maps the file (`Data(contentsOf:options: .alwaysMapped)`, a real `mmap`, so resident
-/// memory grows only as tensor pages are touched) and validates the whole header before any of it
+/// Opening maps the file (a private read-only `mmap`) and validates the whole header before any of it
 /// is trusted: length within the file and under 100 000 000 bytes, valid UTF-8, a JSON object
 /// without duplicate keys, well-typed entries, known dtypes, non-negative dimensions,
 /// `product(shape) × dtype size == end − begin` without overflow, offsets in bounds, and tensors
@@ -16,7 +15,11 @@ import Foundation
 /// distinct `CheckpointError` case. Opening is O(header size + T log T) for T tensors; no tensor
 /// data is read.
 ///
-/// A struct: the mapping is owned by `Data`, which unmaps it when the last copy goes away.
+/// Every read (bytes or converted values) goes through the mapping and then releases the pages it
+/// touched from the resident set (they stay in the page cache), so streaming tensor after tensor
+/// costs the caller's copies, not the file's size.
+///
+/// A struct: the mapping is owned by a shared reference, unmapped when the last copy goes away.
 public struct SafetensorsFile: Sendable {
     /// The safetensors limit on the header length (the reference implementation's `MAX_HEADER_SIZE`).
     public static let maxHeaderLength = 100_000_000
@@ -31,37 +34,27 @@ public struct SafetensorsFile: Sendable {
     /// File offset of the data section: `8 + headerLength`.
     public var dataStart: Int { 8 + headerLength }
 
-    private let storage: Data
+    private let storage: MappedFile
     private let indexByName: [String: Int]
 
     var path: String { url.path }
 
     /// Maps and validates the file at `url`.
     public init(contentsOf url: URL) throws(CheckpointError) {
+        let path = url.path
         var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) else {
-            throw .fileNotFound(path: url.path)
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .fileNotFound(path: path)
         }
         guard !isDirectory.boolValue else {
-            throw .unreadable(path: url.path, reason: "is a directory")
+            throw .unreadable(path: path, reason: "is a directory")
         }
-        let data: Data
-        do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
-        } catch {
-            throw .unreadable(path: url.path, reason: error.localizedDescription)
-        }
-        try self.init(data: data, url: url)
-    }
-
-    /// Validates `data` as the contents of a safetensors file; `url` is used in error messages.
-    public init(data: Data, url: URL) throws(CheckpointError) {
+        let file = try MappedFile(path: path)
         self.url = url
-        self.storage = data
-        let path = url.path
-        let fileSize = data.count
+        self.storage = file
+        let fileSize = file.size
         guard fileSize >= 8 else { throw .fileTooSmall(path: path, size: fileSize) }
-        let declared: UInt64 = data.withUnsafeBytes { raw in
+        let declared: UInt64 = file.withBytes(0 ..< 8) { raw in
             UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         }
         guard declared <= UInt64(Self.maxHeaderLength) else {
@@ -72,7 +65,7 @@ public struct SafetensorsFile: Sendable {
         }
         let headerLength = Int(declared)
         self.headerLength = headerLength
-        let headerBytes = [UInt8](data[data.startIndex + 8 ..< data.startIndex + 8 + headerLength])
+        let headerBytes = file.withBytes(8 ..< 8 + headerLength) { [UInt8]($0) }
         let dataSize = fileSize - 8 - headerLength
 
         let parsed = try Self.parseHeader(headerBytes, path: path, dataSize: dataSize)
@@ -207,23 +200,23 @@ public struct SafetensorsFile: Sendable {
         return tensors[index]
     }
 
-    /// Calls `body` with the tensor's bytes in the mapping (no copy). The pointer may be unaligned
-    /// and must not escape `body`.
+    /// Calls `body` with the tensor's bytes in the mapping (no copy), then releases their pages.
+    /// The pointer may be unaligned and must not escape `body`.
     public func withRawBytes<R>(
         of name: String, _ body: (UnsafeRawBufferPointer) throws -> R
     ) throws -> R {
         let tensor = try info(name)
-        let start = dataStart + tensor.dataOffsets.lowerBound
-        return try storage.withUnsafeBytes { raw in
-            try body(UnsafeRawBufferPointer(rebasing: raw[start ..< start + tensor.byteCount]))
-        }
+        return try storage.withBytes(byteRange(tensor), body)
     }
 
     /// A copy of the tensor's bytes, row-major, little-endian, as stored.
     public func rawBytes(_ name: String) throws(CheckpointError) -> [UInt8] {
-        let tensor = try info(name)
+        storage.withBytes(byteRange(try info(name))) { [UInt8]($0) }
+    }
+
+    private func byteRange(_ tensor: TensorInfo) -> Range<Int> {
         let start = dataStart + tensor.dataOffsets.lowerBound
-        return storage.withUnsafeBytes { raw in [UInt8](raw[start ..< start + tensor.byteCount]) }
+        return start ..< start + tensor.byteCount
     }
 
     /// The tensor's values as `Float`, row-major.
@@ -306,10 +299,8 @@ public struct SafetensorsFile: Sendable {
             throw .payloadMismatch(path: path, tensor: name, expectedBytes: tensor.byteCount,
                                    actualBytes: out.count * tensor.dtype.byteSize)
         }
-        let start = dataStart + tensor.dataOffsets.lowerBound
-        storage.withUnsafeBytes { raw in
-            ElementConversion.convert(
-                UnsafeRawBufferPointer(rebasing: raw[start ..< start + tensor.byteCount]), dtype: tensor.dtype, into: out)
+        storage.withBytes(byteRange(tensor)) { raw in
+            ElementConversion.convert(raw, dtype: tensor.dtype, into: out)
         }
     }
 }

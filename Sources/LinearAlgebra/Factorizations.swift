@@ -76,6 +76,38 @@ public func inverseSPD<S: LinearAlgebraScalar>(_ a: some ColumnMajorMatrix<S>) t
     return inverse
 }
 
+/// U, upper triangular, with A⁻¹ = Uᵀ·U for a symmetric positive definite A: GPTQ's factor of the
+/// inverse Hessian. `potrf` (upper: A = RᵀR), `potri` (upper triangle of A⁻¹), `potrf` (upper)
+/// again, all in the storage of `a` itself — one n×n buffer, no copy when the caller hands over a
+/// uniquely referenced matrix. Only the upper triangle of `a` is read; the strictly lower triangle
+/// of the result is zeroed.
+///
+/// Cost ≈ (4/3)·n³ flops. Relative error ≈ κ(A)·ε.
+/// - Throws: ``LinearAlgebraError/notSquare(operation:shape:)``,
+///   ``LinearAlgebraError/nonFiniteInput(operation:)``,
+///   ``LinearAlgebraError/notPositiveDefinite(order:)`` (of A, or of the computed A⁻¹ when rounding
+///   makes it indefinite), ``LinearAlgebraError/singularMatrix(operation:diagonalIndex:)`` from `potri`.
+public func inverseCholeskyFactor<S: LinearAlgebraScalar>(_ a: consuming Matrix<S>) throws(LinearAlgebraError) -> Matrix<S> {
+    let operation = "inverse Cholesky factor of \(a.shape) matrix"
+    guard a.rows == a.columns else { throw .notSquare(operation: operation, shape: a.shape) }
+    let n = a.rows
+    guard n > 0 else { return a }
+    guard a.isFinite else { throw .nonFiniteInput(operation: operation) }
+    var u = consume a
+    let failure: LinearAlgebraError? = u.withUnsafeMutableBufferPointer { p in
+        let first = LAPACK.potrf(lower: false, n: n, a: p.baseAddress!)
+        guard first == 0 else { return .notPositiveDefinite(order: first) }
+        let inverted = LAPACK.potri(lower: false, n: n, a: p.baseAddress!)
+        guard inverted == 0 else { return .singularMatrix(operation: operation, diagonalIndex: inverted) }
+        let second = LAPACK.potrf(lower: false, n: n, a: p.baseAddress!)
+        guard second == 0 else { return .notPositiveDefinite(order: second) }
+        Kernels.zeroTriangle(p, rows: n, columns: n, upper: false)
+        return nil
+    }
+    if let failure { throw failure }
+    return u
+}
+
 /// Solves op(T)·X = B for X, T triangular n×n, B n×nrhs (`trtrs`; forward/back substitution).
 ///
 /// Only the `triangle` of `t` is read; `unitDiagonal` assumes ones on its diagonal. Cost n²·nrhs

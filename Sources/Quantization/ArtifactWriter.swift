@@ -50,7 +50,8 @@ public enum CompressionEvent: Sendable {
 ///   match the store's fingerprints. Every fine-tuned tensor outside the plan is carried as its
 ///   fine-tuned bytes, unless it is byte-identical to the base (then recorded as unchanged).
 /// - Streaming: one matrix's factors, H and its prepared factor, and the encoded segments at a
-///   time; carried tensors one at a time.
+///   time; carried tensors are compared and copied in place in the checkpoints' mappings, one at
+///   a time.
 /// - Atomic: built in a temporary sibling directory, then renamed over `out` (an existing `out`
 ///   is replaced only once the new artifact is complete).
 @discardableResult
@@ -135,7 +136,7 @@ public func compress(
         ])
     } catch { throw .checkpoint("\(error)") }
     var tensorRecords: [ArtifactManifest.TensorRecord] = []
-    func put(_ name: String, _ bytes: [UInt8], _ d: TensorDeclaration) throws(ArtifactError) {
+    func put(_ name: String, _ bytes: UnsafeRawBufferPointer, _ d: TensorDeclaration) throws(ArtifactError) {
         do { try writer.write(name, bytes: bytes) } catch { throw .checkpoint("\(error)") }
         tensorRecords.append(.init(name: name, dtype: d.dtype.rawValue, shape: d.shape, bytes: bytes.count, sha256: Digest.sha256(bytes)))
     }
@@ -177,7 +178,7 @@ public func compress(
                     guard let d = decls[name], d.byteCount == bytes.count else {
                         preconditionFailure("encoded tensor \(name) does not match its declaration")
                     }
-                    try put(name, bytes, d)
+                    try bytes.withUnsafeBytes { raw in Result { () throws(ArtifactError) in try put(name, raw, d) } }.get()
                     storedBytes += bytes.count
                 }
             }
@@ -194,10 +195,13 @@ public func compress(
     // Carried tensors.
     var carriedBytes = 0
     for c in carried {
-        let bytes: [UInt8]
-        do { bytes = try finetuned.rawBytes(c.name) } catch { throw .checkpoint("\(error)") }
-        try put(c.name, bytes, TensorDeclaration(name: c.name, dtype: DType(rawValue: c.dtype)!, shape: c.shape))
-        carriedBytes += bytes.count
+        let declaration = TensorDeclaration(name: c.name, dtype: DType(rawValue: c.dtype)!, shape: c.shape)
+        do {
+            carriedBytes += try finetuned.withRawBytes(of: c.name) { raw in
+                try put(c.name, raw, declaration)
+                return raw.count
+            }
+        } catch let error as ArtifactError { throw error } catch { throw .checkpoint("\(error)") }
         progress(.carried(name: c.name))
     }
     do { try writer.finish() } catch { throw .checkpoint("\(error)") }
@@ -229,8 +233,16 @@ public func compress(
     return manifest
 }
 
+/// Whether tensor `name` has the same stored bytes in `a` and `b`, compared in place in the two
+/// mappings (no copies).
 func sameBytes(_ a: Checkpoint, _ b: Checkpoint, _ name: String) throws(ArtifactError) -> Bool {
-    do { return try a.rawBytes(name) == b.rawBytes(name) } catch { throw .checkpoint("\(error)") }
+    do {
+        return try a.withRawBytes(of: name) { x in
+            try b.withRawBytes(of: name) { y in
+                x.count == y.count && (x.isEmpty || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0)
+            }
+        }
+    } catch { throw .checkpoint("\(error)") }
 }
 
 /// Sorted-key, pretty-printed JSON with a trailing newline.

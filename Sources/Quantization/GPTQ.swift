@@ -8,12 +8,13 @@ import LinearAlgebra
 /// 1. dead columns (H_jj = 0) get H_jj = 1 (their weights are zeroed when quantizing);
 /// 2. act-order: columns reordered by descending H_jj (ties by index);
 /// 3. H + λI with λ = dampening · mean(diag H);
-/// 4. H⁻¹ by Cholesky (`potrf`) and `potri` (``inverseSPD(_:)``), then its upper Cholesky factor
-///    U (H⁻¹ = UᵀU, `potrf` again): row j of U carries the error propagation of column j.
+/// 4. the upper Cholesky factor U of H⁻¹ (H⁻¹ = UᵀU; ``inverseCholeskyFactor(_:)``: `potrf`,
+///    `potri`, `potrf`): row j of U carries the error propagation of column j.
 /// If a Cholesky fails, the dampening is multiplied by 10 (0.01 if it was 0) and the steps are
 /// retried, up to `maxRetries` times; each retry adds a ``QuantizationWarning``.
 ///
-/// Cost ≈ (5/3)·n³ flops in Float32 for an n × n H; memory two n × n matrices.
+/// Cost ≈ (4/3)·n³ flops in Float32 for an n × n H; memory one n × n working matrix besides the
+/// caller's H (steps 1–3 write straight into it, step 4 works in place), which becomes U.
 public struct PreparedHessian: Sendable {
     public let order: Int
     /// Columns with H_jj = 0.
@@ -39,31 +40,30 @@ public struct PreparedHessian: Sendable {
             throw .invalidOption(option: "dampening", reason: "must be a finite fraction ≥ 0, got \(dampening)")
         }
         try validateFinite(hessian, name)
-        var h = hessian
-        var dead = [Bool](repeating: false, count: n)
-        for j in 0..<n where h[j, j] == 0 {
-            dead[j] = true
-            h[j, j] = 1
-        }
+        let dead = (0..<n).map { hessian[$0, $0] == 0 }
         var warnings: [QuantizationWarning] = []
         let deadCount = dead.filter { $0 }.count
         if deadCount > 0 { warnings.append(.deadColumns(count: deadCount)) }
+        func diagonal(_ j: Int) -> Float { dead[j] ? 1 : hessian[j, j] }
         var permutation: [Int]?
         if actOrder {
-            let p = (0..<n).sorted { h[$0, $0] != h[$1, $1] ? h[$0, $0] > h[$1, $1] : $0 < $1 }
-            permutation = p
-            h = Matrix(rows: n, columns: n) { i, j in h[p[i], p[j]] }
+            permutation = (0..<n).sorted { diagonal($0) != diagonal($1) ? diagonal($0) > diagonal($1) : $0 < $1 }
         }
         var meanDiagonal = 0.0
-        for j in 0..<n { meanDiagonal += Double(h[j, j]) }
+        for j in 0..<n { meanDiagonal += Double(diagonal(j)) }
         meanDiagonal /= Double(max(n, 1))
         var damp = dampening
         var factor: Matrix<Float>?
         for attempt in 0...max(0, maxRetries) {
-            var damped = h
+            // Steps 1–3 into a fresh buffer (the failed attempt's was overwritten in place).
             let lambda = Float(damp * meanDiagonal)
-            for j in 0..<n { damped[j, j] += lambda }
-            if let inverse = try? inverseSPD(damped), let u = try? cholesky(inverse, triangle: .upper), u.isFinite {
+            let damped: Matrix<Float>
+            if let p = permutation {
+                damped = Matrix(rows: n, columns: n) { i, j in i == j ? diagonal(p[i]) + lambda : hessian[p[i], p[j]] }
+            } else {
+                damped = Matrix(rows: n, columns: n) { i, j in i == j ? diagonal(i) + lambda : hessian[i, j] }
+            }
+            if let u = try? inverseCholeskyFactor(damped), u.isFinite {
                 factor = u
                 break
             }

@@ -109,7 +109,7 @@ public func merge(
                     try writer.write(d.name, floats: w)
                     merged += 1
                 } else {
-                    try writer.write(d.name, bytes: try base.rawBytes(d.name))
+                    try base.withRawBytes(of: d.name) { raw in try writer.write(d.name, bytes: raw) }
                     copied += 1
                 }
             } catch let error as ArtifactError {

@@ -37,6 +37,29 @@ struct SafetensorsFileTests {
         return bytes
     }
 
+    /// Reads release the pages they touched (MADV_DONTNEED): bytes must read back the same after a
+    /// release, including a page shared with a tensor whose read is still in progress.
+    @Test func readsSurviveReleasedPages() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        var generator = SplitMix64(seed: 99)
+        let sizes = ["a": 3 * 4096 + 7, "b": 5, "c": 2 * 4096 + 1]  // unaligned, sharing pages
+        let contents = sizes.mapValues { Self.randomBytes(count: $0, dtype: .u8, generator: &generator) }
+        let url = dir.file("pages.safetensors")
+        try SafetensorsFile.write(contents.keys.sorted().map {
+            TensorPayload(name: $0, dtype: .u8, shape: [contents[$0]!.count], contents: .bytes(contents[$0]!))
+        }, to: url)
+        let file = try SafetensorsFile(contentsOf: url)
+        for name in ["a", "b", "c", "c", "a", "b"] { #expect(try file.rawBytes(name) == contents[name]) }
+        let nested = try file.withRawBytes(of: "a") { a in
+            let inner = try file.withRawBytes(of: "b") { [UInt8]($0) }
+            return (outer: [UInt8](a), inner: inner)
+        }
+        #expect(nested.outer == contents["a"] && nested.inner == contents["b"])
+        let checkpoint = try Checkpoint(at: url)
+        #expect(try checkpoint.withRawBytes(of: "c") { [UInt8]($0) } == contents["c"])
+    }
+
     @Test("Every dtype round-trips through the writer and reader", arguments: DType.allCases)
     func roundTrip(dtype: DType) throws {
         let dir = try TemporaryDirectory()

@@ -35,6 +35,22 @@ import LinearAlgebra
         #expect(Ref.relativeError(Ref.multiply(Matrix<Float>(a), false, invF, false), Matrix<Double>.identity(n)) < 1e-5)
     }
 
+    @Test(arguments: [1, 9, 64])
+    func inverseCholeskyFactorInPlace(n: Int) throws {
+        let a = try Self.spd(n, seed: 200 + UInt64(n))
+        var lowerGarbage = a
+        for j in 0..<n { for i in (j + 1)..<max(j + 1, n) { lowerGarbage[i, j] = -1e6 } }  // only the upper triangle is read
+        let u = try inverseCholeskyFactor(lowerGarbage)
+        for j in 0..<n { for i in (j + 1)..<max(j + 1, n) { #expect(u[i, j] == 0) } }
+        #expect(Ref.relativeError(Ref.multiply(Ref.multiply(u, true, u, false), false, a, false), Matrix<Double>.identity(n)) < 1e-13)
+        #expect(Ref.relativeError(u, try cholesky(try inverseSPD(a), triangle: .upper)) < 1e-13)
+        let uf = try inverseCholeskyFactor(Matrix<Float>(a))
+        #expect(Ref.relativeError(Ref.multiply(Ref.multiply(uf, true, uf, false), false, a, false), Matrix<Double>.identity(n)) < 1e-5)
+        #expect(throws: LinearAlgebraError.notPositiveDefinite(order: 3)) {
+            try inverseCholeskyFactor(Matrix<Double>(diagonal: [4, 1, -2, 3]))
+        }
+    }
+
     @Test func notPositiveDefiniteNamesMinor() throws {
         let a = Matrix<Double>(diagonal: [4, 1, -2, 3])
         #expect(throws: LinearAlgebraError.notPositiveDefinite(order: 3)) { try cholesky(a) }
