@@ -25,8 +25,10 @@ python3 - "$data" <<'PY'
 import json, os, sys
 data = sys.argv[1]
 plan = json.load(open(f"{data}/plan.json"))
-delta = os.path.getsize(f"{data}/artifact/delta.safetensors")
-bits = plan["totals"]["storageBits"]; dense = plan["totals"]["denseBits"]
+totals = json.load(open(f"{data}/artifact/manifest.json"))["totals"]
+bits, dense = plan["totals"]["storageBits"], plan["totals"]["denseBits"]
+planned, carried = totals["plannedBytes"], totals["carriedBytes"]
 print(f"plan storage {bits / 8 / 2**20:.2f} MiB (alpha {plan['totals']['alpha']:.5f}); dense F16 deltas {dense / 8 / 2**20:.2f} MiB")
-print(f"delta.safetensors {delta / 2**20:.2f} MiB = {delta * 8 / bits:.4f} x plan storage; {delta * 8 / dense:.5f} of the F16 deltas (paper: 1/16 = 0.0625)")
+print(f"planned tensors {planned / 2**20:.2f} MiB = {planned * 8 / bits:.5f} x plan storage = {planned * 8 / dense:.5f} of the F16 deltas (paper: 1/16 = 0.0625)")
+print(f"carried tensors {carried / 2**20:.2f} MiB; delta.safetensors {os.path.getsize(f'{data}/artifact/delta.safetensors') / 2**20:.2f} MiB")
 PY

@@ -54,10 +54,12 @@ public enum CompressionEvent: Sendable {
 ///   a time.
 /// - Atomic: built in a temporary sibling directory, then renamed over `out` (an existing `out`
 ///   is replaced only once the new artifact is complete).
+/// - `shouldStop` is checked before each matrix and before the carried tensors: when it returns
+///   true, the temporary directory is removed and `.quantization(.stopped)` thrown.
 @discardableResult
 public func compress(
     store: SpectrumStore, plan: Plan, calibration: CalibrationSet?, options: CompressionOptions, to out: URL,
-    progress: (CompressionEvent) -> Void = { _ in }
+    progress: (CompressionEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> ArtifactManifest {
     let planName = options.planPath ?? "<plan>"
     guard plan.source.kind == "store", plan.source.hash == store.identity else {
@@ -147,6 +149,7 @@ public func compress(
     var hessians = HessianCache(capacity: 3)
     var matrixRecords: [ArtifactManifest.MatrixRecord] = []
     for (index, (m, record)) in zip(plan.matrices, records).enumerated() {
+        if shouldStop() { throw .quantization(.stopped) }
         progress(.matrixStarted(index: index, total: plan.matrices.count, name: m.name))
         let start = Date()
         let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
@@ -193,6 +196,7 @@ public func compress(
     }
 
     // Carried tensors.
+    if shouldStop() { throw .quantization(.stopped) }
     var carriedBytes = 0
     for c in carried {
         let declaration = TensorDeclaration(name: c.name, dtype: DType(rawValue: c.dtype)!, shape: c.shape)

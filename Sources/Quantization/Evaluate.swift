@@ -71,14 +71,14 @@ public struct EvaluationReport: Codable, Sendable, Equatable {
 /// - Activation error: ‖(ΔW − ΔŴ) X‖² over the entry's raw input rows X when the calibration
 ///   has `.inputs`, else tr(E H Eᵀ) = Σᵢⱼ (E H)ᵢⱼ Eᵢⱼ with the Gram (one `sgemm`, h_out·h_in²
 ///   multiply-adds), else ‖E‖²_F (H = I). Sums in Double.
-/// - Baselines: `low-rank` needs the store's factors (the manifest's store path, or `store`);
-///   `bitdelta` is recomputed from ΔW.
-/// - Inputs are verified against the artifact's recorded fingerprints (size and header hash);
-///   the calibration, when the artifact's store is available, against the store's.
+/// - Baselines: `low-rank` is the top r of the store's factors at 16 bits (r capped at the stored
+///   rank); `bitdelta` is recomputed from ΔW.
+/// - Inputs are verified against the artifact's recorded fingerprints (size and header hash), the
+///   store by its identity, the calibration against the store's.
 ///
 /// Streams one matrix at a time (ΔW, ΔŴ, the baselines, and H or X).
 public func evaluate(
-    artifact: Artifact, base baseURL: URL, finetuned finetunedURL: URL, calibration: CalibrationSet?, store: SpectrumStore?,
+    artifact: Artifact, base baseURL: URL, finetuned finetunedURL: URL, calibration: CalibrationSet?, store: SpectrumStore,
     progress: (Int, Int, String) -> Void = { _, _, _ in }
 ) throws(ArtifactError) -> EvaluationReport {
     let m = artifact.manifest
@@ -86,12 +86,10 @@ public func evaluate(
     let finetuned = try openCheckpoint(finetunedURL)
     try verifyInput(base, path: baseURL.path, against: m.inputs.base, role: "base", checkModified: false)
     try verifyInput(finetuned, path: finetunedURL.path, against: m.inputs.finetuned, role: "fine-tuned", checkModified: false)
-    if let store {
-        guard store.identity == m.store.identity else {
-            throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "the store \(store.url.path) has identity \(store.identity), the artifact was made from \(m.store.identity)")
-        }
-        do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
+    guard store.identity == m.store.identity else {
+        throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "the store \(store.url.path) has identity \(store.identity), the artifact was made from \(m.store.identity)")
     }
+    do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
     var results: [MatrixEvaluation] = []
     var cachedEntry: String?, cachedX: Matrix<Float>?, cachedH: Matrix<Float>?
     for (index, (record, planned)) in zip(m.matrices, m.plan.matrices).enumerated() {
@@ -134,7 +132,10 @@ public func evaluate(
         let lowRankRank = planned.storageBits / (16 * (rows + columns) + 16)
         var lowRankApproximation = Matrix<Float>(rows: rows, columns: columns)
         var usedRank = 0
-        if let store, lowRankRank > 0, let storeRecord = store.record(named: record.name) {
+        guard let storeRecord = store.record(named: record.name) else {
+            throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "\(record.name) is not in the store \(store.url.path)")
+        }
+        if lowRankRank > 0 {
             let factors: StoredFactors
             do { factors = try store.factors(of: storeRecord) } catch { throw .quantization(.store(error)) }
             usedRank = min(lowRankRank, factors.storedRank)

@@ -104,11 +104,13 @@ public func measureQuantizationErrors(
 ///   - calibration: the calibration set the store was analyzed with (nil for a data-free store);
 ///     its fingerprint is checked against the store's manifest.
 ///   - progress: called after each matrix with (done, total, name).
+///   - shouldStop: checked before each matrix; when it returns true the pass throws
+///     ``QuantizationError/stopped`` (the tables measured so far stay cached: a rerun resumes).
 /// - Throws: ``QuantizationError/calibrationMismatch(store:reason:)`` for the wrong calibration,
 ///   ``QuantizationError/store(_:)`` for an unreadable store, and the errors of the quantizers.
 public func measuredSpectra(
     store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions,
-    progress: (Int, Int, String) -> Void = { _, _, _ in }
+    progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
 ) throws(QuantizationError) -> [MatrixSpectrum] {
     try options.validate()
     let calibrationKey = try checkCalibration(store: store, calibration: calibration)
@@ -120,6 +122,7 @@ public func measuredSpectra(
     let matrices = store.matrices
     var spectra: [MatrixSpectrum] = []
     for (index, record) in matrices.enumerated() {
+        if shouldStop() { throw .stopped }
         let spectrum: (singularValues: [Double], inputEnergy: [Double])
         do { spectrum = try store.spectrum(of: record) } catch { throw .store(error) }
         let r = record.storedRank ?? 0

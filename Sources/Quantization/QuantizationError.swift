@@ -19,6 +19,8 @@ public enum QuantizationError: Error, Equatable, CustomStringConvertible {
     /// The store or one of its error tables cannot be read or written.
     case store(AnalysisError)
     case io(path: String, reason: String)
+    /// `shouldStop` asked for a stop (a cancelled service job); nothing partial was published.
+    case stopped
 
     public var description: String {
         switch self {
@@ -33,6 +35,7 @@ public enum QuantizationError: Error, Equatable, CustomStringConvertible {
             "the calibration does not match the store \(store): \(reason); pass the calibration file the store was analyzed with"
         case let .store(error): error.description
         case let .io(path, reason): "\(path): \(reason)"
+        case .stopped: "stopped on request before it finished"
         }
     }
 }

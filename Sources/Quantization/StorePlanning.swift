@@ -17,9 +17,10 @@ public struct StorePlanning: Sendable {
     ///   - calibration: the calibration file; nil uses the one recorded in the store's manifest
     ///     (data-free stores need none).
     ///   - progress: measurement progress, (done, total, matrix name) after each matrix.
+    ///   - shouldStop: checked before each matrix of the measurement pass (``QuantizationError/stopped``).
     public init(
         store url: URL, calibration: URL? = nil, measurement: MeasurementOptions = MeasurementOptions(),
-        progress: (Int, Int, String) -> Void = { _, _, _ in }
+        progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
     ) throws(QuantizationError) {
         do { store = try SpectrumStore(at: url) } catch { throw .store(error) }
         let calibrationURL = calibration ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
@@ -28,7 +29,7 @@ public struct StorePlanning: Sendable {
             do { set = try CalibrationSet(url: calibrationURL) } catch { throw .store(error) }
         }
         self.measurement = measurement
-        spectra = try measuredSpectra(store: store, calibration: set, options: measurement, progress: progress)
+        spectra = try measuredSpectra(store: store, calibration: set, options: measurement, progress: progress, shouldStop: shouldStop)
     }
 
     /// The problem of planning this store under `budget`.

@@ -156,11 +156,19 @@ extension JobRunner {
         context.dataDirectory.appendingPathComponent("comparisons", isDirectory: true).appendingPathComponent("\(context.id).json")
     }
 
-    /// The store with its error models measured; the measurement is most of the job's time.
+    /// The store with its error models measured; the measurement is most of the job's time. A
+    /// cancel stops it at the next matrix (the tables measured so far stay cached in the store).
     private static func storePlanning(_ store: String, groupSize: Int, context: JobContext) throws -> StorePlanning {
         context.reportProgress(0, "measuring the error model")
-        return try StorePlanning(store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize)) { done, total, name in
-            context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
+        do {
+            return try StorePlanning(
+                store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize),
+                progress: { done, total, name in
+                    context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
+                },
+                shouldStop: { context.shouldStop })
+        } catch QuantizationError.stopped {
+            throw CancellationError()
         }
     }
 }
@@ -180,16 +188,21 @@ extension JobRunner {
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         let total = Double(max(plan.matrices.count, 1))
         var done = 0.0
-        _ = try compress(
-            store: store, plan: plan, calibration: store.manifest.dataFree ? nil : calibration,
-            options: CompressionOptions(base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
-                                        planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
-            to: out
-        ) { event in
-            if case .matrixFinished = event {
-                done += 1
-                context.reportProgress(done / total, "compressed \(Int(done)) of \(Int(total)) matrices")
-            }
+        do {
+            _ = try compress(
+                store: store, plan: plan, calibration: store.manifest.dataFree ? nil : calibration,
+                options: CompressionOptions(base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
+                                            planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
+                to: out,
+                progress: { event in
+                    if case .matrixFinished = event {
+                        done += 1
+                        context.reportProgress(done / total, "compressed \(Int(done)) of \(Int(total)) matrices")
+                    }
+                },
+                shouldStop: { context.shouldStop })
+        } catch ArtifactError.quantization(.stopped) {
+            throw CancellationError()
         }
         return out.path
     } discard: { context in

@@ -29,7 +29,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "The calibration file the store was analyzed with.")
     var calibration: String?
 
-    @Option(help: "The spectrum store (for the low-rank baseline); default: the path recorded in the artifact.")
+    @Option(help: "The spectrum store the artifact was made from (its factors give the low-rank baseline); default: the path recorded in the artifact.")
     var store: String?
 
     @Option(help: "Output format: table, markdown or json.")
@@ -41,8 +41,10 @@ struct EvaluateCommand: ParsableCommand {
         do {
             let artifact = try Artifact(at: URL(fileURLWithPath: self.artifact))
             let storeURL = URL(fileURLWithPath: store ?? artifact.manifest.store.path)
-            let spectrumStore = try? SpectrumStore(at: storeURL)
-            if spectrumStore == nil { progress.note("no store at \(storeURL.path): the low-rank baseline is left out (0)") }
+            let spectrumStore: SpectrumStore
+            do { spectrumStore = try SpectrumStore(at: storeURL) } catch {
+                throw CLIFailure("cannot open the spectrum store \(storeURL.path)\(store == nil ? " (the path recorded in the artifact)" : ""): \(error); pass --store with the store the artifact was made from")
+            }
             report = try evaluate(
                 artifact: artifact, base: URL(fileURLWithPath: base), finetuned: URL(fileURLWithPath: finetuned),
                 calibration: try calibration.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) }, store: spectrumStore

@@ -28,8 +28,7 @@ struct ArtifactFixture: Sendable {
     static func get() throws -> ArtifactFixture { try shared.get() }
 
     private init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-artifact-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try Self.makeDirectory()
         let library = try ProfileLibrary.builtIn()
         let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 1)
         paths = try SyntheticPair(profile: profile, seed: 1, tokens: 256, sampleRows: 256).write(to: directory)
@@ -52,6 +51,20 @@ struct ArtifactFixture: Sendable {
                      to: exactArtifact)
         try compress(store: store, plan: presetPlan, calibration: calibration, options: CompressionOptions(toolVersion: "test"),
                      to: presetArtifact)
+    }
+
+    /// `deltaplan-artifact-<pid>` in the temporary directory. A static fixture has no teardown, so
+    /// each run first removes the fixtures of test processes that are no longer running.
+    private static func makeDirectory() throws -> URL {
+        let fm = FileManager.default
+        let prefix = "deltaplan-artifact-"
+        for name in (try? fm.contentsOfDirectory(atPath: fm.temporaryDirectory.path)) ?? [] where name.hasPrefix(prefix) {
+            if let pid = Int32(name.dropFirst(prefix.count)), pid != getpid(), kill(pid, 0) == 0 { continue }
+            try? fm.removeItem(at: fm.temporaryDirectory.appendingPathComponent(name))
+        }
+        let directory = fm.temporaryDirectory.appendingPathComponent(prefix + String(getpid()))
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
     }
 
     func url(_ name: String) -> URL { directory.appendingPathComponent(name) }

@@ -2,6 +2,7 @@ import Analysis
 import Checkpoint
 import Foundation
 import LinearAlgebra
+import ModelProfiles
 import Optimizer
 import Quantization
 import Testing
@@ -83,6 +84,28 @@ import Testing
         let m = try #require(report.matrices.first { $0.name == record.name })
         #expect(abs(m.plan.activationError - err) <= 1e-4 * err)
         #expect(abs(m.activationEnergy - energy) <= 1e-4 * energy)
+    }
+
+    /// Evaluate takes its low-rank baseline from the store's factors, so a store the artifact was
+    /// not made from is refused, naming it.
+    @Test func evaluateRefusesAnotherStore() throws {
+        let f = try ArtifactFixture.get()
+        let dir = f.url("other-store-\(UUID().uuidString)")
+        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
+        let paths = try SyntheticPair(profile: profile, seed: 3).write(to: dir)
+        let other = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: nil, options: AnalysisOptions(),
+                                 store: dir.appendingPathComponent("store")).run()
+        do {
+            _ = try evaluate(artifact: try Artifact(at: f.exactArtifact), base: f.paths.base, finetuned: f.paths.finetuned,
+                             calibration: f.calibration, store: other)
+            Issue.record("evaluate accepted another store")
+        } catch {
+            if case .planMismatch = error {
+                #expect(error.description.contains(other.url.path), "\(error)")
+            } else {
+                Issue.record("unexpected \(error)")
+            }
+        }
     }
 
     /// Unpacking what compress wrote reproduces, bit for bit, the dequantized weights and the
@@ -207,6 +230,21 @@ import Testing
         }
         try JSONSerialization.data(withJSONObject: json, options: [.sortedKeys]).write(to: manifestURL)
         try expectCorrupt(copy, mentioning: field == "planSHA256" ? "planSHA256" : "segments")
+    }
+
+    /// A stop request (a cancelled service job) ends compress before the next matrix and leaves
+    /// neither the artifact nor its temporary directory behind.
+    @Test func stoppedCompressionLeavesNothing() throws {
+        let f = try ArtifactFixture.get()
+        let out = f.url("stopped-\(UUID().uuidString)")
+        var started = 0
+        #expect(throws: ArtifactError.quantization(.stopped)) {
+            try compress(store: f.store, plan: f.exactPlan, calibration: f.calibration, options: CompressionOptions(toolVersion: "test"),
+                         to: out, progress: { if case .matrixStarted = $0 { started += 1 } }, shouldStop: { started >= 1 })
+        }
+        #expect(started == 1)
+        let siblings = try FileManager.default.contentsOfDirectory(atPath: out.deletingLastPathComponent().path)
+        #expect(!siblings.contains { $0.contains(out.lastPathComponent) })
     }
 
     /// A plan made for another store, or naming a matrix the store lacks, is refused by compress.

@@ -57,6 +57,29 @@ import Testing
         #expect(throws: QuantizationError.self) { try measuredSpectra(store: store, calibration: nil, options: options) }
     }
 
+    /// A stop request ends the pass before the next matrix; what was measured stays cached, so a
+    /// rerun measures only the rest and gives the same tables as an uninterrupted pass.
+    @Test func stopsBetweenMatricesAndResumes() throws {
+        let (store, calibration, dir) = try Self.makeStore("stop")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let options = MeasurementOptions(bits: [4, 2])
+        var finished = 0
+        #expect(throws: QuantizationError.stopped) {
+            try measuredSpectra(store: store, calibration: calibration, options: options,
+                                progress: { done, _, _ in finished = done }, shouldStop: { finished >= 2 })
+        }
+        #expect(finished == 2)
+        let errors = store.url.appendingPathComponent("errors")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: errors.path).filter { $0.hasSuffix(".safetensors") }.count == 2)
+        var measuredAgain: [String] = []
+        let resumed = try measuredSpectra(store: store, calibration: calibration, options: options,
+                                          progress: { _, _, name in measuredAgain.append(name) })
+        #expect(measuredAgain.count == store.matrices.count)
+        try FileManager.default.removeItem(at: errors)
+        let fresh = try measuredSpectra(store: store, calibration: calibration, options: options)
+        #expect(resumed == fresh)
+    }
+
     @Test func dataFreeStoresUseRTN() throws {
         let (store, _, dir) = try Self.makeStore("free", calibrated: false)
         defer { try? FileManager.default.removeItem(at: dir) }

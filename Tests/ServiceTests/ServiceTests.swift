@@ -3,6 +3,7 @@ import Foundation
 import ModelProfiles
 import Optimizer
 import Quantization
+import Synchronization
 import Testing
 @testable import Service
 
@@ -374,6 +375,28 @@ struct ServiceAPITests {
             #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(first)").path))
             #expect(try await client.delete("/v1/jobs/\(first)").status == 409)
         }
+    }
+
+    @Test("a cancelled plan job stops in its measurement pass at the next matrix and writes no plan")
+    func planCancelledDuringMeasurement() throws {
+        let root = try temporaryDirectory("plan-cancel"), data = try temporaryDirectory("plan-cancel-data")
+        defer { try? FileManager.default.removeItem(at: root); try? FileManager.default.removeItem(at: data) }
+        let pair = try syntheticPair(in: root)
+        let store = root.appendingPathComponent("store")
+        let matrices = try Analyzer(base: pair.base, finetuned: pair.finetuned, calibration: pair.calibration,
+                                    options: AnalysisOptions(), store: store).run().matrices.count
+        let parameters = PlanJobParameters(
+            analysis: "analysis", analysisStore: store.path, budget: "1/8", strategy: "exact", scope: .global,
+            bits: [16, 8, 4, 3, 2, 1], seed: 0, accounting: .artifact, groupSize: 128)
+        let measured = Mutex(0)
+        let context = JobContext(
+            id: "plan", kind: .plan, parameters: try JSONEncoder().encode(parameters), dataDirectory: data,
+            reportProgress: { _, message in if message.hasPrefix("measured ") { measured.withLock { $0 += 1 } } },
+            stopReason: { measured.withLock { $0 } >= 1 ? .cancelled : nil })
+        #expect(matrices > 1)
+        #expect(throws: CancellationError.self) { try JobRunner.plan.run(context) }
+        #expect(measured.withLock { $0 } == 1)
+        #expect(!FileManager.default.fileExists(atPath: context.planFile.path))
     }
 
     @Test("/metrics: job-state gauges, request counters and latency histograms in Prometheus text format")
