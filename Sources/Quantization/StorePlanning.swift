@@ -64,12 +64,16 @@ extension StorePlanning {
     /// Every strategy at every budget: storage, α, predicted error (total and by layer type), time,
     /// and the gap to `exact` at the same budget when `exact` is among the strategies.
     ///
+    /// `scope`: who shares each budget; nil runs each strategy at its ``Strategy/defaultScope``
+    /// (presets and `low-rank` per layer type as the paper does, the searches globally), and every
+    /// row records the scope it ran at.
+    ///
     /// Baselines: `low-rank` is the `preset:low-rank` plan (top vectors at 16 bits); `bitdelta` is
     /// sign(ΔW) times one scale per matrix at 1 bit per parameter whatever the budget, with the
     /// error `analyze` measured on the weights (not a plan; one row per budget for the plot).
     public func compare(
         budgets: [(budget: Budget, text: String)], strategies: [String], library: ProfileLibrary,
-        storage: StorageModel, scope: Scope, menu: [Int], seed: UInt64, clock: () -> Double
+        storage: StorageModel, scope: Scope?, menu: [Int], seed: UInt64, clock: () -> Double
     ) throws -> Comparison {
         var rows: [Comparison.Row] = [], notes: [String] = []
         let energy = spectra.reduce(0) { $0 + $1.activationEnergy }
@@ -81,7 +85,13 @@ extension StorePlanning {
             }
         }
         for (budget, text) in budgets {
-            let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
+            var problems: [Scope: PlanningProblem] = [:]
+            func problem(_ scope: Scope) -> PlanningProblem {
+                if let p = problems[scope] { return p }
+                let p = self.problem(budget: budget, storage: storage, scope: scope, menu: menu)
+                problems[scope] = p
+                return p
+            }
             var budgetRows: [Comparison.Row] = []
             for name in strategies {
                 let start = clock()
@@ -89,13 +99,15 @@ extension StorePlanning {
                     let errors = store.matrices.map { $0.bitDeltaError ?? 0 }
                     let bits = spectra.reduce(0) { $0 + $1.rows * $1.columns + (storage.accounting == .artifact ? 16 : 0) }
                     budgetRows.append(.init(
-                        strategy: name, budget: text, budgetBits: problem.budgetBits,
+                        strategy: name, budget: text, scope: nil, budgetBits: problem(.global).budgetBits,
                         storageBits: bits, alpha: Double(bits) / Double(dense),
                         predictedError: errors.reduce(0, +), predictedRelativeError: energy > 0 ? errors.reduce(0, +) / energy : 0,
                         relativeErrorByType: byType(errors), seconds: clock() - start))
                     continue
                 }
                 let strategy = try Strategy(parsing: name == "low-rank" ? "preset:low-rank" : name, library: library)
+                let unitScope = scope ?? strategy.defaultScope
+                let problem = problem(unitScope)
                 let solution: Solution
                 do { solution = try solve(problem, strategy: strategy, seed: seed) } catch {
                     notes.append("\(name) at \(text): \(error.description)")
@@ -103,7 +115,7 @@ extension StorePlanning {
                 }
                 let errors = zip(problem.models, solution.allocations).map { $0.error(of: $1) }
                 budgetRows.append(.init(
-                    strategy: name, budget: text, budgetBits: problem.budgetBits, storageBits: solution.storageBits,
+                    strategy: name, budget: text, scope: unitScope, budgetBits: problem.budgetBits, storageBits: solution.storageBits,
                     alpha: Double(solution.storageBits) / Double(dense), predictedError: solution.predictedError,
                     predictedRelativeError: energy > 0 ? solution.predictedError / energy : 0,
                     relativeErrorByType: byType(errors), seconds: clock() - start))

@@ -23,7 +23,8 @@ public struct ComparisonJobParameters: Codable, Sendable, Equatable {
     public var analysisStore: String
     public var budgets: [String]
     public var strategies: [String]
-    public var scope: Scope
+    /// Nil: each strategy at its default scope (see `StorePlanning.compare`).
+    public var scope: Scope?
     public var seed: UInt64
     public var accounting: Accounting
     public var groupSize: Int
@@ -93,14 +94,15 @@ struct RequestValidator: Sendable {
 
 /// Shared plan options of `POST /v1/plans` and `POST /v1/comparisons`.
 struct PlanOptions {
-    var scope: Scope
+    /// Nil when the request gives none: each strategy then runs at its ``Strategy/defaultScope``.
+    var scope: Scope?
     var bits: [Int]
     var seed: UInt64
     var accounting: Accounting
     var groupSize: Int
 
-    init(_ r: FieldReader, validator: RequestValidator, defaultScope: Scope) throws(APIError) {
-        scope = try r.choice("scope", Scope.self) ?? defaultScope
+    init(_ r: FieldReader, validator: RequestValidator) throws(APIError) {
+        scope = try r.choice("scope", Scope.self)
         bits = try validator.bits(try r.string("bits") ?? "16,8,4,3,2,1,0")
         seed = UInt64(try r.integer("seed", in: 0...Int64.max) ?? 0)
         accounting = try r.choice("accounting", Accounting.self) ?? .artifact

@@ -95,7 +95,11 @@ struct JobsController: Sendable {
         let budget = try validator.budget(budgetText, field: "budget")
         let strategy = try r.string("strategy") ?? "preset:delta-come"
         try validator.strategy(strategy, field: "strategy")
-        let options = try PlanOptions(r, validator: validator, defaultScope: .type)
+        let options = try PlanOptions(r, validator: validator)
+        let scope: Scope
+        do { scope = try options.scope ?? Strategy(parsing: strategy, library: state.library).defaultScope } catch {
+            throw APIError.invalidField(field: "strategy", reason: "\(error)")
+        }
 
         if let profileName {
             // Shape-only: cheap (O(matrices · log rank)), answered at once with the same library
@@ -104,14 +108,14 @@ struct JobsController: Sendable {
             guard strategy.hasPrefix("preset:") else {
                 throw APIError.invalidPlanRequest(message: "field 'strategy': " + PlanRequestError.strategyNeedsErrorModel(strategy: strategy).description)
             }
-            let key = [profileName, budgetText, strategy, options.scope.rawValue, options.bits.map(String.init).joined(separator: ","),
+            let key = [profileName, budgetText, strategy, scope.rawValue, options.bits.map(String.init).joined(separator: ","),
                        "\(options.seed)", options.accounting.rawValue, "\(options.groupSize)"].joined(separator: "\u{1F}")
             if let cached = state.planCache.value(for: key) { return bytesResponse(cached, contentType: "application/json") }
             let preset = try state.library.preset(named: String(strategy.dropFirst("preset:".count)))
             let plan: Plan
             do {
                 plan = try planFromShapes(profile: profile, preset: preset, budget: budget, budgetText: budgetText,
-                                          storage: options.storage, scope: options.scope, menu: options.bits, seed: options.seed,
+                                          storage: options.storage, scope: scope, menu: options.bits, seed: options.seed,
                                           toolVersion: DeltaPlanVersion.string)
             } catch {
                 switch error {
@@ -127,7 +131,7 @@ struct JobsController: Sendable {
         }
         let (analysis, storePath) = try await succeededAnalysis(analysisID!, field: "analysis")
         let parameters = PlanJobParameters(analysis: analysis, analysisStore: storePath, budget: budgetText, strategy: strategy,
-                                           scope: options.scope, bits: options.bits, seed: options.seed,
+                                           scope: scope, bits: options.bits, seed: options.seed,
                                            accounting: options.accounting, groupSize: options.groupSize)
         return accepted(try await store.create(kind: .plan, parameters: try parameters.parametersJSON()))
     }
@@ -142,7 +146,7 @@ struct JobsController: Sendable {
         let strategies = try r.strings("strategies") ?? RequestValidator.defaultStrategies
         guard !strategies.isEmpty else { throw APIError.invalidField(field: "strategies", reason: "must not be empty") }
         for (i, s) in strategies.enumerated() { try validator.strategy(s, field: "strategies[\(i)]") }
-        let options = try PlanOptions(r, validator: validator, defaultScope: .global)
+        let options = try PlanOptions(r, validator: validator)
         let parameters = ComparisonJobParameters(analysis: analysis, analysisStore: storePath, budgets: budgets, strategies: strategies,
                                                  scope: options.scope, seed: options.seed, accounting: options.accounting,
                                                  groupSize: options.groupSize)

@@ -33,8 +33,8 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Quantization group size for artifact accounting.")
     var groupSize: Int = 128
 
-    @Option(help: "Who shares the budget: global, type or matrix.")
-    var scope: Scope = .global
+    @Option(help: "Who shares the budget: global, type or matrix (default: each strategy its own, type for presets and low-rank, global for searches).")
+    var scope: Scope?
 
     @Option(help: "Random seed of stochastic strategies.")
     var seed: UInt64 = 0

@@ -21,7 +21,8 @@ struct PlanCommand: ParsableCommand {
             and cached in the store). From a model profile's shapes alone (--profile) only preset strategies \
             apply, since there is no error model; predicted errors are then null. Budgets are shared according to --scope: \
             'global' (one budget for all matrices), 'type' (one per layer type, as the paper's script), \
-            'matrix' (each matrix its own share).
+            'matrix' (each matrix its own share). Without --scope, presets run per type (the paper's rule) and \
+            the searches (greedy, genetic, exact) globally.
 
             Example (the paper's Llama-2-7B setting):
               deltaplan plan --profile llama-2-7b --budget 1/16 \\
@@ -46,8 +47,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
     var strategy: String = "preset:delta-come"
 
-    @Option(help: "Who shares the budget: global, type or matrix.")
-    var scope: Scope = .type
+    @Option(help: "Who shares the budget: global, type or matrix (default: type for presets, global for searches).")
+    var scope: Scope?
 
     @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
     var bits: String = "16,8,4,3,2,1,0"
@@ -102,7 +103,7 @@ struct PlanCommand: ParsableCommand {
         do {
             return try planning.plan(
                 budget: try storageOptions.parsedBudget(), budgetText: storageOptions.budget, storage: storageOptions.storage,
-                scope: scope, menu: try parseBitsMenu(bits), strategy: parsed, seed: seed)
+                scope: scope ?? parsed.defaultScope, menu: try parseBitsMenu(bits), strategy: parsed, seed: seed)
         } catch let error as PlanningError { throw CLIFailure(error) }
     }
 
@@ -117,7 +118,7 @@ struct PlanCommand: ParsableCommand {
         do {
             plan = try planFromShapes(
                 profile: profile, preset: preset, budget: try storageOptions.parsedBudget(),
-                budgetText: storageOptions.budget, storage: storageOptions.storage, scope: scope,
+                budgetText: storageOptions.budget, storage: storageOptions.storage, scope: scope ?? .type,
                 menu: try parseBitsMenu(bits), seed: seed, toolVersion: DeltaPlanVersion.string)
         } catch let error as PlanRequestError { throw CLIFailure(error) }
         return plan

@@ -9,7 +9,7 @@ import Testing
             for (b, inverse) in [32, 20, 16].enumerated() {
                 let alpha = 1 / Double(inverse)
                 let rel = 0.2 * pow(0.5, Double(b)) * (1 + 0.1 * Double(2 - s))
-                rows.append(.init(strategy: strategy, budget: "1/\(inverse)", budgetBits: 1000 * (b + 1),
+                rows.append(.init(strategy: strategy, budget: "1/\(inverse)", scope: s == 0 ? .type : .global, budgetBits: 1000 * (b + 1),
                                   storageBits: 990 * (b + 1), alpha: alpha, predictedError: rel * 50,
                                   predictedRelativeError: rel, relativeErrorByType: ["attention": rel * 0.8, "mlp": rel * 1.1],
                                   seconds: 0.5 * Double(s + 1), gapToExact: strategy == "exact" ? nil : 0.1 * Double(2 - s)))

@@ -106,6 +106,34 @@ private func temporaryDirectory() -> URL {
         #expect(e10.predictedError < e16.predictedError)
     }
 
+    /// Without a scope, compare runs each strategy at its default scope and says so per row
+    /// (at 1/3: the tiny pair's attention matrices need that much for delta-come's fixed segments):
+    /// presets and low-rank per layer type (the paper's rule, the same plan `plan` makes for them),
+    /// the searches globally, bitdelta with none.
+    @Test func comparisonDefaultsEachStrategyToItsScope() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, store) = try analyzedPair(dir)
+        let library = try ProfileLibrary.builtIn()
+        let planning = try StorePlanning(store: store.url)
+        let comparison = try planning.compare(
+            budgets: [(try Budget(parsing: "1/3"), "1/3")],
+            strategies: ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"], library: library,
+            storage: StorageModel(), scope: nil, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
+        #expect(comparison.notes.isEmpty, "\(comparison.notes)")
+        let scopes = Dictionary(uniqueKeysWithValues: comparison.rows.map { ($0.strategy, $0.scope) })
+        #expect(scopes == ["exact": .global, "greedy": .global, "preset:delta-come": .type, "low-rank": .type, "bitdelta": nil])
+        let preset = try #require(comparison.rows.first { $0.strategy == "preset:delta-come" })
+        let plan = try planning.plan(
+            budget: try Budget(parsing: "1/3"), budgetText: "1/3", storage: StorageModel(), scope: .type,
+            menu: [16, 8, 4, 3, 2, 1], strategy: try Strategy(parsing: "preset:delta-come", library: library), seed: 1)
+        #expect(preset.storageBits == plan.totals.storageBits)
+        #expect(abs(preset.predictedError - (plan.totals.predictedError ?? -1)) <= 1e-9 * preset.predictedError)
+        let exact = try #require(comparison.rows.first { $0.strategy == "exact" })
+        #expect(exact.predictedError <= preset.predictedError * (1 + 1e-9))
+        #expect(comparison.render(.table).contains("scope"))
+    }
+
     @Test func wrongCalibrationIsRefused() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

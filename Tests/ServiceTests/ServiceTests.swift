@@ -75,7 +75,7 @@ struct ServiceAPITests {
             #expect(served.status == 200)
             let storeURL = JobContext.analysisStore(id: id, in: data)
             let cliPlan = try StorePlanning(store: storeURL).plan(
-                budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .type,
+                budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: Strategy.greedy.defaultScope,
                 menu: try parseBitsMenu("16,8,4,3,2,1,0"), strategy: .greedy, seed: 0).encoded()
             #expect(served.body == cliPlan)
 

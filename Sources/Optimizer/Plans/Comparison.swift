@@ -7,6 +7,8 @@ public struct Comparison: Codable, Sendable, Equatable {
         public var strategy: String
         /// The budget as given (`1/16`).
         public var budget: String
+        /// Who shared the budget; null for the `bitdelta` baseline (one bit per parameter, no plan).
+        public var scope: Scope?
         public var budgetBits: Int
         public var storageBits: Int
         /// Achieved α = storageBits / dense F16 bits.
@@ -19,11 +21,12 @@ public struct Comparison: Codable, Sendable, Equatable {
         /// (error − exact error) / exact error; null when exact was not run or for exact itself.
         public var gapToExact: Double?
 
-        public init(strategy: String, budget: String, budgetBits: Int, storageBits: Int, alpha: Double,
+        public init(strategy: String, budget: String, scope: Scope?, budgetBits: Int, storageBits: Int, alpha: Double,
                     predictedError: Double, predictedRelativeError: Double, relativeErrorByType: [String: Double],
                     seconds: Double, gapToExact: Double? = nil) {
             self.strategy = strategy
             self.budget = budget
+            self.scope = scope
             self.budgetBits = budgetBits
             self.storageBits = storageBits
             self.alpha = alpha
@@ -38,6 +41,7 @@ public struct Comparison: Codable, Sendable, Equatable {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(strategy, forKey: .strategy)
             try c.encode(budget, forKey: .budget)
+            try c.encode(scope, forKey: .scope)
             try c.encode(budgetBits, forKey: .budgetBits)
             try c.encode(storageBits, forKey: .storageBits)
             try c.encode(alpha, forKey: .alpha)
@@ -83,12 +87,12 @@ extension Comparison {
     }
 
     private var header: [String] {
-        ["strategy", "budget", "storage", "α", "error", "rel. error"] + types.map { "rel. \($0)" } + ["time", "gap to exact"]
+        ["strategy", "budget", "scope", "storage", "α", "error", "rel. error"] + types.map { "rel. \($0)" } + ["time", "gap to exact"]
     }
 
     private var cells: [[String]] {
         rows.map { r in
-            [r.strategy, r.budget, Format.bytes(Double(r.storageBits) / 8), formatAlpha(r.alpha),
+            [r.strategy, r.budget, r.scope?.rawValue ?? "–", Format.bytes(Double(r.storageBits) / 8), formatAlpha(r.alpha),
              formatScientific(r.predictedError), formatScientific(r.predictedRelativeError)]
                 + types.map { r.relativeErrorByType[$0].map(formatScientific) ?? "–" }
                 + [String(format: "%.2f s", r.seconds), r.gapToExact.map { String(format: "%+.2f%%", 100 * $0) } ?? "–"]
@@ -97,7 +101,7 @@ extension Comparison {
 
     /// The rows as a table: text columns left-aligned, numeric columns right-aligned.
     public func table() -> TextTable {
-        var table = TextTable(headers: header, alignments: header.indices.map { $0 < 2 ? .left : .right })
+        var table = TextTable(headers: header, alignments: header.indices.map { $0 < 3 ? .left : .right })
         for row in cells { table.append(row) }
         return table
     }

@@ -15,6 +15,18 @@ public enum Strategy: Sendable, Equatable {
     case exact
 }
 
+extension Strategy {
+    /// The scope a strategy runs at when none is given: a preset is a per-layer-type rule (the
+    /// paper's released script keeps one set of counts per type), so `type`; the searches exist
+    /// to move bits to where they help most, so `global` (one budget for the model).
+    public var defaultScope: Scope {
+        switch self {
+        case .preset: .type
+        case .greedy, .genetic, .exact: .global
+        }
+    }
+}
+
 /// Settings of the genetic search. The defaults reach within 1% of `exact` on a
 /// Llama-2-7B-shaped problem (224 matrices, 6 widths) in a few seconds (see BENCHMARKS.md).
 public struct GeneticOptions: Sendable, Equatable, Codable {
