@@ -22,6 +22,10 @@ public struct MatrixEvaluation: Codable, Sendable, Equatable {
     /// `inputs` (‖E X‖² over the calibration entry's raw input rows), `gram` (tr(E H Eᵀ) with the
     /// entry's Gram), or `identity` (H = I: ‖E‖²_F).
     public var errorSource: String
+    /// Tokens behind the activation figures: the input rows for `inputs`, the Gram's token count
+    /// for `gram`; nil for `identity`. The plan's predictions always come from the Gram, so when
+    /// the input rows are a sample, actual and predicted are measured on different tokens.
+    public var tokens: Int?
     /// ‖ΔW X‖² with the same X (or H).
     public var activationEnergy: Double
     /// ‖ΔW‖²_F.
@@ -159,7 +163,9 @@ public func evaluate(
         var ratio: Double?
         if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = planError.relativeActivationError / predicted }
         results.append(MatrixEvaluation(
-            name: record.name, type: record.type, shape: record.shape, errorSource: source, activationEnergy: energy,
+            name: record.name, type: record.type, shape: record.shape, errorSource: source,
+            tokens: x?.columns ?? record.calibrationEntry.flatMap { entry in h == nil ? nil : calibration?.tokenCount(ofEntry: entry) },
+            activationEnergy: energy,
             weightEnergy: weightEnergy, plan: planError, predictedError: planned.predictedError,
             predictedRelativeError: planned.predictedRelativeError, actualOverPredicted: ratio,
             planStorageBits: planned.storageBits, lowRankRank: usedRank, lowRank: lowRank, bitDelta: bitDeltaError))

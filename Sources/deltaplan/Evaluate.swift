@@ -11,7 +11,8 @@ struct EvaluateCommand: ParsableCommand {
         abstract: "Measure an artifact's actual errors against the true delta, beside the plan's predictions and the low-rank and BitDelta baselines.",
         discussion: """
         Activation error ‖(ΔW − ΔŴ)X‖² uses the calibration entry's raw input rows when present, else its Gram \
-        (tr(E H Eᵀ)). 'low-rank' is the 16-bit top-r SVD at the plan's storage (r = bits / (16·(h_out+h_in)+16), \
+        (tr(E H Eᵀ)); the X column gives the source and its number of tokens. Predictions come from the Gram of \
+        all calibration tokens, so when the input rows are a sample, actual/pred also carries sampling noise. 'low-rank' is the 16-bit top-r SVD at the plan's storage (r = bits / (16·(h_out+h_in)+16), \
         from the store's factors); 'bitdelta' is sign(ΔW)·mean|ΔW|.
         """)
 
@@ -71,10 +72,10 @@ struct EvaluateCommand: ParsableCommand {
 func evaluationTables(_ report: EvaluationReport) -> [(String, TextTable)] {
     func e(_ x: Double?) -> String { x.map { Format.significant($0, digits: 3) } ?? "–" }
     var perMatrix = TextTable(
-        headers: ["matrix", "shape", "X", "actual rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel (r)", "bitdelta rel"],
+        headers: ["matrix", "shape", "X (tokens)", "actual rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel (r)", "bitdelta rel"],
         alignments: [.left, .left, .left, .right, .right, .right, .right, .right, .right])
     for m in report.matrices {
-        perMatrix.append([m.name, "\(m.shape[0])×\(m.shape[1])", m.errorSource, e(m.plan.relativeActivationError), e(m.predictedRelativeError),
+        perMatrix.append([m.name, "\(m.shape[0])×\(m.shape[1])", m.errorSource + (m.tokens.map { " (\($0))" } ?? ""), e(m.plan.relativeActivationError), e(m.predictedRelativeError),
                           e(m.actualOverPredicted), e(m.plan.relativeWeightError),
                           "\(e(m.lowRank.relativeActivationError)) (\(m.lowRankRank))", e(m.bitDelta.relativeActivationError)])
     }

@@ -43,6 +43,8 @@ import Testing
         for report in [exact, preset] {
             for m in report.matrices {
                 #expect(m.errorSource == "inputs")
+                let entry = try #require(f.calibration.entry(for: String(m.name.dropLast(".weight".count))))
+                #expect(m.tokens == (try f.calibration.inputs(ofEntry: entry))?.columns)
                 let ratio = try #require(m.actualOverPredicted)
                 #expect(ratio > 0.8 && ratio < 1.2, "\(report.strategy) \(m.name): actual/predicted \(ratio)")
                 #expect(m.plan.relativeActivationError < m.lowRank.relativeActivationError, "\(m.name)")
