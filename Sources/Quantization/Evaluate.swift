@@ -80,10 +80,11 @@ public struct EvaluationReport: Codable, Sendable, Equatable {
 /// - Inputs are verified against the artifact's recorded fingerprints (size and header hash), the
 ///   store by its identity, the calibration against the store's.
 ///
-/// Streams one matrix at a time (ΔW, ΔŴ, the baselines, and H or X).
+/// Streams one matrix at a time (ΔW, ΔŴ, the baselines, and H or X). `shouldStop` is checked
+/// before each matrix (``QuantizationError/stopped`` inside ``ArtifactError/quantization(_:)``).
 public func evaluate(
     artifact: Artifact, base baseURL: URL, finetuned finetunedURL: URL, calibration: CalibrationSet?, store: SpectrumStore,
-    progress: (Int, Int, String) -> Void = { _, _, _ in }
+    progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> EvaluationReport {
     let m = artifact.manifest
     let base = try openCheckpoint(baseURL)
@@ -97,6 +98,7 @@ public func evaluate(
     var results: [MatrixEvaluation] = []
     var cachedEntry: String?, cachedX: Matrix<Float>?, cachedH: Matrix<Float>?
     for (index, (record, planned)) in zip(m.matrices, m.plan.matrices).enumerated() {
+        if shouldStop() { throw .quantization(.stopped) }
         let (rows, columns) = (record.shape[0], record.shape[1])
         let delta = try trueDelta(record.name, base: base, finetuned: finetuned, rows: rows, columns: columns)
         let deltaHat = try artifact.reconstruction(of: record)

@@ -29,9 +29,12 @@ public struct MergeSummary: Sendable, Equatable {
 ///   Unchanged tensors: the base's bytes.
 /// - Streaming: one tensor at a time (plus one matrix's decoded segments); every shard is written
 ///   through `SafetensorsWriter` in a temporary sibling directory renamed into place at the end.
+/// - `shouldStop` is checked before each tensor: when it returns true, the temporary directory is
+///   removed and `.quantization(.stopped)` thrown.
 @discardableResult
 public func merge(
-    base baseURL: URL, artifact: Artifact, to out: URL, progress: (Int, Int, String) -> Void = { _, _, _ in }
+    base baseURL: URL, artifact: Artifact, to out: URL, progress: (Int, Int, String) -> Void = { _, _, _ in },
+    shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> MergeSummary {
     let base = try openCheckpoint(baseURL)
     try verifyInput(base, path: baseURL.path, against: artifact.manifest.inputs.base, role: "base", checkModified: false)
@@ -95,6 +98,7 @@ public func merge(
             throw .checkpoint("\(error)")
         }
         for d in declarations {
+            if shouldStop() { throw .quantization(.stopped) }
             do {
                 if carried[d.name] != nil {
                     try writer.write(d.name, bytes: try artifact.tensorBytes(d.name))

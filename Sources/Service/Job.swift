@@ -10,6 +10,10 @@ public enum JobKind: String, Codable, Sendable, CaseIterable {
     case comparison
     /// Compression of a delta with a plan.
     case compression
+    /// An artifact's actual errors against the true delta (`deltaplan evaluate`).
+    case evaluation
+    /// base + Δ̂ written as a Hugging Face checkpoint (`deltaplan merge`).
+    case merge
 }
 
 /// The life of a job: queued → running → succeeded | failed | cancelled. A running job interrupted

@@ -111,6 +111,8 @@ public struct JobRunners: Sendable {
             .plan: .plan,
             .comparison: .comparison,
             .compression: .compression,
+            .evaluation: .evaluation,
+            .merge: .merge,
         ])
     }
 }
@@ -214,12 +216,70 @@ extension JobRunner {
     }
 
     /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).
+    /// An evaluation (as `deltaplan evaluate`) written as JSON to `<data-dir>/evaluations/<id>.json`.
+    /// The store, for the low-rank baseline, is the analysis of this server the artifact was made from.
+    public static let evaluation = JobRunner(resumable: true) { context in
+        let p = try context.decodeParameters(EvaluationJobParameters.self)
+        let artifact = try Artifact(at: URL(fileURLWithPath: p.artifact))
+        let store = try analysisStore(identity: artifact.manifest.store.identity, in: context.dataDirectory)
+        let calibrationURL = p.calibration.map { URL(fileURLWithPath: $0) }
+            ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
+        let calibration = store.manifest.dataFree ? nil : try calibrationURL.map { try CalibrationSet(url: $0) }
+        let report: EvaluationReport
+        do {
+            report = try evaluate(
+                artifact: artifact, base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
+                calibration: calibration, store: store,
+                progress: { done, total, name in context.reportProgress(Double(done) / Double(max(total, 1)), "evaluated \(name)") },
+                shouldStop: { context.shouldStop })
+        } catch ArtifactError.quantization(.stopped) {
+            throw CancellationError()
+        }
+        let url = evaluationFile(context)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        try encoder.encode(report).write(to: url, options: .atomic)
+        return url.path
+    } discard: { context in
+        try? FileManager.default.removeItem(at: evaluationFile(context))
+    }
+
+    /// A merge (as `deltaplan merge`) into `<data-dir>/merges/<id>`: base + Δ̂ in the base's dtype
+    /// and shard layout.
+    public static let merge = JobRunner(resumable: true) { context in
+        let p = try context.decodeParameters(MergeJobParameters.self)
+        let artifact = try Artifact(at: URL(fileURLWithPath: p.artifact))
+        let out = mergeDirectory(context)
+        try? FileManager.default.removeItem(at: out)  // a resumed job starts anew
+        try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        do {
+            _ = try Quantization.merge(
+                base: URL(fileURLWithPath: p.base), artifact: artifact, to: out,
+                progress: { done, total, _ in context.reportProgress(Double(done) / Double(max(total, 1)), "wrote \(done) of \(total) tensors") },
+                shouldStop: { context.shouldStop })
+        } catch ArtifactError.quantization(.stopped) {
+            throw CancellationError()
+        }
+        return out.path
+    } discard: { context in
+        try? FileManager.default.removeItem(at: mergeDirectory(context))
+    }
+
+    private static func evaluationFile(_ context: JobContext) -> URL {
+        context.dataDirectory.appendingPathComponent("evaluations", isDirectory: true).appendingPathComponent("\(context.id).json")
+    }
+
+    private static func mergeDirectory(_ context: JobContext) -> URL {
+        context.dataDirectory.appendingPathComponent("merges", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
+    }
+
     private static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
         let folder = dataDirectory.appendingPathComponent("analyses", isDirectory: true)
         let candidates = (try? FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)) ?? []
         for url in candidates.sorted(by: { $0.path < $1.path }) {
             if let store = try? SpectrumStore(at: url), store.identity == identity { return store }
         }
-        throw JobFailure("the plan belongs to no finished analysis of this server (store identity \(identity))")
+        throw JobFailure("no finished analysis of this server has the store identity \(identity) (the plan's or artifact's source)")
     }
 }

@@ -25,7 +25,7 @@ public let openAPIDocument = #"""
         "required": ["id", "kind", "state", "parameters", "progress", "createdAt", "startedAt", "finishedAt", "error", "result", "cancelRequested", "attempts"],
         "properties": {
           "id": {"type": "string", "format": "uuid"},
-          "kind": {"type": "string", "enum": ["analysis", "plan", "comparison", "compression"]},
+          "kind": {"type": "string", "enum": ["analysis", "plan", "comparison", "compression", "evaluation", "merge"]},
           "state": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
           "parameters": {"type": "object", "additionalProperties": true, "description": "The validated request (paths resolved)."},
           "progress": {"type": "object", "required": ["fraction", "message"], "properties": {
@@ -90,6 +90,25 @@ public let openAPIDocument = #"""
           "planFile": {"type": "string", "description": "A server-side plan JSON under an --allow-root."}
         }
       },
+      "EvaluationRequest": {
+        "type": "object", "additionalProperties": false,
+        "description": "Exactly one of compression or artifact. base, finetuned and calibration default to the compression job's; the store (for the low-rank baseline) is the analysis of this server the artifact was made from.",
+        "properties": {
+          "compression": {"type": "string", "description": "A succeeded compression job id."},
+          "artifact": {"type": "string", "description": "A server-side artifact directory under an --allow-root."},
+          "base": {"type": "string"}, "finetuned": {"type": "string"}, "calibration": {"type": "string"}
+        }
+      },
+      "MergeRequest": {
+        "type": "object", "additionalProperties": false,
+        "description": "Exactly one of compression or artifact; base defaults to the compression job's. The merged checkpoint is written to <data-dir>/merges/<id> (the job's result).",
+        "properties": {
+          "compression": {"type": "string", "description": "A succeeded compression job id."},
+          "artifact": {"type": "string", "description": "A server-side artifact directory under an --allow-root."},
+          "base": {"type": "string"}
+        }
+      },
+      "Evaluation": {"type": "object", "additionalProperties": true, "description": "The report of `deltaplan evaluate --format json`: per matrix and per layer type, actual against predicted error and the low-rank and BitDelta baselines."},
       "Plan": {"type": "object", "additionalProperties": true, "description": "The plan JSON, byte-identical to `deltaplan plan --out`."}
     },
     "responses": {
@@ -122,9 +141,17 @@ public let openAPIDocument = #"""
     "/v1/compressions": {"post": {"operationId": "submitCompression",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CompressionRequest"}}}},
       "responses": {"202": {"$ref": "#/components/responses/Accepted"}, "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}, "413": {"$ref": "#/components/responses/TooLarge"}, "422": {"$ref": "#/components/responses/PathNotAllowed"}}}},
+    "/v1/evaluations": {"post": {"operationId": "submitEvaluation",
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvaluationRequest"}}}},
+      "responses": {"202": {"$ref": "#/components/responses/Accepted"}, "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}, "413": {"$ref": "#/components/responses/TooLarge"}, "422": {"$ref": "#/components/responses/PathNotAllowed"}}}},
+    "/v1/evaluations/{id}": {"get": {"operationId": "getEvaluation", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+      "responses": {"200": {"description": "The report of a succeeded evaluation job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Evaluation"}}}}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}}}},
+    "/v1/merges": {"post": {"operationId": "submitMerge",
+      "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MergeRequest"}}}},
+      "responses": {"202": {"$ref": "#/components/responses/Accepted"}, "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}, "413": {"$ref": "#/components/responses/TooLarge"}, "422": {"$ref": "#/components/responses/PathNotAllowed"}}}},
     "/v1/jobs": {"get": {"operationId": "listJobs", "parameters": [
         {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]}},
-        {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["analysis", "plan", "comparison", "compression"]}},
+        {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["analysis", "plan", "comparison", "compression", "evaluation", "merge"]}},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
       "responses": {"200": {"description": "Jobs, newest first", "content": {"application/json": {"schema": {"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}}}}}}, "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}}}},
     "/v1/jobs/{id}": {

@@ -41,6 +41,25 @@ public struct CompressionJobParameters: Codable, Sendable, Equatable {
     public var planFile: String
 }
 
+/// The parameters of an evaluation job, as validated by `POST /v1/evaluations`.
+public struct EvaluationJobParameters: Codable, Sendable, Equatable {
+    /// The compression job id, when the artifact came from one.
+    public var compression: String?
+    /// The artifact directory (resolved).
+    public var artifact: String
+    public var base: String
+    public var finetuned: String
+    /// Nil: the calibration recorded in the artifact's store.
+    public var calibration: String?
+}
+
+/// The parameters of a merge job, as validated by `POST /v1/merges`.
+public struct MergeJobParameters: Codable, Sendable, Equatable {
+    public var compression: String?
+    public var artifact: String
+    public var base: String
+}
+
 /// Validation shared by the endpoints: every failure is an ``APIError`` naming the field.
 struct RequestValidator: Sendable {
     let roots: AllowedRoots

@@ -33,10 +33,13 @@ public func buildRouter(_ state: ServiceState) -> Router<BasicRequestContext> {
     router.post("/v1/plans") { request, _ in try await api.submitPlan(try await api.body(request)) }
     router.post("/v1/comparisons") { request, _ in try await api.submitComparison(try await api.body(request)) }
     router.post("/v1/compressions") { request, _ in try await api.submitCompression(try await api.body(request)) }
+    router.post("/v1/evaluations") { request, _ in try await api.submitEvaluation(try await api.body(request)) }
+    router.post("/v1/merges") { request, _ in try await api.submitMerge(try await api.body(request)) }
     router.get("/v1/jobs") { request, _ in try await api.list(request.uri.queryParameters) }
     router.get("/v1/jobs/{id}") { _, context in try await api.get(context.parameters.get("id") ?? "") }
     router.delete("/v1/jobs/{id}") { _, context in try await api.cancel(context.parameters.get("id") ?? "") }
-    router.get("/v1/plans/{id}") { _, context in try await api.plan(context.parameters.get("id") ?? "") }
+    router.get("/v1/plans/{id}") { _, context in try await api.result(context.parameters.get("id") ?? "", kind: .plan) }
+    router.get("/v1/evaluations/{id}") { _, context in try await api.result(context.parameters.get("id") ?? "", kind: .evaluation) }
     return router
 }
 
@@ -179,6 +182,52 @@ struct JobsController: Sendable {
         return accepted(try await store.create(kind: .compression, parameters: try parameters.parametersJSON()))
     }
 
+    func submitEvaluation(_ object: [String: JSONValue]) async throws -> Response {
+        let r = try FieldReader(object, allowed: ["compression", "artifact", "base", "finetuned", "calibration"])
+        let source = try await artifactSource(r)
+        let base = try validator.path(try r.string("base") ?? source.compression?.base ?? r.requiredString("base"), field: "base")
+        let finetuned = try validator.path(try r.string("finetuned") ?? source.compression?.finetuned ?? r.requiredString("finetuned"),
+                                           field: "finetuned")
+        let calibration = try (try r.string("calibration") ?? source.compression?.calibration).map { text throws(APIError) in
+            try validator.path(text, field: "calibration")
+        }
+        let parameters = EvaluationJobParameters(compression: source.id, artifact: source.artifact, base: base, finetuned: finetuned,
+                                                 calibration: calibration)
+        return accepted(try await store.create(kind: .evaluation, parameters: try parameters.parametersJSON()))
+    }
+
+    func submitMerge(_ object: [String: JSONValue]) async throws -> Response {
+        let r = try FieldReader(object, allowed: ["compression", "artifact", "base"])
+        let source = try await artifactSource(r)
+        let base = try validator.path(try r.string("base") ?? source.compression?.base ?? r.requiredString("base"), field: "base")
+        let parameters = MergeJobParameters(compression: source.id, artifact: source.artifact, base: base)
+        return accepted(try await store.create(kind: .merge, parameters: try parameters.parametersJSON()))
+    }
+
+    /// The artifact named by exactly one of `compression` (a succeeded compression job id: its
+    /// artifact, and its parameters as defaults for the checkpoints) or `artifact` (a server-side
+    /// artifact directory under an --allow-root).
+    private func artifactSource(_ r: FieldReader) async throws -> (id: String?, artifact: String, compression: CompressionJobParameters?) {
+        let id = try r.string("compression"), path = try r.string("artifact")
+        guard (id == nil) != (path == nil) else {
+            throw APIError.invalidField(field: id == nil ? "artifact" : "compression",
+                                        reason: "give exactly one of 'compression' (a compression job id) or 'artifact' (a server-side artifact directory)")
+        }
+        guard let id else { return (nil, try validator.path(path!, field: "artifact"), nil) }
+        guard let job = try await store.job(id: id), job.kind == .compression else {
+            throw APIError.notFound("field 'compression': no compression job \(id)")
+        }
+        guard job.state == .succeeded, let result = job.result else {
+            throw APIError.conflict(code: "compression_not_ready",
+                                    message: "field 'compression': compression job \(id) is \(job.state.rawValue), not succeeded")
+        }
+        let parameters: CompressionJobParameters
+        do { parameters = try JSONDecoder().decode(CompressionJobParameters.self, from: job.parameters) } catch {
+            throw APIError.internalError("compression job \(id): unreadable parameters: \(error)")
+        }
+        return (id, result, parameters)
+    }
+
     /// The job id and store directory of a succeeded analysis job named by `field`.
     private func succeededAnalysis(_ id: String, field: String) async throws -> (String, String) {
         guard let job = try await store.job(id: id), job.kind == .analysis else {
@@ -235,15 +284,17 @@ struct JobsController: Sendable {
         }
     }
 
-    func plan(_ id: String) async throws -> Response {
-        guard let job = try await store.job(id: id), job.kind == .plan else { throw APIError.notFound("no plan job \(id)") }
+    /// The JSON result file of a succeeded job of `kind` (a plan, an evaluation report).
+    func result(_ id: String, kind: JobKind) async throws -> Response {
+        let name = kind.rawValue
+        guard let job = try await store.job(id: id), job.kind == kind else { throw APIError.notFound("no \(name) job \(id)") }
         guard job.state == .succeeded, let result = job.result else {
-            throw APIError.conflict(code: "plan_not_ready", message: "plan job \(id) is \(job.state.rawValue), not succeeded"
+            throw APIError.conflict(code: "\(name)_not_ready", message: "\(name) job \(id) is \(job.state.rawValue), not succeeded"
                                         + (job.error.map { ": \($0)" } ?? ""))
         }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: result)) } catch {
-            throw APIError.internalError("plan job \(id): cannot read \(result): \(error.localizedDescription)")
+            throw APIError.internalError("\(name) job \(id): cannot read \(result): \(error.localizedDescription)")
         }
         return bytesResponse(data, contentType: "application/json")
     }

@@ -1,4 +1,5 @@
 import Analysis
+import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -90,6 +91,34 @@ struct ServiceAPITests {
             let artifactPath = try #require(compressed["result"] as? String)
             let artifact = try Artifact(at: URL(fileURLWithPath: artifactPath))
             #expect(artifact.manifest.matrices.count == 7)
+
+            // The artifact evaluates (checkpoints and calibration from the compression job) to the
+            // library's report, byte for byte, served at /v1/evaluations/{id}.
+            #expect(try await client.get("/v1/evaluations/\(compressionID)").status == 404)
+            let evaluation = try await client.post("/v1/evaluations", json: ["compression": compressionID])
+            #expect(evaluation.status == 202)
+            let evaluationID = try #require(evaluation.json["id"] as? String)
+            let evaluated = try await waitForJob(client, evaluationID, states: ["succeeded", "failed"])
+            #expect(evaluated["state"] as? String == "succeeded", "\(evaluated["error"] ?? "")")
+            let report = try await client.get("/v1/evaluations/\(evaluationID)")
+            #expect(report.status == 200)
+            let libraryReport = try evaluate(artifact: artifact, base: pair.base, finetuned: pair.finetuned,
+                                        calibration: try CalibrationSet(url: pair.calibration), store: try SpectrumStore(at: storeURL))
+            #expect(try JSONDecoder().decode(EvaluationReport.self, from: report.body) == libraryReport)
+
+            // And merges into a checkpoint whose carried tensors are the fine-tuned ones, bit for bit.
+            let merge = try await client.post("/v1/merges", json: ["compression": compressionID])
+            #expect(merge.status == 202)
+            let mergeID = try #require(merge.json["id"] as? String)
+            let merged = try await waitForJob(client, mergeID, states: ["succeeded", "failed"])
+            #expect(merged["state"] as? String == "succeeded", "\(merged["error"] ?? "")")
+            let checkpoint = try Checkpoint(at: URL(fileURLWithPath: try #require(merged["result"] as? String)))
+            let finetunedCheckpoint = try Checkpoint(at: pair.finetuned)
+            #expect(!artifact.manifest.carried.isEmpty)
+            for c in artifact.manifest.carried {
+                #expect(try checkpoint.rawBytes(c.name) == finetunedCheckpoint.rawBytes(c.name), "\(c.name)")
+            }
+            #expect(Set(checkpoint.tensors.map(\.name)) == Set(finetunedCheckpoint.tensors.map(\.name)))
 
             let comparison = try await client.post("/v1/comparisons", json: ["analysis": id, "budgets": ["1/16", "1/32"]])
             #expect(comparison.status == 202)
@@ -237,6 +266,17 @@ struct ServiceAPITests {
             #expect(failed["state"] as? String == "failed")
             #expect((failed["error"] as? String)?.contains(planFile.path) == true, "\(failed["error"] ?? "")")
             expectError(try await client.delete("/v1/jobs/\(id)"), 409, "job_finished", naming: id)
+
+            // Evaluations and merges: exactly one artifact source; a compression that is no
+            // compression job, or did not succeed; an artifact path outside the roots.
+            expectError(try await client.post("/v1/evaluations", json: ["base": pair.base.path]), 400, "invalid_field", naming: "artifact")
+            expectError(try await client.post("/v1/merges", json: ["compression": id, "artifact": root.path]), 400, "invalid_field",
+                        naming: "compression")
+            expectError(try await client.post("/v1/merges", json: ["compression": "nope"]), 404, "not_found", naming: "compression")
+            expectError(try await client.post("/v1/evaluations", json: ["compression": id]), 409, "compression_not_ready", naming: id)
+            expectError(try await client.post("/v1/merges", json: ["artifact": secret.path, "base": pair.base.path]), 422,
+                        "path_not_allowed", naming: "artifact")
+            expectError(try await client.post("/v1/evaluations", json: ["artifact": root.path]), 400, "invalid_field", naming: "base")
 
             // None of the above was a 500.
             let metrics = try await client.get("/metrics").text
@@ -436,7 +476,8 @@ struct ServiceAPITests {
             let routes: [(String, String)] = [
                 ("/healthz", "get"), ("/metrics", "get"), ("/v1/openapi.json", "get"), ("/v1/profiles", "get"),
                 ("/v1/analyses", "post"), ("/v1/plans", "post"), ("/v1/plans/{id}", "get"), ("/v1/comparisons", "post"),
-                ("/v1/compressions", "post"), ("/v1/jobs", "get"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
+                ("/v1/compressions", "post"), ("/v1/evaluations", "post"), ("/v1/evaluations/{id}", "get"), ("/v1/merges", "post"),
+                ("/v1/jobs", "get"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
             ]
             for (path, method) in routes { #expect(paths[path]?[method] != nil, "\(method) \(path)") }
             #expect(paths.values.reduce(0) { $0 + $1.count } == routes.count)
