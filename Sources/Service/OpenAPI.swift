@@ -108,6 +108,7 @@ public let openAPIDocument = #"""
           "base": {"type": "string"}
         }
       },
+      "Comparison": {"type": "object", "additionalProperties": true, "description": "The comparison of `deltaplan compare --format json`: one row per strategy and budget (storage, α, scope, predicted error, gap to exact)."},
       "Evaluation": {"type": "object", "additionalProperties": true, "description": "The report of `deltaplan evaluate --format json`: per matrix and per layer type, actual against predicted error and the low-rank and BitDelta baselines."},
       "Plan": {"type": "object", "additionalProperties": true, "description": "The plan JSON, byte-identical to `deltaplan plan --out`."}
     },
@@ -138,6 +139,8 @@ public let openAPIDocument = #"""
     "/v1/comparisons": {"post": {"operationId": "submitComparison",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ComparisonRequest"}}}},
       "responses": {"202": {"$ref": "#/components/responses/Accepted"}, "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}, "413": {"$ref": "#/components/responses/TooLarge"}}}},
+    "/v1/comparisons/{id}": {"get": {"operationId": "getComparison", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+      "responses": {"200": {"description": "The comparison of a succeeded comparison job", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Comparison"}}}}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}}}},
     "/v1/compressions": {"post": {"operationId": "submitCompression",
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CompressionRequest"}}}},
       "responses": {"202": {"$ref": "#/components/responses/Accepted"}, "400": {"$ref": "#/components/responses/BadRequest"}, "401": {"$ref": "#/components/responses/Unauthorized"}, "404": {"$ref": "#/components/responses/NotFound"}, "409": {"$ref": "#/components/responses/Conflict"}, "413": {"$ref": "#/components/responses/TooLarge"}, "422": {"$ref": "#/components/responses/PathNotAllowed"}}}},

@@ -39,6 +39,7 @@ public func buildRouter(_ state: ServiceState) -> Router<BasicRequestContext> {
     router.get("/v1/jobs/{id}") { _, context in try await api.get(context.parameters.get("id") ?? "") }
     router.delete("/v1/jobs/{id}") { _, context in try await api.cancel(context.parameters.get("id") ?? "") }
     router.get("/v1/plans/{id}") { _, context in try await api.result(context.parameters.get("id") ?? "", kind: .plan) }
+    router.get("/v1/comparisons/{id}") { _, context in try await api.result(context.parameters.get("id") ?? "", kind: .comparison) }
     router.get("/v1/evaluations/{id}") { _, context in try await api.result(context.parameters.get("id") ?? "", kind: .evaluation) }
     return router
 }
@@ -284,7 +285,7 @@ struct JobsController: Sendable {
         }
     }
 
-    /// The JSON result file of a succeeded job of `kind` (a plan, an evaluation report).
+    /// The JSON result file of a succeeded job of `kind` (a plan, a comparison, an evaluation report).
     func result(_ id: String, kind: JobKind) async throws -> Response {
         let name = kind.rawValue
         guard let job = try await store.job(id: id), job.kind == kind else { throw APIError.notFound("no \(name) job \(id)") }

@@ -122,6 +122,11 @@ struct ServiceAPITests {
 
             let comparison = try await client.post("/v1/comparisons", json: ["analysis": id, "budgets": ["1/16", "1/32"]])
             #expect(comparison.status == 202)
+            let comparisonID = try #require(comparison.json["id"] as? String)
+            #expect(try await waitForJob(client, comparisonID, states: ["succeeded", "failed"])["state"] as? String == "succeeded")
+            let compared = try JSONDecoder().decode(Comparison.self, from: try await client.get("/v1/comparisons/\(comparisonID)").body)
+            #expect(Set(compared.rows.map(\.budget)) == ["1/16", "1/32"])
+            #expect(compared.rows.contains { $0.strategy == "exact" && $0.scope == .global })
             let profiles = try await client.get("/v1/profiles").json
             #expect((profiles["models"] as? [[String: Any]])?.contains { $0["name"] as? String == "llama-2-7b" } == true)
             #expect((profiles["presets"] as? [[String: Any]])?.contains { $0["name"] as? String == "delta-come" } == true)
@@ -475,7 +480,7 @@ struct ServiceAPITests {
             let paths = try #require(document["paths"] as? [String: [String: Any]])
             let routes: [(String, String)] = [
                 ("/healthz", "get"), ("/metrics", "get"), ("/v1/openapi.json", "get"), ("/v1/profiles", "get"),
-                ("/v1/analyses", "post"), ("/v1/plans", "post"), ("/v1/plans/{id}", "get"), ("/v1/comparisons", "post"),
+                ("/v1/analyses", "post"), ("/v1/plans", "post"), ("/v1/plans/{id}", "get"), ("/v1/comparisons", "post"), ("/v1/comparisons/{id}", "get"),
                 ("/v1/compressions", "post"), ("/v1/evaluations", "post"), ("/v1/evaluations/{id}", "get"), ("/v1/merges", "post"),
                 ("/v1/jobs", "get"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
             ]
