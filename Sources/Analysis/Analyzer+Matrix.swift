@@ -18,6 +18,9 @@ extension Analyzer {
         let oversampling = 10
         let randomized = cap > 0 && 4 * (cap + oversampling) <= k
         var sigma: [Float], u: Matrix<Float>, v: Matrix<Float>
+        // The full SVD's right vectors past the stored rank (n × (k − cap)): with them the
+        // activation energy is Σᵢ σᵢ² vᵢᵀ H vᵢ over all k vectors, cheaper than tr(ΔW H ΔWᵀ).
+        var tail: Matrix<Float>?
         do {
             if randomized {
                 let t = try randomizedSVD(delta, rank: cap, oversampling: oversampling,
@@ -30,6 +33,7 @@ extension Analyzer {
                 sigma = full.singularValues
                 u = full.u.columnSlice(0..<cap).matrix
                 v = full.vt.rowSlice(0..<cap).transposed()
+                if gram != nil { tail = full.vt.rowSlice(cap..<k).transposed() }
             }
         } catch {
             throw .numerical(tensor: job.name, reason: "SVD of the delta failed: \(error)")
@@ -48,7 +52,19 @@ extension Analyzer {
         if let gram {
             let hv = checked { try multiply(gram, v) }
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), hv.column($0)) }
-            activationEnergy = Self.quadraticTrace(delta, gram)
+            if let tail {
+                // All k = min(m, n) vectors: ΔW H ΔWᵀ = U Σ Vᵀ H V Σ Uᵀ and UᵀU = I, so the trace is
+                // Σᵢ σᵢ² gᵢ: (k − cap)·n² flops for the tail instead of m·n² for ΔW·H. Vectors cut
+                // by the rank threshold (σ ≤ max(m, n)·ε·σ₁) are left out: relatively < 10⁻⁸.
+                let stored = (0..<v.columns).reduce(0.0) { $0 + Double(sigma[$1]) * Double(sigma[$1]) * Self.dot(v.column($1), hv.column($1)) }
+                let htail = checked { try multiply(gram, tail) }
+                activationEnergy = stored + (0..<tail.columns).reduce(0.0) { sum, j in
+                    let s = Double(sigma[v.columns + j])
+                    return sum + s * s * Self.dot(tail.column(j), htail.column(j))
+                }
+            } else {
+                activationEnergy = Self.quadraticTrace(delta, gram)
+            }
             bitDelta = (Self.quadraticTrace(signApproximation.residual, gram), signApproximation.residual.squaredFrobeniusNorm)
         } else {
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), v.column($0)) }
