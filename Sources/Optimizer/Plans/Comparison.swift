@@ -8,7 +8,7 @@ public struct Comparison: Codable, Sendable, Equatable {
         /// The budget as given (`1/16`).
         public var budget: String
         /// Who shared the budget; null for the `bitdelta` baseline (one bit per parameter, no plan).
-        public var scope: Scope?
+        @EncodedAsNull public var scope: Scope?
         public var budgetBits: Int
         public var storageBits: Int
         /// Achieved α = storageBits / dense F16 bits.
@@ -19,7 +19,7 @@ public struct Comparison: Codable, Sendable, Equatable {
         public var relativeErrorByType: [String: Double]
         public var seconds: Double
         /// (error − exact error) / exact error; null when exact was not run or for exact itself.
-        public var gapToExact: Double?
+        @EncodedAsNull public var gapToExact: Double?
 
         public init(strategy: String, budget: String, scope: Scope?, budgetBits: Int, storageBits: Int, alpha: Double,
                     predictedError: Double, predictedRelativeError: Double, relativeErrorByType: [String: Double],
@@ -35,21 +35,6 @@ public struct Comparison: Codable, Sendable, Equatable {
             self.relativeErrorByType = relativeErrorByType
             self.seconds = seconds
             self.gapToExact = gapToExact
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(strategy, forKey: .strategy)
-            try c.encode(budget, forKey: .budget)
-            try c.encode(scope, forKey: .scope)
-            try c.encode(budgetBits, forKey: .budgetBits)
-            try c.encode(storageBits, forKey: .storageBits)
-            try c.encode(alpha, forKey: .alpha)
-            try c.encode(predictedError, forKey: .predictedError)
-            try c.encode(predictedRelativeError, forKey: .predictedRelativeError)
-            try c.encode(relativeErrorByType, forKey: .relativeErrorByType)
-            try c.encode(seconds, forKey: .seconds)
-            try c.encode(gapToExact, forKey: .gapToExact)
         }
     }
 

@@ -42,7 +42,7 @@ public struct Plan: Codable, Sendable, Equatable {
         /// `preset`, `greedy`, `genetic` or `exact`.
         public var name: String
         /// The preset's name for `preset`, else null.
-        public var preset: String?
+        @EncodedAsNull public var preset: String?
         /// The strategy's numeric parameters (e.g. the genetic options), sorted by key; empty when none.
         public var parameters: [String: Double]
         public var seed: UInt64
@@ -52,14 +52,6 @@ public struct Plan: Codable, Sendable, Equatable {
             self.preset = preset
             self.parameters = parameters
             self.seed = seed
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(preset, forKey: .preset)
-            try c.encode(parameters, forKey: .parameters)
-            try c.encode(seed, forKey: .seed)
         }
     }
 
@@ -73,9 +65,9 @@ public struct Plan: Codable, Sendable, Equatable {
         public var segments: [Segment]
         public var storageBits: Int
         /// Predicted ‖(ΔW − ΔŴ)X‖²; null for shape-only plans.
-        public var predictedError: Double?
+        @EncodedAsNull public var predictedError: Double?
         /// `predictedError / ‖ΔW X‖²`; null for shape-only plans.
-        public var predictedRelativeError: Double?
+        @EncodedAsNull public var predictedRelativeError: Double?
 
         public init(name: String, type: LayerType, shape: [Int], segments: [Segment], storageBits: Int,
                     predictedError: Double? = nil, predictedRelativeError: Double? = nil) {
@@ -90,17 +82,6 @@ public struct Plan: Codable, Sendable, Equatable {
 
         /// The allocation the segments describe.
         public var allocation: Allocation { Allocation(segments: segments) }
-
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(type, forKey: .type)
-            try c.encode(shape, forKey: .shape)
-            try c.encode(segments, forKey: .segments)
-            try c.encode(storageBits, forKey: .storageBits)
-            try c.encode(predictedError, forKey: .predictedError)
-            try c.encode(predictedRelativeError, forKey: .predictedRelativeError)
-        }
     }
 
     public struct Totals: Codable, Sendable, Equatable {
@@ -113,20 +94,9 @@ public struct Plan: Codable, Sendable, Equatable {
         public var alpha: Double
         /// storageBits / Σ h_out · h_in (= 16 α).
         public var bitsPerParameter: Double
-        public var predictedError: Double?
+        @EncodedAsNull public var predictedError: Double?
         /// Σ predicted error / Σ ‖ΔW X‖².
-        public var predictedRelativeError: Double?
-
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(storageBits, forKey: .storageBits)
-            try c.encode(storageBytes, forKey: .storageBytes)
-            try c.encode(denseBits, forKey: .denseBits)
-            try c.encode(alpha, forKey: .alpha)
-            try c.encode(bitsPerParameter, forKey: .bitsPerParameter)
-            try c.encode(predictedError, forKey: .predictedError)
-            try c.encode(predictedRelativeError, forKey: .predictedRelativeError)
-        }
+        @EncodedAsNull public var predictedRelativeError: Double?
     }
 
     /// The gap of this plan's predicted error to the exact optimum's, filled by a caller that also ran `exact`.
@@ -148,17 +118,17 @@ public struct Plan: Codable, Sendable, Equatable {
     /// What the strategy reports beyond the allocation. Fields that do not apply are null.
     public struct Report: Codable, Sendable, Equatable {
         /// Greedy: one entry per stage of the staged search, in order.
-        public var greedyPath: [String]?
+        @EncodedAsNull public var greedyPath: [String]?
         /// Genetic: best predicted error after each generation.
-        public var convergence: [Double]?
-        public var generations: Int?
-        public var evaluations: Int?
+        @EncodedAsNull public var convergence: [Double]?
+        @EncodedAsNull public var generations: Int?
+        @EncodedAsNull public var evaluations: Int?
         /// Exact: a lower bound on the optimum's predicted error, and the relative gap
         /// (predictedError − lowerBound) / lowerBound of the plan to it.
-        public var exactLowerBound: Double?
-        public var exactGap: Double?
+        @EncodedAsNull public var exactLowerBound: Double?
+        @EncodedAsNull public var exactGap: Double?
         /// Greedy and genetic: the gap to the exact optimum (see ``GapToExact``).
-        public var gapToExact: GapToExact?
+        @EncodedAsNull public var gapToExact: GapToExact?
 
         public init(greedyPath: [String]? = nil, convergence: [Double]? = nil, generations: Int? = nil,
                     evaluations: Int? = nil, exactLowerBound: Double? = nil, exactGap: Double? = nil,
@@ -170,17 +140,6 @@ public struct Plan: Codable, Sendable, Equatable {
             self.exactLowerBound = exactLowerBound
             self.exactGap = exactGap
             self.gapToExact = gapToExact
-        }
-
-        public func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(greedyPath, forKey: .greedyPath)
-            try c.encode(convergence, forKey: .convergence)
-            try c.encode(generations, forKey: .generations)
-            try c.encode(evaluations, forKey: .evaluations)
-            try c.encode(exactLowerBound, forKey: .exactLowerBound)
-            try c.encode(exactGap, forKey: .exactGap)
-            try c.encode(gapToExact, forKey: .gapToExact)
         }
     }
 
