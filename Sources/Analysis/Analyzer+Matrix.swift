@@ -56,10 +56,10 @@ extension Analyzer {
                 // All k = min(m, n) vectors: ΔW H ΔWᵀ = U Σ Vᵀ H V Σ Uᵀ and UᵀU = I, so the trace is
                 // Σᵢ σᵢ² gᵢ: (k − cap)·n² flops for the tail instead of m·n² for ΔW·H. Vectors cut
                 // by the rank threshold (σ ≤ max(m, n)·ε·σ₁) are left out: relatively < 10⁻⁸.
-                let stored = (0..<v.columns).reduce(0.0) { $0 + Double(sigma[$1]) * Double(sigma[$1]) * Self.dot(v.column($1), hv.column($1)) }
+                let stored = (0..<rank).reduce(0.0) { $0 + Double(sigma[$1]) * Double(sigma[$1]) * inputEnergy[$1] }
                 let htail = checked { try multiply(gram, tail) }
                 activationEnergy = stored + (0..<tail.columns).reduce(0.0) { sum, j in
-                    let s = Double(sigma[v.columns + j])
+                    let s = Double(sigma[cap + j])
                     return sum + s * s * Self.dot(tail.column(j), htail.column(j))
                 }
             } else {

@@ -104,7 +104,7 @@ public func evaluate(
         let deltaHat = try artifact.reconstruction(of: record)
 
         // Input statistics.
-        var source = "identity"
+        var source = "identity", tokens: Int?
         if let entry = record.calibrationEntry {
             guard let calibration else {
                 throw .invalidOption(option: "--calibration", reason: "\(record.name) was quantized with calibration entry \(entry); pass the calibration file")
@@ -120,6 +120,7 @@ public func evaluate(
                 } catch { throw .quantization(.store(error)) }
             }
             source = cachedX != nil ? "inputs" : "gram"
+            tokens = cachedX?.columns ?? calibration.tokenCount(ofEntry: entry)
         }
         let x = source == "inputs" ? cachedX : nil, h = source == "gram" ? cachedH : nil
         func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
@@ -166,8 +167,7 @@ public func evaluate(
         if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = planError.relativeActivationError / predicted }
         results.append(MatrixEvaluation(
             name: record.name, type: record.type, shape: record.shape, errorSource: source,
-            tokens: x?.columns ?? record.calibrationEntry.flatMap { entry in h == nil ? nil : calibration?.tokenCount(ofEntry: entry) },
-            activationEnergy: energy,
+            tokens: tokens, activationEnergy: energy,
             weightEnergy: weightEnergy, plan: planError, predictedError: planned.predictedError,
             predictedRelativeError: planned.predictedRelativeError, actualOverPredicted: ratio,
             planStorageBits: planned.storageBits, lowRankRank: usedRank, lowRank: lowRank, bitDelta: bitDeltaError))

@@ -66,7 +66,9 @@ public struct JobFailure: Error, CustomStringConvertible {
 ///
 /// `run` does the work on a worker thread and returns the result location; it throws
 /// `CancellationError` when ``JobContext/stopReason`` became non-nil (checked between units of
-/// work), any other error to fail the job (its description becomes the job's error message).
+/// work), any other error to fail the job (its description becomes the job's error message). A
+/// runner that hands `context.shouldStop` to a library call may let the library's
+/// `QuantizationError.stopped` through: `init` turns it into `CancellationError`.
 /// `discard` removes partial output after a cancel. `resumable` says whether a job interrupted
 /// by a server stop can run again from where it was (else it fails with the reason).
 public struct JobRunner: Sendable {
@@ -77,7 +79,11 @@ public struct JobRunner: Sendable {
     public init(resumable: Bool, run: @escaping @Sendable (JobContext) throws -> String,
                 discard: @escaping @Sendable (JobContext) -> Void = { _ in }) {
         self.resumable = resumable
-        self.run = run
+        self.run = { context in
+            do { return try run(context) } catch QuantizationError.stopped, ArtifactError.quantization(.stopped) {
+                throw CancellationError()
+            }
+        }
         self.discard = discard
     }
 
@@ -162,16 +168,12 @@ extension JobRunner {
     /// cancel stops it at the next matrix (the tables measured so far stay cached in the store).
     private static func storePlanning(_ store: String, groupSize: Int, context: JobContext) throws -> StorePlanning {
         context.reportProgress(0, "measuring the error model")
-        do {
-            return try StorePlanning(
-                store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize),
-                progress: { done, total, name in
-                    context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
-                },
-                shouldStop: { context.shouldStop })
-        } catch QuantizationError.stopped {
-            throw CancellationError()
-        }
+        return try StorePlanning(
+            store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize),
+            progress: { done, total, name in
+                context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
+            },
+            shouldStop: { context.shouldStop })
     }
 }
 
@@ -182,30 +184,24 @@ extension JobRunner {
         let p = try context.decodeParameters(CompressionJobParameters.self)
         let plan = try Plan.read(from: URL(fileURLWithPath: p.planFile))
         let store = try analysisStore(identity: plan.source.hash, in: context.dataDirectory)
-        let calibrationURL = p.calibration.map { URL(fileURLWithPath: $0) }
-            ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
-        let calibration = try calibrationURL.map { try CalibrationSet(url: $0) }
+        let calibration = try calibrationSet(p.calibration, for: store)
         let out = artifactDirectory(context)
         try? FileManager.default.removeItem(at: out)  // a resumed job starts its artifact anew
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         let total = Double(max(plan.matrices.count, 1))
         var done = 0.0
-        do {
-            _ = try compress(
-                store: store, plan: plan, calibration: store.manifest.dataFree ? nil : calibration,
-                options: CompressionOptions(base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
-                                            planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
-                to: out,
-                progress: { event in
-                    if case .matrixFinished = event {
-                        done += 1
-                        context.reportProgress(done / total, "compressed \(Int(done)) of \(Int(total)) matrices")
-                    }
-                },
-                shouldStop: { context.shouldStop })
-        } catch ArtifactError.quantization(.stopped) {
-            throw CancellationError()
-        }
+        _ = try compress(
+            store: store, plan: plan, calibration: calibration,
+            options: CompressionOptions(base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
+                                        planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
+            to: out,
+            progress: { event in
+                if case .matrixFinished = event {
+                    done += 1
+                    context.reportProgress(done / total, "compressed \(Int(done)) of \(Int(total)) matrices")
+                }
+            },
+            shouldStop: { context.shouldStop })
         return out.path
     } discard: { context in
         try? FileManager.default.removeItem(at: artifactDirectory(context))
@@ -215,26 +211,18 @@ extension JobRunner {
         context.dataDirectory.appendingPathComponent("artifacts", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
     }
 
-    /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).
     /// An evaluation (as `deltaplan evaluate`) written as JSON to `<data-dir>/evaluations/<id>.json`.
     /// The store, for the low-rank baseline, is the analysis of this server the artifact was made from.
     public static let evaluation = JobRunner(resumable: true) { context in
         let p = try context.decodeParameters(EvaluationJobParameters.self)
         let artifact = try Artifact(at: URL(fileURLWithPath: p.artifact))
         let store = try analysisStore(identity: artifact.manifest.store.identity, in: context.dataDirectory)
-        let calibrationURL = p.calibration.map { URL(fileURLWithPath: $0) }
-            ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
-        let calibration = store.manifest.dataFree ? nil : try calibrationURL.map { try CalibrationSet(url: $0) }
-        let report: EvaluationReport
-        do {
-            report = try evaluate(
-                artifact: artifact, base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
-                calibration: calibration, store: store,
-                progress: { done, total, name in context.reportProgress(Double(done) / Double(max(total, 1)), "evaluated \(name)") },
-                shouldStop: { context.shouldStop })
-        } catch ArtifactError.quantization(.stopped) {
-            throw CancellationError()
-        }
+        let calibration = try calibrationSet(p.calibration, for: store)
+        let report = try evaluate(
+            artifact: artifact, base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
+            calibration: calibration, store: store,
+            progress: { done, total, name in context.reportProgress(Double(done) / Double(max(total, 1)), "evaluated \(name)") },
+            shouldStop: { context.shouldStop })
         let url = evaluationFile(context)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()
@@ -253,14 +241,10 @@ extension JobRunner {
         let out = mergeDirectory(context)
         try? FileManager.default.removeItem(at: out)  // a resumed job starts anew
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
-        do {
-            _ = try Quantization.merge(
-                base: URL(fileURLWithPath: p.base), artifact: artifact, to: out,
-                progress: { done, total, _ in context.reportProgress(Double(done) / Double(max(total, 1)), "wrote \(done) of \(total) tensors") },
-                shouldStop: { context.shouldStop })
-        } catch ArtifactError.quantization(.stopped) {
-            throw CancellationError()
-        }
+        _ = try Quantization.merge(
+            base: URL(fileURLWithPath: p.base), artifact: artifact, to: out,
+            progress: { done, total, _ in context.reportProgress(Double(done) / Double(max(total, 1)), "wrote \(done) of \(total) tensors") },
+            shouldStop: { context.shouldStop })
         return out.path
     } discard: { context in
         try? FileManager.default.removeItem(at: mergeDirectory(context))
@@ -274,6 +258,15 @@ extension JobRunner {
         context.dataDirectory.appendingPathComponent("merges", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
     }
 
+    /// The calibration to use with `store`: the file given, else the one its manifest records; none
+    /// for a data-free store.
+    private static func calibrationSet(_ given: String?, for store: SpectrumStore) throws -> CalibrationSet? {
+        guard !store.manifest.dataFree else { return nil }
+        let url = given.map { URL(fileURLWithPath: $0) } ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
+        return try url.map { try CalibrationSet(url: $0) }
+    }
+
+    /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).
     private static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
         let folder = dataDirectory.appendingPathComponent("analyses", isDirectory: true)
         let candidates = (try? FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)) ?? []
