@@ -64,10 +64,13 @@ let package = Package(
             dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization"],
             path: "Benchmarks/deltaplan-bench"),
 
+        // Test support, not API: a GGUF writer built from the spec, shared by the reader's and the
+        // imatrix importer's tests.
+        .target(name: "_GGUFTestSupport", path: "Tests/_GGUFTestSupport"),
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "_GGUFTestSupport"]),
         .testTarget(name: "ModelProfilesTests", dependencies: ["ModelProfiles"]),
-        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint", "ModelProfiles", "_GGUFTestSupport"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra", "Checkpoint"]),
         .testTarget(
             name: "QuantizationTests",
