@@ -1,3 +1,5 @@
+import Checkpoint
+
 /// Why an analysis, a calibration file or a spectrum store was rejected. Every case names the
 /// file, tensor or option the user must fix.
 public enum AnalysisError: Error, Equatable, CustomStringConvertible {
@@ -13,7 +15,15 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
     case calibrationWidthMismatch(module: String, expected: Int, found: Int, file: String)
     /// Selected matrices without a calibration entry, all of them listed.
     case missingCalibration(modules: [String], file: String)
-    case invalidCalibration(file: String, entry: String, reason: String)
+    /// The output statistics of `module` (`tensor`: its `.out_gram` or `.grads`) have h_out `found`,
+    /// the matrix has `expected` rows.
+    case calibrationOutputWidthMismatch(module: String, tensor: String, expected: Int, found: Int, file: String)
+    /// A calibration file was refused.
+    case calibration(CalibrationError)
+    /// A GGUF file could not be read.
+    case gguf(GGUFError)
+    /// A llama.cpp imatrix could not be imported.
+    case imatrix(ImatrixError)
     /// The store was made from other inputs or options than the ones given now.
     case storeMismatch(store: String, reason: String)
     case storeIncomplete(store: String, missing: [String])
@@ -42,7 +52,11 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
         case let .missingCalibration(modules, file):
             "\(file) has no calibration entry for \(modules.count) selected module(s): "
                 + modules.joined(separator: ", ") + " (use --allow-missing-calibration to use H = I for them)"
-        case let .invalidCalibration(file, entry, reason): "calibration \(file), entry \(entry): \(reason)"
+        case let .calibrationOutputWidthMismatch(module, tensor, expected, found, file):
+            "calibration \(file): \(tensor) gives module \(module) h_out \(found), but the matrix has \(expected) output rows"
+        case let .calibration(error): error.description
+        case let .gguf(error): error.description
+        case let .imatrix(error): error.description
         case let .storeMismatch(store, reason):
             "the store \(store) was made from other inputs or options: \(reason); use another --out or delete it"
         case let .storeIncomplete(store, missing):

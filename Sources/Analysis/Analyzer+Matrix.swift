@@ -5,7 +5,7 @@ import LinearAlgebra
 extension Analyzer {
     /// Analyzes one matrix and writes its file; returns its finished record.
     func analyze(
-        _ job: Job, index: Int, record: StoreManifest.MatrixRecord, gram: Matrix<Float>?,
+        _ job: Job, index: Int, record: StoreManifest.MatrixRecord, gram: CalibrationGram?,
         base: Checkpoint, finetuned: Checkpoint
     ) throws(AnalysisError) -> StoreManifest.MatrixRecord {
         let delta = try loadDelta(job.name, base: base, finetuned: finetuned)
@@ -50,22 +50,22 @@ extension Analyzer {
         let inputEnergy: [Double], activationEnergy: Double, bitDelta: (activation: Double, weight: Double)
         let signApproximation = Self.bitDelta(delta)
         if let gram {
-            let hv = checked { try multiply(gram, v) }
+            let hv = gram.times(v)
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), hv.column($0)) }
             if let tail {
                 // All k = min(m, n) vectors: ΔW H ΔWᵀ = U Σ Vᵀ H V Σ Uᵀ and UᵀU = I, so the trace is
                 // Σᵢ σᵢ² gᵢ: (k − cap)·n² flops for the tail instead of m·n² for ΔW·H. Vectors cut
                 // by the rank threshold (σ ≤ max(m, n)·ε·σ₁) are left out: relatively < 10⁻⁸.
                 let stored = (0..<rank).reduce(0.0) { $0 + Double(sigma[$1]) * Double(sigma[$1]) * inputEnergy[$1] }
-                let htail = checked { try multiply(gram, tail) }
+                let htail = gram.times(tail)
                 activationEnergy = stored + (0..<tail.columns).reduce(0.0) { sum, j in
                     let s = Double(sigma[cap + j])
                     return sum + s * s * Self.dot(tail.column(j), htail.column(j))
                 }
             } else {
-                activationEnergy = Self.quadraticTrace(delta, gram)
+                activationEnergy = gram.quadraticTrace(delta)
             }
-            bitDelta = (Self.quadraticTrace(signApproximation.residual, gram), signApproximation.residual.squaredFrobeniusNorm)
+            bitDelta = (gram.quadraticTrace(signApproximation.residual), signApproximation.residual.squaredFrobeniusNorm)
         } else {
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), v.column($0)) }
             activationEnergy = weightEnergy
@@ -143,6 +143,42 @@ extension Analyzer {
         var sum = 0.0
         for (x, y) in zip(a, b) { sum += Double(x) * Double(y) }
         return sum
+    }
+}
+
+extension CalibrationGram {
+    /// H·A (h_in × columns): one GEMM (`sgemm`, h_in²·columns flops) for a full H; for a diagonal
+    /// one, row i of A scaled by dᵢ (h_in·columns), without forming diag(d).
+    func times(_ a: Matrix<Float>) -> Matrix<Float> {
+        switch self {
+        case let .full(h): return checked { try multiply(h, a) }
+        case let .diagonal(d):
+            precondition(a.rows == d.count, "H is \(d.count) wide, the matrix has \(a.rows) rows")
+            var out = a
+            out.withUnsafeMutableBufferPointer { p in
+                for j in 0..<a.columns { for i in 0..<a.rows { p[j * a.rows + i] *= d[i] } }
+            }
+            return out
+        }
+    }
+
+    /// tr(A H Aᵀ) for A of h_out × h_in, accumulated in Double: Σᵢⱼ (A H)ᵢⱼ Aᵢⱼ (one GEMM) for a
+    /// full H, Σⱼ dⱼ Σᵢ Aᵢⱼ² (h_out·h_in) for a diagonal one.
+    func quadraticTrace(_ a: Matrix<Float>) -> Double {
+        switch self {
+        case let .full(h): return Analyzer.quadraticTrace(a, h)
+        case let .diagonal(d):
+            precondition(a.columns == d.count, "H is \(d.count) wide, the matrix has \(a.columns) columns")
+            return a.withUnsafeBufferPointer { p in
+                var sum = 0.0
+                for j in 0..<a.columns {
+                    var column = 0.0
+                    for i in 0..<a.rows { let x = Double(p[j * a.rows + i]); column += x * x }
+                    sum += Double(d[j]) * column
+                }
+                return sum
+            }
+        }
     }
 }
 

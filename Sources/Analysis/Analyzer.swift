@@ -81,6 +81,7 @@ public struct Analyzer: Sendable {
         var inputDType: String
         var calibration: StoreManifest.CalibrationSource
         var calibrationEntry: String?
+        var statistics: CalibrationStatistics?
     }
 
     /// Runs (or resumes) the analysis. `shouldStop` is checked between matrices: when it returns
@@ -104,7 +105,10 @@ public struct Analyzer: Sendable {
             calibration: try calibration.map { url throws(AnalysisError) in
                 StoreManifest.InputRecord(path: url.path, files: [try FileFingerprint(of: url, name: url.lastPathComponent)])
             })
-        var manifest = try existingOrNewManifest(inputs: inputs, jobs: jobs, skipped: skipped)
+        let calibrationFile = calibrationSet.map {
+            StoreManifest.CalibrationFileRecord(formatVersion: $0.formatVersion, metadata: $0.metadata)
+        }
+        var manifest = try existingOrNewManifest(inputs: inputs, calibrationFile: calibrationFile, jobs: jobs, skipped: skipped)
         try removeStrayFiles(manifest)
 
         progress(.started(matrices: manifest.matrices.map { ($0.name, $0.rows, $0.columns, $0.status == .done) }))
@@ -164,15 +168,21 @@ public struct Analyzer: Sendable {
             let module = Selection.moduleName(of: name)
             var job = Job(name: name, rows: b.shape[0], columns: b.shape[1],
                           inputDType: b.dtype == f.dtype ? b.dtype.rawValue : "\(b.dtype.rawValue)/\(f.dtype.rawValue)",
-                          calibration: .identityDataFree, calibrationEntry: nil)
+                          calibration: .identityDataFree, calibrationEntry: nil, statistics: nil)
             if let calibration {
                 if let entry = calibration.entry(for: module) {
                     let width = calibration.width(ofEntry: entry)
                     guard width == job.columns else {
                         throw .calibrationWidthMismatch(module: module, expected: job.columns, found: width, file: calibration.url.path)
                     }
+                    if let outputWidth = calibration.outputWidth(ofModule: module), outputWidth != job.rows {
+                        let tensor = module + (calibration.outputGramForm(ofModule: module) == .absent ? ".grads" : ".out_gram")
+                        throw .calibrationOutputWidthMismatch(module: module, tensor: tensor, expected: job.rows, found: outputWidth,
+                                                              file: calibration.url.path)
+                    }
                     job.calibration = .gram
                     job.calibrationEntry = entry
+                    job.statistics = calibration.statistics(ofModule: module)
                 } else {
                     missingCalibration.append(module)
                     job.calibration = .identityMissing
@@ -207,15 +217,17 @@ public struct Analyzer: Sendable {
     }
 
     private func existingOrNewManifest(
-        inputs: StoreManifest.Inputs, jobs: [Job], skipped: [StoreManifest.SkippedTensor]
+        inputs: StoreManifest.Inputs, calibrationFile: StoreManifest.CalibrationFileRecord?, jobs: [Job],
+        skipped: [StoreManifest.SkippedTensor]
     ) throws(AnalysisError) -> StoreManifest {
         let fresh = StoreManifest(
             formatVersion: StoreManifest.currentFormatVersion, toolVersion: DeltaPlanVersion.string,
-            inputs: inputs, options: options, dataFree: calibration == nil, complete: false, skipped: skipped,
+            inputs: inputs, options: options, dataFree: calibration == nil, calibrationFile: calibrationFile, complete: false,
+            skipped: skipped,
             matrices: jobs.map {
                 .init(name: $0.name, type: Selection.layerType(of: $0.name), rows: $0.rows, columns: $0.columns,
                       inputDType: $0.inputDType, status: .pending, calibration: $0.calibration,
-                      calibrationEntry: $0.calibrationEntry)
+                      calibrationEntry: $0.calibrationEntry, statistics: $0.statistics)
             })
         let manifestURL = store.appendingPathComponent(SpectrumStore.manifestName)
         guard FileManager.default.fileExists(atPath: manifestURL.path) else {
@@ -232,7 +244,11 @@ public struct Analyzer: Sendable {
         var resumed = fresh
         let reader = try SpectrumStore(at: store, requireComplete: false)
         for (i, record) in old.matrices.enumerated() where record.status == .done {
-            if (try? reader.verify(record)) != nil { resumed.matrices[i] = record }
+            guard (try? reader.verify(record)) != nil else { continue }
+            // The statistics come from the calibration file, which is the same (checked above);
+            // a store written before they were recorded gains them.
+            resumed.matrices[i] = record
+            resumed.matrices[i].statistics = fresh.matrices[i].statistics
         }
         return resumed
     }
@@ -291,16 +307,17 @@ extension JSONEncoder {
     }
 }
 
-/// The Gram of the last calibration entry read: consecutive matrices often share one (q/k/v).
+/// The H of the last calibration entry read (full, or only its diagonal): consecutive matrices
+/// often share one (q/k/v).
 final class GramCache {
     private var entry: String?
-    private var matrix: Matrix<Float>?
+    private var gram: CalibrationGram?
 
-    func gram(_ entry: String, from set: CalibrationSet) throws(AnalysisError) -> Matrix<Float> {
-        if entry == self.entry, let matrix { return matrix }
-        let m = try set.gram(ofEntry: entry)
+    func gram(_ entry: String, from set: CalibrationSet) throws(AnalysisError) -> CalibrationGram {
+        if entry == self.entry, let gram { return gram }
+        let g = try set.inputGram(ofEntry: entry)
         self.entry = entry
-        matrix = m
-        return m
+        gram = g
+        return g
     }
 }

@@ -32,10 +32,35 @@ extension SpectrumReport {
             : "calibrated, except \(missing.count) matrices marked (H=I) that had no calibration entry"
     }
 
-    /// Plain text: the table, then the calibration note.
-    public func text() -> String { table().text() + "\n" + calibrationNote + "\n" }
+    /// A line over every table saying which error objective the calibration statistics support
+    /// and what they are.
+    public var objectiveLine: String {
+        guard !dataFree, let objective = supportedObjective else {
+            return "statistics: none (data-free: the activation error is the weight error)"
+        }
+        let calibrated = entries.filter { $0.calibration == .gram }
+        let statistics = calibrated.map {
+            $0.statistics ?? CalibrationStatistics(inputGram: .full, outputGram: .absent, pairedRows: 0)
+        }
+        func forms(_ label: String, _ form: (CalibrationStatistics) -> GramForm) -> String {
+            let counts = Dictionary(grouping: statistics.map(form), by: { $0 }).mapValues(\.count)
+            if counts.count == 1, let only = counts.keys.first { return only == .absent ? "no \(label)" : "\(label) \(only.rawValue)" }
+            return label + " " + [GramForm.full, .diagonal, .absent].compactMap { f in counts[f].map { "\(f.rawValue) for \($0)" } }
+                .joined(separator: ", ")
+        }
+        var details = ["calibration format \(calibrationFile?.formatVersion ?? 1)", forms("H", \.inputGram), forms("G", \.outputGram)]
+        let rows = Set(statistics.map(\.pairedRows)).sorted()
+        if rows != [0] { details.append(rows.map(String.init).joined(separator: "/") + " paired rows") }
+        if let probe = calibrationFile?.metadata.objective {
+            details.append("probes: \(probe.rawValue)" + (calibrationFile?.metadata.probes.map { " × \($0)" } ?? ""))
+        }
+        return "objective supported by the statistics: \(objective.rawValue) (" + details.joined(separator: "; ") + ")"
+    }
 
-    public func markdown() -> String { table().markdown() + "\n_" + calibrationNote + "_\n" }
+    /// Plain text: the objective line, the table, then the calibration note.
+    public func text() -> String { objectiveLine + "\n\n" + table().text() + "\n" + calibrationNote + "\n" }
+
+    public func markdown() -> String { objectiveLine + "\n\n" + table().markdown() + "\n_" + calibrationNote + "_\n" }
 
     /// JSON with every stored singular value, sorted keys.
     public func json() -> String {

@@ -30,15 +30,24 @@ public struct SpectrumReport: Sendable, Codable, Equatable {
         public var tailCoefficient: Double?
         public var tailRSquared: Double?
         public var calibration: StoreManifest.CalibrationSource
+        /// Which statistics the calibration file had for the matrix (nil with H = I, and for
+        /// stores written before they were recorded).
+        public var statistics: CalibrationStatistics?
     }
 
     public var store: String
     public var dataFree: Bool
+    /// The calibration file's format version and metadata, when recorded.
+    public var calibrationFile: StoreManifest.CalibrationFileRecord?
+    /// The strongest error objective the statistics of every calibrated matrix support.
+    public var supportedObjective: ErrorObjective?
     public var entries: [Entry]
 
     public init(_ store: SpectrumStore) throws(AnalysisError) {
         self.store = store.url.path
         dataFree = store.manifest.dataFree
+        calibrationFile = store.manifest.calibrationFile
+        supportedObjective = store.manifest.supportedObjective
         entries = []
         for record in store.matrices {
             let (sigma, g) = try store.spectrum(of: record)
@@ -70,6 +79,6 @@ public struct SpectrumReport: Sendable, Codable, Equatable {
             activationEnergyTop2: activation(2), activationEnergyTop34: activation(34), activationEnergyTop128: activation(128),
             weightEnergy: weightEnergy, activationEnergy: activationEnergy,
             tailExponent: fit.map { -$0.exponent }, tailCoefficient: fit?.coefficient, tailRSquared: fit?.logFit.rSquared,
-            calibration: r.calibration)
+            calibration: r.calibration, statistics: r.statistics)
     }
 }

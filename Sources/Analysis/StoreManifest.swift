@@ -14,6 +14,9 @@ public struct StoreManifest: Codable, Sendable, Equatable {
     public var options: AnalysisOptions
     /// True when no calibration was given: H = I for every matrix.
     public var dataFree: Bool
+    /// What the calibration file declared (format version, probes, objective, samples, source);
+    /// nil when data-free, and in stores written before format 2 (whose files were all version 1).
+    public var calibrationFile: CalibrationFileRecord?
     /// True only when every matrix is done: later stages refuse an incomplete store.
     public var complete: Bool
     /// Tensors passed over with `--skip-mismatched`, with the reason.
@@ -30,6 +33,17 @@ public struct StoreManifest: Codable, Sendable, Equatable {
     public struct InputRecord: Codable, Sendable, Equatable {
         public var path: String
         public var files: [FileFingerprint]
+    }
+
+    /// A calibration file's format version and metadata.
+    public struct CalibrationFileRecord: Codable, Sendable, Equatable {
+        public var formatVersion: Int
+        public var metadata: CalibrationMetadata
+
+        public init(formatVersion: Int, metadata: CalibrationMetadata) {
+            self.formatVersion = formatVersion
+            self.metadata = metadata
+        }
     }
 
     public struct SkippedTensor: Codable, Sendable, Equatable {
@@ -62,6 +76,9 @@ public struct StoreManifest: Codable, Sendable, Equatable {
         public var calibration: CalibrationSource
         /// The calibration entry used (the module's own or a shared one).
         public var calibrationEntry: String?
+        /// Which statistics the calibration file had for this module (H full or diagonal, G, paired
+        /// rows, the objective they support); nil with H = I, and in stores written before format 2.
+        public var statistics: CalibrationStatistics?
         // Filled when done:
         /// The matrix's file in the store, relative to it, with its SHA-256 and size.
         public var file: String?
@@ -87,6 +104,20 @@ public struct StoreManifest: Codable, Sendable, Equatable {
 }
 
 extension StoreManifest {
+    /// The strongest error objective the statistics of every calibrated matrix support: nil for a
+    /// data-free store. Matrices with H = I (`--allow-missing-calibration`) are left out (every
+    /// report marks them); a store written before format 2 recorded no statistics and supports
+    /// `activation`.
+    public var supportedObjective: ErrorObjective? {
+        guard !dataFree else { return nil }
+        let calibrated = matrices.filter { $0.calibration == .gram }
+        guard !calibrated.isEmpty else { return nil }
+        let statistics = calibrated.map {
+            $0.statistics ?? CalibrationStatistics(inputGram: .full, outputGram: .absent, pairedRows: 0)
+        }
+        return CalibrationStatistics.commonObjective(statistics)
+    }
+
     static func encode(_ manifest: StoreManifest) -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

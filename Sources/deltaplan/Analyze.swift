@@ -21,7 +21,7 @@ struct Analyze: ParsableCommand {
     @Option(help: "The fine-tuned checkpoint (file or directory).")
     var finetuned: String
 
-    @Option(help: "Calibration statistics (a safetensors file of <module>.gram/.count[/.inputs]); without it the store is data-free (H = I).")
+    @Option(help: "Calibration statistics (a safetensors file, Docs/calibration-format.md; `deltaplan calibration inspect` lists it); without it the store is data-free (H = I).")
     var calibration: String?
 
     @Option(help: "Select tensors matching this regular expression (repeatable; replaces the default projections).")
@@ -62,8 +62,11 @@ struct Analyze: ParsableCommand {
                                      powerIterations: powerIterations),
             store: URL(fileURLWithPath: out))
         let store = try analyzer.runWithProgress()
+        let statistics = store.manifest.supportedObjective.map { objective in
+            " (calibration format \(store.manifest.calibrationFile?.formatVersion ?? 1): statistics support the \(objective.rawValue) objective)"
+        }
         print("analyzed \(store.matrices.count) matrices into \(store.url.path)"
-              + (store.manifest.dataFree ? " (data-free: no calibration, H = I)" : ""))
+              + (store.manifest.dataFree ? " (data-free: no calibration, H = I)" : statistics ?? ""))
     }
 }
 

@@ -8,7 +8,7 @@ struct DeltaPlan: AsyncParsableCommand {
         abstract: "Plan and apply mixed-precision compression of fine-tuned model deltas (Delta-CoMe).",
         version: DeltaPlanVersion.string,
         subcommands: [
-            Demo.self, Synth.self, Inspect.self, Analyze.self, Spectrum.self,
+            Demo.self, Synth.self, Inspect.self, CalibrationCommand.self, Analyze.self, Spectrum.self,
             PlanCommand.self, CompareCommand.self, FootprintCommand.self, Profiles.self,
             Compress.self, MergeCommand.self, EvaluateCommand.self, Serve.self,
         ])

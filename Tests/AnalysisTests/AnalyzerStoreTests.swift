@@ -175,7 +175,7 @@ import Testing
         defer { dir.cleanUp() }
         try SafetensorsFile.write([TensorPayload(name: "m.q_proj.gram", dtype: .f32, shape: [6, 6], contents: .floats(Array(repeating: 0, count: 36)))],
                                   to: dir("c.safetensors"))
-        #expect(throws: AnalysisError.invalidCalibration(file: dir("c.safetensors").path, entry: "m.q_proj", reason: "m.q_proj.count is missing")) {
+        #expect(throws: AnalysisError.calibration(.missingCount(file: dir("c.safetensors").path, entry: "m.q_proj"))) {
             try CalibrationSet(url: dir("c.safetensors"))
         }
     }
