@@ -211,8 +211,9 @@ public enum ArtifactTensor {
 
 /// An opened, verified artifact directory.
 ///
-/// Opening reads `manifest.json`, checks its format version, that the embedded plan hashes to
-/// `planSHA256`, that the matrix table agrees with the plan (names, shapes, segments, group size),
+/// Opening reads `manifest.json`, checks its format version, that no name is listed twice
+/// (matrices, carried, unchanged and removed tensors, the tensor table), that the embedded plan
+/// hashes to `planSHA256`, that the matrix table agrees with the plan (names, shapes, segments, group size),
 /// the size and SHA-256 of `delta.safetensors`, and that its header lists exactly the manifest's
 /// tensors with their dtypes and shapes. Each tensor's own SHA-256 is checked again when it is
 /// read. Cost: one pass over the delta file (hashing).
@@ -275,6 +276,7 @@ public struct Artifact: Sendable {
     /// Consistency of the manifest with itself and its embedded plan.
     static func validate(_ m: ArtifactManifest, corrupt: (String, String) -> ArtifactError) throws(ArtifactError) {
         let name = ArtifactManifest.fileName
+        try validateNames(m, corrupt: corrupt)
         let planData: Data
         do { planData = try m.plan.encoded() } catch { throw corrupt(name, "plan: \(error)") }
         let planHash = Digest.sha256(planData)
@@ -325,6 +327,26 @@ public struct Artifact: Sendable {
             tensorNames.remove(c.name)
         }
         if let extra = tensorNames.sorted().first { throw corrupt(name, "tensor \(extra) belongs to no matrix or carried entry") }
+    }
+
+    /// Every name once: a checkpoint tensor is in at most one of `matrices`, `carried`,
+    /// `unchanged` and `removed`, and once there; the tensor table lists each name once. Checked
+    /// first, so that nothing builds a table from a manifest with a repeated key.
+    static func validateNames(_ m: ArtifactManifest, corrupt: (String, String) -> ArtifactError) throws(ArtifactError) {
+        let name = ArtifactManifest.fileName
+        var role: [String: String] = [:]
+        let lists: [(String, [String])] = [("matrices", m.matrices.map(\.name)), ("carried", m.carried.map(\.name)),
+                                           ("unchanged", m.unchanged), ("removed", m.removed)]
+        for (list, names) in lists {
+            for tensor in names {
+                if let first = role[tensor] {
+                    throw corrupt(name, first == list ? "\(tensor) is listed twice in \(list)" : "\(tensor) is listed in both \(first) and \(list)")
+                }
+                role[tensor] = list
+            }
+        }
+        var seen = Set<String>()
+        for t in m.tensors where !seen.insert(t.name).inserted { throw corrupt(name, "tensor \(t.name) is listed twice in tensors") }
     }
 
     /// A tensor's bytes, after checking them against the manifest's SHA-256.

@@ -39,6 +39,7 @@ public func merge(
     let base = try openCheckpoint(baseURL)
     try verifyInput(base, path: baseURL.path, against: artifact.manifest.inputs.base, role: "base", checkModified: false)
     let m = artifact.manifest
+    // Unique names: `Artifact.init` refused a manifest listing any name twice.
     let planned = Dictionary(uniqueKeysWithValues: m.matrices.map { ($0.name, $0) })
     let carried = Dictionary(uniqueKeysWithValues: m.carried.map { ($0.name, $0) })
     let removed = Set(m.removed)
