@@ -277,7 +277,7 @@ import Testing
 
     /// A name listed twice (or in two roles) is refused when the artifact is opened, before merge
     /// builds any table from it, with a message naming it.
-    @Test(arguments: ["matrices", "carried", "tensors", "carried+removed", "matrices+carried"])
+    @Test(arguments: ["matrices", "carried", "tensors", "modelFiles", "carried+removed", "matrices+carried"])
     func duplicatedNamesAreRejected(list: String) throws {
         let f = try ArtifactFixture.get()
         let copy = try f.copy(f.exactArtifact, as: "duplicate-\(list)-\(UUID().uuidString)")
@@ -293,6 +293,10 @@ import Testing
             case "tensors":
                 m.tensors.append(m.tensors[0])
                 expected = "tensor \(m.tensors[0].name) is listed twice in tensors"
+            case "modelFiles":
+                let first = try #require(m.modelFiles?.first)
+                m.modelFiles?.append(first)
+                expected = "model file \(first.name) is listed twice in modelFiles"
             case "carried+removed":
                 m.removed.append(m.carried[0].name)
                 expected = "\(m.carried[0].name) is listed in both carried and removed"
