@@ -11,8 +11,12 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
     case planMismatch(plan: String, reason: String)
     /// A base or fine-tuned checkpoint is not the one the store (or artifact) was made from.
     case inputMismatch(input: String, path: String, reason: String)
-    /// The artifact is damaged or inconsistent: `file` is `manifest.json` or `delta.safetensors`.
+    /// The artifact is damaged or inconsistent: `file` is `manifest.json`, `delta.safetensors` or
+    /// `model-files/<name>`.
     case corrupt(artifact: String, file: String, reason: String)
+    /// A file of the fine-tuned checkpoint directory that ``ModelFiles`` carries cannot be carried
+    /// (a link out of the directory, not a regular file, too large).
+    case modelFile(path: String, reason: String)
     /// An option or argument is out of range.
     case invalidOption(option: String, reason: String)
     case checkpoint(String)
@@ -24,6 +28,7 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
         case let .planMismatch(plan, reason): "plan \(plan) does not belong to this store: \(reason)"
         case let .inputMismatch(input, path, reason): "the \(input) checkpoint \(path) is not the one expected: \(reason)"
         case let .corrupt(artifact, file, reason): "artifact \(artifact) is damaged (\(file)): \(reason)"
+        case let .modelFile(path, reason): "model file \(path) of the fine-tuned checkpoint cannot be carried: \(reason)"
         case let .invalidOption(option, reason): "\(option): \(reason)"
         case let .checkpoint(message): message
         case let .quantization(error): error.description
@@ -34,10 +39,15 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
 
 /// `manifest.json` of a compressed-delta artifact (format documented in `Docs/artifact-format.md`).
 ///
-/// Encoded with sorted keys; the delta file's SHA-256, each tensor's SHA-256 and the embedded
-/// plan's SHA-256 are verified when an artifact is opened (``Artifact/init(at:)``).
+/// Encoded with sorted keys; the delta file's SHA-256, each tensor's SHA-256, each model file's
+/// SHA-256 and the embedded plan's SHA-256 are verified when an artifact is opened
+/// (``Artifact/init(at:)``).
+///
+/// Format 2 added ``modelFiles``; format 1 artifacts (no model files) are still read.
 public struct ArtifactManifest: Codable, Sendable, Equatable {
-    public static let currentFormatVersion = 1
+    public static let currentFormatVersion = 2
+    /// The versions readers accept.
+    public static let readableFormatVersions: ClosedRange<Int> = 1...2
     public static let fileName = "manifest.json"
     public static let deltaFileName = "delta.safetensors"
 
@@ -64,6 +74,10 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
     public var removed: [String]
     /// Every tensor of `delta.safetensors`, sorted by name.
     public var tensors: [TensorRecord]
+    /// The fine-tuned checkpoint's non-tensor files (``ModelFiles``), stored byte for byte as
+    /// `model-files/<name>`, sorted by name. Present (possibly empty) from format 2 on; nil in a
+    /// format-1 artifact, which has none.
+    public var modelFiles: [ModelFileRecord]?
     public var totals: Totals
 
     public struct StoreRecord: Codable, Sendable, Equatable {
@@ -125,6 +139,14 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var dtype: String
         public var shape: [Int]
         public var bytes: Int
+        public var sha256: String
+    }
+
+    public struct ModelFileRecord: Codable, Sendable, Equatable {
+        /// The file's name in the fine-tuned checkpoint directory, and in the merged one.
+        public var name: String
+        public var size: Int
+        /// SHA-256 of its bytes.
         public var sha256: String
     }
 
@@ -211,11 +233,14 @@ public enum ArtifactTensor {
 
 /// An opened, verified artifact directory.
 ///
-/// Opening reads `manifest.json`, checks its format version, that the embedded plan hashes to
-/// `planSHA256`, that the matrix table agrees with the plan (names, shapes, segments, group size),
-/// the size and SHA-256 of `delta.safetensors`, and that its header lists exactly the manifest's
-/// tensors with their dtypes and shapes. Each tensor's own SHA-256 is checked again when it is
-/// read. Cost: one pass over the delta file (hashing).
+/// Opening reads `manifest.json`, checks its format version (1 or 2), that no name is listed
+/// twice (matrices, carried, unchanged and removed tensors, the tensor table, model files), that
+/// the embedded plan hashes to `planSHA256`, that the matrix table agrees with the plan (names,
+/// shapes, segments, group size), the size and SHA-256 of `delta.safetensors`, that its header
+/// lists exactly the manifest's tensors with their dtypes and shapes, and that `model-files/`
+/// holds exactly the manifest's model files with their sizes and SHA-256. Each tensor's SHA-256,
+/// and each model file's, is checked again when it is read. Cost: one pass over the delta file and
+/// the model files (hashing).
 public struct Artifact: Sendable {
     public let url: URL
     public let manifest: ArtifactManifest
@@ -235,8 +260,10 @@ public struct Artifact: Sendable {
         guard let version = try? JSONDecoder().decode(Version.self, from: data) else {
             throw corrupt(ArtifactManifest.fileName, "not a JSON object with a formatVersion")
         }
-        guard version.formatVersion == ArtifactManifest.currentFormatVersion else {
-            throw corrupt(ArtifactManifest.fileName, "formatVersion \(version.formatVersion); this build reads \(ArtifactManifest.currentFormatVersion)")
+        let readable = ArtifactManifest.readableFormatVersions
+        guard readable.contains(version.formatVersion) else {
+            throw corrupt(ArtifactManifest.fileName,
+                          "formatVersion \(version.formatVersion); this build reads \(readable.lowerBound) to \(readable.upperBound)")
         }
         let manifest: ArtifactManifest
         do { manifest = try JSONDecoder().decode(ArtifactManifest.self, from: data) } catch {
@@ -270,11 +297,51 @@ public struct Artifact: Sendable {
         if let extra = present.subtracting(records.keys).sorted().first {
             throw corrupt(manifest.delta.name, "tensor \(extra) is not in the manifest")
         }
+        try verifyModelFiles()
+    }
+
+    /// `model-files/` holds exactly the manifest's model files (regular files, sizes, SHA-256).
+    private func verifyModelFiles() throws(ArtifactError) {
+        let records = manifest.modelFiles ?? []
+        let folder = url.appendingPathComponent(ModelFiles.folder)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: folder.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else { throw .corrupt(artifact: url.path, file: ModelFiles.folder, reason: "is not a directory") }
+            let present: [String]
+            do { present = try FileManager.default.contentsOfDirectory(atPath: folder.path) } catch {
+                throw .corrupt(artifact: url.path, file: ModelFiles.folder, reason: "cannot be listed: \(error.localizedDescription)")
+            }
+            let listed = Set(records.map(\.name))
+            if let extra = present.filter({ !listed.contains($0) }).sorted().first {
+                throw .corrupt(artifact: url.path, file: "\(ModelFiles.folder)/\(extra)", reason: "is not in the manifest's modelFiles")
+            }
+        }
+        for record in records { _ = try modelFileContents(record) }
+    }
+
+    /// A model file's bytes (`model-files/<name>`), after checking that it is a regular file (not a
+    /// link) with the manifest's size and SHA-256.
+    public func modelFileContents(_ record: ArtifactManifest.ModelFileRecord) throws(ArtifactError) -> Data {
+        let file = "\(ModelFiles.folder)/\(record.name)"
+        let path = url.appendingPathComponent(ModelFiles.folder).appendingPathComponent(record.name).path
+        func corrupt(_ reason: String) -> ArtifactError { .corrupt(artifact: url.path, file: file, reason: reason) }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { throw corrupt("missing") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw corrupt("is not a regular file") }
+        guard Int(info.st_size) == record.size else { throw corrupt("size \(info.st_size) bytes, the manifest records \(record.size)") }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw corrupt("cannot be read: \(error.localizedDescription)") }
+        let sha = Digest.sha256(data)
+        guard data.count == record.size, sha == record.sha256 else {
+            throw corrupt("SHA-256 \(sha) differs from the manifest's \(record.sha256) (the file was changed or damaged)")
+        }
+        return data
     }
 
     /// Consistency of the manifest with itself and its embedded plan.
     static func validate(_ m: ArtifactManifest, corrupt: (String, String) -> ArtifactError) throws(ArtifactError) {
         let name = ArtifactManifest.fileName
+        try validateNames(m, corrupt: corrupt)
         let planData: Data
         do { planData = try m.plan.encoded() } catch { throw corrupt(name, "plan: \(error)") }
         let planHash = Digest.sha256(planData)
@@ -325,6 +392,42 @@ public struct Artifact: Sendable {
             tensorNames.remove(c.name)
         }
         if let extra = tensorNames.sorted().first { throw corrupt(name, "tensor \(extra) belongs to no matrix or carried entry") }
+    }
+
+    /// Every name once: a checkpoint tensor is in at most one of `matrices`, `carried`,
+    /// `unchanged` and `removed`, and once there; the tensor table and the model files list each
+    /// name once; model files are present from format 2 on, absent in format 1, and named safely
+    /// (``ModelFiles/isValidRecordName(_:)``). Checked first, so that nothing builds a table from
+    /// a manifest with a repeated key.
+    static func validateNames(_ m: ArtifactManifest, corrupt: (String, String) -> ArtifactError) throws(ArtifactError) {
+        let name = ArtifactManifest.fileName
+        var role: [String: String] = [:]
+        let lists: [(String, [String])] = [("matrices", m.matrices.map(\.name)), ("carried", m.carried.map(\.name)),
+                                           ("unchanged", m.unchanged), ("removed", m.removed)]
+        for (list, names) in lists {
+            for tensor in names {
+                if let first = role[tensor] {
+                    throw corrupt(name, first == list ? "\(tensor) is listed twice in \(list)" : "\(tensor) is listed in both \(first) and \(list)")
+                }
+                role[tensor] = list
+            }
+        }
+        var seen = Set<String>()
+        for t in m.tensors where !seen.insert(t.name).inserted { throw corrupt(name, "tensor \(t.name) is listed twice in tensors") }
+        switch (m.formatVersion, m.modelFiles) {
+        case (1, .some): throw corrupt(name, "formatVersion 1 has no modelFiles, but the manifest lists them")
+        case (1, .none): return
+        case (_, .none): throw corrupt(name, "modelFiles is missing (required from formatVersion 2)")
+        case let (_, .some(files)):
+            seen = []
+            for f in files {
+                guard ModelFiles.isValidRecordName(f.name) else {
+                    throw corrupt(name, "model file name '\(f.name)' is not a plain file name, or names a weight file")
+                }
+                guard seen.insert(f.name).inserted else { throw corrupt(name, "model file \(f.name) is listed twice in modelFiles") }
+                guard f.size >= 0 else { throw corrupt(name, "model file \(f.name) has a negative size") }
+            }
+        }
     }
 
     /// A tensor's bytes, after checking them against the manifest's SHA-256.

@@ -41,7 +41,9 @@ public enum CompressionEvent: Sendable {
 /// `deltaplan compress`: quantizes every planned matrix's segments (Delta-CoMe: GPTQ on Vᵀ with
 /// H, then on U with Σ̂ V̂ᵀ H V̂ Σ̂; sign for 1 bit; F16 for 16 bits) and writes an artifact
 /// directory: `delta.safetensors` (the segments' codes, scales, zeros, values and σ, and the
-/// carried tensors) and `manifest.json`. Layout: `Docs/artifact-format.md`.
+/// carried tensors), `model-files/` (the fine-tuned directory's configuration, tokenizer and
+/// generation files, byte for byte: ``ModelFiles``) and `manifest.json`. Layout:
+/// `Docs/artifact-format.md`.
 ///
 /// - The plan must belong to the store: `plan.source.hash == store.identity`, and every planned
 ///   matrix is a store matrix with the same shape and a stored rank covering its segments.
@@ -49,6 +51,10 @@ public enum CompressionEvent: Sendable {
 /// - The base and fine-tuned checkpoints (the store's recorded paths, or the overrides) must
 ///   match the store's fingerprints. Every fine-tuned tensor outside the plan is carried as its
 ///   fine-tuned bytes, unless it is byte-identical to the base (then recorded as unchanged).
+/// - Model files: the ones ``ModelFiles`` selects in the fine-tuned checkpoint directory (none for
+///   a single-file checkpoint), checked before any quantization (a link out of the directory, a
+///   file that is not regular or too large is an error naming it). They are not part of the
+///   store's fingerprint: they are whatever the directory holds when `compress` runs.
 /// - Streaming: one matrix's factors, H and its prepared factor, and the encoded segments at a
 ///   time; carried tensors are compared and copied in place in the checkpoints' mappings, one at
 ///   a time.
@@ -118,6 +124,7 @@ public func compress(
     }
     let finetunedNames = Set(finetuned.tensors.map(\.name))
     let removed = base.tensors.map(\.name).filter { !finetunedNames.contains($0) }
+    let modelFileSources = try ModelFiles.collect(in: URL(fileURLWithPath: finetunedPath))
 
     // Temporary sibling directory.
     let fm = FileManager.default
@@ -210,6 +217,16 @@ public func compress(
     }
     do { try writer.finish() } catch { throw .checkpoint("\(error)") }
 
+    // Model files.
+    var modelFiles: [ArtifactManifest.ModelFileRecord] = []
+    if !modelFileSources.isEmpty {
+        let folder = temporary.appendingPathComponent(ModelFiles.folder)
+        do { try fm.createDirectory(at: folder, withIntermediateDirectories: false) } catch {
+            throw .io(path: folder.path, reason: "cannot create: \(error.localizedDescription)")
+        }
+        for source in modelFileSources { modelFiles.append(try ModelFiles.copy(source, into: folder)) }
+    }
+
     // Manifest.
     let size = (try? fm.attributesOfItem(atPath: deltaURL.path)[.size] as? NSNumber)?.intValue ?? 0
     let deltaSHA: String
@@ -226,7 +243,7 @@ public func compress(
         inputs: .init(base: recorded.base, finetuned: recorded.finetuned), dampening: options.dampening,
         delta: .init(name: ArtifactManifest.deltaFileName, size: size, sha256: deltaSHA, headerBytes: headerBytes),
         matrices: matrixRecords, carried: carried, unchanged: unchanged, removed: removed,
-        tensors: tensorRecords.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) },
+        tensors: tensorRecords.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }, modelFiles: modelFiles,
         totals: .init(planStorageBits: plan.totals.storageBits, plannedBytes: plannedBytes,
                       plannedOverPlan: plan.totals.storageBits > 0 ? Double(8 * plannedBytes) / Double(plan.totals.storageBits) : 0,
                       carriedBytes: carriedBytes, headerBytes: headerBytes, fileBytes: size))

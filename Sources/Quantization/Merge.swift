@@ -13,6 +13,10 @@ public struct MergeSummary: Sendable, Equatable {
     public var carried: Int
     /// The base tensor's bytes (unchanged by fine-tuning).
     public var copied: Int
+    /// The fine-tuned checkpoint's model files (`config.json`, tokenizer, …) written byte for byte,
+    /// by name. Empty when the artifact has none: a format-1 artifact, or a fine-tuned checkpoint
+    /// that was a single file or a directory without such files.
+    public var modelFiles: [String]
 }
 
 /// `deltaplan merge`: writes base + Δ̂ as a Hugging Face checkpoint directory.
@@ -27,8 +31,14 @@ public struct MergeSummary: Sendable, Equatable {
 /// - Planned matrices: W = W_base + ΔŴ computed in Float32 and rounded to the base's dtype
 ///   (nearest even). Carried tensors: the fine-tuned bytes as stored (bit-exact, their own dtype).
 ///   Unchanged tensors: the base's bytes.
+/// - Model files: the artifact's `model-files/` (the fine-tuned directory's `config.json`,
+///   tokenizer and generation files) are written beside the shards byte for byte, each checked
+///   against its SHA-256 as it is read. Nothing is taken from the base directory: where the base's
+///   `config.json` differs, the fine-tuned one describes the merged weights (a resized vocabulary,
+///   say). A format-1 artifact has none; the summary's `modelFiles` is then empty.
 /// - Streaming: one tensor at a time (plus one matrix's decoded segments); every shard is written
-///   through `SafetensorsWriter` in a temporary sibling directory renamed into place at the end.
+///   through `SafetensorsWriter` in a temporary sibling directory (model files included) renamed
+///   into place at the end.
 /// - `shouldStop` is checked before each tensor: when it returns true, the temporary directory is
 ///   removed and `.quantization(.stopped)` thrown.
 @discardableResult
@@ -39,6 +49,7 @@ public func merge(
     let base = try openCheckpoint(baseURL)
     try verifyInput(base, path: baseURL.path, against: artifact.manifest.inputs.base, role: "base", checkModified: false)
     let m = artifact.manifest
+    // Unique names: `Artifact.init` refused a manifest listing any name twice.
     let planned = Dictionary(uniqueKeysWithValues: m.matrices.map { ($0.name, $0) })
     let carried = Dictionary(uniqueKeysWithValues: m.carried.map { ($0.name, $0) })
     let removed = Set(m.removed)
@@ -77,6 +88,10 @@ public func merge(
     }
     for p in m.matrices where !baseNames.contains(p.name) {
         throw .inputMismatch(input: "base", path: baseURL.path, reason: "planned matrix \(p.name) is not in the base")
+    }
+    let modelFiles = m.modelFiles ?? []
+    for f in modelFiles where shards[f.name] != nil {
+        throw .inputMismatch(input: "base", path: baseURL.path, reason: "its shard \(f.name) has the name of a model file the artifact carries")
     }
 
     let fm = FileManager.default
@@ -137,7 +152,15 @@ public func merge(
         try writeJSON(Index(metadata: .init(total_size: totalSize), weight_map: weightMap),
                       to: temporary.appendingPathComponent(Checkpoint.indexFileName))
     }
+    for f in modelFiles {
+        if shouldStop() { throw .quantization(.stopped) }
+        let target = temporary.appendingPathComponent(f.name)
+        do { try artifact.modelFileContents(f).write(to: target) } catch let error as ArtifactError { throw error } catch {
+            throw .io(path: target.path, reason: "cannot write: \(error.localizedDescription)")
+        }
+    }
     try publishDirectory(temporary, as: out)
     published = true
-    return MergeSummary(directory: out, shards: shardOrder, merged: merged, carried: carriedCount, copied: copied)
+    return MergeSummary(directory: out, shards: shardOrder, merged: merged, carried: carriedCount, copied: copied,
+                        modelFiles: modelFiles.map(\.name))
 }

@@ -101,7 +101,7 @@ public let openAPIDocument = #"""
       },
       "MergeRequest": {
         "type": "object", "additionalProperties": false,
-        "description": "Exactly one of compression or artifact; base defaults to the compression job's. The merged checkpoint is written to <data-dir>/merges/<id> (the job's result).",
+        "description": "Exactly one of compression or artifact; base defaults to the compression job's. The merged checkpoint (the weights, and the fine-tuned model's config.json, tokenizer and generation files the artifact stores, byte for byte) is written to <data-dir>/merges/<id> (the job's result).",
         "properties": {
           "compression": {"type": "string", "description": "A succeeded compression job id."},
           "artifact": {"type": "string", "description": "A server-side artifact directory under an --allow-root."},

@@ -9,12 +9,13 @@ import Reporting
 /// `deltaplan compress`: realize a plan as an artifact directory.
 struct Compress: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Quantize a plan's segments and write a compressed-delta artifact (delta.safetensors + manifest.json).",
+        abstract: "Quantize a plan's segments and write a compressed-delta artifact (delta.safetensors, model-files/, manifest.json).",
         discussion: """
         The plan must come from the store (its source.hash is the store's identity). Base and fine-tuned \
         checkpoints default to the paths the store recorded and must still match its fingerprints. Every \
         tensor outside the plan is carried as the fine-tuned tensor's bytes, so artifact + base is the whole \
-        fine-tuned model. Layout: Docs/artifact-format.md.
+        fine-tuned model. The fine-tuned directory's config.json, tokenizer, generation and chat-template \
+        files are stored too (byte for byte), for merge to write. Layout: Docs/artifact-format.md.
         """)
 
     @Argument(help: "The spectrum store the plan was made from.")
@@ -81,6 +82,10 @@ struct Compress: ParsableCommand {
             + "(×\(Format.fixed(t.plannedOverPlan, decimals: 5)))")
         say("carried: \(Format.bytes(Double(t.carriedBytes))) in \(manifest.carried.count) tensors; unchanged: \(manifest.unchanged.count); "
             + "header \(t.headerBytes) B; file \(Format.bytes(Double(t.fileBytes)))")
+        let files = manifest.modelFiles ?? []
+        say(files.isEmpty
+            ? "model files: none (the fine-tuned checkpoint is a single file, or its directory has no config.json or tokenizer files)"
+            : "model files: \(files.count), \(Format.bytes(Double(files.reduce(0) { $0 + $1.size }))) (\(files.map(\.name).joined(separator: ", ")))")
         for m in manifest.matrices where !m.warnings.isEmpty { say("warning: \(m.name): \(m.warnings.joined(separator: "; "))") }
         say("wrote \(out)")
     }

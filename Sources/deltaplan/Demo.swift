@@ -77,5 +77,6 @@ struct Demo: ParsableCommand {
         try? FileManager.default.removeItem(at: mergedURL)
         let merged = try merge(base: paths.base, artifact: artifact, to: mergedURL)
         say("wrote \(mergedURL.path): \(merged.merged) merged, \(merged.carried) carried bit-exact, \(merged.copied) copied tensors")
+        say(modelFilesLine(merged, artifact: artifact))
     }
 }

@@ -100,6 +100,19 @@ import ModelProfiles
                                               reason: "must be 2 (segments are consecutive from 0)")) {
             try Plan.decode(data(gap), file: "p.json")
         }
+        // A matrix planned twice (its storage counted twice in the totals, so only the name is wrong).
+        var twice = good
+        var m3 = try #require(good["matrices"] as? [[String: Any]])
+        m3.append(m3[1])
+        twice["matrices"] = m3
+        var totals = try #require(good["totals"] as? [String: Any])
+        totals["storageBits"] = try #require(totals["storageBits"] as? Int) + (try #require(m3[1]["storageBits"] as? Int))
+        twice["totals"] = totals
+        let name = try #require(m3[1]["name"] as? String)
+        #expect(throws: PlanFileError.invalid(file: "p.json", field: "matrices[\(m3.count - 1)].name",
+                                              reason: "\(name) is also matrices[1]; a matrix is planned once")) {
+            try Plan.decode(data(twice), file: "p.json")
+        }
         #expect(throws: PlanFileError.self) { try Plan.decode(Data("not json".utf8), file: "p.json") }
     }
 

@@ -9,6 +9,11 @@ import Quantization
 /// `preset:delta-come` plan at the paper's α = 1/16 (global scope, artifact accounting) built through the
 /// library exactly as the CLI does, each compressed. Built once and shared by the artifact tests
 /// (they only read it; tests that damage an artifact work on a copy).
+///
+/// The fine-tuned directory also holds Hugging Face model files (``modelFiles``, carried) and
+/// files that must not be carried (``strayFiles``); the base directory has its own, different
+/// `config.json`. The exact artifact is compressed from that directory; the preset artifact from
+/// a copy holding only `model.safetensors` (a fine-tuned directory without model files).
 struct ArtifactFixture: Sendable {
     let directory: URL
     let paths: SyntheticPair.Paths
@@ -18,6 +23,13 @@ struct ArtifactFixture: Sendable {
     let presetPlan: Plan
     let exactArtifact: URL
     let presetArtifact: URL
+    /// The fine-tuned directory's files that compress carries, by name, with their bytes.
+    let modelFiles: [String: Data]
+    /// Files and folders of the fine-tuned directory that compress must leave out.
+    static let strayFiles = ["README.md", "adapter_config.json", "pytorch_model.bin", "pytorch_model.bin.index.json",
+                             "training_args.bin", "trainer_state.json", ".gitattributes", "checkpoint-10"]
+    /// The weights-only copy of the fine-tuned directory the preset artifact was compressed from.
+    let weightsOnlyFinetuned: URL
 
     /// The paper's α. At 1/16 scale (256 × 256, 688 × 256 matrices) `delta-come`'s fixed segments
     /// (2 @ 8 bits, 32 @ 3 bits) and their group metadata fit it; at 1/32 scale they would not.
@@ -35,6 +47,11 @@ struct ArtifactFixture: Sendable {
         store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
                              options: AnalysisOptions(), store: directory.appendingPathComponent("store")).run()
         calibration = try CalibrationSet(url: paths.calibration)
+        modelFiles = try Self.writeModelFiles(finetuned: paths.finetuned, base: paths.base)
+        weightsOnlyFinetuned = directory.appendingPathComponent("finetuned-weights-only")
+        try FileManager.default.createDirectory(at: weightsOnlyFinetuned, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: paths.finetuned.appendingPathComponent(Checkpoint.singleFileName),
+                                         to: weightsOnlyFinetuned.appendingPathComponent(Checkpoint.singleFileName))
         let spectra = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions())
         let budget = try Budget(parsing: Self.budget)
         let bits = budget.bits(forShapes: spectra.map { ($0.rows, $0.columns) })
@@ -49,8 +66,34 @@ struct ArtifactFixture: Sendable {
         presetArtifact = directory.appendingPathComponent("preset.artifact")
         try compress(store: store, plan: exactPlan, calibration: calibration, options: CompressionOptions(toolVersion: "test"),
                      to: exactArtifact)
-        try compress(store: store, plan: presetPlan, calibration: calibration, options: CompressionOptions(toolVersion: "test"),
-                     to: presetArtifact)
+        try compress(store: store, plan: presetPlan, calibration: calibration,
+                     options: CompressionOptions(finetuned: weightsOnlyFinetuned, toolVersion: "test"), to: presetArtifact)
+    }
+
+    /// Writes the model files of a Hugging Face directory into `finetuned` (JSON, text, a binary
+    /// sentencepiece stand-in with every byte value, remote code), the stray files, and a
+    /// different `config.json` into `base`. Returns the carried ones by name.
+    private static func writeModelFiles(finetuned: URL, base: URL) throws -> [String: Data] {
+        let config = #"{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 2001, "torch_dtype": "bfloat16"}"#
+        let files: [String: Data] = [
+            "config.json": Data((config + "\n").utf8),
+            "generation_config.json": Data(#"{"bos_token_id": 1, "eos_token_id": 2, "temperature": 0.6}"#.utf8),
+            "tokenizer.json": Data(#"{"version": "1.0", "added_tokens": [{"id": 2000, "content": "<|tool|>"}]}"#.utf8),
+            "tokenizer_config.json": Data(#"{"add_bos_token": true, "model_max_length": 4096}"#.utf8),
+            "special_tokens_map.json": Data(#"{"bos_token": "<s>", "eos_token": "</s>"}"#.utf8),
+            "chat_template.jinja": Data("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}".utf8),
+            "tokenizer.model": Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 8) }),
+            "modeling_custom.py": Data("# remote code named by config.json's auto_map\n".utf8),
+        ]
+        for (name, data) in files { try data.write(to: finetuned.appendingPathComponent(name)) }
+        for name in strayFiles where name != "checkpoint-10" {
+            try Data("not carried: \(name)\n".utf8).write(to: finetuned.appendingPathComponent(name))
+        }
+        let checkpoint = finetuned.appendingPathComponent("checkpoint-10")
+        try FileManager.default.createDirectory(at: checkpoint, withIntermediateDirectories: true)
+        try Data("{}".utf8).write(to: checkpoint.appendingPathComponent("config.json"))
+        try Data(#"{"model_type": "llama", "vocab_size": 2000}"#.utf8).write(to: base.appendingPathComponent("config.json"))
+        return files
     }
 
     /// `deltaplan-artifact-<pid>` in the temporary directory. A static fixture has no teardown, so

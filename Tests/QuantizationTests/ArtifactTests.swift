@@ -274,4 +274,51 @@ import Testing
                          to: f.url("never-\(UUID().uuidString)"))
         }
     }
+
+    /// A name listed twice (or in two roles) is refused when the artifact is opened, before merge
+    /// builds any table from it, with a message naming it.
+    @Test(arguments: ["matrices", "carried", "tensors", "modelFiles", "carried+removed", "matrices+carried"])
+    func duplicatedNamesAreRejected(list: String) throws {
+        let f = try ArtifactFixture.get()
+        let copy = try f.copy(f.exactArtifact, as: "duplicate-\(list)-\(UUID().uuidString)")
+        var expected = ""
+        try rewriteManifest(copy) { m in
+            switch list {
+            case "matrices":
+                m.matrices.append(m.matrices[0])
+                expected = "\(m.matrices[0].name) is listed twice in matrices"
+            case "carried":
+                m.carried.append(m.carried[0])
+                expected = "\(m.carried[0].name) is listed twice in carried"
+            case "tensors":
+                m.tensors.append(m.tensors[0])
+                expected = "tensor \(m.tensors[0].name) is listed twice in tensors"
+            case "modelFiles":
+                let first = try #require(m.modelFiles?.first)
+                m.modelFiles?.append(first)
+                expected = "model file \(first.name) is listed twice in modelFiles"
+            case "carried+removed":
+                m.removed.append(m.carried[0].name)
+                expected = "\(m.carried[0].name) is listed in both carried and removed"
+            default:
+                var c = m.carried[0]
+                c.name = m.matrices[0].name
+                m.carried.append(c)
+                expected = "\(c.name) is listed in both matrices and carried"
+            }
+        }
+        try expectCorrupt(copy, mentioning: expected)
+    }
+}
+
+/// Rewrites an artifact's manifest through the Codable model (the reader does not care about key
+/// order); `plan` edits update `planSHA256`.
+func rewriteManifest(_ artifact: URL, _ change: (inout ArtifactManifest) throws -> Void) throws {
+    let url = artifact.appendingPathComponent("manifest.json")
+    var manifest = try JSONDecoder().decode(ArtifactManifest.self, from: Data(contentsOf: url))
+    try change(&manifest)
+    manifest.planSHA256 = Digest.sha256(try manifest.plan.encoded())
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+    try encoder.encode(manifest).write(to: url)
 }

@@ -20,6 +20,9 @@ struct ServiceAPITests {
         let root = try temporaryDirectory("flow"), data = try temporaryDirectory("flow-data")
         defer { try? FileManager.default.removeItem(at: root); try? FileManager.default.removeItem(at: data) }
         let pair = try syntheticPair(in: root)
+        // Model files of the fine-tuned directory, which the compression stores and the merge writes.
+        let modelFiles = ["config.json": Data(#"{"model_type": "llama"}"#.utf8), "tokenizer.json": Data(#"{"version": "1.0"}"#.utf8)]
+        for (name, bytes) in modelFiles { try bytes.write(to: pair.finetuned.appendingPathComponent(name)) }
         let configuration = ServiceConfiguration(dataDirectory: data, allowedRoots: [root])
         try await withServer(configuration) { client in
             #expect(try await client.get("/healthz").status == 200)
@@ -106,7 +109,8 @@ struct ServiceAPITests {
                                         calibration: try CalibrationSet(url: pair.calibration), store: try SpectrumStore(at: storeURL))
             #expect(try JSONDecoder().decode(EvaluationReport.self, from: report.body) == libraryReport)
 
-            // And merges into a checkpoint whose carried tensors are the fine-tuned ones, bit for bit.
+            // And merges into a checkpoint whose carried tensors and model files are the fine-tuned
+            // ones, bit for bit.
             let merge = try await client.post("/v1/merges", json: ["compression": compressionID])
             #expect(merge.status == 202)
             let mergeID = try #require(merge.json["id"] as? String)
@@ -119,6 +123,8 @@ struct ServiceAPITests {
                 #expect(try checkpoint.rawBytes(c.name) == finetunedCheckpoint.rawBytes(c.name), "\(c.name)")
             }
             #expect(Set(checkpoint.tensors.map(\.name)) == Set(finetunedCheckpoint.tensors.map(\.name)))
+            #expect(artifact.manifest.modelFiles?.map(\.name) == modelFiles.keys.sorted())
+            for (name, bytes) in modelFiles { #expect(try Data(contentsOf: checkpoint.url.appendingPathComponent(name)) == bytes, "\(name)") }
 
             let comparison = try await client.post("/v1/comparisons", json: ["analysis": id, "budgets": ["1/16", "1/32"]])
             #expect(comparison.status == 202)

@@ -302,8 +302,12 @@ extension Plan {
             || !bits.allSatisfy(ProfileLibrary.bitWidths.contains) {
             throw fail("bits", "must list distinct widths from \(ProfileLibrary.bitWidths.sorted(by: >)) in descending order, got \(bits)")
         }
+        var seen: [String: Int] = [:]
         for (i, m) in matrices.enumerated() {
             let at = "matrices[\(i)]"
+            if let first = seen.updateValue(i, forKey: m.name) {
+                throw fail("\(at).name", "\(m.name) is also matrices[\(first)]; a matrix is planned once")
+            }
             guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 }) else {
                 throw fail("\(at).shape", "needs two positive dimensions [h_out, h_in], got \(m.shape)")
             }
