@@ -49,8 +49,11 @@ extension SpectrumReport {
                 .joined(separator: ", ")
         }
         var details = ["calibration format \(calibrationFile?.formatVersion ?? 1)", forms("H", \.inputGram), forms("G", \.outputGram)]
-        let rows = Set(statistics.map(\.pairedRows)).sorted()
-        if rows != [0] { details.append(rows.map(String.init).joined(separator: "/") + " paired rows") }
+        let paired = statistics.filter { $0.pairedRows > 0 }
+        if !paired.isEmpty {
+            let rows = Set(paired.map(\.pairedRows)).sorted().map(String.init).joined(separator: "/") + " paired rows"
+            details.append(paired.count == statistics.count ? rows : rows + " for \(paired.count) of \(statistics.count)")
+        }
         if let probe = calibrationFile?.metadata.objective {
             details.append("probes: \(probe.rawValue)" + (calibrationFile?.metadata.probes.map { " × \($0)" } ?? ""))
         }
