@@ -141,8 +141,9 @@ public struct Analyzer: Sendable {
         _ selection: Selection, _ base: Checkpoint, _ finetuned: Checkpoint, _ calibration: CalibrationSet?,
         skipped: inout [StoreManifest.SkippedTensor]
     ) throws(AnalysisError) -> [Job] {
-        let baseTensors = Dictionary(uniqueKeysWithValues: base.tensors.map { ($0.name, $0.info) })
-        let finetunedTensors = Dictionary(uniqueKeysWithValues: finetuned.tensors.map { ($0.name, $0.info) })
+        var baseTensors: [String: TensorInfo] = [:], finetunedTensors: [String: TensorInfo] = [:]
+        for t in base.tensors { baseTensors[t.name] = t.info }
+        for t in finetuned.tensors { finetunedTensors[t.name] = t.info }
         var jobs: [Job] = [], missingCalibration: [String] = []
         let names = Set(baseTensors.keys).union(finetunedTensors.keys).filter(selection.matches).sorted {
             Self.naturalOrder($0, $1)
@@ -271,9 +272,15 @@ public struct Analyzer: Sendable {
     }
 
     private static func change(_ old: StoreManifest.InputRecord, _ new: StoreManifest.InputRecord) -> String? {
-        let oldFiles = Dictionary(uniqueKeysWithValues: old.files.map { ($0.name, $0) })
-        if Set(oldFiles.keys) != Set(new.files.map(\.name)) { return "its files differ from \(old.path)'s" }
-        for file in new.files { if let c = file.change(from: oldFiles[file.name]!) { return c } }
+        var oldFiles: [String: FileFingerprint] = [:]
+        for file in old.files { oldFiles[file.name] = file }
+        guard old.files.count == new.files.count, Set(oldFiles.keys) == Set(new.files.map(\.name)) else {
+            return "its files differ from \(old.path)'s"
+        }
+        for file in new.files {
+            guard let before = oldFiles[file.name] else { return "its files differ from \(old.path)'s" }
+            if let c = file.change(from: before) { return c }
+        }
         return nil
     }
 

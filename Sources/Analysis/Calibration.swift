@@ -78,8 +78,7 @@ public struct CalibrationSet: Sendable {
                 byModule[module, default: [:]][role] = info
             }
             var entries: [String: Entry] = [:], outputs: [String: Outputs] = [:]
-            for module in byModule.keys.sorted(by: Analyzer.naturalOrder) {
-                let tensors = byModule[module]!
+            for (module, tensors) in byModule.sorted(by: { Analyzer.naturalOrder($0.key, $1.key) }) {
                 if let entry = try Self.entry(module, tensors, file: file, version: formatVersion) { entries[module] = entry }
                 if let out = try Self.outputs(module, tensors, path: path, version: formatVersion) { outputs[module] = out }
             }
@@ -307,8 +306,7 @@ extension CalibrationSet {
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: String] else {
             throw .invalidMetadata(file: path, key: aliasesKey, reason: "must be a JSON object of module names to module names")
         }
-        for module in object.keys.sorted(by: Analyzer.naturalOrder) {
-            let target = object[module]!
+        for (module, target) in object.sorted(by: { Analyzer.naturalOrder($0.key, $1.key) }) {
             guard entries[module] == nil else { throw .aliasShadowsEntry(file: path, module: module, target: target) }
             if let next = object[target] { throw .aliasChain(file: path, module: module, target: target, next: next) }
             guard entries[target] != nil else { throw .aliasToMissingEntry(file: path, module: module, target: target) }
@@ -349,8 +347,7 @@ extension CalibrationSet {
         _ outputs: [String: Outputs], entries: [String: Entry], aliases: [String: String], metadata: CalibrationMetadata,
         path: String
     ) throws(CalibrationError) {
-        for module in outputs.keys.sorted(by: Analyzer.naturalOrder) {
-            let out = outputs[module]!
+        for (module, out) in outputs.sorted(by: { Analyzer.naturalOrder($0.key, $1.key) }) {
             let gradsName = module + Role.grads.suffix
             guard let entryName = entries[module] != nil ? module : aliases[module], let entry = entries[entryName] else {
                 if out.outputGram == .absent { throw .gradsWithoutInputs(file: path, module: module, tensor: gradsName) }
