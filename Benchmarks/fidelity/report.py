@@ -1,0 +1,110 @@
+"""The table of Benchmarks/run-fidelity.sh: per candidate, proxy, predicted, J and end-to-end error.
+
+Reads WORK/runs/NAME/{plan,evaluate}.json, WORK/fidelity.json and WORK/score.json and prints a
+markdown table plus Spearman rank correlations of each per-plan figure with the end-to-end error.
+
+- predicted: the plan's predicted relative activation error Σ predicted / Σ ‖ΔW X‖²;
+- proxy: `deltaplan evaluate`'s actual relative activation error of the artifact (same ratio);
+- J: the companion's joint first-order prediction of the last hidden state's error along
+  E = W_candidate − W_finetuned (`deltaplan-model score`, one JVP), √J / ‖Y_nodelta − Y_finetuned‖_F
+  on the same held-out tokens as the end-to-end figure;
+- end to end: ‖Y_candidate − Y_finetuned‖_F / ‖Y_nodelta − Y_finetuned‖_F of the last hidden state
+  on held-out chapters (`deltaplan-model fidelity`): 0 = the fine-tuned model, 1 = every planned
+  delta dropped.
+
+Usage: python3 report.py WORK
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+
+def ranks(values):
+    """Average ranks (ties share the mean rank), 0-based."""
+    v = np.asarray(values, dtype=float)
+    order = np.argsort(v, kind="mergesort")
+    r = np.empty(len(v))
+    i = 0
+    while i < len(v):
+        j = i
+        while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+            j += 1
+        r[order[i:j + 1]] = (i + j) / 2
+        i = j + 1
+    return r
+
+
+def spearman(x, y):
+    if len(x) < 3:
+        return float("nan")
+    rx, ry = ranks(x), ranks(y)
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def by_name(document):
+    """The per-candidate entries of a companion report, keyed by candidate name."""
+    return {c["name"]: c for c in document["candidates"]} if document else {}
+
+
+def main():
+    work = sys.argv[1]
+    fidelity = by_name(json.load(open(os.path.join(work, "fidelity.json"))))
+    score_path = os.path.join(work, "score.json")
+    score = by_name(json.load(open(score_path))) if os.path.exists(score_path) else {}
+    rows = []
+    runs = os.path.join(work, "runs")
+    bitdelta_proxy = None
+    for name in sorted(os.listdir(runs)):
+        d = os.path.join(runs, name)
+        if os.path.exists(os.path.join(d, "skipped")):
+            rows.append(dict(name=name, skipped=open(os.path.join(d, "skipped")).read().strip()))
+            continue
+        plan = json.load(open(os.path.join(d, "plan.json")))
+        ev = json.load(open(os.path.join(d, "evaluate.json")))
+        bitdelta_proxy = ev["total"]["bitDeltaRelativeError"]
+        rows.append(dict(name=name, alpha=plan["totals"]["alpha"], scope=plan.get("scope"),
+                         predicted=plan["totals"]["predictedRelativeError"],
+                         proxy=ev["total"]["planRelativeError"]))
+    rows.append(dict(name="bitdelta", alpha=1 / 16, predicted=None, proxy=bitdelta_proxy))
+    for r in rows:
+        if "skipped" in r:
+            continue
+        f = fidelity[r["name"]]
+        r["e2e"] = f["relative_error"]
+        r["cosine"] = f.get("mean_cosine")
+        s = score.get(r["name"])
+        r["J"] = s.get("predicted_relative_error") if s else None
+
+    def fmt(x, spec=".4f"):
+        return "—" if x is None else format(x, spec)
+
+    print("| candidate | α | predicted rel. act. error | proxy: actual rel. act. error | J (rel.) | end to end: rel. last-hidden error | cosine |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            print(f"| {r['name']} | {r['skipped']} | | | | | |")
+            continue
+        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {fmt(r['predicted'])} | {fmt(r['proxy'])} | "
+              f"{fmt(r['J'])} | {fmt(r['e2e'])} | {fmt(r['cosine'], '.6f')} |")
+    done = [r for r in rows if "skipped" not in r]
+    print()
+    for key, label in (("proxy", "proxy"), ("predicted", "predicted"), ("J", "J")):
+        pairs = [(r[key], r["e2e"]) for r in done if r.get(key) is not None]
+        if pairs:
+            rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+            print(f"Spearman({label}, end to end) over {len(pairs)} candidates: {rho:.3f}")
+    e2e = {r["name"]: r["e2e"] for r in done}
+    if "delta-come-1-16" in e2e:
+        ref = e2e["delta-come-1-16"]
+        for budget in ("1-16", "1-32"):
+            own = {n: v for n, v in e2e.items() if n.endswith(budget) and not n.startswith("delta-come")}
+            if own:
+                best = min(own, key=own.get)
+                print(f"best at {budget.replace('-', '/')}: {best} {own[best]:.4f} = "
+                      f"{own[best] / ref:.3f} x Delta-CoMe 1/16 ({ref:.4f}); reduction {1 - own[best] / ref:+.1%}")
+
+
+if __name__ == "__main__":
+    main()

