@@ -35,6 +35,12 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[str], None]) -> None:
     """Calls `write(temporary_path)`, then renames the temporary file to `path`."""
     parent = _parent_of(path)
@@ -44,6 +50,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file ordinary permissions
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -72,6 +79,7 @@ def atomic_directory(path: str) -> Iterator[str]:
         raise DeltaPlanError(f"{path} already exists; remove it or choose another --out")
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(os.path.abspath(path)) + ".", suffix=".tmp", dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         yield tmp
         if os.path.lexists(path):
             raise DeltaPlanError(f"{path} appeared while it was being written; nothing was replaced")

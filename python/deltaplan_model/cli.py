@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import DeltaPlanError
@@ -255,10 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.simplefilter("ignore", FutureWarning)  # deprecation chatter of torch/transformers, not ours
+    warnings.simplefilter("ignore", DeprecationWarning)
     try:
         COMMANDS[args.command](args)
     except DeltaPlanError as e:
         print(f"deltaplan-model {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as e:  # the environment (permissions, a full disk), named by its file
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"deltaplan-model {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("deltaplan-model: interrupted", file=sys.stderr)

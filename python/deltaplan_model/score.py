@@ -48,13 +48,15 @@ class ScoreRow:
 
 
 def check_compatible(reference: LoadedModel, other: LoadedModel, role: str) -> None:
+    if reference.kind != other.kind:
+        phrase = {"causal-lm": "a causal LM", "encoder": "an encoder"}
+        raise DeltaPlanError(f"{role} {other.directory} is {phrase[other.kind]}, {reference.directory} "
+                             f"{phrase[reference.kind]}")
     a, b = reference.config, other.config
     for field in ("hidden_size", "vocab_size"):
         if getattr(a, field, None) != getattr(b, field, None):
             raise DeltaPlanError(f"{role} {other.directory}: config.json {field} is {getattr(b, field, None)}, "
                                  f"{reference.directory} has {getattr(a, field, None)}")
-    if reference.kind != other.kind:
-        raise DeltaPlanError(f"{role} {other.directory} is a {other.kind}, {reference.directory} a {reference.kind}")
 
 
 def reference_norm(loaded: LoadedModel, windows: torch.Tensor, base: LoadedModel | None) -> tuple[float, str]:

@@ -47,6 +47,9 @@ def test_capture_round_trip(models, tmp_path, capsys, which):
     aliases = json.loads(metadata["deltaplan.aliases"])
     assert len(aliases) == (6 if which.startswith("llama") else 4)
     assert not [f for f in os.listdir(tmp_path) if f != "calib.safetensors"]  # no temporary left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
     # The file's statistics against the independent recomputation (F64 grams: float64 precision).
     loaded = load_model(models[which], dtype="float64")
