@@ -5,7 +5,7 @@ import LinearAlgebra
 extension Analyzer {
     /// Analyzes one matrix and writes its file; returns its finished record.
     func analyze(
-        _ job: Job, index: Int, record: StoreManifest.MatrixRecord, gram: CalibrationGram?,
+        _ job: Job, index: Int, record: StoreManifest.MatrixRecord, gram: CalibrationGram?, outputs: OutputStatistics?,
         base: Checkpoint, finetuned: Checkpoint
     ) throws(AnalysisError) -> StoreManifest.MatrixRecord {
         let delta = try loadDelta(job.name, base: base, finetuned: finetuned)
@@ -48,6 +48,7 @@ extension Analyzer {
 
         // Calibration projections.
         let inputEnergy: [Double], activationEnergy: Double, bitDelta: (activation: Double, weight: Double)
+        var projection: ObjectiveProjection?
         let signApproximation = Self.bitDelta(delta)
         if let gram {
             let hv = gram.times(v)
@@ -66,6 +67,8 @@ extension Analyzer {
                 activationEnergy = gram.quadraticTrace(delta)
             }
             bitDelta = (gram.quadraticTrace(signApproximation.residual), signApproximation.residual.squaredFrobeniusNorm)
+            projection = outputs?.project(delta: delta, sigma: sigma, u: u, v: v, inputEnergy: inputEnergy, gram: gram,
+                                          bitDeltaResidual: signApproximation.residual)
         } else {
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), v.column($0)) }
             activationEnergy = weightEnergy
@@ -76,14 +79,20 @@ extension Analyzer {
         // Write the matrix file, then fill the record.
         let file = "\(SpectrumStore.matricesFolder)/\(String(format: "%05d", index)).safetensors"
         let url = store.appendingPathComponent(file)
-        let energyBytes = inputEnergy.withUnsafeBytes { Array($0) }
+        func doubles(_ name: String, _ values: [Double]) -> TensorPayload {
+            TensorPayload(name: name, dtype: .f64, shape: [values.count], contents: .bytes(values.withUnsafeBytes { Array($0) }))
+        }
+        var payloads = [
+            TensorPayload(name: "singular_values", dtype: .f32, shape: [sigma.count], contents: .floats(sigma)),
+            TensorPayload(name: "u_t", dtype: .f32, shape: [rank, m], contents: .floats(u.elements)),
+            TensorPayload(name: "v_t", dtype: .f32, shape: [rank, n], contents: .floats(v.elements)),
+            doubles("input_energy", inputEnergy),
+        ]
+        if let projection {
+            payloads += [doubles("objective_weight", projection.vectorWeights), doubles("objective_dropped", projection.dropped)]
+        }
         do {
-            try SafetensorsFile.write([
-                TensorPayload(name: "singular_values", dtype: .f32, shape: [sigma.count], contents: .floats(sigma)),
-                TensorPayload(name: "u_t", dtype: .f32, shape: [rank, m], contents: .floats(u.elements)),
-                TensorPayload(name: "v_t", dtype: .f32, shape: [rank, n], contents: .floats(v.elements)),
-                TensorPayload(name: "input_energy", dtype: .f64, shape: [rank], contents: .bytes(energyBytes)),
-            ], metadata: ["tensor": job.name], to: url)
+            try SafetensorsFile.write(payloads, metadata: ["tensor": job.name], to: url)
         } catch {
             throw .io(path: url.path, reason: "cannot write: \(error)")
         }
@@ -99,6 +108,9 @@ extension Analyzer {
         done.activationEnergy = activationEnergy
         done.bitDeltaError = bitDelta.activation
         done.bitDeltaWeightError = bitDelta.weight
+        done.objective = projection?.objective
+        done.objectiveEnergy = projection?.dropped[0]
+        done.bitDeltaObjectiveError = projection?.bitDeltaError
         return done
     }
 

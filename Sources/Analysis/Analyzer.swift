@@ -120,8 +120,11 @@ public struct Analyzer: Sendable {
             let gram = try job.calibrationEntry.map { entry throws(AnalysisError) in
                 try gramCache.gram(entry, from: calibrationSet!)
             }
+            let outputs = try job.calibrationEntry.flatMap { entry throws(AnalysisError) in
+                try OutputStatistics.load(module: Selection.moduleName(of: job.name), from: calibrationSet!, entry: entry)
+            }
             manifest.matrices[index] = try analyze(job, index: index, record: manifest.matrices[index], gram: gram,
-                                                   base: baseCheckpoint, finetuned: finetunedCheckpoint)
+                                                   outputs: outputs, base: baseCheckpoint, finetuned: finetunedCheckpoint)
             try write(manifest)
             progress(.matrixFinished(index: index, total: jobs.count, name: job.name, seconds: Date().timeIntervalSince(start)))
         }

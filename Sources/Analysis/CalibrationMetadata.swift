@@ -1,4 +1,5 @@
 import Foundation
+import ModelProfiles
 
 /// What the probes behind a calibration file's output statistics differentiate
 /// (`deltaplan.objective`, see Docs/calibration-format.md).
@@ -51,19 +52,6 @@ public struct CalibrationMetadata: Codable, Sendable, Equatable {
 /// How a Gram matrix was given: the full symmetric matrix, its diagonal only, or not at all.
 public enum GramForm: String, Codable, Sendable {
     case full, diagonal, absent
-}
-
-/// The error objective a module's statistics support (Docs/calibration-format.md, "How the
-/// statistics are used"), weakest first:
-/// - `activation`: ‖E X‖² = tr(E H Eᵀ), from H alone;
-/// - `kronecker`: tr(G E H Eᵀ) / N, from H and the output Gram G;
-/// - `paired`: (N / n) Σᵢ (gᵢᵀ E xᵢ)², from n paired input and gradient rows.
-public enum ErrorObjective: String, Codable, Sendable, CaseIterable, Comparable {
-    case activation, kronecker, paired
-
-    public static func < (a: ErrorObjective, b: ErrorObjective) -> Bool {
-        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
-    }
 }
 
 /// Which statistics a calibration file holds for one module.

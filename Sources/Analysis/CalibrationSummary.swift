@@ -1,4 +1,5 @@
 import Foundation
+import ModelProfiles
 import Reporting
 
 /// What a calibration file holds, per module and in all: what `deltaplan calibration inspect`

@@ -8,6 +8,9 @@ import LinearAlgebra
 /// - `u_t`: F32 `[r, h_out]`, row i = left singular vector uᵢ;
 /// - `v_t`: F32 `[r, h_in]`, row i = right singular vector vᵢ;
 /// - `input_energy`: F64 `[r]`, gᵢ = vᵢᵀ H vᵢ;
+/// - with output statistics (the record's `objective`): `objective_weight` F64 `[r]`, wᵢ, the
+///   objective's cost of the unit error uᵢ vᵢᵀ, and `objective_dropped` F64 `[r + 1]`, the cost of
+///   dropping every vector from j on (see `ObjectiveProjection`);
 /// where r is the stored rank.
 public struct SpectrumStore: Sendable {
     public static let manifestName = "manifest.json"
@@ -54,6 +57,25 @@ public struct SpectrumStore: Sendable {
         let file = try open(record)
         do {
             return (try file.doubles("singular_values"), try file.doubles("input_energy"))
+        } catch {
+            throw .storeCorrupt(store: url.path, file: record.file ?? record.name, reason: "\(error)")
+        }
+    }
+
+    /// wᵢ and the dropped-suffix costs under the record's sensitivity objective; nil without one.
+    public func objectiveProjection(of record: StoreManifest.MatrixRecord) throws(AnalysisError) -> (weights: [Double], dropped: [Double])? {
+        guard record.objective != nil else { return nil }
+        let file = try open(record)
+        let r = record.storedRank ?? 0
+        do {
+            let weights = try file.doubles("objective_weight"), dropped = try file.doubles("objective_dropped")
+            guard weights.count == r, dropped.count == r + 1 else {
+                throw AnalysisError.storeCorrupt(store: url.path, file: record.file ?? record.name,
+                                                 reason: "objective_weight has \(weights.count) values and objective_dropped \(dropped.count), the stored rank is \(r)")
+            }
+            return (weights, dropped)
+        } catch let error as AnalysisError {
+            throw error
         } catch {
             throw .storeCorrupt(store: url.path, file: record.file ?? record.name, reason: "\(error)")
         }

@@ -98,6 +98,13 @@ public struct StoreManifest: Codable, Sendable, Equatable {
         public var bitDeltaError: Double?
         /// BitDelta's weight error ‖ΔW − s·sign(ΔW)‖²_F.
         public var bitDeltaWeightError: Double?
+        /// The sensitivity objective the matrix file's `objective_weight` and `objective_dropped`
+        /// measure (`kronecker` or `paired`); nil when the module had input statistics only.
+        public var objective: ErrorObjective?
+        /// L(ΔW) under that objective (Docs/calibration-format.md).
+        public var objectiveEnergy: Double?
+        /// L(ΔW − s·sign(ΔW)): the BitDelta baseline under that objective.
+        public var bitDeltaObjectiveError: Double?
 
         public var moduleName: String { Selection.moduleName(of: name) }
     }
@@ -116,6 +123,16 @@ extension StoreManifest {
             $0.statistics ?? CalibrationStatistics(inputGram: .full, outputGram: .absent, pairedRows: 0)
         }
         return CalibrationStatistics.commonObjective(statistics)
+    }
+
+    /// The strongest objective whose costs `analyze` stored for every matrix: `paired` or
+    /// `kronecker` when every matrix has that projection, else `activation`.
+    public var supportedSensitivity: ErrorObjective {
+        let done = matrices.filter { $0.status == .done }
+        for candidate in [ErrorObjective.paired, .kronecker] where !done.isEmpty && done.allSatisfy({ $0.objective == candidate }) {
+            return candidate
+        }
+        return .activation
     }
 
     static func encode(_ manifest: StoreManifest) -> Data {

@@ -1,4 +1,9 @@
-/// Predicted calibration-activation error ‖(ΔW − ΔŴ)X‖² of an allocation for one matrix.
+/// Predicted error of an allocation for one matrix under the spectrum's objective: the
+/// calibration-activation error ‖(ΔW − ΔŴ)X‖², or a sensitivity objective L (Docs/calibration-format.md).
+///
+/// Under a sensitivity objective the same structure holds with σᵢ² wᵢ in place of σᵢ² gᵢ, except
+/// that the cost of the dropped vectors is the store's exact `dropped` suffix (the paired
+/// objective keeps the cross terms between dropped vectors, which need not vanish there).
 ///
 /// With ΔW = Σᵢ σᵢ uᵢ vᵢᵀ and orthonormal U, the error of dropping vector i is exactly σᵢ² gᵢ
 /// (gᵢ = vᵢᵀ H vᵢ) and dropped vectors do not interact. A vector kept at k bits costs σᵢ² gᵢ eᵢ(k),
@@ -17,12 +22,18 @@ public struct ErrorModel: Sendable {
     public init(_ spectrum: MatrixSpectrum) {
         self.spectrum = spectrum
         let r = spectrum.storedRank
-        let weights = zip(spectrum.singularValues, spectrum.inputEnergy).map { $0 * $0 * $1 }
-        // Energy of the vectors that were never stored: what the stored ones do not explain.
-        let unstored = max(0, spectrum.activationEnergy - weights.reduce(0, +))
-        var suffix = [Double](repeating: unstored, count: r + 1)
-        for i in stride(from: r - 1, through: 0, by: -1) { suffix[i] = suffix[i + 1] + weights[i] }
-        suffixDropped = suffix
+        let weights: [Double]
+        if let s = spectrum.sensitivity {
+            weights = zip(spectrum.singularValues, s.vectorWeights).map { $0 * $0 * $1 }
+            suffixDropped = s.dropped
+        } else {
+            weights = zip(spectrum.singularValues, spectrum.inputEnergy).map { $0 * $0 * $1 }
+            // Energy of the vectors that were never stored: what the stored ones do not explain.
+            let unstored = max(0, spectrum.activationEnergy - weights.reduce(0, +))
+            var suffix = [Double](repeating: unstored, count: r + 1)
+            for i in stride(from: r - 1, through: 0, by: -1) { suffix[i] = suffix[i + 1] + weights[i] }
+            suffixDropped = suffix
+        }
         prefixQuantized = spectrum.relativeQuantizationError.mapValues { e in
             var p = [Double](repeating: 0, count: r + 1)
             for i in 0..<r { p[i + 1] = p[i] + weights[i] * e[i] }
@@ -55,8 +66,9 @@ public struct ErrorModel: Sendable {
     /// Predicted error when every vector from `rank` on is dropped and the first `rank` are exact.
     public func droppedError(from rank: Int) -> Double { suffixDropped[rank] }
 
-    /// `error / ‖ΔW X‖²`, or 0 for a zero delta.
+    /// `error / L(ΔW)` (the objective's cost of the whole delta: ‖ΔW X‖² for the activation
+    /// objective), or 0 for a zero delta.
     public func relative(_ error: Double) -> Double {
-        spectrum.activationEnergy > 0 ? error / spectrum.activationEnergy : 0
+        spectrum.objectiveEnergy > 0 ? error / spectrum.objectiveEnergy : 0
     }
 }

@@ -21,12 +21,31 @@ public struct MatrixSpectrum: Sendable, Equatable {
     /// it the way the backend does. Keyed by bit-width; each array covers the stored vectors.
     /// A bit-width without an entry cannot be used for this matrix.
     public var relativeQuantizationError: [Int: [Double]]
+    /// The objective the error model minimizes, and its costs when it is a sensitivity objective
+    /// (`kronecker` or `paired`, from the store's output statistics; nil: the activation objective).
+    public var sensitivity: Sensitivity?
+
+    /// A sensitivity objective's costs for one matrix (Docs/calibration-format.md).
+    public struct Sensitivity: Sendable, Equatable {
+        public var objective: ErrorObjective
+        /// wᵢ per stored vector: dropping vector i alone costs σᵢ² wᵢ.
+        public var vectorWeights: [Double]
+        /// dropped[j], j = 0…r: the cost of dropping every vector from j on; dropped[0] = L(ΔW).
+        public var dropped: [Double]
+
+        public init(objective: ErrorObjective, vectorWeights: [Double], dropped: [Double]) {
+            precondition(dropped.count == vectorWeights.count + 1, "one dropped cost per rank 0…r")
+            self.objective = objective
+            self.vectorWeights = vectorWeights
+            self.dropped = dropped
+        }
+    }
 
     public init(
         name: String, type: LayerType, rows: Int, columns: Int,
         singularValues: [Double], inputEnergy: [Double],
         activationEnergy: Double, weightEnergy: Double,
-        relativeQuantizationError: [Int: [Double]]
+        relativeQuantizationError: [Int: [Double]], sensitivity: Sensitivity? = nil
     ) {
         precondition(singularValues.count == inputEnergy.count, "one gᵢ per stored σᵢ")
         precondition(singularValues.count <= min(rows, columns), "more singular values than the rank allows")
@@ -41,7 +60,17 @@ public struct MatrixSpectrum: Sendable, Equatable {
         self.activationEnergy = activationEnergy
         self.weightEnergy = weightEnergy
         self.relativeQuantizationError = relativeQuantizationError
+        if let sensitivity {
+            precondition(sensitivity.vectorWeights.count == singularValues.count, "one wᵢ per stored σᵢ")
+        }
+        self.sensitivity = sensitivity
     }
+
+    /// The objective the error model minimizes.
+    public var objective: ErrorObjective { sensitivity?.objective ?? .activation }
+
+    /// The whole delta's cost under ``objective``: L(ΔW), or ‖ΔW X‖² for the activation objective.
+    public var objectiveEnergy: Double { sensitivity?.dropped[0] ?? activationEnergy }
 
     /// The number of stored vectors: the largest rank a plan can give this matrix.
     public var storedRank: Int { singularValues.count }

@@ -2,6 +2,7 @@ import Analysis
 import Checkpoint
 import Foundation
 import LinearAlgebra
+import ModelProfiles
 import Optimizer
 
 /// Errors of one reconstruction ΔŴ of a matrix against the true ΔW = W_ft − W_base.
@@ -12,6 +13,9 @@ public struct ReconstructionError: Codable, Sendable, Equatable {
     public var relativeActivationError: Double
     /// ‖ΔW − ΔŴ‖_F / ‖ΔW‖_F.
     public var relativeWeightError: Double
+    /// L(ΔW − ΔŴ) under the plan's sensitivity objective (``MatrixEvaluation/objectiveEnergy``);
+    /// nil for plans of the activation objective.
+    public var objectiveError: Double?
 }
 
 /// The evaluation of one planned matrix.
@@ -30,11 +34,14 @@ public struct MatrixEvaluation: Codable, Sendable, Equatable {
     public var activationEnergy: Double
     /// ‖ΔW‖²_F.
     public var weightEnergy: Double
+    /// L(ΔW) under the plan's sensitivity objective, from the calibration's output statistics
+    /// (Docs/calibration-format.md); nil for plans of the activation objective.
+    public var objectiveEnergy: Double?
     public var plan: ReconstructionError
     public var predictedError: Double?
     public var predictedRelativeError: Double?
-    /// plan.relativeActivationError / predictedRelativeError (relative errors compare even when X
-    /// is a sample of the calibration tokens).
+    /// The actual relative error under the plan's objective over predictedRelativeError
+    /// (relative errors compare even when X is a sample of the calibration tokens).
     public var actualOverPredicted: Double?
     /// The plan's storage bits and the low-rank baseline's rank at that storage.
     public var planStorageBits: Int
@@ -59,11 +66,19 @@ public struct EvaluationSummary: Codable, Sendable, Equatable {
     public var bitDeltaRelativeError: Double
     /// √(Σ ‖ΔW − ΔŴ‖²_F / Σ ‖ΔW‖²_F).
     public var planRelativeWeightError: Double
+    /// Σ L(ΔW − ΔŴ) / Σ L(ΔW) under the plan's sensitivity objective, and the baselines' (nil for
+    /// plans of the activation objective).
+    public var planObjectiveRelativeError: Double?
+    public var lowRankObjectiveRelativeError: Double?
+    public var bitDeltaObjectiveRelativeError: Double?
 }
 
 public struct EvaluationReport: Codable, Sendable, Equatable {
     public var artifact: String
     public var strategy: String
+    /// The objective the plan predicted (and `actualOverPredicted` compares): `activation`, or a
+    /// sensitivity objective whose actual errors are the `objective…` fields.
+    public var objective: ErrorObjective
     public var matrices: [MatrixEvaluation]
     public var byType: [EvaluationSummary]
     public var total: EvaluationSummary
@@ -95,6 +110,7 @@ public func evaluate(
         throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "the store \(store.url.path) has identity \(store.identity), the artifact was made from \(m.store.identity)")
     }
     do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
+    let objective = m.plan.objective ?? .activation
     var results: [MatrixEvaluation] = []
     var cachedEntry: String?, cachedX: Matrix<Float>?, cachedH: Matrix<Float>?
     for (index, (record, planned)) in zip(m.matrices, m.plan.matrices).enumerated() {
@@ -124,14 +140,33 @@ public func evaluate(
         }
         let x = source == "inputs" ? cachedX : nil, h = source == "gram" ? cachedH : nil
         func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
+        // The plan's sensitivity objective, when it has one.
+        var sensitivity: ((Matrix<Float>) -> Double)?
+        if objective != .activation {
+            guard let calibration, let entry = record.calibrationEntry else {
+                throw .invalidOption(option: "--calibration", reason: "the plan minimizes the \(objective.rawValue) objective; pass the calibration file with its output statistics")
+            }
+            do {
+                let module = Selection.moduleName(of: record.name)
+                guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry), outputs.objective == objective else {
+                    throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(objective.rawValue) statistics for \(module)")
+                }
+                let gram = try calibration.inputGram(ofEntry: entry)
+                sensitivity = { outputs.error(of: $0, gram: gram) }
+            } catch let error as ArtifactError { throw error } catch let error as AnalysisError { throw .quantization(.store(error)) } catch {
+                preconditionFailure("\(error)")
+            }
+        }
 
         let energy = activation(delta)
         let weightEnergy = frobenius2(delta)
+        let objectiveEnergy = sensitivity?(delta)
         func errors(of approximation: Matrix<Float>) -> ReconstructionError {
             let e = difference(delta, approximation)
             let a = activation(e)
             return ReconstructionError(activationError: a, relativeActivationError: energy > 0 ? a / energy : 0,
-                                       relativeWeightError: weightEnergy > 0 ? (frobenius2(e) / weightEnergy).squareRoot() : 0)
+                                       relativeWeightError: weightEnergy > 0 ? (frobenius2(e) / weightEnergy).squareRoot() : 0,
+                                       objectiveError: sensitivity?(e))
         }
         let planError = errors(of: deltaHat)
 
@@ -164,11 +199,12 @@ public func evaluate(
         let bitDeltaError = errors(of: bitDelta)
 
         var ratio: Double?
-        if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = planError.relativeActivationError / predicted }
+        let actualRelative = objectiveEnergy.map { e in e > 0 ? (planError.objectiveError ?? 0) / e : 0 } ?? planError.relativeActivationError
+        if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = actualRelative / predicted }
         results.append(MatrixEvaluation(
             name: record.name, type: record.type, shape: record.shape, errorSource: source,
             tokens: tokens, activationEnergy: energy,
-            weightEnergy: weightEnergy, plan: planError, predictedError: planned.predictedError,
+            weightEnergy: weightEnergy, objectiveEnergy: objectiveEnergy, plan: planError, predictedError: planned.predictedError,
             predictedRelativeError: planned.predictedRelativeError, actualOverPredicted: ratio,
             planStorageBits: planned.storageBits, lowRankRank: usedRank, lowRank: lowRank, bitDelta: bitDeltaError))
         progress(index + 1, m.matrices.count, record.name)
@@ -177,7 +213,7 @@ public func evaluate(
     for r in results where !types.contains(r.type) { types.append(r.type) }
     let strategy = m.plan.strategy.name + (m.plan.strategy.preset.map { ":" + $0 } ?? "")
     return EvaluationReport(
-        artifact: artifact.url.path, strategy: strategy, matrices: results,
+        artifact: artifact.url.path, strategy: strategy, objective: objective, matrices: results,
         byType: types.map { t in summarize(t, results.filter { $0.type == t }) }, total: summarize("total", results))
 }
 
@@ -194,12 +230,22 @@ func summarize(_ group: String, _ rows: [MatrixEvaluation]) -> EvaluationSummary
         predicted = energies > 0 ? errors / energies : nil
     }
     let weightError = rows.reduce(0.0) { $0 + $1.weightEnergy * $1.plan.relativeWeightError * $1.plan.relativeWeightError }
+    // Under a sensitivity objective: Σ L(E) / Σ L(ΔW), and actual/predicted in that objective.
+    var objectiveRelative: (plan: Double, lowRank: Double, bitDelta: Double)?
+    if rows.allSatisfy({ $0.objectiveEnergy != nil }) && !rows.isEmpty {
+        let total = rows.reduce(0) { $0 + $1.objectiveEnergy! }
+        func share(_ f: (MatrixEvaluation) -> Double?) -> Double { total > 0 ? rows.reduce(0) { $0 + (f($1) ?? 0) } / total : 0 }
+        objectiveRelative = (share { $0.plan.objectiveError }, share { $0.lowRank.objectiveError }, share { $0.bitDelta.objectiveError })
+    }
+    let actualRelative = objectiveRelative?.plan ?? planRelative
     return EvaluationSummary(
         group: group, matrices: rows.count, activationEnergy: energy, planError: rows.reduce(0) { $0 + $1.plan.activationError },
         planRelativeError: planRelative, predictedRelativeError: predicted,
-        actualOverPredicted: predicted.flatMap { $0 > 0 ? planRelative / $0 : nil },
+        actualOverPredicted: predicted.flatMap { $0 > 0 ? actualRelative / $0 : nil },
         lowRankRelativeError: relative { $0.lowRank.activationError }, bitDeltaRelativeError: relative { $0.bitDelta.activationError },
-        planRelativeWeightError: weight > 0 ? (weightError / weight).squareRoot() : 0)
+        planRelativeWeightError: weight > 0 ? (weightError / weight).squareRoot() : 0,
+        planObjectiveRelativeError: objectiveRelative?.plan, lowRankObjectiveRelativeError: objectiveRelative?.lowRank,
+        bitDeltaObjectiveRelativeError: objectiveRelative?.bitDelta)
 }
 
 /// ΔW = W_ft − W_base in Float32, column-major `rows × columns`.

@@ -12,14 +12,20 @@ public struct StorePlanning: Sendable {
     public let store: SpectrumStore
     public let spectra: [MatrixSpectrum]
     public let measurement: MeasurementOptions
+    /// The objective every plan of this store minimizes and predicts.
+    public let objective: ErrorObjective
 
     /// - Parameters:
     ///   - calibration: the calibration file; nil uses the one recorded in the store's manifest
     ///     (data-free stores need none).
+    ///   - objective: what plans minimize; nil takes the strongest objective the store's statistics
+    ///     support for every matrix (`paired` > `kronecker` > `activation`). A stronger objective
+    ///     than the store supports is an error.
     ///   - progress: measurement progress, (done, total, matrix name) after each matrix.
     ///   - shouldStop: checked before each matrix of the measurement pass (``QuantizationError/stopped``).
     public init(
         store url: URL, calibration: URL? = nil, measurement: MeasurementOptions = MeasurementOptions(),
+        objective: ErrorObjective? = nil,
         progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
     ) throws(QuantizationError) {
         do { store = try SpectrumStore(at: url) } catch { throw .store(error) }
@@ -29,7 +35,24 @@ public struct StorePlanning: Sendable {
             do { set = try CalibrationSet(url: calibrationURL) } catch { throw .store(error) }
         }
         self.measurement = measurement
-        spectra = try measuredSpectra(store: store, calibration: set, options: measurement, progress: progress, shouldStop: shouldStop)
+        let supported = store.manifest.supportedSensitivity
+        let chosen = objective ?? supported
+        guard chosen <= supported else {
+            throw .invalidOption(option: "--objective", reason: "the store \(url.path) supports the \(supported.rawValue) objective at most (capture output sensitivities with `deltaplan-model capture` for more)")
+        }
+        self.objective = chosen
+        var spectra = try measuredSpectra(store: store, calibration: set, options: measurement, progress: progress, shouldStop: shouldStop)
+        if chosen != .activation {
+            for (i, record) in store.matrices.enumerated() {
+                let projection: (weights: [Double], dropped: [Double])?
+                do { projection = try store.objectiveProjection(of: record) } catch { throw .store(error) }
+                guard let projection, record.objective == chosen else {
+                    throw .invalidOption(option: "--objective", reason: "\(record.name) has no \(chosen.rawValue) statistics in \(url.path)")
+                }
+                spectra[i].sensitivity = .init(objective: chosen, vectorWeights: projection.weights, dropped: projection.dropped)
+            }
+        }
+        self.spectra = spectra
     }
 
     /// The problem of planning this store under `budget`.
@@ -76,11 +99,11 @@ extension StorePlanning {
         storage: StorageModel, scope: Scope?, menu: [Int], seed: UInt64, clock: () -> Double
     ) throws -> Comparison {
         var rows: [Comparison.Row] = [], notes: [String] = []
-        let energy = spectra.reduce(0) { $0 + $1.activationEnergy }
+        let energy = spectra.reduce(0) { $0 + $1.objectiveEnergy }
         let dense = spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
         func byType(_ errors: [Double]) -> [String: Double] {
             Dictionary(grouping: spectra.indices, by: { spectra[$0].type.rawValue }).mapValues { members in
-                let e = members.reduce(0.0) { $0 + errors[$1] }, a = members.reduce(0.0) { $0 + spectra[$1].activationEnergy }
+                let e = members.reduce(0.0) { $0 + errors[$1] }, a = members.reduce(0.0) { $0 + spectra[$1].objectiveEnergy }
                 return a > 0 ? e / a : 0
             }
         }
@@ -96,7 +119,7 @@ extension StorePlanning {
             for name in strategies {
                 let start = clock()
                 if name == "bitdelta" {
-                    let errors = store.matrices.map { $0.bitDeltaError ?? 0 }
+                    let errors = store.matrices.map { (objective == .activation ? $0.bitDeltaError : $0.bitDeltaObjectiveError) ?? 0 }
                     let bits = spectra.reduce(0) { $0 + $1.rows * $1.columns + (storage.accounting == .artifact ? 16 : 0) }
                     budgetRows.append(.init(
                         strategy: name, budget: text, scope: nil, budgetBits: problem(.global).budgetBits,
@@ -127,6 +150,6 @@ extension StorePlanning {
             }
             rows += budgetRows
         }
-        return Comparison(title: store.url.lastPathComponent, accounting: storage.accounting, rows: rows, notes: notes)
+        return Comparison(title: store.url.lastPathComponent, accounting: storage.accounting, objective: objective, rows: rows, notes: notes)
     }
 }

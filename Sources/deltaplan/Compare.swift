@@ -24,6 +24,9 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
     var method: QuantizationMethod = .gptq
 
+    @Option(help: "What plans minimize: activation (‖(ΔW − ΔŴ)X‖²), kronecker or paired (the model's output sensitivity, from a calibration file with output statistics; see Docs/calibration-format.md). Default: the strongest the store supports.")
+    var objective: ErrorObjective?
+
     @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
     var bits: String = "16,8,4,3,2,1,0"
 
@@ -69,7 +72,7 @@ struct CompareCommand: ParsableCommand {
             let planning = try StorePlanning(
                 store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
                 measurement: MeasurementOptions(method: method, groupSize: groupSize),
-                progress: progress.step)
+                objective: objective, progress: progress.step)
             comparison = try planning.compare(
                 budgets: Array(zip(try parsedBudgets(), budgets.split(separator: ",").map(String.init))), strategies: names,
                 library: library, storage: StorageModel(accounting: accounting, groupSize: groupSize), scope: scope,

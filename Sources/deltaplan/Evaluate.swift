@@ -71,20 +71,36 @@ struct EvaluateCommand: ParsableCommand {
 
 func evaluationTables(_ report: EvaluationReport) -> [(String, TextTable)] {
     func e(_ x: Double?) -> String { x.map { Format.significant($0, digits: 3) } ?? "–" }
+    // Under a sensitivity objective the plan predicted L(E): its actual relative value comes first,
+    // then the activation proxy; actual/pred always compares the plan's own objective.
+    let sensitivity = report.objective != .activation
+    let objectiveHeaders = sensitivity ? ["actual \(report.objective.rawValue) rel"] : []
+    func ratio(_ error: Double?, _ energy: Double?) -> Double? {
+        guard let error, let energy, energy > 0 else { return nil }
+        return error / energy
+    }
     var perMatrix = TextTable(
-        headers: ["matrix", "shape", "X (tokens)", "actual rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel (r)", "bitdelta rel"],
-        alignments: [.left, .left, .left, .right, .right, .right, .right, .right, .right])
+        headers: ["matrix", "shape", "X (tokens)"] + objectiveHeaders
+            + ["actual act rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel (r)", "bitdelta rel"],
+        alignments: [.left, .left, .left] + objectiveHeaders.map { _ in .right } + [.right, .right, .right, .right, .right, .right])
     for m in report.matrices {
-        perMatrix.append([m.name, "\(m.shape[0])×\(m.shape[1])", m.errorSource + (m.tokens.map { " (\($0))" } ?? ""), e(m.plan.relativeActivationError), e(m.predictedRelativeError),
-                          e(m.actualOverPredicted), e(m.plan.relativeWeightError),
-                          "\(e(m.lowRank.relativeActivationError)) (\(m.lowRankRank))", e(m.bitDelta.relativeActivationError)])
+        let objective = sensitivity ? [e(ratio(m.plan.objectiveError, m.objectiveEnergy))] : []
+        let lowRank = sensitivity ? ratio(m.lowRank.objectiveError, m.objectiveEnergy) : m.lowRank.relativeActivationError
+        let bitDelta = sensitivity ? ratio(m.bitDelta.objectiveError, m.objectiveEnergy) : m.bitDelta.relativeActivationError
+        perMatrix.append([m.name, "\(m.shape[0])×\(m.shape[1])", m.errorSource + (m.tokens.map { " (\($0))" } ?? "")] + objective
+                         + [e(m.plan.relativeActivationError), e(m.predictedRelativeError), e(m.actualOverPredicted),
+                            e(m.plan.relativeWeightError), "\(e(lowRank)) (\(m.lowRankRank))", e(bitDelta)])
     }
     var summary = TextTable(
-        headers: ["group", "matrices", "actual rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel", "bitdelta rel"],
-        alignments: [.left, .right, .right, .right, .right, .right, .right, .right])
+        headers: ["group", "matrices"] + objectiveHeaders
+            + ["actual act rel", "predicted rel", "actual/pred", "weight rel", "low-rank rel", "bitdelta rel"],
+        alignments: [.left, .right] + objectiveHeaders.map { _ in .right } + [.right, .right, .right, .right, .right, .right])
     for s in report.byType + [report.total] {
-        summary.append([s.group, "\(s.matrices)", e(s.planRelativeError), e(s.predictedRelativeError), e(s.actualOverPredicted),
-                        e(s.planRelativeWeightError), e(s.lowRankRelativeError), e(s.bitDeltaRelativeError)])
+        summary.append([s.group, "\(s.matrices)"] + (sensitivity ? [e(s.planObjectiveRelativeError)] : [])
+                       + [e(s.planRelativeError), e(s.predictedRelativeError), e(s.actualOverPredicted), e(s.planRelativeWeightError),
+                          e(sensitivity ? s.lowRankObjectiveRelativeError : s.lowRankRelativeError),
+                          e(sensitivity ? s.bitDeltaObjectiveRelativeError : s.bitDeltaRelativeError)])
     }
-    return [("per matrix (\(report.strategy))", perMatrix), ("by layer type", summary)]
+    let baselines = sensitivity ? " (predicted, low-rank and bitdelta in the \(report.objective.rawValue) objective)" : ""
+    return [("per matrix (\(report.strategy))\(baselines)", perMatrix), ("by layer type", summary)]
 }

@@ -42,6 +42,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
     var method: QuantizationMethod = .gptq
 
+    @Option(help: "What plans minimize: activation (‖(ΔW − ΔŴ)X‖²), kronecker or paired (the model's output sensitivity, from a calibration file with output statistics; see Docs/calibration-format.md). Default: the strongest the store supports.")
+    var objective: ErrorObjective?
+
     @OptionGroup var storageOptions: StorageOptions
 
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
@@ -98,7 +101,7 @@ struct PlanCommand: ParsableCommand {
             planning = try StorePlanning(
                 store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
                 measurement: MeasurementOptions(method: method, groupSize: storageOptions.groupSize),
-                progress: progress.step)
+                objective: objective, progress: progress.step)
         } catch { throw CLIFailure(error) }
         do {
             return try planning.plan(
@@ -153,7 +156,7 @@ func planSummary(_ plan: Plan) -> String {
     text += String(format: "total: %ld bits (%@), α = %.6f (1/%.2f), %.4f bits per parameter",
                    t.storageBits, Format.bytes(Double(t.storageBits) / 8), t.alpha, 1 / t.alpha, t.bitsPerParameter)
     if let e = t.predictedError, let r = t.predictedRelativeError {
-        text += String(format: ", predicted error %.4e (relative %.4e)", e, r)
+        text += String(format: ", predicted %@ error %.4e (relative %.4e)", (plan.objective ?? .activation).rawValue, e, r)
     }
     return text + "\n"
 }

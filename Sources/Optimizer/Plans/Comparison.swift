@@ -1,4 +1,5 @@
 import Foundation
+import ModelProfiles
 import Reporting
 
 /// Strategies compared at several budgets on one set of matrices: one row per strategy × budget.
@@ -41,13 +42,16 @@ public struct Comparison: Codable, Sendable, Equatable {
     /// What was compared (store or profile name).
     public var title: String
     public var accounting: Accounting
+    /// The objective every row's predicted error measures (null for shape-only comparisons).
+    @EncodedAsNull public var objective: ErrorObjective?
     public var rows: [Row]
 
     /// Strategies that could not run at a budget, with the reason (an infeasible preset, say).
     public var notes: [String]
 
-    public init(title: String, accounting: Accounting, rows: [Row], notes: [String] = []) {
+    public init(title: String, accounting: Accounting, objective: ErrorObjective? = nil, rows: [Row], notes: [String] = []) {
         self.title = title
+        self.objective = objective
         self.accounting = accounting
         self.rows = rows
         self.notes = notes
@@ -72,7 +76,8 @@ extension Comparison {
     }
 
     private var header: [String] {
-        ["strategy", "budget", "scope", "storage", "α", "error", "rel. error"] + types.map { "rel. \($0)" } + ["time", "gap to exact"]
+        let error = objective.map { "\($0.rawValue) error" } ?? "error"
+        return ["strategy", "budget", "scope", "storage", "α", error, "rel. error"] + types.map { "rel. \($0)" } + ["time", "gap to exact"]
     }
 
     private var cells: [[String]] {

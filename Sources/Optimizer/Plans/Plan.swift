@@ -156,16 +156,23 @@ public struct Plan: Codable, Sendable, Equatable {
     public var matrices: [Matrix]
     public var totals: Totals
     public var report: Report
+    /// The objective the predicted errors measure (`activation`: ‖(ΔW − ΔŴ)X‖²; `kronecker`,
+    /// `paired`: the sensitivity objectives of Docs/calibration-format.md); null for shape-only
+    /// plans, which predict nothing.
+    @EncodedAsNull public var objective: ErrorObjective?
 
     /// Builds a plan from its matrices, computing the totals.
     ///
-    /// `activationEnergies[i]` is ‖ΔW X‖² of matrix i when predicted errors are known (store plans);
-    /// the total relative error is Σ error / Σ energy. Pass nil for shape-only plans.
+    /// `objectiveEnergies[i]` is the cost of matrix i's whole delta under `objective` when predicted
+    /// errors are known (store plans); the total relative error is Σ error / Σ energy. Pass nil for
+    /// shape-only plans.
     public init(
         toolVersion: String, source: Source, budget: BudgetRecord, storage: StorageModel, scope: Scope,
-        strategy: StrategyRecord, bits: [Int], matrices: [Matrix], activationEnergies: [Double]? = nil,
-        report: Report = Report()
+        strategy: StrategyRecord, bits: [Int], matrices: [Matrix], objectiveEnergies: [Double]? = nil,
+        objective: ErrorObjective? = nil, report: Report = Report()
     ) {
+        precondition((objectiveEnergies == nil) == (objective == nil), "energies and their objective go together")
+        self.objective = objective
         formatVersion = Self.currentFormatVersion
         self.toolVersion = toolVersion
         self.source = source
@@ -179,8 +186,8 @@ public struct Plan: Codable, Sendable, Equatable {
         let storageBits = matrices.reduce(0) { $0 + $1.storageBits }
         let parameters = matrices.reduce(0) { $0 + $1.shape[0] * $1.shape[1] }
         var error: Double?, relative: Double?
-        if let energies = activationEnergies {
-            precondition(energies.count == matrices.count, "one activation energy per matrix")
+        if let energies = objectiveEnergies {
+            precondition(energies.count == matrices.count, "one energy per matrix")
             let e = matrices.reduce(0.0) { $0 + ($1.predictedError ?? 0) }
             let total = energies.reduce(0, +)
             error = e

@@ -54,6 +54,7 @@ public func makePlan(
     return Plan(
         toolVersion: toolVersion, source: source, budget: budget, storage: problem.storage, scope: problem.scope,
         strategy: .init(strategy, seed: seed), bits: problem.menu, matrices: matrices,
-        activationEnergies: problem.models.map(\.spectrum.activationEnergy),
+        objectiveEnergies: problem.models.map(\.spectrum.objectiveEnergy),
+        objective: problem.models.first?.spectrum.objective ?? .activation,
         report: .init(solution.report, predictedError: solution.predictedError))
 }
