@@ -5,7 +5,9 @@
 # pair's calibration samples with the companion, analyzes, and for every strategy and baseline at
 # α = 1/16 and 1/32: plan → compress (GPTQ) → evaluate (proxy) → merge → assemble → fidelity on
 # held-out chapters. Prints proxy, predicted, J (the companion's joint first-order prediction) and
-# end-to-end error side by side, and the rank correlations.
+# end-to-end error side by side, and the rank correlations. The searches minimize the store's
+# strongest objective (paired, from the captured sensitivities); `exact-activation` minimizes the
+# activation proxy, as DeltaPlan did before sensitivities.
 # Usage: Benchmarks/run-fidelity.sh [PAIR_DIR]     (~10 min on this machine; work in Benchmarks/data/fidelity)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +51,8 @@ for budget in 1/16 1/32; do
          "genetic-$b|$budget|--strategy genetic --seed 1"
          "exact-$b|$budget|--strategy exact"
          "exact-type-$b|$budget|--strategy exact --scope type"
-         "exact-matrix-$b|$budget|--strategy exact --scope matrix")
+         "exact-matrix-$b|$budget|--strategy exact --scope matrix"
+         "exact-activation-$b|$budget|--strategy exact --objective activation")
 done
 candidates=()
 for run in "${runs[@]}"; do

@@ -3,7 +3,8 @@
 Reads WORK/runs/NAME/{plan,evaluate}.json, WORK/fidelity.json and WORK/score.json and prints a
 markdown table plus Spearman rank correlations of each per-plan figure with the end-to-end error.
 
-- predicted: the plan's predicted relative activation error Σ predicted / Σ ‖ΔW X‖²;
+- predicted: the plan's predicted relative error in its objective, Σ predicted / Σ L(ΔW)
+  (activation: L = ‖ΔW X‖²; paired: the sensitivity objective of Docs/calibration-format.md);
 - proxy: `deltaplan evaluate`'s actual relative activation error of the artifact (same ratio);
 - J: the companion's joint first-order prediction of the last hidden state's error along
   E = W_candidate − W_finetuned (`deltaplan-model score`, one JVP), √J / ‖Y_nodelta − Y_finetuned‖_F
@@ -64,7 +65,7 @@ def main():
         plan = json.load(open(os.path.join(d, "plan.json")))
         ev = json.load(open(os.path.join(d, "evaluate.json")))
         bitdelta_proxy = ev["total"]["bitDeltaRelativeError"]
-        rows.append(dict(name=name, alpha=plan["totals"]["alpha"], scope=plan.get("scope"),
+        rows.append(dict(name=name, alpha=plan["totals"]["alpha"], scope=plan.get("scope"), objective=plan.get("objective"),
                          predicted=plan["totals"]["predictedRelativeError"],
                          proxy=ev["total"]["planRelativeError"]))
     rows.append(dict(name="bitdelta", alpha=1 / 16, predicted=None, proxy=bitdelta_proxy))
@@ -80,13 +81,13 @@ def main():
     def fmt(x, spec=".4f"):
         return "—" if x is None else format(x, spec)
 
-    print("| candidate | α | predicted rel. act. error | proxy: actual rel. act. error | J (rel.) | end to end: rel. last-hidden error | cosine |")
-    print("|---|---|---|---|---|---|---|")
+    print("| candidate | α | objective | predicted rel. error (objective) | proxy: actual rel. act. error | J (rel.) | end to end: rel. last-hidden error | cosine |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
-            print(f"| {r['name']} | {r['skipped']} | | | | | |")
+            print(f"| {r['name']} | {r['skipped']} | | | | | | |")
             continue
-        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {fmt(r['predicted'])} | {fmt(r['proxy'])} | "
+        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {r.get('objective') or '—'} | {fmt(r['predicted'])} | {fmt(r['proxy'])} | "
               f"{fmt(r['J'])} | {fmt(r['e2e'])} | {fmt(r['cosine'], '.6f')} |")
     done = [r for r in rows if "skipped" not in r]
     print()

@@ -13,8 +13,8 @@ public struct ReconstructionError: Codable, Sendable, Equatable {
     public var relativeActivationError: Double
     /// ‖ΔW − ΔŴ‖_F / ‖ΔW‖_F.
     public var relativeWeightError: Double
-    /// L(ΔW − ΔŴ) under the plan's sensitivity objective (``MatrixEvaluation/objectiveEnergy``);
-    /// nil for plans of the activation objective.
+    /// L(ΔW − ΔŴ) under the store's sensitivity objective (``EvaluationReport/sensitivityObjective``);
+    /// nil without one.
     public var objectiveError: Double?
 }
 
@@ -34,8 +34,8 @@ public struct MatrixEvaluation: Codable, Sendable, Equatable {
     public var activationEnergy: Double
     /// ‖ΔW‖²_F.
     public var weightEnergy: Double
-    /// L(ΔW) under the plan's sensitivity objective, from the calibration's output statistics
-    /// (Docs/calibration-format.md); nil for plans of the activation objective.
+    /// L(ΔW) under the store's sensitivity objective, from the calibration's output statistics
+    /// (Docs/calibration-format.md); nil without one.
     public var objectiveEnergy: Double?
     public var plan: ReconstructionError
     public var predictedError: Double?
@@ -66,8 +66,8 @@ public struct EvaluationSummary: Codable, Sendable, Equatable {
     public var bitDeltaRelativeError: Double
     /// √(Σ ‖ΔW − ΔŴ‖²_F / Σ ‖ΔW‖²_F).
     public var planRelativeWeightError: Double
-    /// Σ L(ΔW − ΔŴ) / Σ L(ΔW) under the plan's sensitivity objective, and the baselines' (nil for
-    /// plans of the activation objective).
+    /// Σ L(ΔW − ΔŴ) / Σ L(ΔW) under the store's sensitivity objective, and the baselines' (nil
+    /// without one).
     public var planObjectiveRelativeError: Double?
     public var lowRankObjectiveRelativeError: Double?
     public var bitDeltaObjectiveRelativeError: Double?
@@ -76,9 +76,12 @@ public struct EvaluationSummary: Codable, Sendable, Equatable {
 public struct EvaluationReport: Codable, Sendable, Equatable {
     public var artifact: String
     public var strategy: String
-    /// The objective the plan predicted (and `actualOverPredicted` compares): `activation`, or a
-    /// sensitivity objective whose actual errors are the `objective…` fields.
+    /// The objective the plan predicted (and `actualOverPredicted` compares).
     public var objective: ErrorObjective
+    /// The sensitivity objective of the `objective…` fields: the strongest the store's calibration
+    /// supports (`paired` or `kronecker`), measured whatever the plan minimized, so plans made
+    /// under different objectives compare; nil when the calibration has no output statistics.
+    @EncodedAsNull public var sensitivityObjective: ErrorObjective?
     public var matrices: [MatrixEvaluation]
     public var byType: [EvaluationSummary]
     public var total: EvaluationSummary
@@ -111,6 +114,7 @@ public func evaluate(
     }
     do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
     let objective = m.plan.objective ?? .activation
+    let sensitivityObjective = store.manifest.supportedSensitivity == .activation ? nil : store.manifest.supportedSensitivity
     var results: [MatrixEvaluation] = []
     var cachedEntry: String?, cachedX: Matrix<Float>?, cachedH: Matrix<Float>?
     for (index, (record, planned)) in zip(m.matrices, m.plan.matrices).enumerated() {
@@ -140,16 +144,17 @@ public func evaluate(
         }
         let x = source == "inputs" ? cachedX : nil, h = source == "gram" ? cachedH : nil
         func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
-        // The plan's sensitivity objective, when it has one.
+        // The store's sensitivity objective, when it has one.
         var sensitivity: ((Matrix<Float>) -> Double)?
-        if objective != .activation {
+        if let sensitivityObjective {
             guard let calibration, let entry = record.calibrationEntry else {
-                throw .invalidOption(option: "--calibration", reason: "the plan minimizes the \(objective.rawValue) objective; pass the calibration file with its output statistics")
+                throw .invalidOption(option: "--calibration", reason: "the store has \(sensitivityObjective.rawValue) statistics; pass its calibration file")
             }
             do {
                 let module = Selection.moduleName(of: record.name)
-                guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry), outputs.objective == objective else {
-                    throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(objective.rawValue) statistics for \(module)")
+                guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry),
+                      outputs.objective == sensitivityObjective else {
+                    throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(sensitivityObjective.rawValue) statistics for \(module)")
                 }
                 let gram = try calibration.inputGram(ofEntry: entry)
                 sensitivity = { outputs.error(of: $0, gram: gram) }
@@ -199,7 +204,8 @@ public func evaluate(
         let bitDeltaError = errors(of: bitDelta)
 
         var ratio: Double?
-        let actualRelative = objectiveEnergy.map { e in e > 0 ? (planError.objectiveError ?? 0) / e : 0 } ?? planError.relativeActivationError
+        let actualRelative = objective == .activation ? planError.relativeActivationError
+            : objectiveEnergy.map { e in e > 0 ? (planError.objectiveError ?? 0) / e : 0 } ?? planError.relativeActivationError
         if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = actualRelative / predicted }
         results.append(MatrixEvaluation(
             name: record.name, type: record.type, shape: record.shape, errorSource: source,
@@ -213,11 +219,12 @@ public func evaluate(
     for r in results where !types.contains(r.type) { types.append(r.type) }
     let strategy = m.plan.strategy.name + (m.plan.strategy.preset.map { ":" + $0 } ?? "")
     return EvaluationReport(
-        artifact: artifact.url.path, strategy: strategy, objective: objective, matrices: results,
-        byType: types.map { t in summarize(t, results.filter { $0.type == t }) }, total: summarize("total", results))
+        artifact: artifact.url.path, strategy: strategy, objective: objective, sensitivityObjective: sensitivityObjective,
+        matrices: results, byType: types.map { t in summarize(t, results.filter { $0.type == t }, objective: objective) },
+        total: summarize("total", results, objective: objective))
 }
 
-func summarize(_ group: String, _ rows: [MatrixEvaluation]) -> EvaluationSummary {
+func summarize(_ group: String, _ rows: [MatrixEvaluation], objective: ErrorObjective) -> EvaluationSummary {
     let energy = rows.reduce(0) { $0 + $1.activationEnergy }
     let weight = rows.reduce(0) { $0 + $1.weightEnergy }
     func relative(_ f: (MatrixEvaluation) -> Double) -> Double { energy > 0 ? rows.reduce(0) { $0 + f($1) } / energy : 0 }
@@ -237,7 +244,7 @@ func summarize(_ group: String, _ rows: [MatrixEvaluation]) -> EvaluationSummary
         func share(_ f: (MatrixEvaluation) -> Double?) -> Double { total > 0 ? rows.reduce(0) { $0 + (f($1) ?? 0) } / total : 0 }
         objectiveRelative = (share { $0.plan.objectiveError }, share { $0.lowRank.objectiveError }, share { $0.bitDelta.objectiveError })
     }
-    let actualRelative = objectiveRelative?.plan ?? planRelative
+    let actualRelative = objective == .activation ? planRelative : objectiveRelative?.plan ?? planRelative
     return EvaluationSummary(
         group: group, matrices: rows.count, activationEnergy: energy, planError: rows.reduce(0) { $0 + $1.plan.activationError },
         planRelativeError: planRelative, predictedRelativeError: predicted,

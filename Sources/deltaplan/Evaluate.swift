@@ -73,8 +73,9 @@ func evaluationTables(_ report: EvaluationReport) -> [(String, TextTable)] {
     func e(_ x: Double?) -> String { x.map { Format.significant($0, digits: 3) } ?? "–" }
     // Under a sensitivity objective the plan predicted L(E): its actual relative value comes first,
     // then the activation proxy; actual/pred always compares the plan's own objective.
-    let sensitivity = report.objective != .activation
-    let objectiveHeaders = sensitivity ? ["actual \(report.objective.rawValue) rel"] : []
+    let sensitivity = report.sensitivityObjective != nil
+    let objectiveName = report.sensitivityObjective?.rawValue ?? ""
+    let objectiveHeaders = sensitivity ? ["actual \(objectiveName) rel"] : []
     func ratio(_ error: Double?, _ energy: Double?) -> Double? {
         guard let error, let energy, energy > 0 else { return nil }
         return error / energy
@@ -101,6 +102,6 @@ func evaluationTables(_ report: EvaluationReport) -> [(String, TextTable)] {
                           e(sensitivity ? s.lowRankObjectiveRelativeError : s.lowRankRelativeError),
                           e(sensitivity ? s.bitDeltaObjectiveRelativeError : s.bitDeltaRelativeError)])
     }
-    let baselines = sensitivity ? " (predicted, low-rank and bitdelta in the \(report.objective.rawValue) objective)" : ""
-    return [("per matrix (\(report.strategy))\(baselines)", perMatrix), ("by layer type", summary)]
+    let notes = "predicted in the \(report.objective.rawValue) objective" + (sensitivity ? "; low-rank and bitdelta in the \(objectiveName) objective" : "")
+    return [("per matrix (\(report.strategy); \(notes))", perMatrix), ("by layer type", summary)]
 }

@@ -92,6 +92,19 @@ import Testing
         // The additive model ignores cross terms between quantization errors: close, not exact.
         #expect(ratio > 0.6 && ratio < 1.6, "actual/predicted \(ratio)")
         #expect(total.bitDeltaObjectiveRelativeError! > 0 && total.lowRankObjectiveRelativeError! > 0)
+
+        // A plan of the activation objective is still measured in the store's paired objective (so
+        // plans made under either compare), while actual/predicted stays in its own objective.
+        let activationURL = dir.appendingPathComponent("activation-artifact")
+        try compress(store: store, plan: activationPlan, calibration: calibration, options: CompressionOptions(toolVersion: "test"),
+                     to: activationURL)
+        let other = try evaluate(artifact: try Artifact(at: activationURL), base: paths.base, finetuned: paths.finetuned,
+                                 calibration: calibration, store: store)
+        #expect(other.objective == .activation && other.sensitivityObjective == .paired)
+        let otherTotal = other.total
+        #expect(otherTotal.planObjectiveRelativeError != nil)
+        #expect(abs(otherTotal.actualOverPredicted! - otherTotal.planRelativeError / otherTotal.predictedRelativeError!) < 1e-12)
+        #expect(report.sensitivityObjective == .paired)
     }
 
     @Test func aStrongerObjectiveThanTheStoreSupportsIsRefused() throws {
