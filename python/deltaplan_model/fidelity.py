@@ -54,27 +54,49 @@ class _Sums:
     kl: float = 0.0
 
 
-def compare(reference: LoadedModel, other: LoadedModel | None, windows: torch.Tensor, desc: str) -> _Sums:
-    """Runs the windows through the reference and `other` (None: the reference itself)."""
+BATCH = 8  # windows per forward pass
+
+
+class _Reference:
+    """The reference model's outputs on the windows, computed once: the last hidden state is kept
+    (in the model's dtype, S·L·d values); logits, too large to keep for a causal LM, are recomputed per batch."""
+
+    def __init__(self, model: LoadedModel, windows: torch.Tensor):
+        self.model, self.windows = model, windows
+        with torch.no_grad():
+            self.hidden = [model.final_outputs(windows[b:b + BATCH].to(model.device))[0].cpu()
+                           for b in range(0, windows.shape[0], BATCH)]
+
+    def logits(self, b: int) -> torch.Tensor | None:
+        if self.model.kind != CAUSAL:
+            return None
+        with torch.no_grad():
+            return self.model.final_outputs(self.windows[b:b + BATCH].to(self.model.device))[1]
+
+
+def compare(reference: _Reference, other: LoadedModel | None, desc: str) -> _Sums:
+    """Runs the windows through `other` (None: the reference itself) against the reference's outputs."""
     sums = _Sums()
+    windows = reference.windows
     with torch.no_grad():
-        for w in progress(range(windows.shape[0]), total=windows.shape[0], desc=desc):
-            ids = windows[w:w + 1]
-            y_ref, z_ref = reference.final_outputs(ids.to(reference.device))
+        for i, b in enumerate(progress(range(0, windows.shape[0], BATCH), total=(windows.shape[0] + BATCH - 1) // BATCH, desc=desc)):
+            ids = windows[b:b + BATCH]
+            y_ref = reference.hidden[i].double()
+            z_ref = reference.logits(b)
             if other is None:
                 y, z = y_ref, z_ref
             else:
                 y, z = other.final_outputs(ids.to(other.device))
-                y, z = y.to(y_ref.device), (z.to(y_ref.device) if z is not None else None)
-            y_ref64, y64 = y_ref[0].double(), y[0].double()
-            sums.squared_error += float(((y64 - y_ref64) ** 2).sum())
-            sums.reference_squared += float((y_ref64 ** 2).sum())
-            sums.cosine += float(torch.nn.functional.cosine_similarity(y64.mean(0), y_ref64.mean(0), dim=0))
+                z = z.to(z_ref.device) if z is not None else None
+            y64 = y.double().cpu()
+            sums.squared_error += float(((y64 - y_ref) ** 2).sum())
+            sums.reference_squared += float((y_ref ** 2).sum())
+            sums.cosine += float(torch.nn.functional.cosine_similarity(y64.mean(1), y_ref.mean(1), dim=-1).sum())
             if z is not None:
-                logp = torch.log_softmax(z[0].double(), dim=-1)
-                logp_ref = torch.log_softmax(z_ref[0].double(), dim=-1)
-                targets = ids[0, 1:].to(logp.device)
-                sums.nll -= float(logp[:-1].gather(-1, targets[:, None]).sum())
+                logp = torch.log_softmax(z.double(), dim=-1)
+                logp_ref = torch.log_softmax(z_ref.double(), dim=-1)
+                targets = ids[:, 1:].to(logp.device)
+                sums.nll -= float(logp[:, :-1].gather(-1, targets[..., None]).sum())
                 sums.kl += float((logp_ref.exp() * (logp_ref - logp)).sum())
     return sums
 
@@ -107,12 +129,13 @@ def fidelity(reference: LoadedModel, windows: torch.Tensor, candidates: list[Can
     """`load(directory)` loads a candidate or the base the way the reference was loaded."""
     S, L = windows.shape
     kind = reference.kind
-    own = compare(reference, None, windows, "reference")
+    ref = _Reference(reference, windows)
+    own = compare(ref, None, "reference")
     base_row = None
     if base_dir is not None:
         base = load(base_dir)
         check_compatible(reference, base, "--base")
-        base_sums = compare(reference, base, windows, "base")
+        base_sums = compare(ref, base, "base")
         del base
         normalizer, normalization = math.sqrt(base_sums.squared_error), "base"
         if normalizer == 0.0:
@@ -125,7 +148,7 @@ def fidelity(reference: LoadedModel, windows: torch.Tensor, candidates: list[Can
     for candidate in candidates:
         model = load(candidate.path)
         check_compatible(reference, model, f"candidate {candidate.name}")
-        rows.append(_row(candidate.name, candidate.path, compare(reference, model, windows, candidate.name),
+        rows.append(_row(candidate.name, candidate.path, compare(ref, model, candidate.name),
                          normalizer, normalization, kind, S, L))
         del model
     return FidelityReport(_row("(reference)", reference.directory, own, normalizer, normalization, kind, S, L), base_row, rows)
