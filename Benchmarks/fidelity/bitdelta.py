@@ -2,8 +2,8 @@
 
 For every 2-D `.weight` present in both checkpoints and selected by the plan's store (the names
 listed in STORE/manifest.json), W = W_base + s * sign(ΔW) with s = F16(mean |ΔW|) and sign(0) = +1,
-the convention of `deltaplan evaluate`'s bitdelta baseline, rounded to the base tensor's dtype
-(as `deltaplan merge` does); every other tensor of the fine-tuned checkpoint is carried as is.
+the convention of `deltaplan evaluate`'s bitdelta baseline, in Float32 (as `deltaplan merge --dtype F32`
+writes the plans' candidates); every other tensor of the fine-tuned checkpoint is carried as is.
 Writes one safetensors file (for `deltaplan-model assemble --replace`).
 
 Usage: python3 bitdelta.py BASE.safetensors FINETUNED.safetensors STORE OUT.safetensors
@@ -34,7 +34,7 @@ def main():
         delta = w_ft.double() - w_base.double()
         s = float(torch.tensor(delta.abs().mean().item(), dtype=torch.float16))
         signs = torch.where(delta >= 0, 1.0, -1.0).double()
-        result[name] = (w_base.float() + (s * signs).float()).to(w_base.dtype)
+        result[name] = w_base.float() + (s * signs).float()
     tmp = out + ".tmp"
     save_file({k: v.contiguous() for k, v in result.items()}, tmp, metadata={"format": "pt"})
     os.replace(tmp, out)

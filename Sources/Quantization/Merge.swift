@@ -29,7 +29,8 @@ public struct MergeSummary: Sendable, Equatable {
 ///   `model.safetensors.index.json` (`weight_map`, `metadata.total_size`). Tensors only in the
 ///   fine-tuned model go to the last shard; tensors the fine-tuned model lacks are left out.
 /// - Planned matrices: W = W_base + ΔŴ computed in Float32 and rounded to the base's dtype
-///   (nearest even). Carried tensors: the fine-tuned bytes as stored (bit-exact, their own dtype).
+///   (nearest even), or written as `plannedDType` (F32 keeps W_base + ΔŴ unrounded, as a server
+///   that applies the delta beside the base computes it). Carried tensors: the fine-tuned bytes as stored (bit-exact, their own dtype).
 ///   Unchanged tensors: the base's bytes.
 /// - Model files: the artifact's `model-files/` (the fine-tuned directory's `config.json`,
 ///   tokenizer and generation files) are written beside the shards byte for byte, each checked
@@ -43,9 +44,12 @@ public struct MergeSummary: Sendable, Equatable {
 ///   removed and `.quantization(.stopped)` thrown.
 @discardableResult
 public func merge(
-    base baseURL: URL, artifact: Artifact, to out: URL, progress: (Int, Int, String) -> Void = { _, _, _ in },
-    shouldStop: () -> Bool = { false }
+    base baseURL: URL, artifact: Artifact, to out: URL, plannedDType: DType? = nil,
+    progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> MergeSummary {
+    if let plannedDType {
+        precondition([.f64, .f32, .f16, .bf16].contains(plannedDType), "planned matrices are written as a floating dtype, not \(plannedDType)")
+    }
     let base = try openCheckpoint(baseURL)
     try verifyInput(base, path: baseURL.path, against: artifact.manifest.inputs.base, role: "base", checkModified: false)
     let m = artifact.manifest
@@ -73,7 +77,8 @@ public func merge(
                                          reason: "\(t.name) is \(t.info.dtype.rawValue) \(t.info.shape), the artifact plans a floating \(p.shape) matrix")
                 }
             }
-            declaration = TensorDeclaration(name: t.name, dtype: t.info.dtype, shape: t.info.shape)
+            let dtype = planned[t.name] != nil ? plannedDType ?? t.info.dtype : t.info.dtype
+            declaration = TensorDeclaration(name: t.name, dtype: dtype, shape: t.info.shape)
         }
         shards[shard, default: []].append(declaration)
         assignment.append((t.name, shard))

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 import Foundation
 import Quantization
 import Reporting
@@ -23,13 +24,22 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "The checkpoint directory to write (atomically).")
     var out: String
 
+    @Option(help: "dtype of the merged matrices: F32, BF16, F16 or F64 (default: the base's). F32 keeps base + Δ̂ unrounded, as a server applying the delta beside the base sees it.")
+    var dtype: DType?
+
+    func validate() throws {
+        if let dtype, ![.f64, .f32, .f16, .bf16].contains(dtype) {
+            throw ValidationError("--dtype must be F32, BF16, F16 or F64, not \(dtype.rawValue)")
+        }
+    }
+
     func run() throws {
         let progress = TerminalProgress(label: "merge")
         let summary: MergeSummary
         let artifact: Artifact
         do {
             artifact = try Artifact(at: URL(fileURLWithPath: self.artifact))
-            summary = try merge(base: URL(fileURLWithPath: base), artifact: artifact, to: URL(fileURLWithPath: out)) { done, total, name in
+            summary = try merge(base: URL(fileURLWithPath: base), artifact: artifact, to: URL(fileURLWithPath: out), plannedDType: dtype) { done, total, name in
                 progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: done == total)
             }
         } catch { throw CLIFailure(error) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Reporting
+import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -17,6 +18,9 @@ extension Scope: ExpressibleByArgument {}
 extension ComparisonFormat: ExpressibleByArgument {}
 extension QuantizationMethod: ExpressibleByArgument {}
 extension ErrorObjective: ExpressibleByArgument {}
+extension DType: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
+}
 
 /// `--profile`: a built-in model profile.
 struct ProfileOptions: ParsableArguments {

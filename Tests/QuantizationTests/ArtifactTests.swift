@@ -169,6 +169,29 @@ import Testing
             #expect(abs(diff.squareRoot() - expected) <= pow(2, -8) * restored.squareRoot() + 1e-6, "\(m.name)")
         }
     }
+
+    /// `plannedDType: .f32` writes W_base + ΔŴ unrounded: every planned element is the Float32 sum
+    /// exactly; everything else is as in the base-dtype merge.
+    @Test func mergeInFloat32KeepsTheSumUnrounded() throws {
+        let f = try ArtifactFixture.get()
+        let a = try Artifact(at: f.exactArtifact)
+        let out = f.url("merged-f32-\(UUID().uuidString)")
+        try merge(base: f.paths.base, artifact: a, to: out, plannedDType: .f32)
+        let base = try Checkpoint(at: f.paths.base), ft = try Checkpoint(at: f.paths.finetuned), merged = try Checkpoint(at: out)
+        let planned = Set(a.manifest.matrices.map(\.name))
+        for t in merged.tensors {
+            #expect(t.info.dtype == (planned.contains(t.name) ? .f32 : try base.tensor(t.name).info.dtype) || a.manifest.carried.contains { $0.name == t.name },
+                    "\(t.name)")
+        }
+        for c in a.manifest.carried { #expect(try merged.rawBytes(c.name) == ft.rawBytes(c.name), "\(c.name)") }
+        for record in a.manifest.matrices {
+            let wm = try merged.floats(record.name), wb = try base.floats(record.name)
+            let hat = try a.reconstruction(of: record)
+            let columns = record.shape[1]
+            let mismatches = (0..<wm.count).filter { wm[$0] != wb[$0] + hat[$0 / columns, $0 % columns] }.count
+            #expect(mismatches == 0, "\(record.name): \(mismatches) elements differ from the Float32 sum")
+        }
+    }
 }
 
 @Suite struct ArtifactRejectionTests {
