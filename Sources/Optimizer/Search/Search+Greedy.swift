@@ -5,14 +5,16 @@ extension SearchContext {
     /// every member of the unit shares.
     ///
     /// Stage 1 scores every single width of the menu (vectors from index 0 until the budget is
-    /// used) and keeps the best. Each further stage tries to add one width not yet in the mix,
+    /// used) and every double (c vectors at one width, then a lower width until the budget is
+    /// used, c from the count ladder below) and keeps the best. Each further stage tries to add one width not yet in the mix,
     /// anywhere: above the filling width it becomes a fixed segment of `c` vectors; below it, the
     /// old filling width gets the fixed count `c` and the new width fills. `c` runs over
     /// 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, … (so the paper's 8×2 + 3×32 + 2 is reachable), then every
     /// fixed count of the best candidate is refined by coordinate descent with halving steps.
     /// A stage is accepted only if it lowers the unit's predicted error; the search stops at the
-    /// first stage that does not. Since stage 1 is the best single-precision preset, greedy is
-    /// never worse than it.
+    /// first stage that does not. Since stage 1 is the best single or double mix, greedy is
+    /// never worse than any single- or double-precision preset of the same scope (the paper's
+    /// 8+3 has c = 2, on the ladder).
     ///
     /// Complexity: O(L² · log r) mixes per stage, each costing a preset fill (binary search,
     /// O(members · log r)) and an error evaluation.
@@ -34,15 +36,6 @@ extension SearchContext {
                 }
             }
 
-            // Stage 1: the best single precision.
-            var best: (segments: [PrecisionPreset.Segment], error: Double)?
-            for k in widths {
-                let segments = [PrecisionPreset.Segment(bits: k, count: nil)]
-                if let e = evaluate(segments), e.isFinite, best == nil || e < best!.error { best = (segments, e) }
-            }
-            guard var current = best else { continue }
-            path.append(GreedyStage(unit: unit.name, segments: current.segments, predictedError: current.error))
-
             var candidates: [Int] = []
             var c = 1
             while c <= maxRank {
@@ -51,6 +44,19 @@ extension SearchContext {
                 c *= 2
             }
             candidates.sort()
+
+            // Stage 1: the best single precision, or double (c vectors at one width, the next width
+            // filling), so greedy is never worse than any single or double preset of the unit.
+            var best: (segments: [PrecisionPreset.Segment], error: Double)?
+            func consider(_ segments: [PrecisionPreset.Segment]) {
+                if let e = evaluate(segments), e.isFinite, best == nil || e < best!.error { best = (segments, e) }
+            }
+            for k in widths { consider([PrecisionPreset.Segment(bits: k, count: nil)]) }
+            for high in widths { for low in widths where low < high { for c in candidates {
+                consider([PrecisionPreset.Segment(bits: high, count: c), PrecisionPreset.Segment(bits: low, count: nil)])
+            } } }
+            guard var current = best else { continue }
+            path.append(GreedyStage(unit: unit.name, segments: current.segments, predictedError: current.error))
 
             // Further stages: add one width while the error improves.
             while true {
