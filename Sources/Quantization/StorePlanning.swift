@@ -88,7 +88,7 @@ extension StorePlanning {
     /// and the gap to `exact` at the same budget when `exact` is among the strategies.
     ///
     /// `scope`: who shares each budget; nil runs each strategy at its ``Strategy/defaultScope``
-    /// (presets and `low-rank` per layer type as the paper does, the searches globally), and every
+    /// (presets, `low-rank` and `greedy` per layer type as the paper does, `genetic` and `exact` globally), and every
     /// row records the scope it ran at.
     ///
     /// Baselines: `low-rank` is the `preset:low-rank` plan (top vectors at 16 bits); `bitdelta` is

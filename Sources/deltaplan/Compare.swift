@@ -36,7 +36,7 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Quantization group size for artifact accounting.")
     var groupSize: Int = 128
 
-    @Option(help: "Who shares the budget: global, type or matrix (default: each strategy its own, type for presets and low-rank, global for searches).")
+    @Option(help: "Who shares the budget: global, type or matrix (default: each strategy its own: type for presets, low-rank and greedy, global for genetic and exact).")
     var scope: Scope?
 
     @Option(help: "Random seed of stochastic strategies.")

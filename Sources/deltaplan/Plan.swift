@@ -22,7 +22,7 @@ struct PlanCommand: ParsableCommand {
             apply, since there is no error model; predicted errors are then null. Budgets are shared according to --scope: \
             'global' (one budget for all matrices), 'type' (one per layer type, as the paper's script), \
             'matrix' (each matrix its own share). Without --scope, presets run per type (the paper's rule) and \
-            the searches (greedy, genetic, exact) globally.
+            greedy per type (the paper's staged search over per-type rules), genetic and exact globally.
 
             Example (the paper's Llama-2-7B setting):
               deltaplan plan --profile llama-2-7b --budget 1/16 \\
@@ -50,7 +50,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
     var strategy: String = "preset:delta-come"
 
-    @Option(help: "Who shares the budget: global, type or matrix (default: type for presets, global for searches).")
+    @Option(help: "Who shares the budget: global, type or matrix (default: type for presets and greedy, global for genetic and exact).")
     var scope: Scope?
 
     @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")

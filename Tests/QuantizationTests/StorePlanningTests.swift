@@ -122,7 +122,7 @@ private func temporaryDirectory() -> URL {
             storage: StorageModel(), scope: nil, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
         #expect(comparison.notes.isEmpty, "\(comparison.notes)")
         let scopes = Dictionary(uniqueKeysWithValues: comparison.rows.map { ($0.strategy, $0.scope) })
-        #expect(scopes == ["exact": .global, "greedy": .global, "preset:delta-come": .type, "low-rank": .type, "bitdelta": nil])
+        #expect(scopes == ["exact": .global, "greedy": .type, "preset:delta-come": .type, "low-rank": .type, "bitdelta": nil])
         let preset = try #require(comparison.rows.first { $0.strategy == "preset:delta-come" })
         let plan = try planning.plan(
             budget: try Budget(parsing: "1/3"), budgetText: "1/3", storage: StorageModel(), scope: .type,
