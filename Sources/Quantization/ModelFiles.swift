@@ -68,34 +68,34 @@ public enum ModelFiles {
         guard FileManager.default.fileExists(atPath: checkpoint.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             return []
         }
-        guard let directory = realPath(checkpoint.path) else {
+        guard let directory = ResolvedPath(checkpoint.path) else {
             throw .io(path: checkpoint.path, reason: "cannot resolve the checkpoint directory")
         }
         let entries: [String]
         do { entries = try FileManager.default.contentsOfDirectory(atPath: checkpoint.path) } catch {
             throw .io(path: checkpoint.path, reason: "cannot list the checkpoint directory: \(error.localizedDescription)")
         }
-        var roots = [components(directory)]
-        let parent = URL(fileURLWithPath: directory).deletingLastPathComponent()
-        if parent.lastPathComponent == "snapshots" {
-            roots.append(components(parent.deletingLastPathComponent().appendingPathComponent("blobs").path))
+        var roots = [directory]
+        let parent = URL(fileURLWithPath: directory.path).deletingLastPathComponent()
+        if parent.lastPathComponent == "snapshots",
+           let blobs = ResolvedPath(parent.deletingLastPathComponent().appendingPathComponent("blobs").path) {
+            roots.append(blobs)
         }
         var out: [Source] = []
         for name in entries.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) where carries(name) {
             let path = checkpoint.appendingPathComponent(name).path
             func refuse(_ reason: String) -> ArtifactError { .modelFile(path: path, reason: reason) }
-            guard let resolved = realPath(path) else { throw refuse("is a broken symbolic link") }
-            let parts = components(resolved)
-            guard roots.contains(where: { parts.starts(with: $0) }) else {
-                throw refuse("is a symbolic link to \(resolved), outside the checkpoint directory; copy the file into the directory")
+            guard let resolved = ResolvedPath(path) else { throw refuse("is a broken symbolic link") }
+            guard roots.contains(where: resolved.isWithin) else {
+                throw refuse("is a symbolic link to \(resolved.path), outside the checkpoint directory; copy the file into the directory")
             }
             var info = stat()
-            guard stat(resolved, &info) == 0 else { throw refuse("cannot be read: \(String(cString: strerror(errno)))") }
+            guard stat(resolved.path, &info) == 0 else { throw refuse("cannot be read: \(String(cString: strerror(errno)))") }
             guard info.st_mode & S_IFMT == S_IFREG else { throw refuse("is not a regular file") }
             guard Int(info.st_size) <= maxFileBytes else {
                 throw refuse("has \(info.st_size) bytes, more than the \(maxFileBytes) a carried model file may have")
             }
-            out.append(Source(name: name, url: URL(fileURLWithPath: resolved)))
+            out.append(Source(name: name, url: URL(fileURLWithPath: resolved.path)))
         }
         return out
     }
@@ -113,16 +113,5 @@ public enum ModelFiles {
         let target = folder.appendingPathComponent(source.name)
         do { try data.write(to: target) } catch { throw .io(path: target.path, reason: "cannot write: \(error.localizedDescription)") }
         return .init(name: source.name, size: data.count, sha256: Digest.sha256(data))
-    }
-
-    static func components(_ path: String) -> [String] {
-        path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-    }
-
-    /// `realpath(3)`: absolute, no `.`/`..`, every symlink followed; nil when it does not exist.
-    static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 }

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 
 /// The directories whose files requests may name (`--allow-root`).
@@ -7,20 +8,19 @@ import Foundation
 /// string prefixes, keeps `/data/models-evil` out of `/data/models`; resolving first keeps
 /// `root/../etc` and `root/link-to-elsewhere` out.
 public struct AllowedRoots: Sendable {
-    /// Resolved roots, as path components.
-    private let roots: [[String]]
+    private let roots: [ResolvedPath]
     public let paths: [String]
 
     /// Resolves each root; a root that does not exist is a setup error naming it.
     public init(_ urls: [URL]) throws(ServiceSetupError) {
-        var roots: [[String]] = [], paths: [String] = []
+        var roots: [ResolvedPath] = []
         for url in urls {
-            guard let resolved = Self.realPath(url.path) else {
+            guard let resolved = ResolvedPath(url.path) else {
                 throw .invalidOption(option: "--allow-root", reason: "\(url.path) does not exist or cannot be resolved")
             }
-            roots.append(Self.components(resolved))
-            paths.append(resolved)
+            roots.append(resolved)
         }
+        let paths = roots.map(\.path)
         self.roots = roots
         self.paths = paths
     }
@@ -31,29 +31,17 @@ public struct AllowedRoots: Sendable {
             throw .pathNotAllowed(field: field, path: path, reason: "is not absolute; give a server-side absolute path")
         }
         guard !path.utf8.contains(0) else { throw .invalidField(field: field, reason: "contains a NUL byte") }
-        guard let resolved = Self.realPath(path) else {
+        guard let resolved = ResolvedPath(path) else {
             // Do not reveal whether a path outside the roots exists: both answers are 422.
             throw .pathNotAllowed(field: field, path: path, reason: "does not exist (or is outside the allowed roots)")
         }
-        let components = Self.components(resolved)
-        guard roots.contains(where: { components.starts(with: $0) }) else {
+        guard roots.contains(where: resolved.isWithin) else {
             throw .pathNotAllowed(
                 field: field, path: path,
                 reason: roots.isEmpty
                     ? "is not allowed: the server was started without --allow-root"
-                    : "resolves to \(resolved), outside the allowed roots (\(paths.joined(separator: ", ")))")
+                    : "resolves to \(resolved.path), outside the allowed roots (\(paths.joined(separator: ", ")))")
         }
-        return resolved
-    }
-
-    static func components(_ path: String) -> [String] {
-        path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
-    }
-
-    /// `realpath(3)`: absolute, no `.`/`..`, every symlink followed; nil when it does not exist.
-    static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        return resolved.path
     }
 }

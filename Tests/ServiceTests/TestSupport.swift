@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 @testable import Service
 import Analysis
+import Checkpoint
 import ModelProfiles
 #if canImport(Glibc)
 import Glibc
@@ -166,7 +167,7 @@ func withServer<T: Sendable>(
 func temporaryDirectory(_ name: String) throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-service-\(name)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return URL(fileURLWithPath: AllowedRoots.realPath(url.path)!, isDirectory: true)
+    return URL(fileURLWithPath: ResolvedPath(url.path)!.path, isDirectory: true)
 }
 
 /// A tiny synthetic base/fine-tuned pair (llama-2-7b scaled by 1/64, `layers` layers: 7 matrices
