@@ -21,12 +21,17 @@ public struct MatrixSpectrum: Sendable, Equatable {
     /// it the way the backend does. Keyed by bit-width; each array covers the stored vectors.
     /// A bit-width without an entry cannot be used for this matrix.
     public var relativeQuantizationError: [Int: [Double]]
+    /// wᵢ: the error of dropping stored vector i when the vectors before it are kept, so that
+    /// dropping every vector from K on costs Σ_{i≥K} wᵢ (plus the vectors never stored). Nil: σᵢ² gᵢ
+    /// (dropped vectors do not interact, the paper's order); error feedback's kept segments absorb
+    /// part of the dropped vectors and measure smaller weights with the same total.
+    public var droppedWeights: [Double]?
 
     public init(
         name: String, type: LayerType, rows: Int, columns: Int,
         singularValues: [Double], inputEnergy: [Double],
         activationEnergy: Double, weightEnergy: Double,
-        relativeQuantizationError: [Int: [Double]]
+        relativeQuantizationError: [Int: [Double]], droppedWeights: [Double]? = nil
     ) {
         precondition(singularValues.count == inputEnergy.count, "one gᵢ per stored σᵢ")
         precondition(singularValues.count <= min(rows, columns), "more singular values than the rank allows")
@@ -40,7 +45,9 @@ public struct MatrixSpectrum: Sendable, Equatable {
         self.inputEnergy = inputEnergy
         self.activationEnergy = activationEnergy
         self.weightEnergy = weightEnergy
+        precondition(droppedWeights.map { $0.count == singularValues.count } ?? true, "one dropped weight per stored vector")
         self.relativeQuantizationError = relativeQuantizationError
+        self.droppedWeights = droppedWeights
     }
 
     /// The number of stored vectors: the largest rank a plan can give this matrix.

@@ -156,6 +156,10 @@ public struct Plan: Codable, Sendable, Equatable {
     public var matrices: [Matrix]
     public var totals: Totals
     public var report: Report
+    /// The segment order the predicted errors were measured in (store plans), the one `compress`
+    /// should use; null for shape-only plans (nothing measured) and for plans written before
+    /// orders existed (those were measured in the paper's order).
+    @EncodedAsNull public var segmentOrder: SegmentOrder?
 
     /// Builds a plan from its matrices, computing the totals.
     ///
@@ -164,7 +168,7 @@ public struct Plan: Codable, Sendable, Equatable {
     public init(
         toolVersion: String, source: Source, budget: BudgetRecord, storage: StorageModel, scope: Scope,
         strategy: StrategyRecord, bits: [Int], matrices: [Matrix], activationEnergies: [Double]? = nil,
-        report: Report = Report()
+        report: Report = Report(), segmentOrder: SegmentOrder? = nil
     ) {
         formatVersion = Self.currentFormatVersion
         self.toolVersion = toolVersion
@@ -192,6 +196,7 @@ public struct Plan: Codable, Sendable, Equatable {
             bitsPerParameter: parameters > 0 ? Double(storageBits) / Double(parameters) : 0,
             predictedError: error, predictedRelativeError: relative)
         self.report = report
+        self.segmentOrder = segmentOrder
     }
 
     /// Records the gap to the exact optimum's predicted error `exactError` (greedy and genetic plans).
