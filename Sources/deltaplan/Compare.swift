@@ -24,6 +24,9 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
     var method: QuantizationMethod = .gptq
 
+    @Option(help: "Segment order the error model measures: feedback or paper (as for plan and compress).")
+    var order: SegmentOrder = .default
+
     @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
     var bits: String = "16,8,4,3,2,1,0"
 
@@ -68,7 +71,7 @@ struct CompareCommand: ParsableCommand {
         do {
             let planning = try StorePlanning(
                 store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, groupSize: groupSize),
+                measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
                 progress: progress.step)
             comparison = try planning.compare(
                 budgets: Array(zip(try parsedBudgets(), budgets.split(separator: ",").map(String.init))), strategies: names,

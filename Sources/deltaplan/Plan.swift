@@ -42,6 +42,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
     var method: QuantizationMethod = .gptq
 
+    @Option(help: "Segment order the error model measures (recorded in the plan; compress uses it): feedback (error feedback: U toward its least-squares target, σ refitted, later segments absorbing earlier residuals) or paper (Delta-CoMe as published).")
+    var order: SegmentOrder = .default
+
     @OptionGroup var storageOptions: StorageOptions
 
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
@@ -97,7 +100,7 @@ struct PlanCommand: ParsableCommand {
         do {
             planning = try StorePlanning(
                 store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, groupSize: storageOptions.groupSize),
+                measurement: MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize),
                 progress: progress.step)
         } catch { throw CLIFailure(error) }
         do {

@@ -16,6 +16,7 @@ extension Accounting: ExpressibleByArgument {}
 extension Scope: ExpressibleByArgument {}
 extension ComparisonFormat: ExpressibleByArgument {}
 extension QuantizationMethod: ExpressibleByArgument {}
+extension SegmentOrder: ExpressibleByArgument {}
 
 /// `--profile`: a built-in model profile.
 struct ProfileOptions: ParsableArguments {
