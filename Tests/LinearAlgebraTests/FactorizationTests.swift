@@ -51,6 +51,25 @@ import LinearAlgebra
         }
     }
 
+    /// `potrs` with the factor of ``cholesky(_:triangle:)``: the residual of A·X = B is at rounding
+    /// level, in place, and only the factor's lower triangle is read.
+    @Test(arguments: [1, 9, 64])
+    func choleskySolveResidual(n: Int) throws {
+        let a = try Self.spd(n, seed: 300 + UInt64(n))
+        var l = try cholesky(a)
+        for j in 0..<n { for i in 0..<j { l[i, j] = -1e6 } }   // garbage above the diagonal
+        let b = Matrix<Double>.gaussian(rows: n, columns: 3, using: SeededGenerator(seed: 400 + UInt64(n)))
+        var x = b
+        try solveCholesky(l, &x)
+        #expect(Ref.relativeError(Ref.multiply(a, false, x, false), b) < 1e-13)
+        let lf = try cholesky(Matrix<Float>(a))
+        var xf = Matrix<Float>(b)
+        try solveCholesky(lf, &xf)
+        #expect(Ref.relativeError(Ref.multiply(Matrix<Float>(a), false, xf, false), b) < 1e-5)
+        var wrong = Matrix<Double>(rows: n + 1, columns: 1)
+        #expect(throws: LinearAlgebraError.self) { try solveCholesky(l, &wrong) }
+    }
+
     @Test func notPositiveDefiniteNamesMinor() throws {
         let a = Matrix<Double>(diagonal: [4, 1, -2, 3])
         #expect(throws: LinearAlgebraError.notPositiveDefinite(order: 3)) { try cholesky(a) }

@@ -115,6 +115,19 @@ enum LAPACK {
         }
     }
 
+    /// Solves A·X = B in place of B (n×nrhs) from the Cholesky factor of A in the `uplo` triangle
+    /// of `a` (`spotrs`/`dpotrs`: two triangular solves).
+    static func potrs<S: LinearAlgebraScalar>(lower: Bool, n: Int, nrhs: Int, a: UnsafePointer<S>, b: UnsafeMutablePointer<S>) -> Int {
+        let uplo = CChar(UInt8(ascii: lower ? "L" : "U"))
+        let (nn, rhs) = (dp_lapack_int(n), dp_lapack_int(nrhs))
+        switch S.precision {
+        case .single:
+            return checkArguments(LAPACKE_spotrs_work(columnMajor, uplo, nn, rhs, floatPointer(a), nn, floatPointer(b), nn), "spotrs")
+        case .double:
+            return checkArguments(LAPACKE_dpotrs_work(columnMajor, uplo, nn, rhs, doublePointer(a), nn, doublePointer(b), nn), "dpotrs")
+        }
+    }
+
     /// Solves op(T)·X = B in place of B (n×nrhs) for triangular T (`strtrs`/`dtrtrs`); info > 0 is
     /// the 1-based index of a zero diagonal element.
     static func trtrs<S: LinearAlgebraScalar>(
