@@ -3,12 +3,16 @@
 ///
 /// Under a sensitivity objective the same structure holds with σᵢ² wᵢ in place of σᵢ² gᵢ, except
 /// that the cost of the dropped vectors is the store's exact `dropped` suffix (the paired
-/// objective keeps the cross terms between dropped vectors, which need not vanish there).
+/// objective keeps the cross terms between dropped vectors, which need not vanish there). That
+/// suffix is the cost of truncating the SVD: the part of it that error feedback's kept segments
+/// absorb is not credited (an upper bound).
 ///
 /// With ΔW = Σᵢ σᵢ uᵢ vᵢᵀ and orthonormal U, the error of dropping vector i is exactly σᵢ² gᵢ
-/// (gᵢ = vᵢᵀ H vᵢ) and dropped vectors do not interact. A vector kept at k bits costs σᵢ² gᵢ eᵢ(k),
-/// with eᵢ(k) measured; cross terms between the quantization errors of different vectors, and
-/// between quantization and truncation errors, are ignored (the model's one assumption).
+/// (gᵢ = vᵢᵀ H vᵢ) and dropped vectors do not interact; with error feedback the kept vectors absorb
+/// part of the dropped ones and dropping costs the spectrum's ``MatrixSpectrum/droppedWeights``
+/// instead (a suffix sum either way). A vector kept at k bits costs σᵢ² gᵢ eᵢ(k), with eᵢ(k)
+/// measured; cross terms between the quantization errors of different vectors, and between
+/// quantization and truncation errors, are ignored (the model's one assumption).
 ///
 /// Prefix sums make any allocation cost O(number of segments) to evaluate after an O(r·|bits|)
 /// set-up. Sums are accumulated in Double.
@@ -30,8 +34,9 @@ public struct ErrorModel: Sendable {
             weights = zip(spectrum.singularValues, spectrum.inputEnergy).map { $0 * $0 * $1 }
             // Energy of the vectors that were never stored: what the stored ones do not explain.
             let unstored = max(0, spectrum.activationEnergy - weights.reduce(0, +))
+            let dropped = spectrum.droppedWeights ?? weights
             var suffix = [Double](repeating: unstored, count: r + 1)
-            for i in stride(from: r - 1, through: 0, by: -1) { suffix[i] = suffix[i + 1] + weights[i] }
+            for i in stride(from: r - 1, through: 0, by: -1) { suffix[i] = suffix[i + 1] + dropped[i] }
             suffixDropped = suffix
         }
         prefixQuantized = spectrum.relativeQuantizationError.mapValues { e in

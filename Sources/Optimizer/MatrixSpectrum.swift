@@ -40,12 +40,18 @@ public struct MatrixSpectrum: Sendable, Equatable {
             self.dropped = dropped
         }
     }
+    /// wᵢ: the error of dropping stored vector i when the vectors before it are kept, so that
+    /// dropping every vector from K on costs Σ_{i≥K} wᵢ (plus the vectors never stored). Nil: σᵢ² gᵢ
+    /// (dropped vectors do not interact, the paper's order); error feedback's kept segments absorb
+    /// part of the dropped vectors and measure smaller weights with the same total.
+    public var droppedWeights: [Double]?
 
     public init(
         name: String, type: LayerType, rows: Int, columns: Int,
         singularValues: [Double], inputEnergy: [Double],
         activationEnergy: Double, weightEnergy: Double,
-        relativeQuantizationError: [Int: [Double]], sensitivity: Sensitivity? = nil
+        relativeQuantizationError: [Int: [Double]], sensitivity: Sensitivity? = nil,
+        droppedWeights: [Double]? = nil
     ) {
         precondition(singularValues.count == inputEnergy.count, "one gᵢ per stored σᵢ")
         precondition(singularValues.count <= min(rows, columns), "more singular values than the rank allows")
@@ -59,11 +65,13 @@ public struct MatrixSpectrum: Sendable, Equatable {
         self.inputEnergy = inputEnergy
         self.activationEnergy = activationEnergy
         self.weightEnergy = weightEnergy
+        precondition(droppedWeights.map { $0.count == singularValues.count } ?? true, "one dropped weight per stored vector")
         self.relativeQuantizationError = relativeQuantizationError
         if let sensitivity {
             precondition(sensitivity.vectorWeights.count == singularValues.count, "one wᵢ per stored σᵢ")
         }
         self.sensitivity = sensitivity
+        self.droppedWeights = droppedWeights
     }
 
     /// The objective the error model minimizes.

@@ -51,6 +51,15 @@ import ModelProfiles
         #expect((source["hash"] as? String)?.count == 64)
         let totals = try #require(object["totals"] as? [String: Any])
         #expect(totals["predictedRelativeError"] is NSNull)
+        // Shape-only: nothing measured, no segment order; a plan written before orders existed
+        // (no key at all) reads as nil too.
+        #expect(object["segmentOrder"] is NSNull)
+        var old = object
+        old["segmentOrder"] = nil
+        #expect(try Plan.decode(JSONSerialization.data(withJSONObject: old), file: "old.json").segmentOrder == nil)
+        var measured = plan
+        measured.segmentOrder = .paper
+        #expect(try Plan.decode(measured.encoded(), file: "p.json").segmentOrder == .paper)
         // Totals are consistent with the matrices: α = storage / (16 · parameters).
         let storage = plan.matrices.reduce(0) { $0 + $1.storageBits }
         let parameters = plan.matrices.reduce(0) { $0 + $1.shape[0] * $1.shape[1] }

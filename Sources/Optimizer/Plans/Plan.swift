@@ -160,6 +160,10 @@ public struct Plan: Codable, Sendable, Equatable {
     /// `paired`: the sensitivity objectives of Docs/calibration-format.md); null for shape-only
     /// plans, which predict nothing.
     @EncodedAsNull public var objective: ErrorObjective?
+    /// The segment order the predicted errors were measured in (store plans), the one `compress`
+    /// should use; null for shape-only plans (nothing measured) and for plans written before
+    /// orders existed (those were measured in the paper's order).
+    @EncodedAsNull public var segmentOrder: SegmentOrder?
 
     /// Builds a plan from its matrices, computing the totals.
     ///
@@ -169,7 +173,7 @@ public struct Plan: Codable, Sendable, Equatable {
     public init(
         toolVersion: String, source: Source, budget: BudgetRecord, storage: StorageModel, scope: Scope,
         strategy: StrategyRecord, bits: [Int], matrices: [Matrix], objectiveEnergies: [Double]? = nil,
-        objective: ErrorObjective? = nil, report: Report = Report()
+        objective: ErrorObjective? = nil, report: Report = Report(), segmentOrder: SegmentOrder? = nil
     ) {
         precondition((objectiveEnergies == nil) == (objective == nil), "energies and their objective go together")
         self.objective = objective
@@ -199,6 +203,7 @@ public struct Plan: Codable, Sendable, Equatable {
             bitsPerParameter: parameters > 0 ? Double(storageBits) / Double(parameters) : 0,
             predictedError: error, predictedRelativeError: relative)
         self.report = report
+        self.segmentOrder = segmentOrder
     }
 
     /// Records the gap to the exact optimum's predicted error `exactError` (greedy and genetic plans).
