@@ -115,6 +115,9 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var shape: [Int]
         /// `gptq` or `rtn` (what was actually used for the 2…8-bit segments: `rtn` whenever H = I).
         public var method: QuantizationMethod
+        /// The segment order used (``SegmentOrder``); nil in artifacts written before orders
+        /// existed, which used the paper's (``effectiveOrder``).
+        public var order: SegmentOrder?
         public var groupSize: Int
         /// The calibration entry of H (nil: H = I).
         public var calibrationEntry: String?
@@ -124,6 +127,9 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         /// Bytes of this matrix's tensors in `delta.safetensors`.
         public var storedBytes: Int
         public var warnings: [String]
+
+        /// The order the segments were quantized in: `order`, or `paper` for older artifacts.
+        public var effectiveOrder: SegmentOrder { order ?? .paper }
     }
 
     public struct CarriedRecord: Codable, Sendable, Equatable {

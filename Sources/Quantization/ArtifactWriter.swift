@@ -8,6 +8,9 @@ import Optimizer
 public struct CompressionOptions: Sendable {
     /// GPTQ (with the calibration H) or RTN for 2…8-bit segments; matrices with H = I always use RTN.
     public var method: QuantizationMethod
+    /// The segment order (``SegmentOrder``); nil: the order the plan was measured in
+    /// (`plan.segmentOrder`), or the default (error feedback) for a plan that records none.
+    public var order: SegmentOrder?
     /// GPTQ damping, a fraction of mean(diag H).
     public var dampening: Double
     /// Overrides of the store's recorded input paths (checked by size and header hash only).
@@ -17,9 +20,10 @@ public struct CompressionOptions: Sendable {
     public var planPath: String?
     public var toolVersion: String
 
-    public init(method: QuantizationMethod = .gptq, dampening: Double = 0.01, base: URL? = nil, finetuned: URL? = nil,
-                planPath: String? = nil, toolVersion: String) {
+    public init(method: QuantizationMethod = .gptq, order: SegmentOrder? = nil, dampening: Double = 0.01, base: URL? = nil,
+                finetuned: URL? = nil, planPath: String? = nil, toolVersion: String) {
         self.method = method
+        self.order = order
         self.dampening = dampening
         self.base = base
         self.finetuned = finetuned
@@ -35,11 +39,30 @@ public enum CompressionEvent: Sendable {
     case matrixStarted(index: Int, total: Int, name: String)
     case matrixFinished(index: Int, total: Int, name: String, seconds: Double)
     case carried(name: String)
+    /// Something the user should know that does not stop the compression (the plan was measured
+    /// in another segment order, so its predictions do not describe this artifact).
+    case warning(String)
     case finished(artifact: URL)
 }
 
-/// `deltaplan compress`: quantizes every planned matrix's segments (Delta-CoMe: GPTQ on Vᵀ with
-/// H, then on U with Σ̂ V̂ᵀ H V̂ Σ̂; sign for 1 bit; F16 for 16 bits) and writes an artifact
+/// The segment order a compression uses (`options.order`, else the plan's, else the default),
+/// and a warning when the plan's predicted errors were measured in another order (a store plan
+/// that records none was measured in the paper's order, before orders existed).
+func resolveOrder(plan: Plan, requested: SegmentOrder?) -> (order: SegmentOrder, warning: String?) {
+    let order = requested ?? plan.segmentOrder ?? .default
+    guard plan.source.kind == "store" else { return (order, nil) }
+    let measured = plan.segmentOrder ?? .paper
+    guard measured != order else { return (order, nil) }
+    let recorded = plan.segmentOrder == nil ? " (it records no order: it was made before orders existed)" : ""
+    return (order, "the plan's predicted errors were measured in the \(measured.rawValue) order\(recorded), "
+        + "this artifact is compressed in the \(order.rawValue) order: evaluate will compare it with predictions "
+        + "of another quantizer; plan again with --order \(order.rawValue) for predictions that match")
+}
+
+/// `deltaplan compress`: quantizes every planned matrix's segments in order with a
+/// ``MatrixQuantizer`` (Delta-CoMe: GPTQ on Vᵀ with H, then on U with Σ̂ V̂ᵀ H V̂ Σ̂; sign for 1 bit;
+/// F16 for 16 bits; with error feedback, the default, U toward its least-squares target and σ
+/// refitted, each segment absorbing the residual of the earlier ones) and writes an artifact
 /// directory: `delta.safetensors` (the segments' codes, scales, zeros, values and σ, and the
 /// carried tensors), `model-files/` (the fine-tuned directory's configuration, tokenizer and
 /// generation files, byte for byte: ``ModelFiles``) and `manifest.json`. Layout:
@@ -55,9 +78,12 @@ public enum CompressionEvent: Sendable {
 ///   a single-file checkpoint), checked before any quantization (a link out of the directory, a
 ///   file that is not regular or too large is an error naming it). They are not part of the
 ///   store's fingerprint: they are whatever the directory holds when `compress` runs.
+/// - Order: `options.order`, else the plan's `segmentOrder`, else error feedback; recorded per
+///   matrix. A plan measured in another order gets a ``CompressionEvent/warning(_:)``.
 /// - Streaming: one matrix's factors, H and its prepared factor, and the encoded segments at a
-///   time; carried tensors are compared and copied in place in the checkpoints' mappings, one at
-///   a time.
+///   time (with error feedback also the earlier segments' V̂ and Û diag(σ̃) of that matrix, at
+///   most (h_out + h_in) × stored rank Floats; ΔW itself is never formed); carried tensors are
+///   compared and copied in place in the checkpoints' mappings, one at a time.
 /// - Atomic: built in a temporary sibling directory, then renamed over `out` (an existing `out`
 ///   is replaced only once the new artifact is complete).
 /// - `shouldStop` is checked before each matrix and before the carried tensors: when it returns
@@ -89,6 +115,7 @@ public func compress(
         records.append(record)
     }
     do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
+    let (order, orderWarning) = resolveOrder(plan: plan, requested: options.order)
 
     // Inputs.
     let recorded = store.manifest.inputs
@@ -153,6 +180,7 @@ public func compress(
     // Matrices.
     let work = plan.matrices.map { m in Double(m.shape[0]) * Double(m.shape[1]) * Double(max(1, m.segments.last?.end ?? 0)) }
     progress(.started(matrices: plan.matrices.map(\.name), work: work, carried: carried.count))
+    if let orderWarning { progress(.warning(orderWarning)) }
     var hessians = HessianCache(capacity: 3)
     var matrixRecords: [ArtifactManifest.MatrixRecord] = []
     for (index, (m, record)) in zip(plan.matrices, records).enumerated() {
@@ -175,12 +203,14 @@ public func compress(
                                                            dampening: options.dampening)
                 } catch { throw .quantization(error) }
             }
-            let segmentOptions = SegmentOptions(method: method, groupSize: plan.groupSize, dampening: options.dampening)
-            for (j, s) in m.segments.enumerated() {
+            let segmentOptions = SegmentOptions(method: method, order: order, groupSize: plan.groupSize, dampening: options.dampening)
+            var quantizer: MatrixQuantizer
+            do {
+                quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
+            } catch { throw .quantization(error) }
+            for j in m.segments.indices {
                 let q: QuantizedSegment
-                do { q = try quantizeSegment(factors, segment: s, hessian: hessian, options: segmentOptions, preparedV: prepared) } catch {
-                    throw .quantization(error)
-                }
+                do { q = try quantizer.next() } catch { throw .quantization(error) }
                 warnings += q.warnings.map { "segment \(j): \($0)" }
                 let encoded = ArtifactTensor.encode(q, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
                 for name in encoded.keys.sorted() {
@@ -194,7 +224,8 @@ public func compress(
             }
         }
         matrixRecords.append(.init(
-            name: m.name, type: m.type.rawValue, shape: m.shape, method: method, groupSize: plan.groupSize, calibrationEntry: entry,
+            name: m.name, type: m.type.rawValue, shape: m.shape, method: method, order: order, groupSize: plan.groupSize,
+            calibrationEntry: entry,
             segments: m.segments.enumerated().map { j, s in
                 .init(start: s.start, end: s.end, bits: s.bits, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
             },

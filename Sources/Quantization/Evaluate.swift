@@ -85,6 +85,9 @@ public struct EvaluationReport: Codable, Sendable, Equatable {
     public var matrices: [MatrixEvaluation]
     public var byType: [EvaluationSummary]
     public var total: EvaluationSummary
+    /// What makes actual and predicted incomparable: the plan's predictions measured in another
+    /// segment order than the artifact was compressed in.
+    public var warnings: [String]
 }
 
 /// `deltaplan evaluate`: the actual errors of an artifact's ΔŴ against ΔW = W_ft − W_base, per
@@ -189,7 +192,8 @@ public func evaluate(
             if usedRank > 0 {
                 let q: QuantizedSegment
                 do {
-                    q = try quantizeSegment(factors, segment: Segment(start: 0, end: usedRank, bits: 16), hessian: nil)
+                    q = try quantizeSegment(factors, segment: Segment(start: 0, end: usedRank, bits: 16), hessian: nil,
+                                            options: SegmentOptions(order: .paper))
                 } catch { throw .quantization(error) }
                 lowRankApproximation = q.reconstruction
             }
@@ -218,10 +222,15 @@ public func evaluate(
     var types: [String] = []
     for r in results where !types.contains(r.type) { types.append(r.type) }
     let strategy = m.plan.strategy.name + (m.plan.strategy.preset.map { ":" + $0 } ?? "")
+    var warnings: [String] = []
+    for order in Set(m.matrices.map(\.effectiveOrder)).sorted(by: { $0.rawValue < $1.rawValue }) {
+        if let warning = resolveOrder(plan: m.plan, requested: order).warning { warnings.append(warning) }
+    }
     return EvaluationReport(
         artifact: artifact.url.path, strategy: strategy, objective: objective, sensitivityObjective: sensitivityObjective,
         matrices: results, byType: types.map { t in summarize(t, results.filter { $0.type == t }, objective: objective) },
-        total: summarize("total", results, objective: objective))
+        total: summarize("total", results, objective: objective),
+        warnings: warnings)
 }
 
 func summarize(_ group: String, _ rows: [MatrixEvaluation], objective: ErrorObjective) -> EvaluationSummary {

@@ -47,12 +47,21 @@ public enum QuantizationWarning: Sendable, Hashable, CustomStringConvertible {
     case dampingIncreased(dampening: Double, retriedWith: Double)
     /// `count` columns had H_jj = 0 (no input ever reached them): set to H_jj = 1, W[:, j] = 0.
     case deadColumns(count: Int)
+    /// Error feedback: the damped system `system` was not positive definite at `dampening`
+    /// (fraction of each diagonal entry); retried with `retriedWith`.
+    case feedbackDampingIncreased(system: String, dampening: Double, retriedWith: Double)
+    /// Error feedback gave up on `system` and kept the paper's values (U's target: the SVD's U;
+    /// the σ refit: σ̂ = F16(σ)).
+    case feedbackFellBack(system: String, reason: String)
 
     public var description: String {
         switch self {
         case let .dampingIncreased(d, next):
             "Hessian not positive definite with dampening \(d); retried with \(next)"
         case let .deadColumns(count): "\(count) dead input column(s) (H_jj = 0) zeroed"
+        case let .feedbackDampingIncreased(system, d, next):
+            "error feedback: \(system) not positive definite with dampening \(d); retried with \(next)"
+        case let .feedbackFellBack(system, reason): "error feedback: \(system): \(reason); kept the paper's values"
         }
     }
 }

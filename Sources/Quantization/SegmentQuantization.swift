@@ -13,13 +13,18 @@ public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
 /// How segments are quantized.
 public struct SegmentOptions: Sendable, Hashable {
     public var method: QuantizationMethod
+    /// Error feedback (the default) or the paper's independent segments (``SegmentOrder``).
+    public var order: SegmentOrder
     public var groupSize: Int
-    /// GPTQ damping as a fraction of mean(diag H).
+    /// GPTQ damping as a fraction of mean(diag H); error feedback damps its two small solves
+    /// with the same fraction of each diagonal entry (see ``MatrixQuantizer``).
     public var dampening: Double
     public var actOrder: Bool
 
-    public init(method: QuantizationMethod = .gptq, groupSize: Int = 128, dampening: Double = 0.01, actOrder: Bool = false) {
+    public init(method: QuantizationMethod = .gptq, order: SegmentOrder = .default, groupSize: Int = 128,
+                dampening: Double = 0.01, actOrder: Bool = false) {
         self.method = method
+        self.order = order
         self.groupSize = groupSize
         self.dampening = dampening
         self.actOrder = actOrder
@@ -39,10 +44,12 @@ public struct QuantizedSegment: Sendable {
     public var vt: QuantizedWeight
     /// Û_seg, `h_out × (b − a)`.
     public var u: QuantizedWeight
-    /// σ̂ᵢ = F16(σᵢ) for i in [a, b).
+    /// σ̂ᵢ for i in [a, b): F16(σᵢ) in the paper's order, the refitted values with error feedback.
     public var singularValues: [Float16]
+    /// What error feedback's solves reported (damping retries, fallbacks); empty in the paper's order.
+    public var feedbackWarnings: [QuantizationWarning] = []
 
-    public var warnings: [QuantizationWarning] { vt.warnings + u.warnings }
+    public var warnings: [QuantizationWarning] { vt.warnings + u.warnings + feedbackWarnings }
 
     /// ΔŴ_seg = Û·diag(σ̂)·V̂ᵀ, `h_out × h_in` (one `sgemm`, 2·h_out·h_in·(b − a) flops).
     public var reconstruction: Matrix<Float> {
@@ -63,8 +70,9 @@ public func reconstruct(_ segments: [QuantizedSegment], rows: Int, columns: Int)
     return total
 }
 
-/// Delta-CoMe's quantization of one segment [a, b) at `bits` bits (paper §3; released code):
+/// The quantization of one segment [a, b) at `bits` bits, on its own.
 ///
+/// `.paper` order (Delta-CoMe, paper §3 and released code):
 /// 1. V̂ᵀ: the rows vᵢᵀ, i ∈ [a, b), form a `(b − a) × h_in` weight whose input is the layer input
 ///    X; quantized with GPTQ using H = X Xᵀ (RTN when `method` is `.rtn` or H is the identity:
 ///    with a diagonal H, GPTQ propagates nothing and equals RTN);
@@ -72,6 +80,13 @@ public func reconstruct(_ segments: [QuantizedSegment], rows: Int, columns: Int)
 ///    GPTQ using its Hessian H_U = Σ̂ V̂ᵀ H V̂ Σ̂ (computed from H, no activations; one
 ///    `(b−a) × h_in × h_in` GEMM and one `(b−a)² × h_in`);
 /// 3. 1 bit: ``Sign`` on both; 16 bits: ``F16`` on both; σ̂ = F16(σ) always.
+///
+/// `.feedback` order: V̂ᵀ as in step 1, then U quantized toward its least-squares target and σ
+/// refitted, against the part of ΔW from vector a to the stored rank (the segment is the plan's
+/// only one: the vectors before a count as exact, those after it as dropped); see
+/// ``MatrixQuantizer``, which quantizes a plan's segments in sequence so that each later
+/// segment also absorbs the residual of the earlier ones. Use it (or
+/// ``quantizeSegments(_:segments:hessian:options:preparedV:)``) for a plan.
 ///
 /// - Parameters:
 ///   - hessian: H (`h_in × h_in`), or nil for H = I (data-free).
@@ -83,7 +98,21 @@ public func quantizeSegment(
     _ factors: StoredFactors, segment: Segment, hessian: Matrix<Float>?, options: SegmentOptions = SegmentOptions(),
     preparedV: PreparedHessian? = nil
 ) throws(QuantizationError) -> QuantizedSegment {
-    try SegmentWork(factors, segment: segment, hessian: hessian, options: options, preparedV: preparedV).result
+    var quantizer = try MatrixQuantizer(factors, segments: [segment], hessian: hessian, options: options, preparedV: preparedV)
+    return try quantizer.next()
+}
+
+/// The segments of one plan for one matrix, consecutive, quantized in order by a
+/// ``MatrixQuantizer`` (independently in the paper's order; each absorbing the residual of the
+/// earlier ones with error feedback). `segments` start at `segments[0].start` (normally 0).
+public func quantizeSegments(
+    _ factors: StoredFactors, segments: [Segment], hessian: Matrix<Float>?, options: SegmentOptions = SegmentOptions(),
+    preparedV: PreparedHessian? = nil
+) throws(QuantizationError) -> [QuantizedSegment] {
+    var quantizer = try MatrixQuantizer(factors, segments: segments, hessian: hessian, options: options, preparedV: preparedV)
+    var out: [QuantizedSegment] = []
+    while !quantizer.isFinished { out.append(try quantizer.next()) }
+    return out
 }
 
 /// The activation error of one quantized segment attributed to its vectors; the values sum to
@@ -119,16 +148,37 @@ public func attributedErrors(
 /// A segment's quantization with the products the error attribution reuses.
 struct SegmentWork {
     var result: QuantizedSegment
-    /// B·H with B = Σ̂ V̂ᵀ, `(b − a) × h_in`.
+    /// B·H with B = Σ̂ V̂ᵀ, `(b − a) × h_in` (σ̂: the segment's stored σ).
     var bh: Matrix<Float>
     /// H_U = B H Bᵀ.
     var hu: Matrix<Float>
+    /// Error feedback's products, for ``attributeFeedback(_:factors:vtH:feedback:)``; nil in the paper's order.
+    var feedback: FeedbackProducts?
 
-    init(
-        _ factors: StoredFactors, segment: Segment, hessian: Matrix<Float>?, options: SegmentOptions,
-        preparedV: PreparedHessian?
-    ) throws(QuantizationError) {
-        let (hOut, hIn, r) = (factors.u.rows, factors.v.rows, factors.storedRank)
+    /// What error feedback computed on the way: U's target and the products with V̂.
+    struct FeedbackProducts {
+        /// U* (the SVD's U_seg after a fallback), `h_out × (b − a)`.
+        var uStar: Matrix<Float>
+        /// F16(σ_seg): the scale U* was fitted with (U* Σ̂ V̂ᵀ).
+        var sigmaHat: [Float]
+        /// V̂ᵀ H, `(b − a) × h_in`.
+        var vHatH: Matrix<Float>
+        /// G = V̂ᵀ H V̂.
+        var g: Matrix<Float>
+    }
+
+    init(result: QuantizedSegment, bh: Matrix<Float>, hu: Matrix<Float>, feedback: FeedbackProducts? = nil) {
+        self.result = result
+        self.bh = bh
+        self.hu = hu
+        self.feedback = feedback
+    }
+
+    /// Checks a segment against the factors and H; returns σ̂ = F16(σ) over the segment.
+    static func validate(
+        _ factors: StoredFactors, segment: Segment, hessian: Matrix<Float>?
+    ) throws(QuantizationError) -> [Float16] {
+        let (hIn, r) = (factors.v.rows, factors.storedRank)
         guard segment.end <= r, segment.count > 0 else {
             throw .invalidOption(option: "segment", reason: "[\(segment.start), \(segment.end)) must be a non-empty range within the \(r) stored vectors")
         }
@@ -148,42 +198,64 @@ struct SegmentWork {
             guard h.isFinite else { throw .notRepresentableInF16(what: "singular value \(i)", value: Double(factors.singularValues[i])) }
             sigma.append(h)
         }
+        return sigma
+    }
+
+    /// The paper's order: one segment on its own, U toward the SVD's U, σ̂ = F16(σ).
+    init(
+        paper factors: StoredFactors, segment: Segment, hessian: Matrix<Float>?, options: SegmentOptions,
+        preparedV: PreparedHessian?
+    ) throws(QuantizationError) {
+        let sigma = try Self.validate(factors, segment: segment, hessian: hessian)
         let vt = factors.v.columnSlice(segment.start..<segment.end).matrix.transposed()
         let u = factors.u.columnSlice(segment.start..<segment.end).matrix
-        let vq: QuantizedWeight, uq: QuantizedWeight
-        switch segment.bits {
-        case 16:
-            vq = try F16().quantize(vt)
-            uq = try F16().quantize(u)
-            (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
-        case 1:
-            vq = try Sign().quantize(vt)
-            uq = try Sign().quantize(u)
-            (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
+        let vq = try Self.quantizeV(vt, bits: segment.bits, options: options, hessian: hessian, preparedV: preparedV)
+        (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
+        let uq = try Self.quantizeU(u, bits: segment.bits, options: options, calibrated: hessian != nil, hu: hu)
+        result = QuantizedSegment(segment: segment, rows: factors.u.rows, columns: factors.v.rows, vt: vq, u: uq, singularValues: sigma)
+    }
+
+    /// Step 1 of either order: V̂ᵀ from the `(b − a) × h_in` rows Vᵀ. 16 bits: F16; 1 bit: Sign;
+    /// else GPTQ under H (with `preparedV`, or a preparation made here) when the method is GPTQ
+    /// and H is given, RTN otherwise.
+    static func quantizeV(
+        _ vt: Matrix<Float>, bits: Int, options: SegmentOptions, hessian: Matrix<Float>?, preparedV: PreparedHessian?
+    ) throws(QuantizationError) -> QuantizedWeight {
+        switch bits {
+        case 16: return try F16().quantize(vt)
+        case 1: return try Sign().quantize(vt)
         default:
-            let useGPTQ = options.method == .gptq && hessian != nil
-            if useGPTQ, let hessian {
-                let gptq = GPTQ(bits: segment.bits, groupSize: options.groupSize, dampening: options.dampening, actOrder: options.actOrder)
-                let prepared: PreparedHessian
-                if let preparedV {
-                    prepared = preparedV
-                } else {
-                    prepared = try PreparedHessian(hessian: hessian, dampening: options.dampening,
-                                                   actOrder: options.actOrder, name: "calibration Hessian")
-                }
-                vq = try gptq.quantize(vt, prepared: prepared)
-                (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
-                let preparedU = try PreparedHessian(hessian: hu, dampening: options.dampening, actOrder: options.actOrder,
-                                                    name: "Hessian of U's input (Σ̂ V̂ᵀ H V̂ Σ̂)")
-                uq = try gptq.quantize(u, prepared: preparedU)
+            guard options.method == .gptq, let hessian else { return try RTN(bits: bits, groupSize: options.groupSize).quantize(vt) }
+            let prepared: PreparedHessian
+            if let preparedV {
+                prepared = preparedV
             } else {
-                let rtn = RTN(bits: segment.bits, groupSize: options.groupSize)
-                vq = try rtn.quantize(vt)
-                uq = try rtn.quantize(u)
-                (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
+                prepared = try PreparedHessian(hessian: hessian, dampening: options.dampening,
+                                               actOrder: options.actOrder, name: "calibration Hessian")
             }
+            return try gptq(bits, options).quantize(vt, prepared: prepared)
         }
-        result = QuantizedSegment(segment: segment, rows: hOut, columns: hIn, vt: vq, u: uq, singularValues: sigma)
+    }
+
+    /// The `h_out × (b − a)` U (the SVD's in the paper's order, the least-squares target with
+    /// feedback) quantized: 16 bits: F16; 1 bit: Sign; else GPTQ with U's input Hessian
+    /// H_U = Σ̂ V̂ᵀ H V̂ Σ̂ when the method is GPTQ and the matrix is calibrated, RTN otherwise.
+    static func quantizeU(
+        _ u: Matrix<Float>, bits: Int, options: SegmentOptions, calibrated: Bool, hu: Matrix<Float>
+    ) throws(QuantizationError) -> QuantizedWeight {
+        switch bits {
+        case 16: return try F16().quantize(u)
+        case 1: return try Sign().quantize(u)
+        default:
+            guard options.method == .gptq, calibrated else { return try RTN(bits: bits, groupSize: options.groupSize).quantize(u) }
+            let preparedU = try PreparedHessian(hessian: hu, dampening: options.dampening, actOrder: options.actOrder,
+                                                name: "Hessian of U's input (Σ̂ V̂ᵀ H V̂ Σ̂)")
+            return try gptq(bits, options).quantize(u, prepared: preparedU)
+        }
+    }
+
+    static func gptq(_ bits: Int, _ options: SegmentOptions) -> GPTQ {
+        GPTQ(bits: bits, groupSize: options.groupSize, dampening: options.dampening, actOrder: options.actOrder)
     }
 
     /// (B H, B H Bᵀ) for B = Σ̂ V̂ᵀ.
@@ -265,6 +337,83 @@ func attribute(_ q: QuantizedSegment, factors: StoredFactors, vtH: Matrix<Float>
     }
     let d = checked { try multiply(ah, b, transposeB: true) }        // A H Bᵀ, c × c
     let m = checked { try multiply(du, transposeA: true, u) }         // δUᵀ U, c × c
+    for i in 0..<c {
+        var sum = 0.0
+        for j in 0..<c { sum += Double(m[i, j]) * Double(d[j, i]) }
+        errors[i] += 2 * sum
+    }
+    return errors
+}
+
+/// The split of ``attributedErrors(of:factors:hessian:)`` around error feedback's target instead of
+/// the SVD's U; used by the measurement pass in the feedback order.
+///
+/// The segment is all of the target (the measurement's [0, r)), so U* = U_seg R with
+/// R = U_segᵀ U* (c × c) up to rounding. With S = diag(σ̂), δ = U* S − Û diag(σ̃) (`h_out × c`),
+/// A = Σ V_segᵀ − R S V̂ᵀ (rows aᵢ) and G = V̂ᵀ H V̂, the error E = U_seg A + δ V̂ᵀ has
+/// ‖E X‖² = tr(A H Aᵀ) + tr(δ G δᵀ) + 2 tr(δᵀ U_seg A H V̂), and vector i gets
+/// - the V part aᵢᵀ H aᵢ ≥ 0: the activation of σᵢ vᵢᵀ X that the least-squares combination of the
+///   quantized rows V̂ᵀ X misses (rows separable: U_seg has orthonormal columns);
+/// - the U part δᵢᵀ (δ G)ᵢ: U's quantization relative to U*, after the σ refit;
+/// - the cross part 2 (δᵀ U_seg · A H V̂)ᵢᵢ, zero for an undamped least-squares U* (its residual is
+///   orthogonal to V̂ᵀ X), small with the damping.
+/// Accumulated in Double; cost ≈ 4·c²·h_in + 2·c²·h_out flops.
+func attributeFeedback(
+    _ q: QuantizedSegment, factors: StoredFactors, vtH: Matrix<Float>, feedback: SegmentWork.FeedbackProducts
+) -> [Double] {
+    let s = q.segment
+    let (c, hIn, hOut) = (s.count, q.columns, q.rows)
+    let sigma = (s.start..<s.end).map { Double(factors.singularValues[$0]) }
+    let uSegment = factors.u.columnSlice(s.start..<s.end)
+    let vt = factors.v.columnSlice(s.start..<s.end).matrix.transposed()
+    // R S, then R S V̂ᵀ and R S V̂ᵀ H (c × h_in each).
+    var rs = checked { try multiply(uSegment, transposeA: true, feedback.uStar) }
+    for j in 0..<c { for i in 0..<c { rs[i, j] *= feedback.sigmaHat[j] } }
+    let rsv = checked { try multiply(rs, q.vt.dequantized) }
+    let rsvh = checked { try multiply(rs, feedback.vHatH) }
+    var ah = Matrix<Float>(rows: c, columns: hIn)
+    var errors = [Double](repeating: 0, count: c)
+    vt.withUnsafeBufferPointer { pv in
+        vtH.withUnsafeBufferPointer { pvh in
+            rsv.withUnsafeBufferPointer { pb in
+                rsvh.withUnsafeBufferPointer { pbh in
+                    ah.withUnsafeMutableBufferPointer { pah in
+                        for j in 0..<hIn {
+                            for i in 0..<c {
+                                let t = i + j * c
+                                let x = sigma[i] * Double(pv[t]) - Double(pb[t])
+                                let y = sigma[i] * Double(pvh[t]) - Double(pbh[t])
+                                pah[t] = Float(y)
+                                errors[i] += x * y
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // δ = U* S − Û diag(σ̃).
+    let sigmaTilde = q.singularValues.map { Float($0) }
+    var delta = feedback.uStar
+    delta.withUnsafeMutableBufferPointer { pd in
+        q.u.dequantized.withUnsafeBufferPointer { pq in
+            for j in 0..<c {
+                for i in 0..<hOut { pd[i + j * hOut] = pd[i + j * hOut] * feedback.sigmaHat[j] - pq[i + j * hOut] * sigmaTilde[j] }
+            }
+        }
+    }
+    let deltaG = checked { try multiply(delta, feedback.g) }
+    delta.withUnsafeBufferPointer { pd in
+        deltaG.withUnsafeBufferPointer { pg in
+            for i in 0..<c {
+                var sum = 0.0
+                for r in 0..<hOut { sum += Double(pd[r + i * hOut]) * Double(pg[r + i * hOut]) }
+                errors[i] += sum
+            }
+        }
+    }
+    let d = checked { try multiply(ah, q.vt.dequantized, transposeB: true) }   // A H V̂, c × c
+    let m = checked { try multiply(delta, transposeA: true, uSegment) }        // δᵀ U_seg, c × c
     for i in 0..<c {
         var sum = 0.0
         for j in 0..<c { sum += Double(m[i, j]) * Double(d[j, i]) }

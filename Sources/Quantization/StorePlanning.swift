@@ -72,6 +72,7 @@ public struct StorePlanning: Sendable {
             problem, strategy: strategy, seed: seed, budget: .init(given: budgetText, bits: problem.budgetBits),
             source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
             toolVersion: DeltaPlanVersion.string)
+        plan.segmentOrder = measurement.order
         switch strategy {
         case .greedy, .genetic: plan.recordGap(toExactError: try solve(problem, strategy: .exact, seed: seed).predictedError)
         case .preset, .exact: break

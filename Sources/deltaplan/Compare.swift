@@ -27,6 +27,9 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "What plans minimize: activation (‖(ΔW − ΔŴ)X‖²), kronecker or paired (the model's output sensitivity, from a calibration file with output statistics; see Docs/calibration-format.md). Default: the strongest the store supports.")
     var objective: ErrorObjective?
 
+    @Option(help: "Segment order the error model measures: feedback or paper (as for plan and compress).")
+    var order: SegmentOrder = .default
+
     @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
     var bits: String = "16,8,4,3,2,1,0"
 
@@ -71,7 +74,7 @@ struct CompareCommand: ParsableCommand {
         do {
             let planning = try StorePlanning(
                 store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, groupSize: groupSize),
+                measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
                 objective: objective, progress: progress.step)
             comparison = try planning.compare(
                 budgets: Array(zip(try parsedBudgets(), budgets.split(separator: ",").map(String.init))), strategies: names,

@@ -30,6 +30,9 @@ struct Compress: ParsableCommand {
     @Option(help: "Quantizer for 2…8-bit segments: gptq or rtn (data-free stores always use rtn).")
     var method: QuantizationMethod = .gptq
 
+    @Option(help: "Segment order: feedback (error feedback: U toward its least-squares target, σ refitted, later segments absorbing earlier residuals) or paper (Delta-CoMe as published). Default: the order the plan was measured in, else feedback; another order than the plan's is warned about.")
+    var order: SegmentOrder?
+
     @Option(help: "GPTQ damping as a fraction of mean(diag H).")
     var dampening: Double = 0.01
 
@@ -56,7 +59,7 @@ struct Compress: ParsableCommand {
         do {
             manifest = try compress(
                 store: store, plan: plan, calibration: calibrationSet,
-                options: CompressionOptions(method: method, dampening: dampening, base: base.map { URL(fileURLWithPath: $0) },
+                options: CompressionOptions(method: method, order: order, dampening: dampening, base: base.map { URL(fileURLWithPath: $0) },
                                             finetuned: finetuned.map { URL(fileURLWithPath: $0) }, planPath: self.plan,
                                             toolVersion: DeltaPlanVersion.string),
                 to: URL(fileURLWithPath: out),
@@ -73,6 +76,7 @@ struct Compress: ParsableCommand {
                         progress.update(done: done, total: total, step: index + 1, steps: count,
                                         current: "\(name) in \(Format.duration(seconds))", finished: true)
                     case .carried: break
+                    case let .warning(text): progress.note("warning: \(text)")
                     case let .finished(url): progress.finish("compress: done, artifact \(url.path)")
                     }
                 })

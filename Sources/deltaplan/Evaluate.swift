@@ -54,6 +54,7 @@ struct EvaluateCommand: ParsableCommand {
             }
         } catch { throw CLIFailure(error) }
         progress.finish("evaluate: done")
+        for warning in report.warnings { progress.note("warning: \(warning)") }
         switch format {
         case .json:
             let encoder = JSONEncoder()

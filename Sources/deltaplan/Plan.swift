@@ -45,6 +45,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "What plans minimize: activation (‖(ΔW − ΔŴ)X‖²), kronecker or paired (the model's output sensitivity, from a calibration file with output statistics; see Docs/calibration-format.md). Default: the strongest the store supports.")
     var objective: ErrorObjective?
 
+    @Option(help: "Segment order the error model measures (recorded in the plan; compress uses it): feedback (error feedback: U toward its least-squares target, σ refitted, later segments absorbing earlier residuals) or paper (Delta-CoMe as published).")
+    var order: SegmentOrder = .default
+
     @OptionGroup var storageOptions: StorageOptions
 
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
@@ -100,7 +103,7 @@ struct PlanCommand: ParsableCommand {
         do {
             planning = try StorePlanning(
                 store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, groupSize: storageOptions.groupSize),
+                measurement: MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize),
                 objective: objective, progress: progress.step)
         } catch { throw CLIFailure(error) }
         do {

@@ -21,6 +21,7 @@ extension ErrorObjective: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
 }
+extension SegmentOrder: ExpressibleByArgument {}
 
 /// `--profile`: a built-in model profile.
 struct ProfileOptions: ParsableArguments {

@@ -23,6 +23,10 @@ struct ArtifactFixture: Sendable {
     let presetPlan: Plan
     let exactArtifact: URL
     let presetArtifact: URL
+    /// The exact plan (measured with error feedback) compressed in the paper's order, and the
+    /// warnings compress reported doing so.
+    let paperArtifact: URL
+    let paperWarnings: [String]
     /// The fine-tuned directory's files that compress carries, by name, with their bytes.
     let modelFiles: [String: Data]
     /// Files and folders of the fine-tuned directory that compress must leave out.
@@ -59,15 +63,24 @@ struct ArtifactFixture: Sendable {
                                       scope: .global, menu: [16, 8, 4, 3, 2, 1])
         let source = Plan.Source(kind: "store", name: "store", hash: store.identity)
         let record = Plan.BudgetRecord(given: Self.budget, bits: bits)
-        exactPlan = try makePlan(problem, strategy: .exact, seed: 0, budget: record, source: source, toolVersion: "test")
-        presetPlan = try makePlan(problem, strategy: .preset(try library.preset(named: "delta-come")), seed: 0, budget: record,
+        var exact = try makePlan(problem, strategy: .exact, seed: 0, budget: record, source: source, toolVersion: "test")
+        var preset = try makePlan(problem, strategy: .preset(try library.preset(named: "delta-come")), seed: 0, budget: record,
                                   source: source, toolVersion: "test")
+        exact.segmentOrder = .feedback   // as StorePlanning records the measurement's order
+        preset.segmentOrder = .feedback
+        exactPlan = exact
+        presetPlan = preset
         exactArtifact = directory.appendingPathComponent("exact.artifact")
         presetArtifact = directory.appendingPathComponent("preset.artifact")
         try compress(store: store, plan: exactPlan, calibration: calibration, options: CompressionOptions(toolVersion: "test"),
                      to: exactArtifact)
         try compress(store: store, plan: presetPlan, calibration: calibration,
                      options: CompressionOptions(finetuned: weightsOnlyFinetuned, toolVersion: "test"), to: presetArtifact)
+        paperArtifact = directory.appendingPathComponent("paper.artifact")
+        var warnings: [String] = []
+        try compress(store: store, plan: exactPlan, calibration: calibration, options: CompressionOptions(order: .paper, toolVersion: "test"),
+                     to: paperArtifact, progress: { if case let .warning(text) = $0 { warnings.append(text) } })
+        paperWarnings = warnings
     }
 
     /// Writes the model files of a Hugging Face directory into `finetuned` (JSON, text, a binary

@@ -4,7 +4,7 @@ import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
-import Quantization
+@testable import Quantization
 import Testing
 
 @Suite struct ArtifactTests {
@@ -59,6 +59,31 @@ import Testing
         #expect(exact.total.activationEnergy == preset.total.activationEnergy)
     }
 
+    /// A plan is compressed in the order it was measured in unless told otherwise; another order
+    /// is warned about by compress and by evaluate, and a store plan that records no order (made
+    /// before orders existed) counts as measured in the paper's order.
+    @Test func anotherOrderThanThePlansIsWarnedAbout() throws {
+        let f = try ArtifactFixture.get()
+        #expect(try Artifact(at: f.exactArtifact).manifest.matrices.allSatisfy { $0.order == .feedback })
+        #expect(f.paperWarnings.count == 1 && f.paperWarnings[0].contains("measured in the feedback order"), "\(f.paperWarnings)")
+        let report = try f.evaluation(f.paperArtifact)
+        #expect(report.warnings == f.paperWarnings)
+        #expect(try f.evaluation(f.exactArtifact).warnings.isEmpty)
+        var old = f.exactPlan
+        old.segmentOrder = nil
+        #expect(resolveOrder(plan: old, requested: nil).order == .feedback)
+        #expect(resolveOrder(plan: old, requested: nil).warning?.contains("records no order") == true)
+        #expect(resolveOrder(plan: old, requested: .paper).warning == nil)
+        var paperPlan = f.exactPlan
+        paperPlan.segmentOrder = .paper
+        #expect(resolveOrder(plan: paperPlan, requested: nil) == (.paper, nil))
+        var profile = old
+        profile.source.kind = "profile"
+        #expect(resolveOrder(plan: profile, requested: .paper).warning == nil)
+        // The paper-order artifact is the paper's quantization of the same plan: larger error.
+        #expect(report.total.planRelativeError > (try f.evaluation(f.exactArtifact)).total.planRelativeError)
+    }
+
     /// Evaluate's activation error from the raw inputs equals an independent Float64 computation
     /// of ‖(ΔW − ΔŴ) X‖² (ΔW read from the checkpoints, X from the calibration file).
     @Test func evaluateAgreesWithAFloat64Reference() throws {
@@ -111,21 +136,25 @@ import Testing
     }
 
     /// Unpacking what compress wrote reproduces, bit for bit, the dequantized weights and the
-    /// reconstruction of quantizing the same segments again from the store.
+    /// reconstruction of quantizing the same segments again from the store, in the recorded order
+    /// (error feedback for the fixture's artifacts, the paper's for the paper-order one).
     @Test func packedSegmentsRoundTripExactly() throws {
         let f = try ArtifactFixture.get()
-        for url in [f.exactArtifact, f.presetArtifact] {
+        for url in [f.exactArtifact, f.presetArtifact, f.paperArtifact] {
             let a = try Artifact(at: url)
             for record in a.manifest.matrices {
+                #expect(record.order == (url == f.paperArtifact ? .paper : .feedback))
                 let storeRecord = try #require(f.store.record(named: record.name))
                 let factors = try f.store.factors(of: storeRecord)
                 let entry = try #require(record.calibrationEntry)
                 let h = try f.calibration.gram(ofEntry: entry)
                 let decoded = try a.segments(of: record)
+                let segments = record.segments.map { Segment(start: $0.start, end: $0.end, bits: $0.bits) }
+                let requantized = try quantizeSegments(
+                    factors, segments: segments, hessian: h,
+                    options: SegmentOptions(method: record.method, order: record.effectiveOrder, groupSize: record.groupSize))
                 var fresh: [QuantizedSegment] = []
-                for (d, s) in zip(decoded, record.segments) {
-                    let q = try quantizeSegment(factors, segment: Segment(start: s.start, end: s.end, bits: s.bits), hessian: h,
-                                                options: SegmentOptions(method: record.method, groupSize: record.groupSize))
+                for ((d, s), q) in zip(zip(decoded, record.segments), requantized) {
                     #expect(d.vt.dequantized == q.vt.dequantized, "\(s.prefix) Vᵀ")
                     #expect(d.u.dequantized == q.u.dequantized, "\(s.prefix) U")
                     #expect(d.singularValues == q.singularValues)

@@ -36,7 +36,7 @@ import Testing
         }
         let file = store.url.appendingPathComponent("errors/00000.safetensors")
         let tensors = try SafetensorsFileNames.names(file)
-        #expect(tensors == ["e_k1", "e_k16", "e_k2", "e_k4"])
+        #expect(tensors == ["dropped", "e_k1", "e_k16", "e_k2", "e_k4"])
         let before = try Data(contentsOf: file)
         let stamp = try FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate] as? Date
 
@@ -48,10 +48,33 @@ import Testing
         #expect(try Data(contentsOf: file) == before)
         #expect(try FileManager.default.attributesOfItem(atPath: file.path)[.modificationDate] as? Date == stamp)
 
-        // A changed option recomputes.
+        // The feedback order (the default) records its order and its dropped-error weights, which
+        // keep the total of σᵢ² gᵢ and never exceed it from any K on.
+        #expect(try SafetensorsFileNames.metadata(file)["order"] == "feedback")
+        for s in first {
+            let dropped = try #require(s.droppedWeights)
+            let weights = zip(s.singularValues, s.inputEnergy).map { $0 * $0 * $1 }
+            let (total, paperTotal): (Double, Double) = (dropped.reduce(0, +), weights.reduce(0, +))
+            #expect(abs(total - paperTotal) <= 1e-4 * paperTotal, "\(s.name)")
+            var suffix = 0.0, paperSuffix = 0.0
+            for i in stride(from: dropped.count - 1, through: 0, by: -1) {
+                suffix += dropped[i]
+                paperSuffix += weights[i]
+                let bound: Double = paperSuffix * (1 + 1e-4) + 1e-12
+                #expect(suffix <= bound, "\(s.name) from \(i)")
+                #expect(dropped[i] >= 0)
+            }
+        }
+
+        // A changed option recomputes; so does the other order, which has no dropped weights.
         let changed = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions(groupSize: 16, bits: [4]))
         #expect(try Data(contentsOf: file) != before)
         #expect(changed[0].relativeQuantizationError[4] != first[0].relativeQuantizationError[4])
+        let paper = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions(order: .paper, bits: [4]))
+        #expect(try SafetensorsFileNames.metadata(file)["order"] == "paper")
+        #expect(try SafetensorsFileNames.names(file) == ["e_k4"])
+        #expect(paper[0].droppedWeights == nil)
+        #expect(paper[0].relativeQuantizationError[4] != first[0].relativeQuantizationError[4])
 
         // The wrong calibration is refused.
         #expect(throws: QuantizationError.self) { try measuredSpectra(store: store, calibration: nil, options: options) }

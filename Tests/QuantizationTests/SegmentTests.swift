@@ -8,17 +8,20 @@ import Testing
     static let hessian = Fixture.correlatedHessian(width: 160, tokens: 640, seed: 41)
     static let factors = Fixture.factors(rows: 96, columns: 160, rank: 64, hessian: hessian, seed: 42)
 
-    @Test(arguments: [1, 2, 4, 8])
-    func attributionSumsToTheSegmentError(bits: Int) throws {
+    /// The split around the SVD's U sums to the segment's error in either order (it holds for any
+    /// Û and σ̂); the paper's order keeps σ̂ = F16(σ).
+    @Test(arguments: [1, 2, 4, 8], SegmentOrder.allCases)
+    func attributionSumsToTheSegmentError(bits: Int, order: SegmentOrder) throws {
         let f = Self.factors, h = Self.hessian
         for hessian in [h, nil] as [Matrix<Float>?] {
-            let q = try quantizeSegment(f, segment: Segment(start: 0, end: 64, bits: bits), hessian: hessian)
+            let q = try quantizeSegment(f, segment: Segment(start: 0, end: 64, bits: bits), hessian: hessian,
+                                        options: SegmentOptions(order: order))
             let attributed = try attributedErrors(of: q, factors: f, hessian: hessian)
             let actual = Fixture.activationError(Fixture.product(f, 0..<64), q.reconstruction, hessian)
             let sum = attributed.reduce(0, +)
             #expect(abs(sum - actual) <= 2e-4 * actual, "attributed \(sum) vs actual \(actual)")
             #expect(q.vt.rows == 64 && q.vt.columns == 160 && q.u.rows == 96 && q.u.columns == 64)
-            #expect(q.singularValues == (0..<64).map { Float16(f.singularValues[$0]) })
+            if order == .paper { #expect(q.singularValues == (0..<64).map { Float16(f.singularValues[$0]) }) }
         }
     }
 
@@ -47,8 +50,8 @@ import Testing
         }
     }
 
-    @Test func errorNeverGrowsWithMoreBits() throws {
-        let table = try measureQuantizationErrors(Self.factors, hessian: Self.hessian, options: MeasurementOptions())
+    @Test(arguments: SegmentOrder.allCases) func errorNeverGrowsWithMoreBits(order: SegmentOrder) throws {
+        let table = try measureQuantizationErrors(Self.factors, hessian: Self.hessian, options: MeasurementOptions(order: order))
         let sums = [1, 2, 3, 4, 8, 16].map { k in table[k]!.reduce(0, +) }
         for (a, b) in zip(sums, sums.dropFirst()) { #expect(b <= a, "\(sums)") }
         #expect(table[16]!.allSatisfy { abs($0) < 1e-5 }, "\(table[16]!.max()!)")
@@ -58,10 +61,14 @@ import Testing
     }
 
     /// The measured table predicts a Delta-CoMe-style plan (8+3+2 bits, the rest dropped, and a
-    /// plan that keeps every vector) within 20% of the actual activation error.
-    @Test func predictionOfAPlanWithin20Percent() throws {
+    /// plan that keeps every vector) within 20% of the actual activation error. With error
+    /// feedback the last segment also absorbs what it can of the dropped vectors' activations,
+    /// which the error model counts in full: a plan that drops vectors is then predicted from
+    /// above (on this strongly correlated H, at 28× its actual error; 0.86–1.2× on the
+    /// development pair), a plan that keeps every vector within 20%.
+    @Test(arguments: SegmentOrder.allCases) func predictionOfAPlanWithin20Percent(order: SegmentOrder) throws {
         let f = Self.factors, h = Self.hessian
-        let table = try measureQuantizationErrors(f, hessian: h, options: MeasurementOptions(bits: [8, 3, 2]))
+        let table = try measureQuantizationErrors(f, hessian: h, options: MeasurementOptions(order: order, bits: [8, 3, 2]))
         let plans = [
             [Segment(start: 0, end: 2, bits: 8), Segment(start: 2, end: 12, bits: 3), Segment(start: 12, end: 40, bits: 2)],
             [Segment(start: 0, end: 2, bits: 8), Segment(start: 2, end: 20, bits: 3), Segment(start: 20, end: 64, bits: 2)],
@@ -72,9 +79,13 @@ import Testing
                 let w = Double(f.singularValues[i]) * Double(f.singularValues[i]) * f.inputEnergy[i]
                 if let s = plan.first(where: { $0.start <= i && i < $0.end }) { predicted += w * table[s.bits]![i] } else { predicted += w }
             }
-            let parts = try plan.map { s throws(QuantizationError) in try quantizeSegment(f, segment: s, hessian: h) }
+            let parts = try quantizeSegments(f, segments: plan, hessian: h, options: SegmentOptions(order: order))
             let actual = Fixture.activationError(Fixture.product(f, 0..<64), reconstruct(parts, rows: 96, columns: 160), h)
-            #expect(abs(predicted - actual) <= 0.2 * actual, "predicted \(predicted), actual \(actual)")
+            if order == .feedback && plan.last!.end < 64 {
+                #expect(actual < predicted, "predicted \(predicted), actual \(actual)")
+            } else {
+                #expect(abs(predicted - actual) <= 0.2 * actual, "\(order): predicted \(predicted), actual \(actual)")
+            }
             // The quantized part alone, for the record of the approximation's quality.
             let kept = plan.last!.end
             let quantizedActual = Fixture.activationError(Fixture.product(f, 0..<kept), reconstruct(parts, rows: 96, columns: 160), h)
@@ -82,7 +93,7 @@ import Testing
             for s in plan { for i in s.start..<s.end {
                 quantizedPredicted += Double(f.singularValues[i] * f.singularValues[i]) * f.inputEnergy[i] * table[s.bits]![i]
             } }
-            print("plan to \(kept): quantized part predicted \(quantizedPredicted), actual \(quantizedActual)")
+            print("\(order), plan to \(kept): quantized part predicted \(quantizedPredicted), actual \(quantizedActual); total predicted \(predicted), actual \(actual)")
         }
     }
 }

@@ -23,13 +23,15 @@ private func temporaryDirectory() -> URL {
 }
 
 @Suite struct StorePlanningTests {
-    /// The error model's dropped part, Σ_{i≥r} σᵢ² gᵢ, equals ‖(ΔW − U_r Σ_r V_rᵀ) X‖² computed directly
-    /// in Float64 from the checkpoints, the stored factors and the raw calibration rows.
+    /// The error model's dropped part in the paper's order, Σ_{i≥r} σᵢ² gᵢ, equals
+    /// ‖(ΔW − U_r Σ_r V_rᵀ) X‖² computed directly in Float64 from the checkpoints, the stored
+    /// factors and the raw calibration rows. (Error feedback's smaller dropped part is checked
+    /// against a direct projection in `FeedbackTests`.)
     @Test func droppedErrorMatchesADirectComputation() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let (paths, store) = try analyzedPair(dir)
-        let planning = try StorePlanning(store: store.url)
+        let planning = try StorePlanning(store: store.url, measurement: MeasurementOptions(order: .paper))
         let calibration = try CalibrationSet(url: paths.calibration)
         let base = try Checkpoint(at: paths.base), finetuned = try Checkpoint(at: paths.finetuned)
         for (record, spectrum) in zip(store.matrices, planning.spectra) {
@@ -73,6 +75,7 @@ private func temporaryDirectory() -> URL {
             #expect(ea == eb)
             #expect(a.totals.storageBits <= a.budget.bits)
             #expect(a.source.hash == store.identity)
+            #expect(a.segmentOrder == .feedback)
             if strategy != "exact" {
                 let gap = try #require(a.report.gapToExact)
                 #expect(gap.relative >= -1e-9)
@@ -83,11 +86,15 @@ private func temporaryDirectory() -> URL {
     }
 
     /// compare: exact is never beaten by a search at the same budget, and the baselines are there.
-    @Test func comparisonRanksStrategies() throws {
+    /// In the paper's order exactly; with error feedback, whose dropped weights make the error
+    /// no longer decrease with every kept vector (a vector whose input the earlier ones nearly
+    /// span costs little to drop), the Lagrangian's gap can leave exact within 0.1% of a search.
+    @Test(arguments: [(SegmentOrder.paper, 1e-9), (.feedback, 1e-3)])
+    func comparisonRanksStrategies(order: SegmentOrder, tolerance: Double) throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let (_, store) = try analyzedPair(dir)
-        let comparison = try StorePlanning(store: store.url).compare(
+        let comparison = try StorePlanning(store: store.url, measurement: MeasurementOptions(order: order)).compare(
             budgets: [(try Budget(parsing: "1/16"), "1/16"), (try Budget(parsing: "1/10"), "1/10")],
             strategies: ["greedy", "genetic", "exact", "low-rank", "bitdelta"], library: try ProfileLibrary.builtIn(),
             storage: StorageModel(), scope: .global, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
@@ -96,7 +103,7 @@ private func temporaryDirectory() -> URL {
             #expect(Set(rows.map(\.strategy)) == ["greedy", "genetic", "exact", "low-rank", "bitdelta"])
             let exact = try #require(rows.first { $0.strategy == "exact" })
             for r in rows where ["greedy", "genetic", "low-rank"].contains(r.strategy) {
-                #expect(r.predictedError >= exact.predictedError * (1 - 1e-9), "\(r.strategy) beats exact at \(budget)")
+                #expect(r.predictedError >= exact.predictedError * (1 - tolerance), "\(r.strategy) beats exact at \(budget)")
                 #expect(r.storageBits <= r.budgetBits)
             }
         }
