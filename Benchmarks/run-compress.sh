@@ -3,18 +3,20 @@
 # planned with preset:delta-come at α = 1/16 (per-type scope, artifact accounting), compressed with
 # GPTQ: wall time and peak RSS of `plan` (its measurement pass) and of `compress`, and the
 # artifact's size against the plan and against the paper's 1/16 claim.
-# Usage: Benchmarks/run-compress.sh [LAYERS]   (run Benchmarks/run-analyze.sh LAYERS first)
+# ORDER is the segment order of the measurement pass and of compress: feedback (default) or paper.
+# Usage: Benchmarks/run-compress.sh [LAYERS] [ORDER]   (run Benchmarks/run-analyze.sh LAYERS first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 layers=${1:-1}
+order=${2:-feedback}
 data=Benchmarks/data/llama-2-7b-L$layers
 export OPENBLAS_NUM_THREADS=1
 swift build -c release --product deltaplan >/dev/null
 bin=$(swift build -c release --show-bin-path)
 /usr/bin/time -v "$bin/deltaplan" plan "$data/store" --budget 1/16 --strategy preset:delta-come --scope type \
-  --out "$data/plan.json" > "$data/plan.out" 2> "$data/plan.time"
+  --order "$order" --out "$data/plan.json" > "$data/plan.out" 2> "$data/plan.time"
 rm -rf "$data/artifact"
-/usr/bin/time -v "$bin/deltaplan" compress "$data/store" --plan "$data/plan.json" --out "$data/artifact" \
+/usr/bin/time -v "$bin/deltaplan" compress "$data/store" --plan "$data/plan.json" --order "$order" --out "$data/artifact" \
   > "$data/compress.out" 2> "$data/compress.time"
 for step in plan compress; do
   wall=$(grep "Elapsed (wall clock)" "$data/$step.time" | awk '{print $NF}')

@@ -191,7 +191,7 @@ public struct MatrixQuantizer: Sendable {
 
 /// U* = (C S + λ U_p D)(H_U + λD)⁻¹ (see ``MatrixQuantizer``), `h_out × c`; nil when the damped
 /// system stays singular (the caller keeps U_p). In Float64: one c × c Cholesky
-/// (``DampedCholesky``) and `dpotrs` on the h_out right-hand sides, in one c × h_out buffer.
+/// (``DampedCholesky``) and `dpotrs` on the h_out right-hand sides, 1024 at a time.
 func leastSquaresTarget(
     c: Matrix<Float>, scale s: [Float], hu: Matrix<Float>, prior: Matrix<Float>, dampening: Double,
     warnings: inout [QuantizationWarning]
@@ -200,23 +200,30 @@ func leastSquaresTarget(
     precondition(s.count == n && hu.rows == n && hu.columns == n && prior.rows == rows && prior.columns == n)
     guard let system = DampedCholesky(Matrix<Double>(hu), dampening: dampening, system: MatrixQuantizer.targetSystem,
                                       warnings: &warnings) else { return nil }
-    // Right-hand sides, transposed (n × rows): (C S)ᵀ + λ D U_pᵀ.
-    var x = Matrix<Double>(rows: n, columns: rows)
-    c.withUnsafeBufferPointer { pc in
-        prior.withUnsafeBufferPointer { pp in
-            x.withUnsafeMutableBufferPointer { px in
-                for j in 0..<n {
-                    let (sj, pull) = (Double(s[j]), system.dampening * system.d[j])
-                    for i in 0..<rows { px[j + i * n] = Double(pc[i + j * rows]) * sj + pull * Double(pp[i + j * rows]) }
+    // Right-hand sides, transposed (n × rows of U): (C S)ᵀ + λ D U_pᵀ, solved `chunk` rows of U
+    // at a time (a Float64 n × h_out buffer would be 263 MB for a 7B MLP matrix).
+    var out = Matrix<Float>(rows: rows, columns: n)
+    let chunk = 1024
+    for first in stride(from: 0, to: rows, by: chunk) {
+        let count = min(chunk, rows - first)
+        var x = Matrix<Double>(rows: n, columns: count)
+        c.withUnsafeBufferPointer { pc in
+            prior.withUnsafeBufferPointer { pp in
+                x.withUnsafeMutableBufferPointer { px in
+                    for j in 0..<n {
+                        let (sj, pull) = (Double(s[j]), system.dampening * system.d[j])
+                        for i in 0..<count {
+                            px[j + i * n] = Double(pc[first + i + j * rows]) * sj + pull * Double(pp[first + i + j * rows])
+                        }
+                    }
                 }
             }
         }
-    }
-    system.solve(&x)
-    var out = Matrix<Float>(rows: rows, columns: n)
-    x.withUnsafeBufferPointer { px in
-        out.withUnsafeMutableBufferPointer { po in
-            for j in 0..<n { for i in 0..<rows { po[i + j * rows] = Float(px[j + i * n]) } }
+        system.solve(&x)
+        x.withUnsafeBufferPointer { px in
+            out.withUnsafeMutableBufferPointer { po in
+                for j in 0..<n { for i in 0..<count { po[first + i + j * rows] = Float(px[j + i * n]) } }
+            }
         }
     }
     guard out.isFinite else {
