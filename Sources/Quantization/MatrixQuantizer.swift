@@ -52,7 +52,7 @@ import Optimizer
 /// nearest grid point instead of GPTQ's compensation; 1 bit applies Sign to U*; 16 bits F16.
 ///
 /// Cost of a segment besides the paper's quantizers (R stored vectors, P vectors in earlier
-/// segments): H V̂ (c·h_in² flops, as the paper's B·H), Vᵀ·(H V̂) and U·(…) (c·R·(h_in + h_out)),
+/// segments): V̂ᵀ H (c·h_in² flops, as the paper's B·H), Vᵀ·(H V̂) and U·(…) (c·R·(h_in + h_out)),
 /// the earlier segments' correction (c·P·(h_in + h_out)), G and ÛᵀÛ (c²·(h_in + h_out)), and
 /// the Float64 solve (c³/3 + 2·c²·h_out). ΔW itself is never formed: T_j H V̂ comes from the
 /// factors. Memory: the earlier segments' V̂ and Û diag(σ̃) (P·(h_in + h_out) Floats) and a few
@@ -121,15 +121,15 @@ public struct MatrixQuantizer: Sendable {
         let vq = try SegmentWork.quantizeV(factors.v.columnSlice(range).matrix.transposed(), bits: segment.bits, options: options,
                                            hessian: hessian, preparedV: preparedV)
         let vHatT = vq.dequantized                                                    // c × h_in
-        let hv = hessian.map { h in checked { try multiply(h, vHatT, transposeB: true) } } ?? vHatT.transposed()   // h_in × c
-        var g = checked { try multiply(vHatT, hv) }                                   // c × c
+        let vHatH = try applyHessian(vHatT, hessian)                                  // V̂ᵀ H, c × h_in
+        var g = checked { try multiply(vHatH, vHatT, transposeB: true) }              // c × c
         symmetrize(&g)
 
         // C = T_j H V̂ = U_t Σ_t (V_tᵀ H V̂) − Σ_{s<j} Û_s σ̃_s (V̂_sᵀ H V̂), from the factors.
         let ranges = [segments[0].start..<segment.end, segments.last!.end..<factors.storedRank]
         var cMatrix = Matrix<Float>(rows: hOut, columns: c)
         for target in ranges where !target.isEmpty {
-            let p = scaledRows(checked { try multiply(factors.v.columnSlice(target), transposeA: true, hv) },
+            let p = scaledRows(checked { try multiply(factors.v.columnSlice(target), transposeA: true, vHatH, transposeB: true) },
                                Array(factors.singularValues[target]))
             let part = checked { try multiply(factors.u.columnSlice(target), p) }   // h_out × c
             cMatrix.withUnsafeMutableBufferPointer { pc in part.withUnsafeBufferPointer { pp in for t in 0..<pc.count { pc[t] += pp[t] } } }
@@ -137,7 +137,7 @@ public struct MatrixQuantizer: Sendable {
         if done > 0 {
             let previousV = Matrix(rows: hIn, columns: done, elements: doneV)
             let previousUS = Matrix(rows: hOut, columns: done, elements: doneUS)
-            let q = checked { try multiply(previousV, transposeA: true, hv) }       // done × c
+            let q = checked { try multiply(previousV, transposeA: true, vHatH, transposeB: true) }   // done × c
             let correction = checked { try multiply(previousUS, q) }
             cMatrix.withUnsafeMutableBufferPointer { pc in
                 correction.withUnsafeBufferPointer { pk in for t in 0..<pc.count { pc[t] -= pk[t] } }
@@ -178,11 +178,7 @@ public struct MatrixQuantizer: Sendable {
 
         var result = QuantizedSegment(segment: segment, rows: hOut, columns: hIn, vt: vq, u: uq, singularValues: sigma)
         result.feedbackWarnings = warnings
-        var huTilde = g
-        for j in 0..<c { for i in 0..<c { huTilde[i, j] *= sigmaTilde[i] * sigmaTilde[j] } }
-        let vHatH = hv.transposed()
-        return SegmentWork(result: result, bh: scaledRows(vHatH, sigmaTilde), hu: huTilde,
-                           feedback: .init(uStar: uStar, sigmaHat: s, vHatH: vHatH, g: g))
+        return SegmentWork(result: result, products: .feedback(.init(uStar: uStar, sigmaHat: s, vHatH: vHatH, g: g)))
     }
 
     static let targetSystem = "least-squares target of U (Σ̂ V̂ᵀ H V̂ Σ̂)"

@@ -102,8 +102,10 @@ func measure(
         var quantizer = try MatrixQuantizer(factors, segments: [Segment(start: 0, end: r, bits: k)], hessian: hessian,
                                             options: segmentOptions, preparedV: prepared)
         let work = try quantizer.nextWork()
-        let errors = work.feedback.map { attributeFeedback(work.result, factors: factors, vtH: vtH, feedback: $0) }
-            ?? attribute(work.result, factors: factors, vtH: vtH, bh: work.bh, hu: work.hu)
+        let errors = switch work.products {
+        case let .paper(bh, hu): attribute(work.result, factors: factors, vtH: vtH, bh: bh, hu: hu)
+        case let .feedback(products): attributeFeedback(work.result, factors: factors, vtH: vtH, feedback: products)
+        }
         table[k] = (0..<r).map { i in
             let sigma = Double(factors.singularValues[i])
             let weight = sigma * sigma * factors.inputEnergy[i]

@@ -148,12 +148,16 @@ public func attributedErrors(
 /// A segment's quantization with the products the error attribution reuses.
 struct SegmentWork {
     var result: QuantizedSegment
-    /// B·H with B = Σ̂ V̂ᵀ, `(b − a) × h_in` (σ̂: the segment's stored σ).
-    var bh: Matrix<Float>
-    /// H_U = B H Bᵀ.
-    var hu: Matrix<Float>
-    /// Error feedback's products, for ``attributeFeedback(_:factors:vtH:feedback:)``; nil in the paper's order.
-    var feedback: FeedbackProducts?
+    /// What the error attribution of the segment's order reuses.
+    var products: Products
+
+    enum Products {
+        /// The paper's order: B·H with B = Σ̂ V̂ᵀ (`(b − a) × h_in`) and H_U = B H Bᵀ, for
+        /// ``attribute(_:factors:vtH:bh:hu:)``.
+        case paper(bh: Matrix<Float>, hu: Matrix<Float>)
+        /// Error feedback, for ``attributeFeedback(_:factors:vtH:feedback:)``.
+        case feedback(FeedbackProducts)
+    }
 
     /// What error feedback computed on the way: U's target and the products with V̂.
     struct FeedbackProducts {
@@ -167,11 +171,14 @@ struct SegmentWork {
         var g: Matrix<Float>
     }
 
-    init(result: QuantizedSegment, bh: Matrix<Float>, hu: Matrix<Float>, feedback: FeedbackProducts? = nil) {
+    init(result: QuantizedSegment, products: Products) {
         self.result = result
-        self.bh = bh
-        self.hu = hu
-        self.feedback = feedback
+        self.products = products
+    }
+
+    /// Error feedback's products; nil in the paper's order.
+    var feedback: FeedbackProducts? {
+        if case let .feedback(products) = products { products } else { nil }
     }
 
     /// Checks a segment against the factors and H; returns σ̂ = F16(σ) over the segment.
@@ -210,9 +217,10 @@ struct SegmentWork {
         let vt = factors.v.columnSlice(segment.start..<segment.end).matrix.transposed()
         let u = factors.u.columnSlice(segment.start..<segment.end).matrix
         let vq = try Self.quantizeV(vt, bits: segment.bits, options: options, hessian: hessian, preparedV: preparedV)
-        (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
+        let (bh, hu) = try Self.inputProducts(vq, sigma, hessian)
         let uq = try Self.quantizeU(u, bits: segment.bits, options: options, calibrated: hessian != nil, hu: hu)
         result = QuantizedSegment(segment: segment, rows: factors.u.rows, columns: factors.v.rows, vt: vq, u: uq, singularValues: sigma)
+        products = .paper(bh: bh, hu: hu)
     }
 
     /// Step 1 of either order: V̂ᵀ from the `(b − a) × h_in` rows Vᵀ. 16 bits: F16; 1 bit: Sign;
@@ -357,39 +365,51 @@ func attribute(_ q: QuantizedSegment, factors: StoredFactors, vtH: Matrix<Float>
 /// - the U part δᵢᵀ (δ G)ᵢ: U's quantization relative to U*, after the σ refit;
 /// - the cross part 2 (δᵀ U_seg · A H V̂)ᵢᵢ, zero for an undamped least-squares U* (its residual is
 ///   orthogonal to V̂ᵀ X), small with the damping.
-/// Accumulated in Double; cost ≈ 4·c²·h_in + 2·c²·h_out flops.
+/// Accumulated in Double; cost ≈ 3·c²·h_in + 3·c²·h_out flops; memory: two c × h_in products
+/// besides the inputs (A H by blocks of 256 rows).
 func attributeFeedback(
     _ q: QuantizedSegment, factors: StoredFactors, vtH: Matrix<Float>, feedback: SegmentWork.FeedbackProducts
 ) -> [Double] {
     let s = q.segment
     let (c, hIn, hOut) = (s.count, q.columns, q.rows)
+    precondition(vtH.rows == c && vtH.columns == hIn)
     let sigma = (s.start..<s.end).map { Double(factors.singularValues[$0]) }
     let uSegment = factors.u.columnSlice(s.start..<s.end)
-    let vt = factors.v.columnSlice(s.start..<s.end).matrix.transposed()
     // R S, then R S V̂ᵀ and R S V̂ᵀ H (c × h_in each).
     var rs = checked { try multiply(uSegment, transposeA: true, feedback.uStar) }
     for j in 0..<c { for i in 0..<c { rs[i, j] *= feedback.sigmaHat[j] } }
-    let rsv = checked { try multiply(rs, q.vt.dequantized) }
-    let rsvh = checked { try multiply(rs, feedback.vHatH) }
-    var ah = Matrix<Float>(rows: c, columns: hIn)
     var errors = [Double](repeating: 0, count: c)
-    vt.withUnsafeBufferPointer { pv in
-        vtH.withUnsafeBufferPointer { pvh in
-            rsv.withUnsafeBufferPointer { pb in
-                rsvh.withUnsafeBufferPointer { pbh in
-                    ah.withUnsafeMutableBufferPointer { pah in
-                        for j in 0..<hIn {
-                            for i in 0..<c {
-                                let t = i + j * c
-                                let x = sigma[i] * Double(pv[t]) - Double(pb[t])
-                                let y = sigma[i] * Double(pvh[t]) - Double(pbh[t])
-                                pah[t] = Float(y)
-                                errors[i] += x * y
+    // V part: Σ over columns of aᵢ ∘ (A H)ᵢ, A = Σ V_segᵀ − R S V̂ᵀ (Vᵀ read from V in place), and
+    // A H V̂ (c × c) for the cross part, by blocks of rows of A H (never all of it at once).
+    var d = Matrix<Float>(rows: c, columns: c)
+    do {
+        let rsv = checked { try multiply(rs, q.vt.dequantized) }
+        let rsvh = checked { try multiply(rs, feedback.vHatH) }
+        let block = 256
+        for first in stride(from: 0, to: c, by: block) {
+            let count = min(block, c - first)
+            var ah = Matrix<Float>(rows: count, columns: hIn)
+            factors.v.columnSlice(s.start..<s.end).withUnsafeBufferPointer { pv in
+                vtH.withUnsafeBufferPointer { pvh in
+                    rsv.withUnsafeBufferPointer { pb in
+                        rsvh.withUnsafeBufferPointer { pbh in
+                            ah.withUnsafeMutableBufferPointer { pah in
+                                for j in 0..<hIn {
+                                    for k in 0..<count {
+                                        let i = first + k, t = i + j * c
+                                        let x = sigma[i] * Double(pv[j + i * hIn]) - Double(pb[t])
+                                        let y = sigma[i] * Double(pvh[t]) - Double(pbh[t])
+                                        pah[k + j * count] = Float(y)
+                                        errors[i] += x * y
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
+            let part = checked { try multiply(ah, q.vt.dequantized, transposeB: true) }   // count × c
+            for j in 0..<c { for k in 0..<count { d[first + k, j] = part[k, j] } }
         }
     }
     // δ = U* S − Û diag(σ̃).
@@ -402,17 +422,19 @@ func attributeFeedback(
             }
         }
     }
-    let deltaG = checked { try multiply(delta, feedback.g) }
-    delta.withUnsafeBufferPointer { pd in
-        deltaG.withUnsafeBufferPointer { pg in
-            for i in 0..<c {
-                var sum = 0.0
-                for r in 0..<hOut { sum += Double(pd[r + i * hOut]) * Double(pg[r + i * hOut]) }
-                errors[i] += sum
+    do {
+        let deltaG = checked { try multiply(delta, feedback.g) }
+        delta.withUnsafeBufferPointer { pd in
+            deltaG.withUnsafeBufferPointer { pg in
+                for i in 0..<c {
+                    var sum = 0.0
+                    for r in 0..<hOut { sum += Double(pd[r + i * hOut]) * Double(pg[r + i * hOut]) }
+                    errors[i] += sum
+                }
             }
         }
     }
-    let d = checked { try multiply(ah, q.vt.dequantized, transposeB: true) }   // A H V̂, c × c
+    // Cross part with d = A H V̂.
     let m = checked { try multiply(delta, transposeA: true, uSegment) }        // δᵀ U_seg, c × c
     for i in 0..<c {
         var sum = 0.0
