@@ -60,7 +60,7 @@ public let openAPIDocument = #"""
           "analysis": {"type": "string", "description": "A succeeded analysis job id: the plan runs as a job (202)."},
           "profile": {"type": "string", "description": "A model profile name: shape-only plan, answered at once (200); presets only."},
           "budget": {"type": "string", "example": "1/16", "description": "As the CLI's --budget: '1/16', '0.0625', '850MiB', '1.2GB', '1.0bpp'."},
-          "strategy": {"type": "string", "default": "preset:delta-come", "description": "'preset:NAME', 'greedy', 'genetic' or 'exact'."},
+          "strategy": {"type": "string", "description": "'preset:NAME', 'greedy', 'genetic' or 'exact'. Default: 'exact' with 'analysis', 'preset:delta-come' with 'profile'."},
           "scope": {"type": "string", "enum": ["global", "type", "matrix"], "description": "Who shares the budget; default: 'type' for presets (the paper's rule), 'global' for greedy, genetic and exact."},
           "bits": {"type": "string", "default": "16,8,4,3,2,1,0"},
           "seed": {"type": "integer", "minimum": 0, "default": 0},

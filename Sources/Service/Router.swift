@@ -97,7 +97,7 @@ struct JobsController: Sendable {
         }
         let budgetText = try r.requiredString("budget")
         let budget = try validator.budget(budgetText, field: "budget")
-        let strategy = try r.string("strategy") ?? "preset:delta-come"
+        let strategy = try r.string("strategy") ?? Strategy.defaultName(hasErrorModel: analysisID != nil)
         try validator.strategy(strategy, field: "strategy")
         let options = try PlanOptions(r, validator: validator)
         let scope: Scope

@@ -50,8 +50,8 @@ struct PlanCommand: ParsableCommand {
 
     @OptionGroup var storageOptions: StorageOptions
 
-    @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes.")
-    var strategy: String = "preset:delta-come"
+    @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes. Default: exact from a store, preset:delta-come from a profile.")
+    var strategy: String?
 
     @Option(help: "Who shares the budget: global, type or matrix (default: type for presets and greedy, global for genetic and exact).")
     var scope: Scope?
@@ -68,8 +68,12 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Also print the plan in another tool's form: 'delta-come' (flags of the paper's released compression script; per-type uniform plans only).")
     var export: ExportFormat?
 
+    /// `--strategy`, or the default for what is planned from.
+    var strategyName: String { strategy ?? Strategy.defaultName(hasErrorModel: store != nil) }
+
     func validate() throws {
         do { _ = try parseBitsMenu(bits) } catch { throw ValidationError(error.description) }
+        let strategy = strategyName
         guard strategy.hasPrefix("preset:") || ["greedy", "genetic", "exact"].contains(strategy) else {
             throw ValidationError("--strategy must be \(Strategy.acceptedNames), got '\(strategy)'")
         }
@@ -97,7 +101,7 @@ struct PlanCommand: ParsableCommand {
         let library: ProfileLibrary
         do { library = try ProfileLibrary.builtIn() } catch { throw CLIFailure(error) }
         let parsed: Strategy
-        do { parsed = try Strategy(parsing: strategy, library: library) } catch { throw CLIFailure(error) }
+        do { parsed = try Strategy(parsing: strategyName, library: library) } catch { throw CLIFailure(error) }
         let progress = TerminalProgress(label: "measure")
         let planning: StorePlanning
         do {
@@ -115,6 +119,7 @@ struct PlanCommand: ParsableCommand {
 
     func planFromProfile() throws -> Plan {
         let (library, profile) = try ProfileOptions(profile: profile!).load()
+        let strategy = strategyName
         guard strategy.hasPrefix("preset:") else {
             throw CLIFailure(PlanRequestError.strategyNeedsErrorModel(strategy: strategy))
         }

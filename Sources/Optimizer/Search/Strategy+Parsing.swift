@@ -12,6 +12,11 @@ extension Strategy {
     /// The forms the CLI and the service accept.
     public static let acceptedNames = "'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'"
 
+    /// The strategy a plan uses when none is named. With an error model (a store): `exact`, the
+    /// best end to end on the development pair (BENCHMARKS.md, "quality"). From shapes alone, where
+    /// only presets apply: the paper's 8+3+2.
+    public static func defaultName(hasErrorModel: Bool) -> String { hasErrorModel ? "exact" : "preset:delta-come" }
+
     /// Parses `preset:NAME`, `greedy`, `genetic` (default options) or `exact`; presets come from `library`.
     public init(parsing name: String, library: ProfileLibrary) throws(StrategyNameError) {
         switch name {

