@@ -111,15 +111,19 @@ public struct GPTQ: Sendable, Hashable {
     public var blockSize: Int
     public var actOrder: Bool
     public var symmetric: Bool
+    /// Search each group's clipping range when the group is reached (``rowGrids``) instead of
+    /// taking its min–max.
+    public var clipSearch: Bool
 
     public init(bits: Int, groupSize: Int = 128, dampening: Double = 0.01, blockSize: Int = 128,
-                actOrder: Bool = false, symmetric: Bool = false) {
+                actOrder: Bool = false, symmetric: Bool = false, clipSearch: Bool = false) {
         self.bits = bits
         self.groupSize = groupSize
         self.dampening = dampening
         self.blockSize = blockSize
         self.actOrder = actOrder
         self.symmetric = symmetric
+        self.clipSearch = clipSearch
     }
 
     /// Quantizes `w` (`rows × columns`) with Hessian `hessian` (`columns × columns`).
@@ -165,10 +169,12 @@ public struct GPTQ: Sendable, Hashable {
             for i in i1..<i2 {
                 if i % group == 0 {
                     let range = i..<min(i + group, n)
-                    grids = []
-                    for (r, (lo, hi)) in work.withUnsafeBufferPointer({ rowMinMax($0, rows: rows, columns: range) }).enumerated() {
-                        let grid = try GroupGrid(minimum: lo, maximum: hi, bits: bits, symmetric: symmetric)
-                        grids.append(grid)
+                    grids = try work.withUnsafeBufferPointer { p in
+                        Result { () throws(QuantizationError) in
+                            try rowGrids(p, rows: rows, columns: range, bits: bits, symmetric: symmetric, clipSearch: clipSearch)
+                        }
+                    }.get()
+                    for (r, grid) in grids.enumerated() {
                         scales[r * groups + i / group] = Float16(grid.scale)
                         zeros[r * groups + i / group] = Float16(grid.zero)
                     }

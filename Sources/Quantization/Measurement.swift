@@ -175,12 +175,12 @@ func feedbackDroppedWeights(_ factors: StoredFactors, vtH: Matrix<Float>, dampen
 /// ``droppedErrorWeights(_:hessian:order:dampening:)`` (the kept segments absorb part of the
 /// dropped vectors); in the paper's order it has none (σᵢ² gᵢ).
 ///
-/// Each matrix's table is cached in `STORE/errors/NNNNN.safetensors` (the index of its matrix
-/// file): one tensor `e_k<bits>` F64 `[r]` per bit-width (and `dropped` F64 `[r]`, the
+/// Each matrix's table is cached in `STORE/errors/ORDER/NNNNN.safetensors` (the segment order,
+/// then the index of its matrix file), so that plans in both orders share one store: one tensor `e_k<bits>` F64 `[r]` per bit-width (and `dropped` F64 `[r]`, the
 /// feedback order's dropped-error weights), metadata recording the method actually
 /// used (`rtn` whenever H = I), the segment order, group size, dampening, the calibration file's
 /// fingerprint and the matrix file's SHA-256 (tables written before orders existed have no
-/// `order` and are measured again). A table whose metadata match is reused (only missing bit-widths are
+/// `order` and are measured again; format 2: the feedback order's searched clipping ranges). A table whose metadata match is reused (only missing bit-widths are
 /// measured and added); otherwise it is recomputed. Files are written atomically.
 ///
 /// H: the calibration Gram of the matrix's entry; H = I for data-free stores and for matrices
@@ -200,7 +200,7 @@ public func measuredSpectra(
 ) throws(QuantizationError) -> [MatrixSpectrum] {
     try options.validate()
     let calibrationKey = try checkCalibration(store: store, calibration: calibration)
-    let folder = store.url.appendingPathComponent(ErrorTableCache.folder)
+    let folder = store.url.appendingPathComponent(ErrorTableCache.folder).appendingPathComponent(options.order.rawValue)
     do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
         throw .io(path: folder.path, reason: "cannot create the error-table folder: \(error.localizedDescription)")
     }
@@ -218,7 +218,7 @@ public func measuredSpectra(
         let cache = ErrorTableCache(
             url: folder.appendingPathComponent(fileName),
             metadata: [
-                "deltaplan.errors.format": "1",
+                "deltaplan.errors.format": "2",
                 "tensor": record.name,
                 "method": method.rawValue,
                 "order": options.order.rawValue,

@@ -29,6 +29,10 @@ public struct SegmentOptions: Sendable, Hashable {
         self.dampening = dampening
         self.actOrder = actOrder
     }
+
+    /// Whether the 2…8-bit quantizers search each group's clipping range: DeltaPlan's backend
+    /// (the feedback order) does; Delta-CoMe as published (the paper's order) takes min–max.
+    public var clipSearch: Bool { order == .feedback }
 }
 
 /// One quantized segment [a, b) at k bits of ΔW ≈ U·diag(σ)·Vᵀ (`rows × columns` = h_out × h_in),
@@ -233,7 +237,7 @@ struct SegmentWork {
         case 16: return try F16().quantize(vt)
         case 1: return try Sign().quantize(vt)
         default:
-            guard options.method == .gptq, let hessian else { return try RTN(bits: bits, groupSize: options.groupSize).quantize(vt) }
+            guard options.method == .gptq, let hessian else { return try RTN(bits: bits, groupSize: options.groupSize, clipSearch: options.clipSearch).quantize(vt) }
             let prepared: PreparedHessian
             if let preparedV {
                 prepared = preparedV
@@ -255,7 +259,7 @@ struct SegmentWork {
         case 16: return try F16().quantize(u)
         case 1: return try Sign().quantize(u)
         default:
-            guard options.method == .gptq, calibrated else { return try RTN(bits: bits, groupSize: options.groupSize).quantize(u) }
+            guard options.method == .gptq, calibrated else { return try RTN(bits: bits, groupSize: options.groupSize, clipSearch: options.clipSearch).quantize(u) }
             let preparedU = try PreparedHessian(hessian: hu, dampening: options.dampening, actOrder: options.actOrder,
                                                 name: "Hessian of U's input (Σ̂ V̂ᵀ H V̂ Σ̂)")
             return try gptq(bits, options).quantize(u, prepared: preparedU)
@@ -263,7 +267,8 @@ struct SegmentWork {
     }
 
     static func gptq(_ bits: Int, _ options: SegmentOptions) -> GPTQ {
-        GPTQ(bits: bits, groupSize: options.groupSize, dampening: options.dampening, actOrder: options.actOrder)
+        GPTQ(bits: bits, groupSize: options.groupSize, dampening: options.dampening, actOrder: options.actOrder,
+             clipSearch: options.clipSearch)
     }
 
     /// (B H, B H Bᵀ) for B = Σ̂ V̂ᵀ.

