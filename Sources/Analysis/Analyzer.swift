@@ -103,7 +103,7 @@ public struct Analyzer: Sendable {
             base: try fingerprint(baseCheckpoint, path: base),
             finetuned: try fingerprint(finetunedCheckpoint, path: finetuned),
             calibration: try calibration.map { url throws(AnalysisError) in
-                StoreManifest.InputRecord(path: url.path, files: [try FileFingerprint(of: url, name: url.lastPathComponent)])
+                StoreManifest.InputRecord(path: url.path, files: [try FileFingerprint(of: url, name: url.lastPathComponent, hashContent: true)])
             })
         let calibrationFile = calibrationSet.map {
             StoreManifest.CalibrationFileRecord(formatVersion: $0.formatVersion, metadata: $0.metadata)
@@ -211,11 +211,11 @@ public struct Analyzer: Sendable {
     private func fingerprint(_ checkpoint: Checkpoint, path: URL) throws(AnalysisError) -> StoreManifest.InputRecord {
         var files: [FileFingerprint] = []
         for file in checkpoint.files {
-            files.append(try FileFingerprint(of: file.url, name: file.url.lastPathComponent))
+            files.append(try FileFingerprint(of: file.url, name: file.url.lastPathComponent, hashContent: true))
         }
         if case .sharded = checkpoint.kind {
             let index = checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)
-            files.append(try FileFingerprint(of: index, name: Checkpoint.indexFileName))
+            files.append(try FileFingerprint(of: index, name: Checkpoint.indexFileName, hashContent: true))
         }
         return .init(path: path.path, files: files.sorted { $0.name < $1.name })
     }
@@ -243,7 +243,7 @@ public struct Analyzer: Sendable {
             return fresh
         }
         let old = try SpectrumStore(at: store, requireComplete: false).manifest
-        if let reason = Self.difference(old: old, new: fresh) { throw .storeMismatch(store: store.path, reason: reason) }
+        if let reason = try Self.difference(old: old, new: fresh) { throw .storeMismatch(store: store.path, reason: reason) }
         // Resume: keep done matrices whose files are intact, redo the rest.
         var resumed = fresh
         let reader = try SpectrumStore(at: store, requireComplete: false)
@@ -258,23 +258,23 @@ public struct Analyzer: Sendable {
     }
 
     /// Why a store made with `old` cannot be resumed with `new`, or nil.
-    static func difference(old: StoreManifest, new: StoreManifest) -> String? {
+    static func difference(old: StoreManifest, new: StoreManifest) throws(AnalysisError) -> String? {
         if old.options != new.options { return "the options differ (\(describe(old.options)) then, \(describe(new.options)) now)" }
         let pairs = [("base", old.inputs.base, new.inputs.base), ("fine-tuned", old.inputs.finetuned, new.inputs.finetuned)]
         for (label, o, n) in pairs {
-            if let change = change(o, n) { return "\(label) checkpoint: \(change)" }
+            if let change = try change(o, n) { return "\(label) checkpoint: \(change)" }
         }
         switch (old.inputs.calibration, new.inputs.calibration) {
         case (nil, nil): break
         case (nil, _?): return "it was made without calibration, and calibration is given now"
         case (_?, nil): return "it was made with calibration, and none is given now"
-        case let (o?, n?): if let change = change(o, n) { return "calibration: \(change)" }
+        case let (o?, n?): if let change = try change(o, n) { return "calibration: \(change)" }
         }
         if old.matrices.map(\.name) != new.matrices.map(\.name) { return "the selected matrices differ" }
         return nil
     }
 
-    private static func change(_ old: StoreManifest.InputRecord, _ new: StoreManifest.InputRecord) -> String? {
+    private static func change(_ old: StoreManifest.InputRecord, _ new: StoreManifest.InputRecord) throws(AnalysisError) -> String? {
         var oldFiles: [String: FileFingerprint] = [:]
         for file in old.files { oldFiles[file.name] = file }
         guard old.files.count == new.files.count, Set(oldFiles.keys) == Set(new.files.map(\.name)) else {
@@ -282,7 +282,11 @@ public struct Analyzer: Sendable {
         }
         for file in new.files {
             guard let before = oldFiles[file.name] else { return "its files differ from \(old.path)'s" }
-            if let c = file.change(from: before) { return c }
+            // `new` was fingerprinted with content hashes, so no file is read again here.
+            let url = URL(fileURLWithPath: new.path)
+            if let c = try file.change(from: before, at: url.lastPathComponent == file.name ? url : url.appendingPathComponent(file.name)) {
+                return c
+            }
         }
         return nil
     }

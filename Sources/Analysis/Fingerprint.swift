@@ -1,8 +1,11 @@
 import Checkpoint
 import Foundation
 
-/// What identifies one input file: size, modification time and a hash of its safetensors header
-/// (which lists every tensor's name, dtype, shape and offsets). A changed file changes at least one.
+/// What identifies one input file: size, modification time, a hash of its safetensors header
+/// (which lists every tensor's name, dtype, shape and offsets) and, in stores, a hash of its whole
+/// content. A changed file changes at least one; a file whose only change is its modification time
+/// (copied without preserving times, touched, re-extracted) is the same file when its content hash
+/// matches the recorded one.
 public struct FileFingerprint: Codable, Sendable, Equatable {
     /// Path relative to the input (the file name inside a checkpoint directory).
     public var name: String
@@ -10,10 +13,14 @@ public struct FileFingerprint: Codable, Sendable, Equatable {
     /// Seconds since 1970, as the file system reports it.
     public var modified: Double
     public var headerSHA256: String
+    /// SHA-256 of the whole file, recorded by `analyze` (nil in stores written before it was, and
+    /// in fingerprints taken only to compare: computed then when the modification time differs).
+    public var contentSHA256: String?
 
     /// Fingerprint of a safetensors file (header = 8-byte length + JSON), or of any other small
-    /// file (an index JSON) by its whole content.
-    public init(of url: URL, name: String) throws(AnalysisError) {
+    /// file (an index JSON) by its whole content; with `hashContent`, also the whole file's SHA-256
+    /// (a full read: about a minute for a 7B checkpoint's 27 GB of shards).
+    public init(of url: URL, name: String, hashContent: Bool = false) throws(AnalysisError) {
         let attributes: [FileAttributeKey: Any]
         do { attributes = try FileManager.default.attributesOfItem(atPath: url.path) } catch {
             throw .io(path: url.path, reason: "cannot read file attributes: \(error.localizedDescription)")
@@ -36,13 +43,23 @@ public struct FileFingerprint: Codable, Sendable, Equatable {
         } catch {
             throw .io(path: url.path, reason: "cannot read: \(error.localizedDescription)")
         }
+        if hashContent { contentSHA256 = try Self.contentHash(url) }
     }
 
-    /// What differs from `old`, in words, or nil when nothing does.
-    public func change(from old: FileFingerprint) -> String? {
+    /// What differs from `old`, in words, or nil when nothing does. A different modification time
+    /// is a change unless `old` recorded the content's hash and the file at `url` (this
+    /// fingerprint's file) still has it.
+    public func change(from old: FileFingerprint, at url: URL) throws(AnalysisError) -> String? {
         if size != old.size { return "\(name) changed size (\(old.size) → \(size) bytes)" }
         if headerSHA256 != old.headerSHA256 { return "\(name) has a different header (tensors changed)" }
-        if modified != old.modified { return "\(name) was modified since the store was made" }
-        return nil
+        guard modified != old.modified else { return nil }
+        guard let recorded = old.contentSHA256 else { return "\(name) was modified since the store was made" }
+        let now: String
+        if let contentSHA256 { now = contentSHA256 } else { now = try Self.contentHash(url) }
+        return now == recorded ? nil : "\(name) has different contents (same size and header: tensor values changed)"
+    }
+
+    private static func contentHash(_ url: URL) throws(AnalysisError) -> String {
+        do { return try Digest.sha256(fileAt: url) } catch { throw .io(path: url.path, reason: "cannot read: \(error)") }
     }
 }

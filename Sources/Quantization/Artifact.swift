@@ -524,34 +524,34 @@ public struct Artifact: Sendable {
     }
 }
 
-/// The fingerprint record of a checkpoint's files, as the analyzer records it in the store.
-func inputFingerprints(of checkpoint: Checkpoint, path: String) throws(ArtifactError) -> [FileFingerprint] {
-    var files: [FileFingerprint] = []
+/// The fingerprints of a checkpoint's files (without content hashes) with their URLs, sorted by
+/// name as the analyzer records them in the store.
+func inputFingerprints(of checkpoint: Checkpoint, path: String) throws(ArtifactError) -> [(fingerprint: FileFingerprint, url: URL)] {
+    var urls = checkpoint.files.map(\.url)
+    if case .sharded = checkpoint.kind { urls.append(checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)) }
+    var files: [(fingerprint: FileFingerprint, url: URL)] = []
     do {
-        for file in checkpoint.files {
-            files.append(try FileFingerprint(of: file.url, name: file.url.lastPathComponent))
-        }
-        if case .sharded = checkpoint.kind {
-            let index = checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)
-            files.append(try FileFingerprint(of: index, name: Checkpoint.indexFileName))
-        }
+        for url in urls { files.append((try FileFingerprint(of: url, name: url.lastPathComponent), url)) }
     } catch { throw .io(path: path, reason: "\(error)") }
-    return files.sorted { $0.name < $1.name }
+    return files.sorted { $0.fingerprint.name < $1.fingerprint.name }
 }
 
 /// Checks a checkpoint against a recorded fingerprint: same files, sizes and header hashes, and,
-/// when `checkModified`, the same modification times (a copy moved elsewhere keeps size and
-/// header but not its time, so overrides are checked without it).
+/// when `checkModified`, the same modification times or, where they differ and the store recorded
+/// them, the same contents (a copy moved elsewhere keeps size and header but not its time, so
+/// overrides are checked without it).
 func verifyInput(_ checkpoint: Checkpoint, path: String, against recorded: StoreManifest.InputRecord, role: String,
                  checkModified: Bool) throws(ArtifactError) {
     let now = try inputFingerprints(of: checkpoint, path: path)
-    guard now.map(\.name) == recorded.files.map(\.name) else {
-        throw .inputMismatch(input: role, path: path, reason: "files \(now.map(\.name)), expected \(recorded.files.map(\.name))")
+    guard now.map(\.fingerprint.name) == recorded.files.map(\.name) else {
+        throw .inputMismatch(input: role, path: path, reason: "files \(now.map(\.fingerprint.name)), expected \(recorded.files.map(\.name))")
     }
-    for (a, b) in zip(now, recorded.files) {
+    for ((a, url), b) in zip(now, recorded.files) {
         var a = a
         if !checkModified { a.modified = b.modified }
-        if let change = a.change(from: b) { throw .inputMismatch(input: role, path: path, reason: change) }
+        let change: String?
+        do { change = try a.change(from: b, at: url) } catch { throw .io(path: url.path, reason: "\(error)") }
+        if let change { throw .inputMismatch(input: role, path: path, reason: change) }
     }
 }
 

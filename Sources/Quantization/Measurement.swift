@@ -278,7 +278,9 @@ func checkCalibration(store: SpectrumStore, calibration: CalibrationSet?) throws
     }
     let now: FileFingerprint
     do { now = try FileFingerprint(of: calibration.url, name: file.name) } catch { throw .store(error) }
-    if let change = now.change(from: file) {
+    let change: String?
+    do { change = try now.change(from: file, at: calibration.url) } catch { throw .store(error) }
+    if let change {
         throw .calibrationMismatch(store: path, reason: "\(calibration.url.path) is not the file the store was analyzed with (\(recorded.path)): \(change)")
     }
     return "\(file.size):\(file.headerSHA256)"
