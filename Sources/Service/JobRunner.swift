@@ -150,7 +150,8 @@ extension JobRunner {
         let comparison = try planning.compare(
             budgets: try p.budgets.map { (try Budget(parsing: $0), $0) }, strategies: p.strategies,
             library: try ProfileLibrary.builtIn(), storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
-            scope: p.scope, menu: [16, 8, 4, 3, 2, 1], seed: p.seed, clock: { Date().timeIntervalSinceReferenceDate })
+            scope: p.scope, menu: p.bits ?? ProfileLibrary.bitWidths.sorted(by: >), seed: p.seed,
+            clock: { Date().timeIntervalSinceReferenceDate })
         let url = comparisonFile(context)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try Data(comparison.render(.json).utf8).write(to: url, options: .atomic)

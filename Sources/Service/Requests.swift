@@ -2,6 +2,7 @@ import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
 public struct PlanJobParameters: Codable, Sendable, Equatable {
@@ -28,6 +29,8 @@ public struct ComparisonJobParameters: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var accounting: Accounting
     public var groupSize: Int
+    /// The bit menu; nil in jobs persisted before comparisons recorded it (the default menu).
+    public var bits: [Int]?
 }
 
 /// The parameters of a compression job, as validated by `POST /v1/compressions`.
@@ -75,7 +78,9 @@ struct RequestValidator: Sendable {
     }
 
     /// 'preset:NAME' with a known preset, or a search strategy.
-    func strategy(_ text: String, field: String) throws(APIError) {
+    /// `baselines`: also accept ``StorePlanning/baselines`` (`low-rank`, `bitdelta`), as comparisons do.
+    func strategy(_ text: String, field: String, baselines: Bool = false) throws(APIError) {
+        if baselines, StorePlanning.baselines.contains(text) { return }
         if text.hasPrefix("preset:") {
             let name = String(text.dropFirst("preset:".count))
             guard library.presets.contains(where: { $0.name == name }) else {
@@ -83,7 +88,8 @@ struct RequestValidator: Sendable {
                                        reason: "no preset named '\(name)'; presets: \(library.presets.map(\.name).joined(separator: ", "))")
             }
         } else if !Self.searchStrategies.contains(text) {
-            throw .unknownStrategy(field: field, value: text, reason: "expected 'preset:NAME', 'greedy', 'genetic' or 'exact'")
+            throw .unknownStrategy(field: field, value: text, reason: "expected 'preset:NAME', 'greedy', 'genetic' or 'exact'"
+                                   + (baselines ? ", or a baseline: \(StorePlanning.baselines.joined(separator: ", "))" : ""))
         }
     }
 

@@ -149,11 +149,11 @@ struct JobsController: Sendable {
         for (i, b) in budgets.enumerated() { _ = try validator.budget(b, field: "budgets[\(i)]") }
         let strategies = try r.strings("strategies") ?? RequestValidator.defaultStrategies
         guard !strategies.isEmpty else { throw APIError.invalidField(field: "strategies", reason: "must not be empty") }
-        for (i, s) in strategies.enumerated() { try validator.strategy(s, field: "strategies[\(i)]") }
+        for (i, s) in strategies.enumerated() { try validator.strategy(s, field: "strategies[\(i)]", baselines: true) }
         let options = try PlanOptions(r, validator: validator)
         let parameters = ComparisonJobParameters(analysis: analysis, analysisStore: storePath, budgets: budgets, strategies: strategies,
                                                  scope: options.scope, seed: options.seed, accounting: options.accounting,
-                                                 groupSize: options.groupSize)
+                                                 groupSize: options.groupSize, bits: options.bits)
         return accepted(try await store.create(kind: .comparison, parameters: try parameters.parametersJSON()))
     }
 

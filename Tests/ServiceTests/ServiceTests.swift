@@ -133,6 +133,28 @@ struct ServiceAPITests {
             let compared = try JSONDecoder().decode(Comparison.self, from: try await client.get("/v1/comparisons/\(comparisonID)").body)
             #expect(Set(compared.rows.map(\.budget)) == ["1/16", "1/32"])
             #expect(compared.rows.contains { $0.strategy == "exact" && $0.scope == .global })
+
+            // A comparison with the baselines and a bit menu of its own: both are honoured (and the
+            // menu recorded), as `deltaplan compare` does; the exact rows equal the library's with
+            // that menu, not with the default one.
+            let narrow = try await client.post("/v1/comparisons", json: [
+                "analysis": id, "budgets": ["1/16"], "strategies": ["exact", "low-rank", "bitdelta"], "bits": "16,4,0",
+            ])
+            #expect(narrow.status == 202, "\(narrow.json)")
+            let narrowID = try #require(narrow.json["id"] as? String)
+            let narrowJob = try await waitForJob(client, narrowID, states: ["succeeded", "failed"])
+            #expect(narrowJob["state"] as? String == "succeeded", "\(narrowJob["error"] ?? "")")
+            #expect((narrowJob["parameters"] as? [String: Any])?["bits"] as? [Int] == [16, 4])
+            let narrowed = try JSONDecoder().decode(Comparison.self, from: try await client.get("/v1/comparisons/\(narrowID)").body)
+            #expect(Set(narrowed.rows.map(\.strategy)) == ["exact", "low-rank", "bitdelta"])
+            let planning = try StorePlanning(store: JobContext.analysisStore(id: id, in: data))
+            func exactError(_ menu: [Int]) throws -> Double {
+                try planning.plan(budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+                                  menu: menu, strategy: .exact, seed: 0).totals.predictedError ?? .nan
+            }
+            let narrowExact = try #require(narrowed.rows.first { $0.strategy == "exact" }?.predictedError)
+            #expect(narrowExact == (try exactError([16, 4])))
+            #expect(narrowExact > (try exactError([16, 8, 4, 3, 2, 1])))
             let profiles = try await client.get("/v1/profiles").json
             #expect((profiles["models"] as? [[String: Any]])?.contains { $0["name"] as? String == "llama-2-7b" } == true)
             #expect((profiles["presets"] as? [[String: Any]])?.contains { $0["name"] as? String == "delta-come" } == true)
