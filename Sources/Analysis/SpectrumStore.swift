@@ -140,3 +140,14 @@ public struct StoredFactors: Sendable {
 
     public var storedRank: Int { u.columns }
 }
+
+extension SpectrumStore {
+    /// The calibration to use with this store: the file `given`, else the one its manifest records;
+    /// none for a data-free store. (Whether it is the file the store was analyzed with is checked
+    /// where it is used, against the manifest's fingerprint.) One lookup for every stage.
+    public func calibrationSet(given: URL?) throws(AnalysisError) -> CalibrationSet? {
+        guard !manifest.dataFree else { return nil }
+        let url = given ?? manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
+        return try url.map { url throws(AnalysisError) in try CalibrationSet(url: url) }
+    }
+}

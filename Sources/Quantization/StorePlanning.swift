@@ -29,11 +29,8 @@ public struct StorePlanning: Sendable {
         progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
     ) throws(QuantizationError) {
         do { store = try SpectrumStore(at: url) } catch { throw .store(error) }
-        let calibrationURL = calibration ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
-        var set: CalibrationSet?
-        if let calibrationURL, !store.manifest.dataFree {
-            do { set = try CalibrationSet(url: calibrationURL) } catch { throw .store(error) }
-        }
+        let set: CalibrationSet?
+        do { set = try store.calibrationSet(given: calibration) } catch { throw .store(error) }
         self.measurement = measurement
         let supported = store.manifest.supportedSensitivity
         let chosen = objective ?? supported

@@ -259,12 +259,8 @@ extension JobRunner {
         context.dataDirectory.appendingPathComponent("merges", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
     }
 
-    /// The calibration to use with `store`: the file given, else the one its manifest records; none
-    /// for a data-free store.
     private static func calibrationSet(_ given: String?, for store: SpectrumStore) throws -> CalibrationSet? {
-        guard !store.manifest.dataFree else { return nil }
-        let url = given.map { URL(fileURLWithPath: $0) } ?? store.manifest.inputs.calibration.map { URL(fileURLWithPath: $0.path) }
-        return try url.map { try CalibrationSet(url: $0) }
+        try store.calibrationSet(given: given.map { URL(fileURLWithPath: $0) })
     }
 
     /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).

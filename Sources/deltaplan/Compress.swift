@@ -51,8 +51,7 @@ struct Compress: ParsableCommand {
         let plan: Plan
         do { plan = try Plan.read(from: URL(fileURLWithPath: self.plan)) } catch { throw CLIFailure(error) }
         let calibrationSet: CalibrationSet?
-        let calibrationPath = calibration ?? (store.manifest.dataFree ? nil : store.manifest.inputs.calibration?.path)
-        do { calibrationSet = try calibrationPath.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) } } catch { throw CLIFailure(error) }
+        do { calibrationSet = try store.calibrationSet(given: calibration.map { URL(fileURLWithPath: $0) }) } catch { throw CLIFailure(error) }
         let progress = TerminalProgress(label: "compress")
         var work: [Double] = [], done = 0.0, total = 0.0
         let manifest: ArtifactManifest

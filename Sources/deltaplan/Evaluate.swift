@@ -27,7 +27,7 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "The fine-tuned checkpoint.")
     var finetuned: String
 
-    @Option(help: "The calibration file the store was analyzed with.")
+    @Option(help: "The calibration file the store was analyzed with (default: the one recorded in the store's manifest).")
     var calibration: String?
 
     @Option(help: "The spectrum store the artifact was made from (its factors give the low-rank baseline); default: the path recorded in the artifact.")
@@ -48,7 +48,7 @@ struct EvaluateCommand: ParsableCommand {
             }
             report = try evaluate(
                 artifact: artifact, base: URL(fileURLWithPath: base), finetuned: URL(fileURLWithPath: finetuned),
-                calibration: try calibration.map { try CalibrationSet(url: URL(fileURLWithPath: $0)) }, store: spectrumStore
+                calibration: try spectrumStore.calibrationSet(given: calibration.map { URL(fileURLWithPath: $0) }), store: spectrumStore
             ) { done, total, name in
                 progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: done == total)
             }
