@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "Analysis", "LinearAlgebra", "ModelProfiles", "Optimizer", "Quantization",
+                "Analysis", "Checkpoint", "LinearAlgebra", "ModelProfiles", "Optimizer", "Quantization",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

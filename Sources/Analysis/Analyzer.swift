@@ -307,8 +307,8 @@ public struct Analyzer: Sendable {
 
     private func write(_ manifest: StoreManifest) throws(AnalysisError) {
         let url = store.appendingPathComponent(SpectrumStore.manifestName)
-        do { try StoreManifest.encode(manifest).write(to: url, options: .atomic) } catch {
-            throw .io(path: url.path, reason: "cannot write the manifest: \(error.localizedDescription)")
+        do { try AtomicFile.write(data: StoreManifest.encode(manifest), to: url) } catch {
+            throw .io(path: url.path, reason: "cannot write the manifest: \(error)")
         }
     }
 }

@@ -12,18 +12,17 @@ import Foundation
 ///   the spec requires), so every tensor starts at an offset that is a multiple of its element
 ///   size: the data are naturally aligned.
 ///
-/// Atomicity: bytes go to a temporary file `.<name>.tmp-<pid>-<random>` in the destination's
-/// directory; `finish()` fsyncs it, renames it over the destination and fsyncs the directory. If
-/// the writer is dropped before `finish()` succeeds, the temporary file is removed and the
-/// destination is untouched.
+/// Atomicity: bytes go through an ``AtomicFileWriter`` (a temporary file `.<name>.<UUID>.tmp` in the
+/// destination's directory); `finish()` fsyncs it, renames it over the destination and fsyncs the
+/// directory. If the writer is dropped before `finish()` succeeds, the temporary file is removed
+/// and the destination is untouched.
 ///
-/// A class because it owns an open file descriptor and a temporary file that `deinit` cleans up.
+/// A class because it owns the open temporary file (through its ``AtomicFileWriter``).
 public final class SafetensorsWriter {
     public let url: URL
     /// The declared tensors in data-section order, with their offsets.
     public let layout: [TensorInfo]
-    private var file: POSIXFile?
-    private let temporaryPath: String
+    private var file: AtomicFileWriter?
     private let dataStart: Int
     private let indexByName: [String: Int]
     private var written: [Bool]
@@ -70,10 +69,7 @@ public final class SafetensorsWriter {
 
         let header = Self.headerBytes(layout: layout, metadata: metadata)
         self.dataStart = 8 + header.count
-        let directory = url.deletingLastPathComponent().path
-        let suffix = String(UInt64.random(in: 0 ... .max), radix: 16)
-        self.temporaryPath = directory + "/." + url.lastPathComponent + ".tmp-\(POSIXFile.processID)-" + suffix
-        let file = try POSIXFile.createNew(path: temporaryPath)
+        let file = try AtomicFileWriter(destination: url)
         self.file = file
         var prefix = withUnsafeBytes(of: UInt64(header.count).littleEndian) { [UInt8]($0) }
         prefix += header
@@ -83,10 +79,6 @@ public final class SafetensorsWriter {
             abandon()
             throw error
         }
-    }
-
-    deinit {
-        if !finished { abandon() }
     }
 
     /// The JSON header, space-padded to a multiple of 8 bytes.
@@ -171,26 +163,15 @@ public final class SafetensorsWriter {
         guard missing.isEmpty else {
             throw .tensorsNotWritten(path: url.path, tensors: missing.sorted { $0.utf8Precedes($1) })
         }
-        do throws(CheckpointError) {
-            try file.sync()
-            self.file = nil  // closed below whether or not close() reports an error
-            try file.close()
-            try POSIXFile.rename(temporaryPath, to: url.path)
-        } catch {
-            abandon()
-            throw error
-        }
+        self.file = nil
+        try file.commit()  // removes the temporary file if it fails
         finished = true
-        POSIXFile.syncDirectory(url.deletingLastPathComponent().path)
     }
 
-    /// Closes and deletes the temporary file.
+    /// Closes and deletes the temporary file (dropping the writer does the same).
     private func abandon() {
-        if let file {
-            try? file.close()
-            self.file = nil
-        }
-        POSIXFile.removeQuietly(temporaryPath)
+        file?.abandon()
+        file = nil
     }
 }
 

@@ -107,29 +107,6 @@ public final class ShardedCheckpointWriter {
         }
         let json = "{\n  \"metadata\": {\n    \"total_size\": \(totalSize)\n  },\n  \"weight_map\": {\n"
             + entries.joined(separator: ",\n") + "\n  }\n}\n"
-        try AtomicFile.write(Array(json.utf8), to: directory.appendingPathComponent(Checkpoint.indexFileName))
-    }
-}
-
-/// Whole-file atomic replacement: temporary file in the same directory, fsync, rename.
-enum AtomicFile {
-    static func write(_ bytes: [UInt8], to url: URL) throws(CheckpointError) {
-        let directory = url.deletingLastPathComponent().path
-        let temporary = directory + "/." + url.lastPathComponent + ".tmp-\(POSIXFile.processID)-"
-            + String(UInt64.random(in: 0 ... .max), radix: 16)
-        let file = try POSIXFile.createNew(path: temporary)
-        var open = true
-        do throws(CheckpointError) {
-            try bytes.withUnsafeBytes { raw in Result { () throws(CheckpointError) in try file.write(raw, at: 0) } }.get()
-            try file.sync()
-            open = false
-            try file.close()
-            try POSIXFile.rename(temporary, to: url.path)
-        } catch {
-            if open { try? file.close() }
-            POSIXFile.removeQuietly(temporary)
-            throw error
-        }
-        POSIXFile.syncDirectory(directory)
+        try AtomicFile.write(data: Array(json.utf8), to: directory.appendingPathComponent(Checkpoint.indexFileName))
     }
 }

@@ -155,11 +155,7 @@ public func compress(
 
     // Temporary sibling directory.
     let fm = FileManager.default
-    let parent = out.deletingLastPathComponent()
-    let temporary = parent.appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0 ... .max))")
-    do { try fm.createDirectory(at: temporary, withIntermediateDirectories: true) } catch {
-        throw .io(path: temporary.path, reason: "cannot create the temporary artifact directory: \(error.localizedDescription)")
-    }
+    let temporary = try makeTemporaryDirectory(for: out)
     var published = false
     defer { if !published { try? fm.removeItem(at: temporary) } }
 
@@ -297,34 +293,34 @@ func sameBytes(_ a: Checkpoint, _ b: Checkpoint, _ name: String) throws(Artifact
     } catch { throw .checkpoint("\(error)") }
 }
 
-/// Sorted-key, pretty-printed JSON with a trailing newline.
+/// Sorted-key, pretty-printed JSON with a trailing newline, written with ``AtomicFile``.
 func writeJSON(_ value: some Encodable, to url: URL) throws(ArtifactError) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-    do {
-        var data = try encoder.encode(value)
-        data.append(0x0A)
-        try data.write(to: url, options: .atomic)
-    } catch { throw .io(path: url.path, reason: "cannot write: \(error)") }
+    var data: Data
+    do { data = try encoder.encode(value) } catch { throw .io(path: url.path, reason: "cannot encode: \(error)") }
+    data.append(0x0A)
+    try writeFile(data, to: url)
 }
 
-/// Renames a finished temporary directory over `out`: an existing `out` is first moved aside,
-/// then removed once the new one is in place.
+/// Writes a file with ``AtomicFile`` (unique temporary name, fsync, rename, directory fsync).
+func writeFile(_ data: Data, to url: URL) throws(ArtifactError) {
+    do { try AtomicFile.write(data: data, to: url) } catch { throw ioError(error, url) }
+}
+
+/// A uniquely named temporary sibling directory of `out` (``AtomicFile/makeTemporaryDirectory(for:)``).
+func makeTemporaryDirectory(for out: URL) throws(ArtifactError) -> URL {
+    do { return try AtomicFile.makeTemporaryDirectory(for: out) } catch { throw ioError(error, out) }
+}
+
+/// Renames a finished temporary directory over `out` (``AtomicFile/publishDirectory(_:as:)``): an
+/// existing `out` is first moved aside, then removed once the new one is in place.
 func publishDirectory(_ temporary: URL, as out: URL) throws(ArtifactError) {
-    let fm = FileManager.default
-    var aside: URL?
-    if fm.fileExists(atPath: out.path) {
-        let old = out.deletingLastPathComponent().appendingPathComponent(".\(out.lastPathComponent).old-\(ProcessInfo.processInfo.processIdentifier)")
-        try? fm.removeItem(at: old)
-        guard rename(out.path, old.path) == 0 else {
-            throw .io(path: out.path, reason: "cannot move the existing directory aside: \(String(cString: strerror(errno)))")
-        }
-        aside = old
-    }
-    guard rename(temporary.path, out.path) == 0 else {
-        let reason = String(cString: strerror(errno))
-        if let aside { _ = rename(aside.path, out.path) }
-        throw .io(path: out.path, reason: "cannot rename the finished directory into place: \(reason)")
-    }
-    if let aside { try? fm.removeItem(at: aside) }
+    do { try AtomicFile.publishDirectory(temporary, as: out) } catch { throw ioError(error, out) }
+}
+
+/// `.io` naming the path of a failed atomic write.
+private func ioError(_ error: CheckpointError, _ url: URL) -> ArtifactError {
+    if case let .writeFailed(path, reason) = error { return .io(path: path, reason: reason) }
+    return .io(path: url.path, reason: "\(error)")
 }

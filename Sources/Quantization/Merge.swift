@@ -100,11 +100,7 @@ public func merge(
     }
 
     let fm = FileManager.default
-    let temporary = out.deletingLastPathComponent().appendingPathComponent(
-        ".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)-\(UInt32.random(in: 0 ... .max))")
-    do { try fm.createDirectory(at: temporary, withIntermediateDirectories: true) } catch {
-        throw .io(path: temporary.path, reason: "cannot create the temporary checkpoint directory: \(error.localizedDescription)")
-    }
+    let temporary = try makeTemporaryDirectory(for: out)
     var published = false
     defer { if !published { try? fm.removeItem(at: temporary) } }
 
@@ -160,9 +156,7 @@ public func merge(
     for f in modelFiles {
         if shouldStop() { throw .quantization(.stopped) }
         let target = temporary.appendingPathComponent(f.name)
-        do { try artifact.modelFileContents(f).write(to: target) } catch let error as ArtifactError { throw error } catch {
-            throw .io(path: target.path, reason: "cannot write: \(error.localizedDescription)")
-        }
+        try writeFile(try artifact.modelFileContents(f), to: target)
     }
     try publishDirectory(temporary, as: out)
     published = true

@@ -111,7 +111,7 @@ public enum ModelFiles {
             throw .modelFile(path: source.url.path, reason: "has \(data.count) bytes, more than the \(maxFileBytes) a carried model file may have")
         }
         let target = folder.appendingPathComponent(source.name)
-        do { try data.write(to: target) } catch { throw .io(path: target.path, reason: "cannot write: \(error.localizedDescription)") }
+        try writeFile(data, to: target)
         return .init(name: source.name, size: data.count, sha256: Digest.sha256(data))
     }
 }

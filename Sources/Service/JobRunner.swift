@@ -1,4 +1,5 @@
 import Analysis
+import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -154,7 +155,7 @@ extension JobRunner {
             clock: { Date().timeIntervalSinceReferenceDate })
         let url = comparisonFile(context)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try Data(comparison.render(.json).utf8).write(to: url, options: .atomic)
+        try AtomicFile.write(data: Array(comparison.render(.json).utf8), to: url)
         context.reportProgress(1, "comparison written")
         return url.path
     } discard: { context in
@@ -228,7 +229,7 @@ extension JobRunner {
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        try encoder.encode(report).write(to: url, options: .atomic)
+        try AtomicFile.write(data: try encoder.encode(report), to: url)
         return url.path
     } discard: { context in
         try? FileManager.default.removeItem(at: evaluationFile(context))

@@ -83,9 +83,7 @@ struct CompareCommand: ParsableCommand {
         } catch { throw CLIFailure(error) }
         let text = comparison.render(format)
         if let out {
-            do { try Data(text.utf8).write(to: URL(fileURLWithPath: out), options: .atomic) } catch {
-                throw CLIFailure("cannot write \(out): \(error.localizedDescription)")
-            }
+            do { try writeAtomically(text, to: URL(fileURLWithPath: out)) } catch { throw CLIFailure(error) }
         } else {
             print(text, terminator: "")
         }

@@ -1,5 +1,6 @@
 import Analysis
 import ArgumentParser
+import Checkpoint
 import Foundation
 
 /// `deltaplan spectrum STORE`: per-matrix spectrum statistics and a plot.
@@ -36,9 +37,9 @@ struct Spectrum: ParsableCommand {
     }
 }
 
-/// Writes text to a file through a temporary file in the same directory and a rename.
+/// Writes text to a file with `AtomicFile` (unique temporary name, fsync, rename, directory fsync).
 func writeAtomically(_ text: String, to url: URL) throws {
-    do { try Data(text.utf8).write(to: url, options: .atomic) } catch {
-        throw ValidationError("cannot write \(url.path): \(error.localizedDescription)")
+    do { try AtomicFile.write(data: Array(text.utf8), to: url) } catch {
+        throw ValidationError("cannot write \(url.path): \(error)")
     }
 }

@@ -38,6 +38,37 @@ import ModelProfiles
         #expect(try Self.smallPlan(seed: 8).encoded() != plan.encoded())
     }
 
+    /// Two writers of one plan file in one process (issue #12: a pid-only temporary name made them
+    /// collide): both succeed, the file is one of the two plans, and no temporary file is left.
+    @Test func concurrentWritersOfOnePlanFile() async throws {
+        let plans = [try Self.smallPlan(seed: 7), try Self.smallPlan(seed: 8)]
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("plan.json")
+        for _ in 0..<8 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for plan in plans + plans { group.addTask { try plan.write(to: url) } }
+                try await group.waitForAll()
+            }
+            #expect(try plans.contains(Plan.read(from: url)))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["plan.json"])
+        }
+    }
+
+    /// A plan that cannot be written names its file; nothing is left behind.
+    @Test func unwritablePlanNamesItsFile() throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("missing/plan.json")
+        let error = #expect(throws: PlanFileError.self) { try Self.smallPlan().write(to: url) }
+        guard case let .unwritable(file, _)? = error else {
+            Issue.record("expected unwritable, got \(String(describing: error))")
+            return
+        }
+        #expect(file == url.path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == [])
+    }
+
     @Test func fieldsAndNullsAreWritten() throws {
         let plan = try Self.smallPlan()
         let object = try #require(JSONSerialization.jsonObject(with: plan.encoded()) as? [String: Any])

@@ -15,10 +15,11 @@ struct POSIXFile {
     }
 
     /// Creates a new file (`O_CREAT | O_EXCL`, mode 0644 before umask); fails if it exists.
-    static func createNew(path: String) throws(CheckpointError) -> POSIXFile {
+    /// Errors, then and later, name `reportedPath` (the destination a temporary file stands for).
+    static func createNew(path: String, reportedAs reportedPath: String? = nil) throws(CheckpointError) -> POSIXFile {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure(path, "open") }
-        return POSIXFile(descriptor: fd, path: path)
+        guard fd >= 0 else { throw failure(reportedPath ?? path, reportedPath == nil ? "open" : "open \(path)") }
+        return POSIXFile(descriptor: fd, path: reportedPath ?? path)
     }
 
     /// Writes all of `bytes` at file offset `offset` (`pwrite`, retried on short writes and EINTR).
@@ -58,6 +59,26 @@ struct POSIXFile {
         guard result == 0 else { throw failure(destination, "rename") }
     }
 
+    /// `rename(2)` that reports instead of throwing: `nil` on success, else `errno`.
+    static func renameReportingErrno(_ source: String, to destination: String) -> Int32? {
+        #if canImport(Glibc)
+        let result = Glibc.rename(source, destination)
+        #else
+        let result = Darwin.rename(source, destination)
+        #endif
+        return result == 0 ? nil : errno
+    }
+
+    /// `strerror` of an `errno` value.
+    static func describe(errno code: Int32) -> String { String(cString: strerror(code)) }
+
+    /// Whether `errno` from renaming a directory over `destination` means "the destination is in the way"
+    /// (a non-empty directory, or not a directory).
+    static func isOccupied(errno code: Int32) -> Bool { code == ENOTEMPTY || code == EEXIST || code == ENOTDIR || code == EISDIR }
+
+    /// Whether `errno` means the path does not exist.
+    static func isMissing(errno code: Int32) -> Bool { code == ENOENT }
+
     /// Removes a file, ignoring errors (used to clean up temporary files).
     static func removeQuietly(_ path: String) {
         _ = unlink(path)
@@ -75,8 +96,6 @@ struct POSIXFile {
         _ = Darwin.close(fd)
         #endif
     }
-
-    static var processID: Int32 { getpid() }
 }
 
 /// A read-only private mapping of a whole file (`mmap(PROT_READ, MAP_PRIVATE)`), unmapped when

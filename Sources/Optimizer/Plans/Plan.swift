@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import ModelProfiles
 
@@ -248,21 +249,14 @@ extension Plan {
         }
     }
 
-    /// Writes the plan atomically: to a temporary file in the same directory, then `rename(2)`.
+    /// Writes the plan atomically and durably with ``AtomicFile`` (a uniquely named temporary file
+    /// in the same directory, fsync, `rename(2)`, directory fsync).
     public func write(to url: URL) throws(PlanFileError) {
         let data: Data
         do { data = try encoded() } catch { throw .unwritable(file: url.path, reason: "\(error)") }
-        let directory = url.deletingLastPathComponent()
-        let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(ProcessInfo.processInfo.processIdentifier).tmp")
-        do {
-            try data.write(to: temporary)
-        } catch {
-            throw .unwritable(file: url.path, reason: error.localizedDescription)
-        }
-        if rename(temporary.path, url.path) != 0 {
-            let reason = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: temporary)
-            throw .unwritable(file: url.path, reason: reason)
+        do { try AtomicFile.write(data: data, to: url) } catch {
+            if case let .writeFailed(_, reason) = error { throw .unwritable(file: url.path, reason: reason) }
+            throw .unwritable(file: url.path, reason: "\(error)")
         }
     }
 
