@@ -81,6 +81,14 @@ let package = Package(
                 "Service", "Analysis", "ModelProfiles", "Optimizer", "Quantization",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
+        // The CLI in-process: `@testable import deltaplan` of the executable target (SwiftPM renames its
+        // `@main` entry point when testing), driven through `DeltaPlan.parseAsRoot` and `run()`.
+        .testTarget(
+            name: "deltaplanTests",
+            dependencies: [
+                "deltaplan", "Analysis", "ModelProfiles", "Optimizer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -53,13 +53,16 @@ struct CompareCommand: ParsableCommand {
 
     func parsedBudgets() throws -> [Budget] {
         try budgets.split(separator: ",").map { text in
-            do throws(BudgetError) { return try Budget(parsing: String(text)) } catch { throw ValidationError(error.description) }
+            do throws(BudgetError) { return try Budget(parsing: String(text), field: "--budgets") } catch {
+                throw ValidationError(error.description)
+            }
         }
     }
 
     func validate() throws {
         guard try !parsedBudgets().isEmpty else { throw ValidationError("--budgets lists no budget") }
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive") }
+        do { _ = try parseBitsMenu(bits) } catch { throw ValidationError(error.description) }
     }
 
     func run() throws {

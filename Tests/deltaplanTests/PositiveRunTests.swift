@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import ModelProfiles
+import Optimizer
+import Testing
+@testable import deltaplan
+
+/// Runs that succeed, so the failure tests are known to fail for their bad input only.
+@Suite struct PositiveRunTests {
+    /// README's example: the plan `deltaplan plan --profile … --out FILE` writes is byte for byte the
+    /// library's `planFromShapes` with the same settings (per-type scope, the whole bit menu, seed 0).
+    @Test func profilePlanMatchesTheLibrary() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let out = dir("plan.json")
+        try await run(["plan", "--profile", "llama-2-7b", "--budget", "1/16", "--strategy", "preset:delta-come",
+                       "--accounting", "paper", "--out", out])
+        let written = try Data(contentsOf: URL(fileURLWithPath: out))
+
+        let library = try ProfileLibrary.builtIn()
+        let expected = try planFromShapes(
+            profile: try library.model(named: "llama-2-7b"), preset: try library.preset(named: "delta-come"),
+            budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(accounting: .paper, groupSize: 128),
+            scope: .type, menu: try parseBitsMenu("16,8,4,3,2,1,0"), seed: 0, toolVersion: DeltaPlanVersion.string)
+        #expect(written == (try expected.encoded()))
+
+        // Another accounting gives another file: the comparison above can tell.
+        let artifactAccounting = dir("artifact-plan.json")
+        try await run(["plan", "--profile", "llama-2-7b", "--budget", "1/16", "--strategy", "preset:delta-come",
+                       "--out", artifactAccounting])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: artifactAccounting)) != written)
+        #expect(try Plan.read(from: URL(fileURLWithPath: artifactAccounting)).accounting == .artifact)
+    }
+
+    /// The parsed command is the one the arguments name, with their values.
+    @Test func parsingSelectsTheSubcommand() throws {
+        let plan = try #require(try DeltaPlan.parseAsRoot(["plan", "--profile", "llama-2-7b", "--budget", "850MiB", "--bits", "8,4,2"])
+            as? PlanCommand)
+        #expect(plan.profile == "llama-2-7b")
+        #expect(plan.store == nil)
+        #expect(plan.storageOptions.budget == "850MiB")
+        #expect(plan.strategyName == "preset:delta-come")
+        #expect(try DeltaPlan.parseAsRoot(["calibration", "import-imatrix", "i.gguf", "--out", "c.safetensors"]) is ImportImatrix)
+        #expect(try DeltaPlan.parseAsRoot(["profiles"]) is Profiles)
+        #expect(try DeltaPlan.parseAsRoot(["serve", "--data-dir", "d"]) is Serve)
+    }
+
+    @Test func profilesRuns() async throws {
+        try await run(["profiles"])
+    }
+
+    @Test func footprintRuns() async throws {
+        try await run(["footprint", "--profile", "llama-2-7b", "--models", "2,4", "--gpu-memory", "80GiB"])
+    }
+
+    /// `--version` ends parsing with status 0 and the tool's version, not as a failure.
+    @Test func versionExitsZero() throws {
+        let outcome = try #require(parseFailure(["--version"]))
+        #expect(outcome.exitCode == .success)
+        #expect(outcome.message == DeltaPlanVersion.string)
+    }
+}

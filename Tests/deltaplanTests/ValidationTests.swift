@@ -1,0 +1,174 @@
+import ArgumentParser
+import Foundation
+import Testing
+@testable import deltaplan
+
+/// Bad arguments to a subcommand, and the text its rejection must contain: the option named,
+/// and for a `validate()` check the check's own wording (so a generic parser error cannot pass).
+struct BadArguments: CustomTestStringConvertible, Sendable {
+    var arguments: [String]
+    var expected: [String]
+
+    init(_ arguments: String, _ expected: String...) {
+        self.arguments = arguments.split(separator: " ").map(String.init)
+        self.expected = expected
+    }
+
+    var testDescription: String { "deltaplan " + arguments.joined(separator: " ") }
+}
+
+@Suite struct ValidationTests {
+    /// Every check of every subcommand's `validate()` (and of `StorageOptions.validate()` shared by
+    /// plan): parsing fails with exit status 64 (`ExitCode.validationFailure`, argument-parser's
+    /// status for a `ValidationError`) and a message naming the option.
+    @Test(arguments: [
+        // analyze
+        BadArguments("analyze --base b --finetuned f --out o --max-rank 0", "--max-rank must be at least 1, got 0"),
+        BadArguments("analyze --base b --finetuned f --out o --power-iterations=-1", "--power-iterations must not be negative"),
+        // synth
+        BadArguments("synth --profile llama-2-7b --out o --scale 0", "--scale must be in (0, 1], got 0.0"),
+        BadArguments("synth --profile llama-2-7b --out o --scale 1.5", "--scale must be in (0, 1], got 1.5"),
+        BadArguments("synth --profile llama-2-7b --out o --layers 0", "--layers must be at least 1, got 0"),
+        BadArguments("synth --profile llama-2-7b --out o --dtype I8", "--dtype must be BF16, F16 or F32, got I8"),
+        BadArguments("synth --profile llama-2-7b --out o --tokens 0", "--tokens must be at least 1"),
+        BadArguments("synth --profile llama-2-7b --out o --shard-size 0", "--shard-size must be positive"),
+        // plan
+        BadArguments("plan store --profile llama-2-7b --budget 1/16", "give either an analysis STORE or --profile NAME"),
+        BadArguments("plan --budget 1/16", "give either an analysis STORE or --profile NAME"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy best", "--strategy must be", "got 'best'"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy presets:delta-come", "--strategy must be", "got 'presets:delta-come'"),
+        BadArguments("plan --profile llama-2-7b --budget 1/0", "invalid --budget '1/0'", "the denominator must be positive"),
+        BadArguments("plan --profile llama-2-7b --budget 2", "invalid --budget '2'", "α must be in (0, 1]"),
+        BadArguments("plan --profile llama-2-7b --budget lots", "invalid --budget 'lots'"),
+        BadArguments("plan --profile llama-2-7b --budget 17bpp", "invalid --budget '17bpp'", "(0, 16]"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --bits 16,5", "invalid --bits '16,5'", "unsupported bit-width 5"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --bits 8,8", "invalid --bits '8,8'", "bit-width 8 is listed twice"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --bits 0", "invalid --bits '0'", "no positive bit-width"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --group-size 0", "--group-size must be positive, got 0"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --calibration c.safetensors", "--calibration goes with a STORE, not --profile"),
+        // compare
+        BadArguments("compare store --budgets 1/16,x", "invalid --budgets 'x'"),
+        BadArguments("compare store --budgets ,", "--budgets lists no budget"),
+        BadArguments("compare store --group-size 0", "--group-size must be positive"),
+        BadArguments("compare store --bits 16,7", "invalid --bits '16,7'", "unsupported bit-width 7"),
+        // footprint
+        BadArguments("footprint --profile llama-2-7b --models 2,0", "--models must be a comma-separated list of positive integers, got '2,0'"),
+        BadArguments("footprint --profile llama-2-7b --models two", "--models must be a comma-separated list of positive integers, got 'two'"),
+        BadArguments("footprint --profile llama-2-7b --gpu-memory 1/2", "--gpu-memory must be a size", "got '1/2'"),
+        BadArguments("footprint --profile llama-2-7b --budget 0", "invalid --budget '0'"),
+        BadArguments("footprint --profile llama-2-7b --group-size 0", "--group-size must be positive"),
+        // merge
+        BadArguments("merge --base b --artifact a --out o --dtype I8", "--dtype must be F32, BF16, F16 or F64, not I8"),
+        // serve
+        BadArguments("serve --data-dir d --workers 0", "--workers must be at least 1, got 0"),
+        BadArguments("serve --data-dir d --port 65536", "--port must be in 0...65535, got 65536"),
+    ])
+    func validateRejects(_ bad: BadArguments) throws {
+        let outcome = try #require(parseFailure(bad.arguments), "\(bad.testDescription) parsed")
+        #expect(outcome.exitCode == .validationFailure)
+        for text in bad.expected { #expect(outcome.message.contains(text), "\(outcome.message)") }
+    }
+
+    /// Values argument-parser itself refuses (not an `ExpressibleByArgument` case, a missing
+    /// required option, an unknown subcommand): exit status 64 and the option or value named.
+    @Test(arguments: [
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --accounting bytes", "--accounting", "bytes"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --scope layer", "--scope", "layer"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --export gguf", "--export", "gguf"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --seed=minus", "--seed", "minus"),
+        BadArguments("plan --profile llama-2-7b", "--budget"),
+        BadArguments("compare store --method awq", "--method", "awq"),
+        BadArguments("compare store --format csv", "--format", "csv"),
+        BadArguments("compress store --out o", "--plan"),
+        BadArguments("compress store --plan p --out o --order backwards", "--order", "backwards"),
+        BadArguments("evaluate --base b --finetuned f", "--artifact"),
+        BadArguments("evaluate --artifact a --base b --finetuned f --format html", "--format", "html"),
+        BadArguments("merge --base b --artifact a --out o --dtype F8", "--dtype", "F8"),
+        BadArguments("spectrum store --format csv", "--format", "csv"),
+        BadArguments("inspect model.safetensors --format yaml", "--format", "yaml"),
+        BadArguments("calibration inspect c.safetensors --format yaml", "--format", "yaml"),
+        BadArguments("calibration import-imatrix imatrix.gguf", "--out"),
+        BadArguments("analyze --base b --out o", "--finetuned"),
+        BadArguments("synth --out o", "--profile"),
+        BadArguments("serve --port 80", "--data-dir"),
+        BadArguments("footprint", "--profile"),
+        BadArguments("footprint --profile llama-2-7b --max-rank 4", "--max-rank"),
+        BadArguments("optimize", "optimize"),
+    ])
+    func parserRejects(_ bad: BadArguments) throws {
+        let outcome = try #require(parseFailure(bad.arguments), "\(bad.testDescription) parsed")
+        #expect(outcome.exitCode == .validationFailure)
+        for text in bad.expected { #expect(outcome.message.contains(text), "\(outcome.message)") }
+    }
+
+    /// The same arguments with the bad value fixed parse, so the rejections above are the bad
+    /// value's doing.
+    @Test(arguments: [
+        "analyze --base b --finetuned f --out o --max-rank 1 --power-iterations=0",
+        "synth --profile llama-2-7b --out o --scale 1 --layers 1 --dtype f16 --tokens 1 --shard-size 1",
+        "plan store --budget 1/16",
+        "plan --profile llama-2-7b --budget 1/16 --strategy preset:anything --bits 16,8,3,2 --group-size 64",
+        "plan --profile llama-2-7b --budget 850MiB --strategy greedy",
+        "compare store --budgets 1/16,1bpp --bits 8,4 --group-size 64",
+        "footprint --profile llama-2-7b --models 1,3 --gpu-memory 80GiB --budget 1bpp",
+        "merge --base b --artifact a --out o --dtype f32",
+        "serve --data-dir d --workers 1 --port 0",
+        "serve --data-dir d --port 65535",
+    ])
+    func fixedArgumentsParse(_ arguments: String) {
+        let outcome = parseFailure(arguments.split(separator: " ").map(String.init))
+        #expect(outcome == nil, "\(outcome?.message ?? "")")
+    }
+
+    /// `validate()` called directly on a parsed command whose option is then made invalid throws a
+    /// `ValidationError` itself (not only through the parser), for each command that has checks.
+    @Test func validateThrowsValidationError() throws {
+        var analyze = try Analyze.parse(["--base", "b", "--finetuned", "f", "--out", "o"])
+        try analyze.validate()
+        analyze.maxRank = 0
+        #expect(throws: ValidationError.self) { try analyze.validate() }
+
+        var synth = try Synth.parse(["--profile", "llama-2-7b", "--out", "o"])
+        try synth.validate()
+        synth.dtype = "F64"
+        #expect(throws: ValidationError.self) { try synth.validate() }
+
+        var plan = try PlanCommand.parse(["--profile", "llama-2-7b", "--budget", "1/16"])
+        try plan.validate()
+        plan.strategy = "fastest"
+        #expect(throws: ValidationError.self) { try plan.validate() }
+
+        var storage = try StorageOptions.parse(["--budget", "1/16"])
+        try storage.validate()
+        storage.budget = "1/16 of it"
+        #expect(throws: ValidationError.self) { try storage.validate() }
+
+        var compare = try CompareCommand.parse(["store"])
+        try compare.validate()
+        compare.budgets = "1/16,1/0"
+        #expect(throws: ValidationError.self) { try compare.validate() }
+
+        var footprint = try FootprintCommand.parse(["--profile", "llama-2-7b"])
+        try footprint.validate()
+        footprint.gpuMemory = "80"
+        #expect(throws: ValidationError.self) { try footprint.validate() }
+
+        var merge = try MergeCommand.parse(["--base", "b", "--artifact", "a", "--out", "o"])
+        try merge.validate()
+        merge.dtype = .u8
+        #expect(throws: ValidationError.self) { try merge.validate() }
+
+        var serve = try Serve.parse(["--data-dir", "d"])
+        try serve.validate()
+        serve.port = -1
+        #expect(throws: ValidationError.self) { try serve.validate() }
+    }
+
+    /// The root command lists every subcommand the README documents.
+    @Test func rootListsEverySubcommand() {
+        let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
+        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "footprint",
+                          "profiles", "compress", "merge", "evaluate", "serve"])
+        #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
+    }
+}
