@@ -169,11 +169,7 @@ public struct GPTQ: Sendable, Hashable {
             for i in i1..<i2 {
                 if i % group == 0 {
                     let range = i..<min(i + group, n)
-                    grids = try work.withUnsafeBufferPointer { p in
-                        Result { () throws(QuantizationError) in
-                            try rowGrids(p, rows: rows, columns: range, bits: bits, symmetric: symmetric, clipSearch: clipSearch)
-                        }
-                    }.get()
+                    grids = try rowGrids(work, columns: range, bits: bits, symmetric: symmetric, clipSearch: clipSearch)
                     for (r, grid) in grids.enumerated() {
                         scales[r * groups + i / group] = Float16(grid.scale)
                         zeros[r * groups + i / group] = Float16(grid.zero)

@@ -39,11 +39,7 @@ public struct RTN: Sendable, Hashable {
         var out = Matrix<Float>(rows: rows, columns: columns)
         for g in 0..<groups {
             let range = (g * groupSize)..<min((g + 1) * groupSize, columns)
-            let grids = try w.withUnsafeBufferPointer { p in
-                Result { () throws(QuantizationError) in
-                    try rowGrids(p, rows: rows, columns: range, bits: bits, symmetric: symmetric, clipSearch: clipSearch)
-                }
-            }.get()
+            let grids = try rowGrids(w, columns: range, bits: bits, symmetric: symmetric, clipSearch: clipSearch)
             for (r, grid) in grids.enumerated() {
                 scales[r * groups + g] = Float16(grid.scale)
                 zeros[r * groups + g] = Float16(grid.zero)
@@ -66,12 +62,22 @@ public struct RTN: Sendable, Hashable {
     }
 }
 
-/// Per row, the grid of the columns in `range` of a column-major buffer: from the row's min–max;
+/// Per row, the grid of the columns in `range` of `w`: from the row's min–max;
 /// with `clipSearch`, from the min–max shrunk by the factor p ∈ {1, 0.99, …, 0.21} whose grid
 /// gives the least Σ (ŵ − w)² over the group (the first such p; the search of the GPTQ
 /// reference's `mse` option, with a squared norm). Values beyond a shrunk range are clamped to
 /// its ends, which costs less than the coarser steps of the full range when a few values stand out.
 func rowGrids(
+    _ w: Matrix<Float>, columns range: Range<Int>, bits: Int, symmetric: Bool, clipSearch: Bool
+) throws(QuantizationError) -> [GroupGrid] {
+    try w.withUnsafeBufferPointer { p in
+        Result { () throws(QuantizationError) in
+            try rowGrids(p, rows: w.rows, columns: range, bits: bits, symmetric: symmetric, clipSearch: clipSearch)
+        }
+    }.get()
+}
+
+private func rowGrids(
     _ p: UnsafeBufferPointer<Float>, rows: Int, columns range: Range<Int>, bits: Int, symmetric: Bool, clipSearch: Bool
 ) throws(QuantizationError) -> [GroupGrid] {
     var grids = [GroupGrid]()
@@ -102,7 +108,7 @@ func rowGrids(
 }
 
 /// Per row, the minimum and maximum over the columns in `range` of a column-major buffer.
-func rowMinMax(_ p: UnsafeBufferPointer<Float>, rows: Int, columns range: Range<Int>) -> [(Float, Float)] {
+private func rowMinMax(_ p: UnsafeBufferPointer<Float>, rows: Int, columns range: Range<Int>) -> [(Float, Float)] {
     var lo = [Float](repeating: .infinity, count: rows), hi = [Float](repeating: -.infinity, count: rows)
     for j in range {
         for r in 0..<rows {
