@@ -129,7 +129,8 @@ extension JobRunner {
     /// plan bytes are the CLI's. The measurement pass is cached in the store: a resumed job reuses it.
     public static let plan = JobRunner(resumable: true) { context in
         let p = try context.decodeParameters(PlanJobParameters.self)
-        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, context: context)
+        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, objective: p.objective, order: p.order,
+                                         context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
         let plan = try planning.plan(
             budget: try Budget(parsing: p.budget), budgetText: p.budget,
@@ -147,7 +148,8 @@ extension JobRunner {
     /// written as JSON to `<data-dir>/comparisons/<id>.json`.
     public static let comparison = JobRunner(resumable: true) { context in
         let p = try context.decodeParameters(ComparisonJobParameters.self)
-        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, context: context)
+        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, objective: p.objective, order: p.order,
+                                         context: context)
         let comparison = try planning.compare(
             budgets: try p.budgets.map { (try Budget(parsing: $0), $0) }, strategies: p.strategies,
             library: try ProfileLibrary.builtIn(), storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
@@ -168,10 +170,13 @@ extension JobRunner {
 
     /// The store with its error models measured; the measurement is most of the job's time. A
     /// cancel stops it at the next matrix (the tables measured so far stay cached in the store).
-    private static func storePlanning(_ store: String, groupSize: Int, context: JobContext) throws -> StorePlanning {
+    private static func storePlanning(
+        _ store: String, groupSize: Int, objective: ErrorObjective?, order: SegmentOrder?, context: JobContext
+    ) throws -> StorePlanning {
         context.reportProgress(0, "measuring the error model")
         return try StorePlanning(
-            store: URL(fileURLWithPath: store), measurement: MeasurementOptions(groupSize: groupSize),
+            store: URL(fileURLWithPath: store), measurement: MeasurementOptions(order: order ?? .default, groupSize: groupSize),
+            objective: objective,
             progress: { done, total, name in
                 context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
             },

@@ -65,7 +65,9 @@ public let openAPIDocument = #"""
           "bits": {"type": "string", "default": "16,8,4,3,2,1,0"},
           "seed": {"type": "integer", "minimum": 0, "default": 0},
           "accounting": {"type": "string", "enum": ["artifact", "paper"], "default": "artifact"},
-          "groupSize": {"type": "integer", "minimum": 1, "default": 128}
+          "groupSize": {"type": "integer", "minimum": 1, "default": 128},
+          "objective": {"type": "string", "enum": ["activation", "kronecker", "paired"], "description": "What plans minimize (with 'analysis'); default: the strongest the store supports."},
+          "order": {"type": "string", "enum": ["feedback", "paper"], "description": "Segment order the error model measures (with 'analysis'); default: feedback. 'paper' is Delta-CoMe as published."}
         }
       },
       "ComparisonRequest": {
@@ -78,7 +80,9 @@ public let openAPIDocument = #"""
           "bits": {"type": "string", "default": "16,8,4,3,2,1,0", "description": "Allowed bit-widths, comma-separated (0, dropping, is always allowed); recorded in the job's parameters."},
           "seed": {"type": "integer", "minimum": 0},
           "accounting": {"type": "string", "enum": ["artifact", "paper"]},
-          "groupSize": {"type": "integer", "minimum": 1}
+          "groupSize": {"type": "integer", "minimum": 1},
+          "objective": {"type": "string", "enum": ["activation", "kronecker", "paired"], "description": "What plans minimize (with 'analysis'); default: the strongest the store supports."},
+          "order": {"type": "string", "enum": ["feedback", "paper"], "description": "Segment order the error model measures (with 'analysis'); default: feedback. 'paper' is Delta-CoMe as published."}
         }
       },
       "CompressionRequest": {

@@ -16,6 +16,10 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     public var seed: UInt64
     public var accounting: Accounting
     public var groupSize: Int
+    /// What the plan minimizes (nil: the strongest the store supports) and the segment order its
+    /// errors are measured in (nil in jobs persisted before orders: the default).
+    public var objective: ErrorObjective?
+    public var order: SegmentOrder?
 }
 
 /// The parameters of a comparison job, as validated by `POST /v1/comparisons`.
@@ -31,6 +35,9 @@ public struct ComparisonJobParameters: Codable, Sendable, Equatable {
     public var groupSize: Int
     /// The bit menu; nil in jobs persisted before comparisons recorded it (the default menu).
     public var bits: [Int]?
+    /// As ``PlanJobParameters``.
+    public var objective: ErrorObjective?
+    public var order: SegmentOrder?
 }
 
 /// The parameters of a compression job, as validated by `POST /v1/compressions`.
@@ -125,6 +132,12 @@ struct PlanOptions {
     var seed: UInt64
     var accounting: Accounting
     var groupSize: Int
+    /// Error-model options, for plans from an analysis and comparisons (nil when not given).
+    var objective: ErrorObjective?
+    var order: SegmentOrder?
+
+    /// The fields every plan and comparison request may carry.
+    static let fields: Set<String> = ["scope", "bits", "seed", "accounting", "groupSize", "objective", "order"]
 
     init(_ r: FieldReader, validator: RequestValidator) throws(APIError) {
         scope = try r.choice("scope", Scope.self)
@@ -132,6 +145,8 @@ struct PlanOptions {
         seed = UInt64(try r.integer("seed", in: 0...Int64.max) ?? 0)
         accounting = try r.choice("accounting", Accounting.self) ?? .artifact
         groupSize = Int(try r.integer("groupSize", in: 1...(1 << 20)) ?? 128)
+        objective = try r.choice("objective", ErrorObjective.self)
+        order = try r.choice("order", SegmentOrder.self)
     }
 
     var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }

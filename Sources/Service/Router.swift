@@ -88,8 +88,7 @@ struct JobsController: Sendable {
     }
 
     func submitPlan(_ object: [String: JSONValue]) async throws -> Response {
-        let r = try FieldReader(object, allowed: ["analysis", "profile", "budget", "strategy", "scope", "bits", "seed",
-                                                  "accounting", "groupSize"])
+        let r = try FieldReader(object, allowed: PlanOptions.fields.union(["analysis", "profile", "budget", "strategy"]))
         let analysisID = try r.string("analysis"), profileName = try r.string("profile")
         guard (analysisID == nil) != (profileName == nil) else {
             throw APIError.invalidField(field: analysisID == nil ? "profile" : "analysis",
@@ -106,6 +105,9 @@ struct JobsController: Sendable {
         }
 
         if let profileName {
+            for (field, given) in [("objective", options.objective != nil), ("order", options.order != nil)] where given {
+                throw APIError.invalidField(field: field, reason: "applies to plans from an analysis (a profile plan has no error model)")
+            }
             // Shape-only: cheap (O(matrices · log rank)), answered at once with the same library
             // call and bytes as `deltaplan plan --profile ... --out`.
             let profile = try validator.profile(profileName)
@@ -136,12 +138,13 @@ struct JobsController: Sendable {
         let (analysis, storePath) = try await succeededAnalysis(analysisID!, field: "analysis")
         let parameters = PlanJobParameters(analysis: analysis, analysisStore: storePath, budget: budgetText, strategy: strategy,
                                            scope: scope, bits: options.bits, seed: options.seed,
-                                           accounting: options.accounting, groupSize: options.groupSize)
+                                           accounting: options.accounting, groupSize: options.groupSize,
+                                           objective: options.objective, order: options.order)
         return accepted(try await store.create(kind: .plan, parameters: try parameters.parametersJSON()))
     }
 
     func submitComparison(_ object: [String: JSONValue]) async throws -> Response {
-        let r = try FieldReader(object, allowed: ["analysis", "budgets", "strategies", "scope", "bits", "seed", "accounting", "groupSize"])
+        let r = try FieldReader(object, allowed: PlanOptions.fields.union(["analysis", "budgets", "strategies"]))
         let (analysis, storePath) = try await succeededAnalysis(try r.requiredString("analysis"), field: "analysis")
         guard let budgets = try r.strings("budgets"), !budgets.isEmpty else {
             throw APIError.invalidField(field: "budgets", reason: "required: a non-empty array of budgets ('1/16', '850MiB', '1bpp')")
@@ -153,7 +156,8 @@ struct JobsController: Sendable {
         let options = try PlanOptions(r, validator: validator)
         let parameters = ComparisonJobParameters(analysis: analysis, analysisStore: storePath, budgets: budgets, strategies: strategies,
                                                  scope: options.scope, seed: options.seed, accounting: options.accounting,
-                                                 groupSize: options.groupSize, bits: options.bits)
+                                                 groupSize: options.groupSize, bits: options.bits,
+                                                 objective: options.objective, order: options.order)
         return accepted(try await store.create(kind: .comparison, parameters: try parameters.parametersJSON()))
     }
 

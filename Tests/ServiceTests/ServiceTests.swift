@@ -83,6 +83,29 @@ struct ServiceAPITests {
                 menu: try parseBitsMenu("16,8,4,3,2,1,0"), strategy: .greedy, seed: 0).encoded()
             #expect(served.body == cliPlan)
 
+            // The error-model options travel too: the paper's segment order and the activation
+            // objective give the library's plan with those options, recorded in the job.
+            let paperOrder = try await client.post("/v1/plans", json: [
+                "analysis": id, "budget": "1/16", "strategy": "exact", "order": "paper", "objective": "activation",
+            ])
+            #expect(paperOrder.status == 202, "\(paperOrder.json)")
+            let paperID = try #require(paperOrder.json["id"] as? String)
+            let paperJob = try await waitForJob(client, paperID, states: ["succeeded", "failed"])
+            #expect(paperJob["state"] as? String == "succeeded", "\(paperJob["error"] ?? "")")
+            let recorded = paperJob["parameters"] as? [String: Any]
+            #expect(recorded?["order"] as? String == "paper" && recorded?["objective"] as? String == "activation")
+            let paperPlan = try await client.get("/v1/plans/\(paperID)").body
+            let libraryPaperPlan = try StorePlanning(store: storeURL, measurement: MeasurementOptions(order: .paper), objective: .activation)
+                .plan(budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+                      menu: try parseBitsMenu("16,8,4,3,2,1,0"), strategy: .exact, seed: 0).encoded()
+            #expect(paperPlan == libraryPaperPlan)
+            #expect(try Plan.decode(paperPlan, file: "response").segmentOrder == .paper)
+            // A profile plan has no error model: the options are refused, not dropped.
+            var withOrder = paperPlanRequest
+            withOrder["order"] = "paper"
+            let refused = try await client.post("/v1/plans", json: withOrder)
+            #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains("order"), "\(refused.text)")
+
             // The plan compresses into an artifact that opens and verifies.
             let compression = try await client.post("/v1/compressions", json: [
                 "base": pair.base.path, "finetuned": pair.finetuned.path, "plan": planID,
