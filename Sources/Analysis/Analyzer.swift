@@ -209,15 +209,7 @@ public struct Analyzer: Sendable {
     // MARK: The store
 
     private func fingerprint(_ checkpoint: Checkpoint, path: URL) throws(AnalysisError) -> StoreManifest.InputRecord {
-        var files: [FileFingerprint] = []
-        for file in checkpoint.files {
-            files.append(try FileFingerprint(of: file.url, name: file.url.lastPathComponent, hashContent: true))
-        }
-        if case .sharded = checkpoint.kind {
-            let index = checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)
-            files.append(try FileFingerprint(of: index, name: Checkpoint.indexFileName, hashContent: true))
-        }
-        return .init(path: path.path, files: files.sorted { $0.name < $1.name })
+        .init(path: path.path, files: try FileFingerprint.files(of: checkpoint, hashContent: true).map(\.fingerprint))
     }
 
     private func existingOrNewManifest(

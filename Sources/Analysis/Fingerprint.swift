@@ -63,3 +63,19 @@ public struct FileFingerprint: Codable, Sendable, Equatable {
         do { return try Digest.sha256(fileAt: url) } catch { throw .io(path: url.path, reason: "cannot read: \(error)") }
     }
 }
+
+extension FileFingerprint {
+    /// The fingerprints of a checkpoint's files (its shards, and the index of a sharded one) with
+    /// their URLs, sorted by name as stores record them; with `hashContent`, each file's SHA-256 too.
+    public static func files(
+        of checkpoint: Checkpoint, hashContent: Bool
+    ) throws(AnalysisError) -> [(fingerprint: FileFingerprint, url: URL)] {
+        var urls = checkpoint.files.map(\.url)
+        if case .sharded = checkpoint.kind { urls.append(checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)) }
+        var files: [(fingerprint: FileFingerprint, url: URL)] = []
+        for url in urls {
+            files.append((try FileFingerprint(of: url, name: url.lastPathComponent, hashContent: hashContent), url))
+        }
+        return files.sorted { $0.fingerprint.name < $1.fingerprint.name }
+    }
+}

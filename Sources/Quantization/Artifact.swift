@@ -524,25 +524,14 @@ public struct Artifact: Sendable {
     }
 }
 
-/// The fingerprints of a checkpoint's files (without content hashes) with their URLs, sorted by
-/// name as the analyzer records them in the store.
-func inputFingerprints(of checkpoint: Checkpoint, path: String) throws(ArtifactError) -> [(fingerprint: FileFingerprint, url: URL)] {
-    var urls = checkpoint.files.map(\.url)
-    if case .sharded = checkpoint.kind { urls.append(checkpoint.url.appendingPathComponent(Checkpoint.indexFileName)) }
-    var files: [(fingerprint: FileFingerprint, url: URL)] = []
-    do {
-        for url in urls { files.append((try FileFingerprint(of: url, name: url.lastPathComponent), url)) }
-    } catch { throw .io(path: path, reason: "\(error)") }
-    return files.sorted { $0.fingerprint.name < $1.fingerprint.name }
-}
-
 /// Checks a checkpoint against a recorded fingerprint: same files, sizes and header hashes, and,
 /// when `checkModified`, the same modification times or, where they differ and the store recorded
 /// them, the same contents (a copy moved elsewhere keeps size and header but not its time, so
 /// overrides are checked without it).
 func verifyInput(_ checkpoint: Checkpoint, path: String, against recorded: StoreManifest.InputRecord, role: String,
                  checkModified: Bool) throws(ArtifactError) {
-    let now = try inputFingerprints(of: checkpoint, path: path)
+    let now: [(fingerprint: FileFingerprint, url: URL)]
+    do { now = try FileFingerprint.files(of: checkpoint, hashContent: false) } catch { throw .io(path: path, reason: "\(error)") }
     guard now.map(\.fingerprint.name) == recorded.files.map(\.name) else {
         throw .inputMismatch(input: role, path: path, reason: "files \(now.map(\.fingerprint.name)), expected \(recorded.files.map(\.name))")
     }
