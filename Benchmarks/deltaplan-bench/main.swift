@@ -3,6 +3,7 @@
 //   deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]
 //   deltaplan-bench search
 //   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
+//   deltaplan-bench quantizers                  (clipping search and input hashing, side by side)
 //
 // Suites print human-readable lines; the svd suite also prints machine-readable
 // `RESULT <key> <seconds>` lines that Benchmarks/run-svd.sh joins with the Python reference.
@@ -10,7 +11,7 @@
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench analyze-svd BASE FINETUNED"
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers"
 switch arguments.first {
 case "svd":
     do {
@@ -27,6 +28,11 @@ case "search":
 case "analyze-svd" where arguments.count == 3:
     do { try runAnalyzeSVDReference(base: arguments[1], finetuned: arguments[2]) } catch {
         print("analyze-svd failed: \(error)")
+        exit(1)
+    }
+case "quantizers":
+    do { try runQuantizerBenchmark() } catch {
+        print("quantizers failed: \(error)")
         exit(1)
     }
 default:
