@@ -2,14 +2,16 @@ import Foundation
 import Hummingbird
 
 /// An error answered to an API client: an HTTP status, a stable machine-readable code and a
-/// message naming the field, path or job at fault. Rendered as
-/// `{"error": {"code": "...", "message": "...", "details": {...}?}}`.
+/// message naming the field, path or job at fault. Rendered as the contract's `ErrorResponse`,
+/// `{"error": {"code": "...", "message": "...", "details": {...}?}}`; every code is a case of its
+/// `ErrorCode` enum (``specCode``), so a code the contract does not list does not compile.
 public enum APIError: Error, Equatable, CustomStringConvertible {
     /// 400: the body is not JSON, or not a JSON object.
     case invalidJSON(String)
     /// 400: a field is missing, of the wrong type or out of range.
     case invalidField(field: String, reason: String)
-    /// 400: the body has a field this endpoint does not know.
+    /// 400: the body has a field this endpoint does not know; `allowed` are the fields its
+    /// schema in the contract has.
     case unknownField(field: String, allowed: [String])
     /// 400: `strategy` is not 'preset:NAME', 'greedy', 'genetic' or 'exact', or names no preset.
     case unknownStrategy(field: String, value: String, reason: String)
@@ -23,8 +25,12 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
     case unauthorized
     /// 404: no such job, plan, route or profile.
     case notFound(String)
-    /// 409: the job is in a state that does not allow the request.
-    case conflict(code: String, message: String)
+    /// 405: the route exists, the method does not.
+    case methodNotAllowed
+    /// 409: a job a request needs (of `kind`) has not succeeded.
+    case notReady(kind: JobKind, message: String)
+    /// 409: cancelling a job that already finished.
+    case jobFinished(String)
     /// 413: the body is larger than the limit.
     case bodyTooLarge(limit: Int)
     /// 422: a path lies outside every `--allow-root`, or does not exist.
@@ -38,28 +44,42 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
              .invalidPlanRequest: .badRequest
         case .unauthorized: .unauthorized
         case .notFound: .notFound
-        case .conflict: .conflict
+        case .methodNotAllowed: .methodNotAllowed
+        case .notReady, .jobFinished: .conflict
         case .bodyTooLarge: .contentTooLarge
         case .pathNotAllowed: .unprocessableContent
         case .internalError: .internalServerError
         }
     }
 
-    public var code: String {
+    /// The stable code, as the contract spells it.
+    public var code: String { specCode.rawValue }
+
+    var specCode: Components.Schemas.ErrorCode {
         switch self {
-        case .invalidJSON: "invalid_json"
-        case .invalidField: "invalid_field"
-        case .unknownField: "unknown_field"
-        case .unknownStrategy: "unknown_strategy"
-        case .malformedBudget: "malformed_budget"
-        case .infeasibleBudget: "infeasible_budget"
-        case .invalidPlanRequest: "invalid_plan_request"
-        case .unauthorized: "unauthorized"
-        case .notFound: "not_found"
-        case let .conflict(code, _): code
-        case .bodyTooLarge: "body_too_large"
-        case .pathNotAllowed: "path_not_allowed"
-        case .internalError: "internal_error"
+        case .invalidJSON: .invalidJson
+        case .invalidField: .invalidField
+        case .unknownField: .unknownField
+        case .unknownStrategy: .unknownStrategy
+        case .malformedBudget: .malformedBudget
+        case .infeasibleBudget: .infeasibleBudget
+        case .invalidPlanRequest: .invalidPlanRequest
+        case .unauthorized: .unauthorized
+        case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
+        case let .notReady(kind, _):
+            switch kind {
+            case .analysis: .analysisNotReady
+            case .plan: .planNotReady
+            case .comparison: .comparisonNotReady
+            case .compression: .compressionNotReady
+            case .evaluation: .evaluationNotReady
+            case .merge: preconditionFailure("no request needs a finished merge job")
+            }
+        case .jobFinished: .jobFinished
+        case .bodyTooLarge: .bodyTooLarge
+        case .pathNotAllowed: .pathNotAllowed
+        case .internalError: .internalError
         }
     }
 
@@ -68,14 +88,15 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
         case let .invalidJSON(reason): "the request body is not a JSON object: \(reason)"
         case let .invalidField(field, reason): "field '\(field)': \(reason)"
         case let .unknownField(field, allowed):
-            "unknown field '\(field)'; this endpoint accepts \(allowed.sorted().joined(separator: ", "))"
+            "unknown field '\(field)'; this endpoint accepts \(allowed.isEmpty ? "the fields of its schema in GET /v1/openapi.json" : allowed.sorted().joined(separator: ", "))"
         case let .unknownStrategy(field, value, reason): "field '\(field)': unknown strategy '\(value)': \(reason)"
         case let .malformedBudget(_, message): message
         case let .infeasibleBudget(message, _, _, _): "field 'budget': \(message)"
         case let .invalidPlanRequest(message): message
         case .unauthorized: "missing or wrong bearer token (Authorization: Bearer <token>)"
         case let .notFound(message): message
-        case let .conflict(_, message): message
+        case .methodNotAllowed: "method not allowed on this route"
+        case let .notReady(_, message), let .jobFinished(message): message
         case let .bodyTooLarge(limit): "the request body is larger than \(limit) bytes"
         case let .pathNotAllowed(field, path, reason): "field '\(field)': path '\(path)' \(reason)"
         case let .internalError(message): message
@@ -83,22 +104,19 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
     }
 
     /// Extra machine-readable facts, where a client can act on them.
-    var details: [String: JSONValue]? {
+    var details: Components.Schemas.ErrorDetails? {
         switch self {
         case let .infeasibleBudget(_, unit, budgetBits, smallest):
-            ["unit": .string(unit), "budgetBits": .int(Int64(budgetBits)),
-             "smallestFeasibleBits": .int(Int64(smallest)), "smallestFeasibleBytes": .int(Int64((smallest + 7) / 8))]
+            .init(unit: unit, budgetBits: budgetBits, smallestFeasibleBits: smallest, smallestFeasibleBytes: (smallest + 7) / 8)
         case let .unknownField(field, _), let .invalidField(field, _), let .unknownStrategy(field, _, _),
              let .malformedBudget(field, _), let .pathNotAllowed(field, _, _):
-            ["field": .string(field)]
+            .init(field: field)
         default: nil
         }
     }
 
     /// The JSON body.
-    var body: JSONValue {
-        var error: [String: JSONValue] = ["code": .string(code), "message": .string(description)]
-        if let details { error["details"] = .object(details) }
-        return .object(["error": .object(error)])
+    var body: Components.Schemas.ErrorResponse {
+        .init(error: .init(code: specCode, message: description, details: details))
     }
 }

@@ -1,7 +1,6 @@
 import Foundation
 
-/// A JSON document as a value: request bodies are read into it so that unknown fields and wrong
-/// types are reported by name, and job parameters are embedded in responses as they were stored.
+/// A JSON document as a value: the contract (`openapi.yaml`) and the request bodies it checks.
 enum JSONValue: Codable, Sendable, Equatable {
     case null
     case bool(Bool)
@@ -47,17 +46,6 @@ enum JSONValue: Codable, Sendable, Equatable {
         }
     }
 
-    /// Parses `data`; anything but a JSON object is `invalidJSON`.
-    static func parseObject(_ data: Data) throws(APIError) -> [String: JSONValue] {
-        guard !data.isEmpty else { throw .invalidJSON("the body is empty") }
-        let value: JSONValue
-        do { value = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
-            throw .invalidJSON("malformed JSON")
-        }
-        guard case let .object(object) = value else { throw .invalidJSON("expected an object, got \(value.typeName)") }
-        return object
-    }
-
     /// Deterministic bytes: sorted keys, no escaped slashes.
     func encoded(pretty: Bool = false) -> Data {
         let encoder = JSONEncoder()
@@ -67,73 +55,3 @@ enum JSONValue: Codable, Sendable, Equatable {
     }
 }
 
-/// Reads the fields of a request object, rejecting unknown keys and naming the field in every error.
-struct FieldReader {
-    let object: [String: JSONValue]
-
-    init(_ object: [String: JSONValue], allowed: Set<String>) throws(APIError) {
-        for key in object.keys.sorted() where !allowed.contains(key) {
-            throw .unknownField(field: key, allowed: Array(allowed))
-        }
-        self.object = object
-    }
-
-    private func present(_ key: String) -> JSONValue? {
-        guard let v = object[key], v != .null else { return nil }
-        return v
-    }
-
-    func string(_ key: String) throws(APIError) -> String? {
-        guard let v = present(key) else { return nil }
-        guard case let .string(s) = v else { throw .invalidField(field: key, reason: "expected a string, got \(v.typeName)") }
-        return s
-    }
-
-    func requiredString(_ key: String) throws(APIError) -> String {
-        guard let s = try string(key) else { throw .invalidField(field: key, reason: "required") }
-        guard !s.isEmpty else { throw .invalidField(field: key, reason: "must not be empty") }
-        return s
-    }
-
-    func strings(_ key: String) throws(APIError) -> [String]? {
-        guard let v = present(key) else { return nil }
-        guard case let .array(items) = v else { throw .invalidField(field: key, reason: "expected an array of strings, got \(v.typeName)") }
-        var result: [String] = []
-        for (i, item) in items.enumerated() {
-            guard case let .string(s) = item else {
-                throw .invalidField(field: "\(key)[\(i)]", reason: "expected a string, got \(item.typeName)")
-            }
-            result.append(s)
-        }
-        return result
-    }
-
-    func integer(_ key: String, in range: ClosedRange<Int64>) throws(APIError) -> Int64? {
-        guard let v = present(key) else { return nil }
-        let i: Int64
-        switch v {
-        case let .int(n): i = n
-        case let .double(d) where d.rounded() == d && abs(d) < 9.0e15: i = Int64(d)
-        default: throw .invalidField(field: key, reason: "expected an integer, got \(v.typeName)")
-        }
-        guard range.contains(i) else {
-            throw .invalidField(field: key, reason: "must be in \(range.lowerBound)...\(range.upperBound), got \(i)")
-        }
-        return i
-    }
-
-    func bool(_ key: String) throws(APIError) -> Bool? {
-        guard let v = present(key) else { return nil }
-        guard case let .bool(b) = v else { throw .invalidField(field: key, reason: "expected a boolean, got \(v.typeName)") }
-        return b
-    }
-
-    /// A string that must be one of an enum's raw values.
-    func choice<E: RawRepresentable & CaseIterable>(_ key: String, _: E.Type) throws(APIError) -> E? where E.RawValue == String {
-        guard let s = try string(key) else { return nil }
-        guard let e = E(rawValue: s) else {
-            throw .invalidField(field: key, reason: "expected one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), got '\(s)'")
-        }
-        return e
-    }
-}

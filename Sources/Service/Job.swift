@@ -46,22 +46,3 @@ public struct Job: Sendable, Equatable {
     /// How many times a worker started it (more than 1 after restarts).
     public var attempts: Int
 }
-
-extension Job {
-    /// The API's view of a job.
-    var json: JSONValue {
-        func time(_ t: Double?) -> JSONValue {
-            guard let t else { return .null }
-            return .string(Date(timeIntervalSince1970: t).formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
-        }
-        let params = (try? JSONDecoder().decode(JSONValue.self, from: parameters)) ?? .null
-        return .object([
-            "id": .string(id), "kind": .string(kind.rawValue), "state": .string(state.rawValue),
-            "parameters": params,
-            "progress": .object(["fraction": .double(progress), "message": .string(progressMessage)]),
-            "createdAt": time(createdAt), "startedAt": time(startedAt), "finishedAt": time(finishedAt),
-            "error": error.map(JSONValue.string) ?? .null, "result": result.map(JSONValue.string) ?? .null,
-            "cancelRequested": .bool(cancelRequested), "attempts": .int(Int64(attempts)),
-        ])
-    }
-}

@@ -70,12 +70,12 @@ public struct MergeJobParameters: Codable, Sendable, Equatable {
     public var base: String
 }
 
-/// Validation shared by the endpoints: every failure is an ``APIError`` naming the field.
+/// Validation shared by the endpoints, with the library's parsers: every failure is an
+/// ``APIError`` naming the field.
 struct RequestValidator: Sendable {
     let roots: AllowedRoots
     let library: ProfileLibrary
 
-    static let searchStrategies = ["greedy", "genetic", "exact"]
     static let defaultStrategies = ["preset:delta-come", "greedy", "genetic", "exact"]
 
     func budget(_ text: String, field: String) throws(APIError) -> Budget {
@@ -84,24 +84,19 @@ struct RequestValidator: Sendable {
         }
     }
 
-    /// 'preset:NAME' with a known preset, or a search strategy.
-    /// `baselines`: also accept ``StorePlanning/baselines`` (`low-rank`, `bitdelta`), as comparisons do.
-    func strategy(_ text: String, field: String, baselines: Bool = false) throws(APIError) {
-        if baselines, StorePlanning.baselines.contains(text) { return }
-        if text.hasPrefix("preset:") {
-            let name = String(text.dropFirst("preset:".count))
-            guard library.presets.contains(where: { $0.name == name }) else {
-                throw .unknownStrategy(field: field, value: text,
-                                       reason: "no preset named '\(name)'; presets: \(library.presets.map(\.name).joined(separator: ", "))")
-            }
-        } else if !Self.searchStrategies.contains(text) {
-            throw .unknownStrategy(field: field, value: text, reason: "expected 'preset:NAME', 'greedy', 'genetic' or 'exact'"
-                                   + (baselines ? ", or a baseline: \(StorePlanning.baselines.joined(separator: ", "))" : ""))
+    /// 'preset:NAME' with a known preset, or a search strategy (``Strategy/init(parsing:library:)``).
+    /// `baselines`: the field also takes ``StorePlanning/baselines``, which the message then names.
+    func strategy(_ text: String, field: String, baselines: Bool = false) throws(APIError) -> Strategy {
+        do { return try Strategy(parsing: text, library: library) } catch {
+            throw .unknownStrategy(field: field, value: text, reason: error.reason
+                                   + (baselines ? "; or a baseline: \(StorePlanning.baselines.joined(separator: ", "))" : ""))
         }
     }
 
-    func bits(_ text: String) throws(APIError) -> [Int] {
-        do { return try parseBitsMenu(text, field: "bits") } catch {
+    /// The bit menu as ``parseBitsMenu(_:field:)`` reads it (duplicates and widths the library
+    /// does not have are refused there).
+    func bits(_ widths: [Int]) throws(APIError) -> [Int] {
+        do { return try parseBitsMenu(widths.map(String.init).joined(separator: ","), field: "bits") } catch {
             throw .invalidField(field: "bits", reason: error.description)
         }
     }
@@ -124,32 +119,41 @@ struct RequestValidator: Sendable {
     }
 }
 
-/// Shared plan options of `POST /v1/plans` and `POST /v1/comparisons`.
+/// Shared plan options of `POST /v1/plans` and `POST /v1/comparisons`, as domain values; what a
+/// request leaves out takes the library's defaults (which the contract's `default:`s state).
 struct PlanOptions {
     /// Nil when the request gives none: each strategy then runs at its ``Strategy/defaultScope``.
     var scope: Scope?
     var bits: [Int]
     var seed: UInt64
-    var accounting: Accounting
-    var groupSize: Int
+    var storage: StorageModel
     /// Error-model options, for plans from an analysis and comparisons (nil when not given).
     var objective: ErrorObjective?
     var order: SegmentOrder?
 
-    /// The fields every plan and comparison request may carry.
-    static let fields: Set<String> = ["scope", "bits", "seed", "accounting", "groupSize", "objective", "order"]
+    var accounting: Accounting { storage.accounting }
+    var groupSize: Int { storage.groupSize }
 
-    init(_ r: FieldReader, validator: RequestValidator) throws(APIError) {
-        scope = try r.choice("scope", Scope.self)
-        bits = try validator.bits(try r.string("bits") ?? "16,8,4,3,2,1,0")
-        seed = UInt64(try r.integer("seed", in: 0...Int64.max) ?? 0)
-        accounting = try r.choice("accounting", Accounting.self) ?? .artifact
-        groupSize = Int(try r.integer("groupSize", in: 1...(1 << 20)) ?? 128)
-        objective = try r.choice("objective", ErrorObjective.self)
-        order = try r.choice("order", SegmentOrder.self)
+    /// The bit menu when a request names none: every width the library has, and 0.
+    static let defaultBits = ProfileLibrary.bitWidths.sorted(by: >) + [0]
+
+    init(scope: Components.Schemas.Scope?, bits: Components.Schemas.BitsMenu?, seed: Int?, accounting: Components.Schemas.Accounting?,
+         groupSize: Int?, objective: Components.Schemas.Objective?, order: Components.Schemas.SegmentOrder?,
+         validator: RequestValidator) throws(APIError) {
+        let defaults = StorageModel()
+        self.scope = scope.map { libraryValue($0, as: Scope.self) }
+        self.bits = try validator.bits(bits?.map(\.rawValue) ?? Self.defaultBits)
+        // The contract bounds both (seed ≥ 0, groupSize ≥ 1) and ContractMiddleware enforces it;
+        // checked again here because a negative value would trap.
+        guard let seed = UInt64(exactly: seed ?? 0) else { throw .invalidField(field: "seed", reason: "must not be negative") }
+        self.seed = seed
+        let groupSize = groupSize ?? defaults.groupSize
+        guard groupSize >= 1 else { throw .invalidField(field: "groupSize", reason: "must be positive") }
+        storage = StorageModel(accounting: accounting.map { libraryValue($0, as: Accounting.self) } ?? defaults.accounting,
+                               groupSize: groupSize)
+        self.objective = objective.map { libraryValue($0, as: ErrorObjective.self) }
+        self.order = order.map { libraryValue($0, as: SegmentOrder.self) }
     }
-
-    var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }
 }
 
 extension Encodable {

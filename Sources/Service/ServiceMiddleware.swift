@@ -1,8 +1,10 @@
 import Foundation
 import Hummingbird
+import OpenAPIRuntime
 
-/// The one middleware of the API, outermost first: measure the request, turn every error into a
-/// JSON error body, refuse over-long bodies by their Content-Length, check the bearer token.
+/// The outer middleware of the API, outermost first: measure the request, turn every error into
+/// the contract's JSON error body, check the bearer token, refuse over-long bodies (by their
+/// Content-Length, and by counting a body sent without one).
 struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String?
     let maxBodyBytes: Int
@@ -15,8 +17,12 @@ struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
             if let token, request.uri.path != "/healthz" {
                 guard let given = Self.bearerToken(request), constantTimeEqual(given, token) else { throw APIError.unauthorized }
             }
-            if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
-                throw APIError.bodyTooLarge(limit: maxBodyBytes)
+            var request = request
+            if let length = request.headers[.contentLength].flatMap({ Int($0) }) {
+                guard length <= maxBodyBytes else { throw APIError.bodyTooLarge(limit: maxBodyBytes) }
+            } else if request.headers[.transferEncoding] != nil {
+                // A streamed body: collect it here, up to the limit, so that nothing later reads more.
+                _ = try await request.collectBody(upTo: maxBodyBytes)
             }
             response = try await next(request, context)
         } catch {
@@ -35,20 +41,59 @@ struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
         return String(header.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)
     }
 
-    /// Maps any thrown error to an API error: ours as they are, Hummingbird's by status (unknown
-    /// route → 404, too large → 413), anything else is a server bug (500).
+    /// Maps any thrown error to an API error: ours as they are (also from inside the generated
+    /// code, which wraps them in `ServerError`); a request the generated decoders refused as a 400
+    /// naming the field; Hummingbird's by status (unknown route → 404, wrong method → 405, too
+    /// large → 413); anything else is a server bug (500).
     static func apiError(_ error: any Error, bodyLimit: Int) -> APIError {
         if let error = error as? APIError { return error }
+        if let error = error as? ServerError {
+            if let underlying = error.underlyingError as? APIError { return underlying }
+            if let decoding = error.underlyingError as? DecodingError { return APIError(decoding) }
+            // The runtime's own refusals of a request (content type, missing body, Accept) are 4xx.
+            if (400..<500).contains(error.httpStatus.code) { return .invalidJSON(error.causeDescription) }
+            return .internalError("\(error.operationID): \(error.causeDescription): \(error.underlyingError)")
+        }
         if let error = error as? any HTTPResponseError {
             switch error.status {
             case .notFound: return .notFound("no such route")
             case .contentTooLarge: return .bodyTooLarge(limit: bodyLimit)
-            case .methodNotAllowed: return .conflict(code: "method_not_allowed", message: "method not allowed on this route")
+            case .methodNotAllowed: return .methodNotAllowed
             case .badRequest: return .invalidJSON("\(error)")
             default: return .internalError("\(error)")
             }
         }
         return .internalError("\(error)")
+    }
+}
+
+extension APIError {
+    /// A request body the generated decoder refused: the field is the coding path
+    /// (`budgets[1]`); an undocumented key is `unknown_field` (`additionalProperties: false`).
+    init(_ error: DecodingError) {
+        func field(_ path: [any CodingKey]) -> String {
+            path.reduce(into: "") { text, key in
+                if let index = key.intValue { text += "[\(index)]" } else { text += text.isEmpty ? key.stringValue : ".\(key.stringValue)" }
+            }
+        }
+        switch error {
+        case let .typeMismatch(type, context):
+            self = .invalidField(field: field(context.codingPath), reason: "expected \(type)")
+        case let .valueNotFound(_, context):
+            self = .invalidField(field: field(context.codingPath), reason: "must not be null")
+        case let .keyNotFound(key, context):
+            self = .invalidField(field: field(context.codingPath + [key]), reason: "required")
+        case let .dataCorrupted(context):
+            if context.debugDescription.hasPrefix("Additional properties are disabled") {
+                self = .unknownField(field: field(context.codingPath), allowed: [])
+            } else if context.codingPath.isEmpty {
+                self = .invalidJSON(context.debugDescription)
+            } else {
+                self = .invalidField(field: field(context.codingPath), reason: context.debugDescription)
+            }
+        @unknown default:
+            self = .invalidJSON("\(error)")
+        }
     }
 }
 
@@ -63,19 +108,19 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     return difference == 0
 }
 
-/// A JSON response with deterministic bytes.
-func jsonResponse(_ value: JSONValue, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
-    bytesResponse(value.encoded(), status: status, contentType: "application/json", headers: headers)
-}
-
 func bytesResponse(_ data: Data, status: HTTPResponse.Status = .ok, contentType: String, headers: HTTPFields = [:]) -> Response {
     var fields = headers
     fields[.contentType] = contentType
     return Response(status: status, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
 }
 
+/// The contract's error body, with the same JSON options as every other response.
 func errorResponse(_ error: APIError) -> Response {
     var headers: HTTPFields = [:]
     if error == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
-    return jsonResponse(error.body, status: error.status, headers: headers)
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    // A tree of strings, integers and an enum: encoding cannot fail.
+    let data = (try? encoder.encode(error.body)) ?? Data(#"{"error":{"code":"internal_error","message":"unencodable error"}}"#.utf8)
+    return bytesResponse(data, status: error.status, contentType: "application/json; charset=utf-8", headers: headers)
 }

@@ -161,7 +161,7 @@ struct ServiceAPITests {
             // menu recorded), as `deltaplan compare` does; the exact rows equal the library's with
             // that menu, not with the default one.
             let narrow = try await client.post("/v1/comparisons", json: [
-                "analysis": id, "budgets": ["1/16"], "strategies": ["exact", "low-rank", "bitdelta"], "bits": "16,4,0",
+                "analysis": id, "budgets": ["1/16"], "strategies": ["exact", "low-rank", "bitdelta"], "bits": [16, 4, 0],
             ])
             #expect(narrow.status == 202, "\(narrow.json)")
             let narrowID = try #require(narrow.json["id"] as? String)
@@ -273,7 +273,10 @@ struct ServiceAPITests {
             plan["scope"] = "galaxy"
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "scope")
             plan = paperPlanRequest
-            plan["bits"] = "16,5"
+            plan["bits"] = [16, 5]
+            expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "bits")
+            // A field of the wrong type is a 400 naming it, never dropped: bits is an array of integers.
+            plan["bits"] = "16,8,4"
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "bits")
             expectError(try await client.request("POST", "/v1/plans", body: Data("{not json".utf8)), 400, "invalid_json")
             expectError(try await client.request("POST", "/v1/plans", body: Data("[1]".utf8)), 400, "invalid_json")
@@ -527,7 +530,11 @@ struct ServiceAPITests {
         defer { try? FileManager.default.removeItem(at: data) }
         try await withServer(ServiceConfiguration(dataDirectory: data)) { client in
             let document = try await client.get("/v1/openapi.json").json
-            #expect(document["openapi"] as? String == "3.0.3")
+            #expect(document["openapi"] as? String == "3.1.0")
+            // The document served is the bundled openapi.yaml, as JSON.
+            let served = try await client.get("/v1/openapi.json")
+            #expect(served.headers["content-type"]?.hasPrefix("application/json") == true)
+            #expect(served.body == Contract.bundled.json)
             let paths = try #require(document["paths"] as? [String: [String: Any]])
             let routes: [(String, String)] = [
                 ("/healthz", "get"), ("/metrics", "get"), ("/v1/openapi.json", "get"), ("/v1/profiles", "get"),

@@ -43,19 +43,21 @@ struct LoopbackClient: Sendable {
         try await request("POST", path, body: try JSONSerialization.data(withJSONObject: json))
     }
 
-    func request(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> HTTPResult {
+    /// `chunked`: send the body as one chunk of `Transfer-Encoding: chunked`, without a Content-Length.
+    func request(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
+                 chunked: Bool = false) async throws -> HTTPResult {
         let port = self.port, token = self.token
         return try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
                 continuation.resume(with: Result {
-                    try Self.blocking(method, path, port: port, token: token, body: body, headers: headers)
+                    try Self.blocking(method, path, port: port, token: token, body: body, headers: headers, chunked: chunked)
                 })
             }
         }
     }
 
     private static func blocking(_ method: String, _ path: String, port: Int, token: String?, body: Data?,
-                                 headers: [String: String]) throws -> HTTPResult {
+                                 headers: [String: String], chunked: Bool) throws -> HTTPResult {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestClientError(description: "socket: \(errno)") }
         defer { close(fd) }
@@ -72,10 +74,17 @@ struct LoopbackClient: Sendable {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
-        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        if let body {
+            head += "Content-Type: application/json\r\n"
+            head += chunked ? "Transfer-Encoding: chunked\r\n" : "Content-Length: \(body.count)\r\n"
+        }
         head += "\r\n"
         var out = Data(head.utf8)
-        if let body { out.append(body) }
+        if let body {
+            if chunked { out.append(Data(String(body.count, radix: 16).utf8) + Data("\r\n".utf8)) }
+            out.append(body)
+            if chunked { out.append(Data("\r\n0\r\n\r\n".utf8)) }
+        }
         // The server may answer (413) before reading everything: ignore send errors, read the answer.
         _ = out.withUnsafeBytes { raw -> Int in
             var sent = 0
