@@ -25,8 +25,9 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
     case unauthorized
     /// 404: no such job, plan, route or profile.
     case notFound(String)
-    /// 405: the route exists, the method does not.
-    case methodNotAllowed
+    /// 405: the path is the contract's, the method is not one of its operations there (`allowed`,
+    /// sent as the `Allow` header).
+    case methodNotAllowed(allowed: [String])
     /// 409: a job a request needs (of `kind`) has not succeeded.
     case notReady(kind: JobKind, message: String)
     /// 409: cancelling a job that already finished.
@@ -95,7 +96,7 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
         case let .invalidPlanRequest(message): message
         case .unauthorized: "missing or wrong bearer token (Authorization: Bearer <token>)"
         case let .notFound(message): message
-        case .methodNotAllowed: "method not allowed on this route"
+        case let .methodNotAllowed(allowed): "method not allowed on this route; it takes \(allowed.joined(separator: ", "))"
         case let .notReady(_, message), let .jobFinished(message): message
         case let .bodyTooLarge(limit): "the request body is larger than \(limit) bytes"
         case let .pathNotAllowed(field, path, reason): "field '\(field)': path '\(path)' \(reason)"

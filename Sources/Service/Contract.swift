@@ -42,6 +42,23 @@ struct Contract: Sendable {
         self.operations = operations
     }
 
+    /// The methods (upper case, sorted) the document has at a request path, matching its path
+    /// templates segment by segment (`{id}` takes any one segment); nil for a path it does not have.
+    func methods(atPath path: String) -> [String]? {
+        guard case let .object(paths)? = document["paths"] else { return nil }
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        for (template, item) in paths {
+            let parts = template.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == segments.count,
+                  zip(parts, segments).allSatisfy({ part, segment in
+                      part.hasPrefix("{") && part.hasSuffix("}") ? !segment.isEmpty : part == segment
+                  }),
+                  case let .object(methods) = item else { continue }
+            return methods.keys.map { $0.uppercased() }.sorted()
+        }
+        return nil
+    }
+
     /// The operation with this `operationId`.
     func operation(_ id: String) -> JSONValue? { operations[id] }
 

@@ -27,7 +27,7 @@ public struct ServiceState: Sendable {
 public func buildRouter(_ state: ServiceState) -> Router<BasicRequestContext> {
     let router = Router(context: BasicRequestContext.self)
     router.middlewares.add(ServiceMiddleware(token: state.configuration.token, maxBodyBytes: state.configuration.maxBodyBytes,
-                                             metrics: state.metrics))
+                                             metrics: state.metrics, contract: state.contract))
     do {
         try APIHandler(state: state).registerHandlers(
             on: router, configuration: APIHandler.configuration,

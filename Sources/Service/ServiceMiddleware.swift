@@ -9,6 +9,8 @@ struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String?
     let maxBodyBytes: Int
     let metrics: ServiceMetrics
+    /// For 405: the methods the contract has at a path.
+    let contract: Contract
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = DispatchTime.now().uptimeNanoseconds
@@ -26,7 +28,13 @@ struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
             }
             response = try await next(request, context)
         } catch {
-            response = errorResponse(Self.apiError(error, bodyLimit: maxBodyBytes))
+            var apiError = Self.apiError(error, bodyLimit: maxBodyBytes)
+            // No route for this method: a 405 where the contract has the path with other methods.
+            if case .notFound = apiError, (error as? any HTTPResponseError)?.status == .notFound,
+               let allowed = contract.methods(atPath: request.uri.path), !allowed.isEmpty {
+                apiError = .methodNotAllowed(allowed: allowed)
+            }
+            response = errorResponse(apiError)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         metrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue,
@@ -58,7 +66,7 @@ struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
             switch error.status {
             case .notFound: return .notFound("no such route")
             case .contentTooLarge: return .bodyTooLarge(limit: bodyLimit)
-            case .methodNotAllowed: return .methodNotAllowed
+            case .methodNotAllowed: return .methodNotAllowed(allowed: [])
             case .badRequest: return .invalidJSON("\(error)")
             default: return .internalError("\(error)")
             }
@@ -118,6 +126,7 @@ func bytesResponse(_ data: Data, status: HTTPResponse.Status = .ok, contentType:
 func errorResponse(_ error: APIError) -> Response {
     var headers: HTTPFields = [:]
     if error == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+    if case let .methodNotAllowed(allowed) = error, !allowed.isEmpty { headers[.allow] = allowed.joined(separator: ", ") }
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     // A tree of strings, integers and an enum: encoding cannot fail.

@@ -83,7 +83,7 @@ struct ContractTests {
             .invalidJSON("x"), .invalidField(field: "f", reason: "r"), .unknownField(field: "f", allowed: []),
             .unknownStrategy(field: "f", value: "v", reason: "r"), .malformedBudget(field: "f", message: "m"),
             .infeasibleBudget(message: "m", unit: "u", budgetBits: 1, smallestFeasibleBits: 2), .invalidPlanRequest(message: "m"),
-            .unauthorized, .notFound("m"), .methodNotAllowed, .jobFinished("m"), .bodyTooLarge(limit: 1),
+            .unauthorized, .notFound("m"), .methodNotAllowed(allowed: ["GET"]), .jobFinished("m"), .bodyTooLarge(limit: 1),
             .pathNotAllowed(field: "f", path: "p", reason: "r"), .internalError("m"),
         ] + JobKind.allCases.filter { $0 != .merge }.map { APIError.notReady(kind: $0, message: "m") }
         #expect(Set(errors.map(\.code)) == Set(listed))
@@ -242,6 +242,24 @@ struct ContractHTTPTests {
             let small = try await client.request("POST", "/v1/plans", body: try JSONSerialization.data(withJSONObject: paperPlanRequest),
                                                  chunked: true)
             #expect(small.status == 200, "\(small.text)")
+        }
+    }
+
+    @Test("a method the contract does not have at a path is 405 with Allow (schemathesis ST204); other paths stay 404")
+    func methodNotAllowed() async throws {
+        let data = try temporaryDirectory("contract-405")
+        defer { try? FileManager.default.removeItem(at: data) }
+        try await withServer(ServiceConfiguration(dataDirectory: data)) { client in
+            for (method, path, allow) in [("TRACE", "/v1/profiles", "GET"), ("PUT", "/healthz", "GET"), ("GET", "/v1/plans", "POST"),
+                                          ("PATCH", "/v1/jobs/\(UUID().uuidString)", "DELETE, GET"), ("DELETE", "/v1/plans/x", "GET")] {
+                let r = try await client.request(method, path)
+                #expect(r.status == 405 && r.errorCode == "method_not_allowed", "\(method) \(path): \(r.text)")
+                #expect(r.headers["allow"] == allow, "\(method) \(path)")
+            }
+            for path in ["/v1/nowhere", "/v1/jobs/a/b", "/"] {
+                let r = try await client.request("GET", path)
+                #expect(r.status == 404 && r.errorCode == "not_found", "\(path): \(r.text)")
+            }
         }
     }
 
