@@ -58,8 +58,14 @@ struct ServiceMiddleware<Context: RequestContext>: RouterMiddleware {
         if let error = error as? ServerError {
             if let underlying = error.underlyingError as? APIError { return underlying }
             if let decoding = error.underlyingError as? DecodingError { return APIError(decoding) }
-            // The runtime's own refusals of a request (content type, missing body, Accept) are 4xx.
-            if (400..<500).contains(error.httpStatus.code) { return .invalidJSON(error.causeDescription) }
+            // The runtime's own refusals of a request are 400s: a Content-Type or an Accept that
+            // is not the contract's names the header; anything else is about the body.
+            switch error.httpStatus {
+            case .unsupportedMediaType: return .invalidField(field: "Content-Type", reason: error.causeDescription)
+            case .notAcceptable: return .invalidField(field: "Accept", reason: error.causeDescription)
+            case let status where (400..<500).contains(status.code): return .invalidJSON(error.causeDescription)
+            default: break
+            }
             return .internalError("\(error.operationID): \(error.causeDescription): \(error.underlyingError)")
         }
         if let error = error as? any HTTPResponseError {

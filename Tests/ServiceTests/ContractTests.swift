@@ -263,6 +263,21 @@ struct ContractHTTPTests {
         }
     }
 
+    @Test("a body sent as another media type, or an Accept the operation cannot answer, is a 400 naming the header")
+    func mediaTypes() async throws {
+        let data = try temporaryDirectory("contract-media")
+        defer { try? FileManager.default.removeItem(at: data) }
+        try await withServer(ServiceConfiguration(dataDirectory: data)) { client in
+            let body = try JSONSerialization.data(withJSONObject: paperPlanRequest)
+            let form = try await client.request("POST", "/v1/plans", body: body, headers: ["Content-Type": "text/plain"])
+            #expect(form.status == 400 && form.errorCode == "invalid_field", "\(form.text)")
+            #expect((form.json["error"] as? [String: Any])?["details"] as? [String: String] == ["field": "Content-Type"])
+            let html = try await client.get("/v1/profiles", headers: ["Accept": "text/html"])
+            #expect(html.status == 400 && html.errorCode == "invalid_field" && html.errorMessage.contains("Accept"), "\(html.text)")
+            #expect(try await client.get("/v1/profiles", headers: ["Accept": "text/html, */*;q=0.8"]).status == 200)
+        }
+    }
+
     func operationID(_ path: String) -> String {
         ["/v1/analyses": "submitAnalysis", "/v1/plans": "submitPlan", "/v1/comparisons": "submitComparison",
          "/v1/compressions": "submitCompression", "/v1/evaluations": "submitEvaluation", "/v1/merges": "submitMerge"][path] ?? ""

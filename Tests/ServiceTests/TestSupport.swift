@@ -75,7 +75,7 @@ struct LoopbackClient: Sendable {
         if let token { head += "Authorization: Bearer \(token)\r\n" }
         for (k, v) in headers { head += "\(k): \(v)\r\n" }
         if let body {
-            head += "Content-Type: application/json\r\n"
+            if !headers.keys.contains(where: { $0.lowercased() == "content-type" }) { head += "Content-Type: application/json\r\n" }
             head += chunked ? "Transfer-Encoding: chunked\r\n" : "Content-Length: \(body.count)\r\n"
         }
         head += "\r\n"
