@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 /// Why a running job is asked to stop.
@@ -248,7 +250,7 @@ extension JobRunner {
         let out = mergeDirectory(context)
         try? FileManager.default.removeItem(at: out)  // a resumed job starts anew
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
-        _ = try Quantization.merge(
+        _ = try Pipeline.merge(
             base: URL(fileURLWithPath: p.base), artifact: artifact, to: out,
             progress: { done, total, _ in context.reportProgress(Double(done) / Double(max(total, 1)), "wrote \(done) of \(total) tensors") },
             shouldStop: { context.shouldStop })

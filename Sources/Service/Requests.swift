@@ -2,7 +2,7 @@ import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
-import Quantization
+import Pipeline
 
 /// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
 public struct PlanJobParameters: Codable, Sendable, Equatable {

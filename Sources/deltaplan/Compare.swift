@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 struct CompareCommand: ParsableCommand {

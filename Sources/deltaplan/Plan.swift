@@ -1,9 +1,10 @@
 import ArgumentParser
-import Reporting
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
+import Reporting
 
 /// What `--export` can write.
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {

@@ -1,10 +1,10 @@
 import ArgumentParser
-import Reporting
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
 import Quantization
+import Reporting
 
 /// A failure to report to the user: printed as `Error: <message>`, exit status 1.
 struct CLIFailure: Error, CustomStringConvertible {

@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Synchronization
 import Testing

@@ -1,4 +1,3 @@
-import Checkpoint
 import Foundation
 import ModelProfiles
 
@@ -49,7 +48,7 @@ public func profileHash(_ profile: ModelProfile) -> String {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     // Encoding plain structs of strings and integers cannot fail.
     let data = (try? encoder.encode(profile)) ?? Data()
-    return Digest.sha256(data)
+    return sha256Hex(Array(data))
 }
 
 /// The planned matrices of a profile as shapes.

@@ -1,7 +1,9 @@
 import Analysis
+import ArtifactFormat
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// A spectrum store with its error models measured: what `plan STORE` and `compare STORE` search.
 ///

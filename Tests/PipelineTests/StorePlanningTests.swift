@@ -1,9 +1,11 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Testing
 

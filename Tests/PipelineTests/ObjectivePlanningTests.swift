@@ -1,10 +1,11 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
-import Quantization
+import Pipeline
 import Testing
 
 /// Planning and evaluating under the paired sensitivity objective: the store's strongest objective
