@@ -13,16 +13,6 @@ struct CLIFailure: Error, CustomStringConvertible {
     init(_ error: some Error) { description = String(describing: error) }
 }
 
-extension Accounting: ExpressibleByArgument {}
-extension Scope: ExpressibleByArgument {}
-extension ComparisonFormat: ExpressibleByArgument {}
-extension QuantizationMethod: ExpressibleByArgument {}
-extension ErrorObjective: ExpressibleByArgument {}
-extension DType: ExpressibleByArgument {
-    public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
-}
-extension SegmentOrder: ExpressibleByArgument {}
-
 /// `--profile`: a built-in model profile.
 struct ProfileOptions: ParsableArguments {
     @Option(help: "Model profile name (see `deltaplan profiles`), e.g. llama-2-7b.")
@@ -44,22 +34,17 @@ struct ProfileOptions: ParsableArguments {
 struct StorageOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Storage budget: α relative to the F16 delta ('1/16', '0.0625'; in (0, 1]), a size ('850MiB', '1.2GB', '123456B'; KiB/MiB/GiB = 1024-based, KB/MB/GB = 1000-based) or bits per delta parameter ('1.0bpp'; in (0, 16]).",
-        valueName: "budget"))
-    var budget: String
+        valueName: "budget"), transform: budgetArgument)
+    var budget: GivenBudget
 
     @Option(help: "How bits are counted: 'artifact' (payload + group scales/zeros + singular values, what the compressor writes) or 'paper' (payload k·r·(h_out+h_in) only).")
-    var accounting: Accounting = .artifact
+    var accounting: Accounting = StorageModel.defaultAccounting
 
     @Option(help: "Quantization group size (values per F16 scale/zero pair), used by artifact accounting.")
-    var groupSize: Int = 128
+    var groupSize: Int = StorageModel.defaultGroupSize
 
     func validate() throws {
-        _ = try parsedBudget()
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
-    }
-
-    func parsedBudget() throws -> Budget {
-        do { return try Budget(parsing: budget) } catch { throw ValidationError(error.description) }
     }
 
     var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }

@@ -11,7 +11,7 @@ import Testing
         let library = try ProfileLibrary.builtIn()
         let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 8, layers: 2)
         return try planFromShapes(profile: profile, preset: library.preset(named: "delta-come"), budget: .ratio(1.0 / 16),
-                                  budgetText: "1/16", storage: StorageModel(), scope: .type, seed: seed, toolVersion: "0.1.0")
+                                  storage: StorageModel(), scope: .type, seed: seed, toolVersion: "0.1.0")
     }
 
     static func temporaryDirectory() throws -> URL {

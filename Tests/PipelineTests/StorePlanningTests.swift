@@ -68,7 +68,7 @@ private func temporaryDirectory() -> URL {
         let library = try ProfileLibrary.builtIn()
         func plan(_ strategy: String, seed: UInt64) throws -> Plan {
             try StorePlanning(store: store.url).plan(
-                budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+                budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(), scope: .global,
                 menu: [16, 8, 4, 3, 2, 1], strategy: try Strategy(parsing: strategy, library: library), seed: seed)
         }
         for strategy in ["genetic", "exact", "greedy"] {
@@ -96,9 +96,10 @@ private func temporaryDirectory() -> URL {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let (_, store) = try analyzedPair(dir)
+        let library = try ProfileLibrary.builtIn()
         let comparison = try StorePlanning(store: store.url, measurement: MeasurementOptions(order: order)).compare(
-            budgets: [(try Budget(parsing: "1/16"), "1/16"), (try Budget(parsing: "1/10"), "1/10")],
-            strategies: ["greedy", "genetic", "exact", "low-rank", "bitdelta"], library: try ProfileLibrary.builtIn(),
+            budgets: [try GivenBudget(parsing: "1/16"), try GivenBudget(parsing: "1/10")],
+            candidates: try ["greedy", "genetic", "exact", "low-rank", "bitdelta"].map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: .global, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
         for budget in ["1/16", "1/10"] {
             let rows = comparison.rows.filter { $0.budget == budget }
@@ -125,16 +126,16 @@ private func temporaryDirectory() -> URL {
         let (_, store) = try analyzedPair(dir)
         let library = try ProfileLibrary.builtIn()
         let planning = try StorePlanning(store: store.url)
-        let comparison = try planning.compare(
-            budgets: [(try Budget(parsing: "1/3"), "1/3")],
-            strategies: ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"], library: library,
+        let comparison = planning.compare(
+            budgets: [try GivenBudget(parsing: "1/3")],
+            candidates: try ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"].map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: nil, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
         #expect(comparison.notes.isEmpty, "\(comparison.notes)")
         let scopes = Dictionary(uniqueKeysWithValues: comparison.rows.map { ($0.strategy, $0.scope) })
         #expect(scopes == ["exact": .global, "greedy": .type, "preset:delta-come": .type, "low-rank": .type, "bitdelta": nil])
         let preset = try #require(comparison.rows.first { $0.strategy == "preset:delta-come" })
         let plan = try planning.plan(
-            budget: try Budget(parsing: "1/3"), budgetText: "1/3", storage: StorageModel(), scope: .type,
+            budget: try GivenBudget(parsing: "1/3"), storage: StorageModel(), scope: .type,
             menu: [16, 8, 4, 3, 2, 1], strategy: try Strategy(parsing: "preset:delta-come", library: library), seed: 1)
         #expect(preset.storageBits == plan.totals.storageBits)
         #expect(abs(preset.predictedError - (plan.totals.predictedError ?? -1)) <= 1e-9 * preset.predictedError)
