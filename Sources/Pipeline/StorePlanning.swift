@@ -71,12 +71,32 @@ public struct StorePlanning: Sendable {
             problem, strategy: strategy, seed: seed, budget: .init(given: budget.text, bits: problem.budgetBits),
             source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
             toolVersion: DeltaPlanVersion.string)
+        try finish(&plan, problem, strategy: strategy, seed: seed)
+        return plan
+    }
+
+    /// The plan with the smallest budget whose predicted error meets `target` (in the store's
+    /// objective; ``makePlan(_:strategy:seed:target:source:toolVersion:)``), recording the target.
+    public func plan(
+        target: ErrorTarget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
+    ) throws(TargetError) -> Plan {
+        var problem = problem(budget: .ratio(1), storage: storage, scope: scope, menu: menu)
+        var plan = try makePlan(
+            problem, strategy: strategy, seed: seed, target: target,
+            source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
+            toolVersion: DeltaPlanVersion.string)
+        problem.budgetBits = plan.budget.bits
+        do { try finish(&plan, problem, strategy: strategy, seed: seed) } catch { throw .planning(error) }
+        return plan
+    }
+
+    /// The segment order measured, and for greedy and genetic the gap to `exact` at the same budget.
+    private func finish(_ plan: inout Plan, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64) throws(PlanningError) {
         plan.segmentOrder = measurement.order
         switch strategy {
         case .greedy, .genetic: plan.recordGap(toExactError: try solve(problem, strategy: .exact, seed: seed).predictedError)
         case .preset, .exact: break
         }
-        return plan
     }
 }
 

@@ -14,6 +14,7 @@ extension ComparisonFormat: ExpressibleByArgument {}
 extension QuantizationMethod: ExpressibleByArgument {}
 extension ErrorObjective: ExpressibleByArgument {}
 extension SegmentOrder: ExpressibleByArgument {}
+extension ErrorTarget.Unit: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
 }

@@ -74,6 +74,9 @@ struct PlanCommand: ParsableCommand {
             throw ValidationError("give either an analysis STORE or --profile NAME")
         }
         if profile != nil, calibration != nil { throw ValidationError("--calibration goes with a STORE, not --profile") }
+        if profile != nil, storageOptions.maxError != nil {
+            throw ValidationError("--max-error needs an error model: plan from an analysis STORE, or give --budget")
+        }
     }
 
     func run() throws {
@@ -108,14 +111,18 @@ struct PlanCommand: ParsableCommand {
                 measurement: MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize),
                 objective: objective, progress: progress.step)
         } catch { throw CLIFailure(error) }
+        let scope = scope ?? parsed.defaultScope
         do {
-            return try planning.plan(
-                budget: storageOptions.budget, storage: storageOptions.storage,
-                scope: scope ?? parsed.defaultScope, menu: bits, strategy: parsed, seed: seed)
+            if let target = storageOptions.target {
+                return try planning.plan(target: target, storage: storageOptions.storage, scope: scope, menu: bits, strategy: parsed, seed: seed)
+            }
+            return try planning.plan(budget: storageOptions.budget!, storage: storageOptions.storage, scope: scope, menu: bits,
+                                     strategy: parsed, seed: seed)
         } catch { throw CLIFailure(error) }
     }
 
     func planFromProfile() throws -> Plan {
+        let budget = storageOptions.budget!  // validate(): a profile plan has a budget
         let (_, profile) = try ProfileOptions(profile: profile!).load()
         let strategy = try resolvedStrategy()
         guard case let .preset(preset) = strategy else {
@@ -124,7 +131,7 @@ struct PlanCommand: ParsableCommand {
         let plan: Plan
         do {
             plan = try planFromShapes(
-                profile: profile, preset: preset, budget: storageOptions.budget, storage: storageOptions.storage,
+                profile: profile, preset: preset, budget: budget, storage: storageOptions.storage,
                 scope: scope ?? .type, menu: bits, seed: seed, toolVersion: DeltaPlanVersion.string)
         } catch { throw CLIFailure(error) }
         return plan

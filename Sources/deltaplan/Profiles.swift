@@ -30,12 +30,21 @@ struct ProfileOptions: ParsableArguments {
     }
 }
 
-/// `--budget`, `--accounting`, `--group-size`: how much storage a plan may use and how it is counted.
+/// `--budget` (or a quality target), `--accounting`, `--group-size`: how much storage a plan may
+/// use and how it is counted.
 struct StorageOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Storage budget: α relative to the F16 delta ('1/16', '0.0625'; in (0, 1]), a size ('850MiB', '1.2GB', '123456B'; KiB/MiB/GiB = 1024-based, KB/MB/GB = 1000-based) or bits per delta parameter ('1.0bpp'; in (0, 16]).",
         valueName: "budget"), transform: budgetArgument)
-    var budget: GivenBudget
+    var budget: GivenBudget?
+
+    @Option(help: ArgumentHelp(
+        "Instead of --budget: the largest predicted error the plan may have; the plan is the smallest that meets it (from a store). Relative to the error of dropping the whole delta (0.05 = 5%) unless --error-unit absolute.",
+        valueName: "error"))
+    var maxError: Double?
+
+    @Option(help: "Unit of --max-error: relative (to the error of dropping the whole delta) or absolute (the objective's own units, as plans' predictedError).")
+    var errorUnit: ErrorTarget.Unit = .relative
 
     @Option(help: "How bits are counted: 'artifact' (payload + group scales/zeros + singular values, what the compressor writes) or 'paper' (payload k·r·(h_out+h_in) only).")
     var accounting: Accounting = StorageModel.defaultAccounting
@@ -45,7 +54,14 @@ struct StorageOptions: ParsableArguments {
 
     func validate() throws {
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
+        guard (budget == nil) != (maxError == nil) else { throw ValidationError("give either --budget or --max-error") }
+        if let maxError, !(maxError > 0 && maxError.isFinite) {
+            throw ValidationError("--max-error must be a positive number, got \(maxError)")
+        }
     }
+
+    /// `--max-error` with its unit.
+    var target: ErrorTarget? { maxError.map { ErrorTarget(error: $0, unit: errorUnit) } }
 
     var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }
 }

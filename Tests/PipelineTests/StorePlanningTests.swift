@@ -91,6 +91,32 @@ private func temporaryDirectory() -> URL {
     /// In the paper's order exactly; with error feedback, whose dropped weights make the error
     /// no longer decrease with every kept vector (a vector whose input the earlier ones nearly
     /// span costs little to drop), the Lagrangian's gap can leave exact within 0.1% of a search.
+    /// `plan --max-error`: the plan meets the target in the store's objective, records it beside the
+    /// budget it found, reads back as written, and is the budgeted plan at that budget.
+    @Test func plansForATargetRecordItAndMeetIt() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, store) = try analyzedPair(dir)
+        let planning = try StorePlanning(store: store.url)
+        let reference = try planning.plan(budget: .ratio(1.0 / 16), storage: StorageModel(), scope: .global,
+                                          menu: BitMenu.default, strategy: .exact, seed: 0)
+        let target = ErrorTarget(error: try #require(reference.totals.predictedRelativeError) * 1.5)
+        let plan = try planning.plan(target: target, storage: StorageModel(), scope: .global, menu: BitMenu.default,
+                                     strategy: .exact, seed: 0)
+        #expect(plan.budget.target == target)
+        #expect(try #require(plan.totals.predictedRelativeError) <= target.error)
+        #expect(plan.budget.bits < reference.budget.bits, "a looser target needs less than 1/16")
+        #expect(plan.totals.storageBits <= plan.budget.bits)
+        let url = dir.appendingPathComponent("target-plan.json")
+        try plan.write(to: url)
+        #expect(try Plan.read(from: url) == plan)
+        // The same search at the budget found gives the same allocations.
+        var problem = planning.problem(budget: .ratio(1), storage: StorageModel(), scope: .global, menu: BitMenu.default)
+        problem.budgetBits = plan.budget.bits
+        let atBudget = try solve(problem, strategy: .exact, seed: 0)
+        #expect(atBudget.allocations.map(\.segments) == plan.matrices.map(\.segments))
+    }
+
     @Test(arguments: [(SegmentOrder.paper, 1e-9), (.feedback, 1e-3)])
     func comparisonRanksStrategies(order: SegmentOrder, tolerance: Double) throws {
         let dir = temporaryDirectory()

@@ -38,7 +38,7 @@ import Testing
             as? PlanCommand)
         #expect(plan.profile == "llama-2-7b")
         #expect(plan.store == nil)
-        #expect(plan.storageOptions.budget.budget == .bytes(850 << 20) && plan.storageOptions.budget.text == "850MiB")
+        #expect(plan.storageOptions.budget?.budget == .bytes(850 << 20) && plan.storageOptions.budget?.text == "850MiB")
         #expect(plan.bits == [8, 4, 2])
         #expect(try plan.resolvedStrategy().name == "preset:delta-come")
         #expect(try DeltaPlan.parseAsRoot(["calibration", "import-imatrix", "i.gguf", "--out", "c.safetensors"]) is ImportImatrix)
