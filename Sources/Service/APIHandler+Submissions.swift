@@ -1,7 +1,6 @@
 import Foundation
 import ModelProfiles
 import Optimizer
-import Quantization
 
 /// `POST /v1/analyses`, `/v1/plans`, `/v1/comparisons`, `/v1/compressions`, `/v1/evaluations`,
 /// `/v1/merges`: the contract's request types into job parameters (domain values, paths
@@ -47,7 +46,7 @@ extension APIHandler {
             if let cached = state.planCache.value(for: key) { return .ok(.init(body: .json(VerbatimJSON(cached)))) }
             let plan: Plan
             do {
-                plan = try planFromShapes(profile: profile, preset: preset, budget: budget, budgetText: r.budget,
+                plan = try planFromShapes(profile: profile, preset: preset, budget: budget,
                                           storage: options.storage, scope: scope, menu: options.bits, seed: options.seed,
                                           toolVersion: DeltaPlanVersion.string)
             } catch {
@@ -74,10 +73,8 @@ extension APIHandler {
         guard case let .json(r) = input.body else { preconditionFailure("one content type") }
         let (analysis, storePath) = try await succeededAnalysis(r.analysis, field: "analysis")
         for (i, b) in r.budgets.enumerated() { _ = try validator.budget(b, field: "budgets[\(i)]") }
-        let strategies = r.strategies ?? RequestValidator.defaultStrategies
-        for (i, s) in strategies.enumerated() where !StorePlanning.baselines.contains(s) {
-            _ = try validator.strategy(s, field: "strategies[\(i)]", baselines: true)
-        }
+        let strategies = r.strategies ?? Candidate.defaultNames
+        for (i, s) in strategies.enumerated() { _ = try validator.candidate(s, field: "strategies[\(i)]") }
         let options = try PlanOptions(scope: r.scope, bits: r.bits, seed: r.seed, accounting: r.accounting,
                                       groupSize: r.groupSize, objective: r.objective, order: r.order, validator: validator)
         let parameters = ComparisonJobParameters(analysis: analysis, analysisStore: storePath, budgets: r.budgets, strategies: strategies,

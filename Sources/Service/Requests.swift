@@ -2,7 +2,6 @@ import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
-import Quantization
 
 /// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
 public struct PlanJobParameters: Codable, Sendable, Equatable {
@@ -76,27 +75,30 @@ struct RequestValidator: Sendable {
     let roots: AllowedRoots
     let library: ProfileLibrary
 
-    static let defaultStrategies = ["preset:delta-come", "greedy", "genetic", "exact"]
-
-    func budget(_ text: String, field: String) throws(APIError) -> Budget {
-        do { return try Budget(parsing: text, field: field) } catch {
+    func budget(_ text: String, field: String) throws(APIError) -> GivenBudget {
+        do { return try GivenBudget(parsing: text, field: field) } catch {
             throw .malformedBudget(field: field, message: error.description)
         }
     }
 
     /// 'preset:NAME' with a known preset, or a search strategy (``Strategy/init(parsing:library:)``).
-    /// `baselines`: the field also takes ``StorePlanning/baselines``, which the message then names.
-    func strategy(_ text: String, field: String, baselines: Bool = false) throws(APIError) -> Strategy {
+    func strategy(_ text: String, field: String) throws(APIError) -> Strategy {
         do { return try Strategy(parsing: text, library: library) } catch {
-            throw .unknownStrategy(field: field, value: text, reason: error.reason
-                                   + (baselines ? "; or a baseline: \(StorePlanning.baselines.joined(separator: ", "))" : ""))
+            throw .unknownStrategy(field: field, value: text, reason: error.reason)
         }
     }
 
-    /// The bit menu as ``parseBitsMenu(_:field:)`` reads it (duplicates and widths the library
-    /// does not have are refused there).
+    /// A strategy or a baseline (`low-rank`, `bitdelta`), as comparisons take them (``Candidate/init(parsing:library:)``).
+    func candidate(_ text: String, field: String) throws(APIError) -> Candidate {
+        do { return try Candidate(parsing: text, library: library) } catch {
+            throw .unknownStrategy(field: field, value: text, reason: error.reason)
+        }
+    }
+
+    /// The bit menu as ``BitMenu/parse(_:field:)-([Int],_)`` reads a list (duplicates and widths the
+    /// library does not have are refused there).
     func bits(_ widths: [Int]) throws(APIError) -> [Int] {
-        do { return try parseBitsMenu(widths.map(String.init).joined(separator: ","), field: "bits") } catch {
+        do { return try BitMenu.parse(widths, field: "bits") } catch {
             throw .invalidField(field: "bits", reason: error.description)
         }
     }
@@ -134,22 +136,18 @@ struct PlanOptions {
     var accounting: Accounting { storage.accounting }
     var groupSize: Int { storage.groupSize }
 
-    /// The bit menu when a request names none: every width the library has, and 0.
-    static let defaultBits = ProfileLibrary.bitWidths.sorted(by: >) + [0]
-
     init(scope: Components.Schemas.Scope?, bits: Components.Schemas.BitsMenu?, seed: Int?, accounting: Components.Schemas.Accounting?,
          groupSize: Int?, objective: Components.Schemas.Objective?, order: Components.Schemas.SegmentOrder?,
          validator: RequestValidator) throws(APIError) {
-        let defaults = StorageModel()
         self.scope = scope.map { libraryValue($0, as: Scope.self) }
-        self.bits = try validator.bits(bits?.map(\.rawValue) ?? Self.defaultBits)
+        self.bits = try bits.map { widths throws(APIError) in try validator.bits(widths.map(\.rawValue)) } ?? BitMenu.default
         // The contract bounds both (seed ≥ 0, groupSize ≥ 1) and ContractMiddleware enforces it;
         // checked again here because a negative value would trap.
         guard let seed = UInt64(exactly: seed ?? 0) else { throw .invalidField(field: "seed", reason: "must not be negative") }
         self.seed = seed
-        let groupSize = groupSize ?? defaults.groupSize
+        let groupSize = groupSize ?? StorageModel.defaultGroupSize
         guard groupSize >= 1 else { throw .invalidField(field: "groupSize", reason: "must be positive") }
-        storage = StorageModel(accounting: accounting.map { libraryValue($0, as: Accounting.self) } ?? defaults.accounting,
+        storage = StorageModel(accounting: accounting.map { libraryValue($0, as: Accounting.self) } ?? StorageModel.defaultAccounting,
                                groupSize: groupSize)
         self.objective = objective.map { libraryValue($0, as: ErrorObjective.self) }
         self.order = order.map { libraryValue($0, as: SegmentOrder.self) }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import ModelProfiles
 import Optimizer
-import Quantization
 import Testing
 @testable import Service
 @testable import deltaplan
@@ -35,13 +34,13 @@ struct ContractTests {
             let bits = try property(request, "bits")["default"]
             let expected = JSONValue.array((ProfileLibrary.bitWidths.sorted(by: >) + [0]).map { .int(Int64($0)) })
             #expect(bits == expected, "\(request).bits")
-            #expect(try parseBitsMenu(cliPlan.bits) == ProfileLibrary.bitWidths.sorted(by: >))
-            #expect(cliPlan.bits == cliCompare.bits)
-            #expect(PlanOptions.defaultBits.map { JSONValue.int(Int64($0)) } == { if case let .array(a) = expected { a } else { [] } }())
-            #expect(cliPlan.bits == PlanOptions.defaultBits.map(String.init).joined(separator: ","))
+            #expect(ProfileLibrary.bitWidths.sorted(by: >) == BitMenu.default)
+            #expect(cliPlan.bits == BitMenu.default && cliCompare.bits == BitMenu.default)
+            #expect(try BitMenu.parse([16, 8, 4, 3, 2, 1, 0]) == BitMenu.default)
             // Storage: artifact accounting, group size 128.
-            #expect(try property(request, "accounting")["default"] == .string(storage.accounting.rawValue))
-            #expect(try property(request, "groupSize")["default"] == .int(Int64(storage.groupSize)))
+            #expect(try property(request, "accounting")["default"] == .string(StorageModel.defaultAccounting.rawValue))
+            #expect(try property(request, "groupSize")["default"] == .int(Int64(StorageModel.defaultGroupSize)))
+            #expect(storage.accounting == StorageModel.defaultAccounting && storage.groupSize == StorageModel.defaultGroupSize)
             #expect(cliPlan.storageOptions.accounting == storage.accounting && cliPlan.storageOptions.groupSize == storage.groupSize)
             #expect(cliCompare.accounting == storage.accounting && cliCompare.groupSize == storage.groupSize)
             #expect(try property(request, "seed")["default"] == .int(Int64(cliPlan.seed)))
@@ -52,7 +51,7 @@ struct ContractTests {
         #expect(strategy["x-default-with-analysis"] == .string(Strategy.defaultName(hasErrorModel: true)))
         #expect(strategy["x-default-with-profile"] == .string(Strategy.defaultName(hasErrorModel: false)))
         #expect(Strategy.defaultName(hasErrorModel: true) == "exact" && Strategy.defaultName(hasErrorModel: false) == "preset:delta-come")
-        #expect(strings(try property("ComparisonRequest", "strategies")["default"]) == RequestValidator.defaultStrategies)
+        #expect(strings(try property("ComparisonRequest", "strategies")["default"]) == Candidate.defaultNames)
         #expect(try property("AnalysisRequest", "seed")["default"] == .int(0))
     }
 
@@ -71,7 +70,7 @@ struct ContractTests {
         #expect(Set(menu) == Set(ProfileLibrary.bitWidths).union([0]) && menu.count == widths.count)
         // Baselines are documented where they are accepted.
         let strategies = try property("ComparisonRequest", "strategies")
-        for baseline in StorePlanning.baselines {
+        for baseline in Candidate.baselines {
             #expect(strategies["description"].map { "\($0)" }?.contains(baseline) == true, "\(baseline)")
         }
     }
