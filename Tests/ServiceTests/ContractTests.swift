@@ -1,4 +1,5 @@
 import ArgumentParser
+import ContentHash
 import Foundation
 import ModelProfiles
 import Optimizer
@@ -22,6 +23,31 @@ struct ContractTests {
     func strings(_ value: JSONValue?) -> [String]? {
         guard case let .array(items)? = value else { return nil }
         return items.compactMap { if case let .string(s) = $0 { s } else { nil } }
+    }
+
+    @Test("the committed generated code is what openapi.yaml generates (GeneratedSources/openapi.sha256, by .ci/openapi-generate)")
+    func generatedSourcesAreCurrent() throws {
+        let service = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Sources/Service").standardizedFileURL
+        let generated = service.appendingPathComponent("GeneratedSources")
+        var recorded: [String: String] = [:]
+        for line in try String(contentsOf: generated.appendingPathComponent("openapi.sha256"), encoding: .utf8).split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2 { recorded[String(parts[0])] = String(parts[1]) }
+        }
+        let inputs = try Data(contentsOf: service.appendingPathComponent("openapi.yaml"))
+            + Data(contentsOf: service.appendingPathComponent("openapi-generator-config.yaml"))
+        #expect(recorded["inputs"] == Digest.sha256(inputs),
+                "openapi.yaml or openapi-generator-config.yaml changed since the code was generated: run .ci/openapi-generate")
+        let files = try FileManager.default.contentsOfDirectory(atPath: generated.path).filter { $0.hasSuffix(".swift") }
+            .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+        #expect(!files.isEmpty)
+        var outputs = Data()
+        for file in files { outputs += try Data(contentsOf: generated.appendingPathComponent(file)) }
+        #expect(recorded["outputs"] == Digest.sha256(outputs), "a generated file was edited: run .ci/openapi-generate")
+        // The bundled document, served at /v1/openapi.json, is that file.
+        #expect(contract.document == (try Contract(yaml: String(decoding: try Data(contentsOf: service.appendingPathComponent("openapi.yaml")),
+                                                                as: UTF8.self))).document)
     }
 
     @Test("the contract's defaults are the library's and the CLI's")
