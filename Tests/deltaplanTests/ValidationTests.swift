@@ -186,7 +186,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     /// The root command lists every subcommand the README documents.
     @Test func rootListsEverySubcommand() {
         let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
-        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "fleet", "footprint",
+        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "diff", "fleet", "footprint",
                           "profiles", "compress", "merge", "evaluate", "serve"])
         #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
     }
