@@ -30,6 +30,14 @@ import Testing
                        "--out", artifactAccounting])
         #expect(try Data(contentsOf: URL(fileURLWithPath: artifactAccounting)) != written)
         #expect(try Plan.read(from: URL(fileURLWithPath: artifactAccounting)).accounting == .artifact)
+
+        // diff: the two accountings keep different numbers of vectors in some matrices.
+        let diff = try PlanDiff(try Plan.read(from: URL(fileURLWithPath: out)), try Plan.read(from: URL(fileURLWithPath: artifactAccounting)))
+        #expect(!diff.matrices.isEmpty)
+        #expect(diffText(diff, a: out, b: artifactAccounting).contains("\(diff.matrices.count) matrices differ:"))
+        try await run(["diff", out, artifactAccounting])
+        let missing = try await runFailure(["diff", out, dir("nothing.json")])
+        #expect(Outcome(missing).message.contains("nothing.json"))
     }
 
     /// The parsed command is the one the arguments name, with their values.

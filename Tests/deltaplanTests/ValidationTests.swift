@@ -60,6 +60,13 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("compare store --strategies exact,preset:nope", "unknown strategy 'preset:nope'", "no precision preset named 'nope'", "delta-come"),
         // Strategy names are parsed with the arguments, before any store is opened.
         BadArguments("compare missing-store --strategies greedy,bogus", "unknown strategy 'bogus'"),
+        // fleet
+        BadArguments("fleet --budget 1/16 --out o", "give at least one --store NAME=STORE"),
+        BadArguments("fleet --store math --budget 1/16 --out o", "--store must be NAME=STORE, got 'math'"),
+        BadArguments("fleet --store a=s --store a=t --budget 1/16 --out o", "--store names 'a' twice"),
+        BadArguments("fleet --store a=s --weight b=2 --budget 1/16 --out o", "--weight names 'b', which no --store names"),
+        BadArguments("fleet --store a=s --weight a=-1 --budget 1/16 --out o", "--weight must be NAME=W with W ≥ 0"),
+        BadArguments("fleet --store a=s --budget 2 --out o", "invalid --budget '2'"),
         // footprint
         BadArguments("footprint --profile llama-2-7b --models 2,0", "--models must be a comma-separated list of positive integers, got '2,0'"),
         BadArguments("footprint --profile llama-2-7b --models two", "--models must be a comma-separated list of positive integers, got 'two'"),
@@ -118,6 +125,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "plan store --budget 1/16",
         "plan --profile llama-2-7b --budget 1/16 --strategy preset:single-3 --bits 16,8,3,2 --group-size 64",
         "compare store --strategies exact,preset:delta-come,low-rank,bitdelta",
+        "fleet --store a=s --store b=t --weight a=2 --budget 22GiB --strategy preset:delta-come --out o",
         "plan --profile llama-2-7b --budget 850MiB --strategy greedy",
         "plan store --max-error 0.05 --error-unit absolute",
         "compare store --budgets 1/16,1bpp --bits 8,4 --group-size 64",
@@ -178,7 +186,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     /// The root command lists every subcommand the README documents.
     @Test func rootListsEverySubcommand() {
         let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
-        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "footprint",
+        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "diff", "fleet", "footprint",
                           "profiles", "compress", "merge", "evaluate", "serve"])
         #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
     }

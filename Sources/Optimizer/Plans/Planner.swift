@@ -60,7 +60,7 @@ public func makePlan(
                 budget: .init(given: "max \(target)", bits: bits, target: target), source: source, toolVersion: toolVersion)
 }
 
-private func plan(
+func plan(
     of solution: Solution, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64, budget: Plan.BudgetRecord,
     source: Plan.Source, toolVersion: String
 ) -> Plan {
