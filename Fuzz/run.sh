@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Fuzzes DeltaPlan's readers of hostile input with libFuzzer (Linux, Swift 6):
+#   safetensors  SafetensorsFile(contentsOf:): header framing, JSON parser, entries, tiling, reads
+#   plan         Plan.decode (what Plan.read runs on a plan file's bytes), then a round trip
+#   manifest     Artifact(at:) on an artifact directory whose manifest.json is the input
+#
+# Usage: Fuzz/run.sh [TARGET...]            (default: all three, one after the other)
+# Environment:
+#   FUZZ_RUNS=N        executions per target (default 10000000)
+#   FUZZ_TIME=S        stop a target after S seconds whatever FUZZ_RUNS says (default 0: no limit)
+#   FUZZ_WORK=DIR      seeds, corpora, logs and findings (default Fuzz/.work, ignored by git)
+#   FUZZ_REAL_PAIR=DIR a real checkpoint pair whose safetensors headers join the seeds
+#                      (default /work/shared/pairs/minilm-kjv when it exists; only headers are copied)
+#   FUZZ_ARGS="..."    extra libFuzzer flags (e.g. -jobs, -only_ascii=1)
+#
+# Steps: builds `deltaplan` (debug) and makes the seed corpus from real files once (a seeded
+# synthetic pair, its store, plans of every strategy, artifacts of both quantizers, the real
+# pair's headers); builds the harnesses in Fuzz/.build (release, -sanitize=fuzzer,address); runs
+# each target from its seeds, new inputs kept in FUZZ_WORK/corpus/TARGET, crashes in
+# FUZZ_WORK/findings/TARGET/, the log in FUZZ_WORK/logs/TARGET.log. Exit status: non-zero when a
+# target found a crash, a leak or a timeout.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+work=${FUZZ_WORK:-$here/.work}
+runs=${FUZZ_RUNS:-10000000}
+seconds=${FUZZ_TIME:-0}
+real_pair=${FUZZ_REAL_PAIR:-/work/shared/pairs/minilm-kjv}
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors plan manifest)
+export CI=1  # no progress lines from deltaplan while making seeds
+
+seeds=$work/seeds
+if [ ! -f "$seeds/.complete" ]; then
+    echo "== seeds: building deltaplan and making real files in $work/files"
+    (cd "$root" && swift build --product deltaplan >/dev/null)
+    deltaplan=$(cd "$root" && swift build --show-bin-path)/deltaplan
+    files=$work/files
+    rm -rf "$files" "$seeds"
+    mkdir -p "$files" "$seeds"/{safetensors,plan,manifest}
+    # A one-layer Llama-2-7B-shaped pair at 1/64 scale, seeded; and a two-shard BF16 pair at 1/128.
+    "$deltaplan" synth --profile llama-2-7b --scale 0.015625 --layers 1 --seed 7 --tokens 64 --out "$files/pair" >/dev/null
+    "$deltaplan" synth --profile bert-base --scale 0.03125 --layers 1 --seed 8 --tokens 32 --dtype F16 \
+        --shard-size 40000 --out "$files/bert" >/dev/null
+    "$deltaplan" analyze --base "$files/pair/base" --finetuned "$files/pair/finetuned" \
+        --calibration "$files/pair/calibration.safetensors" --out "$files/store" >/dev/null
+    "$deltaplan" analyze --base "$files/pair/base" --finetuned "$files/pair/finetuned" --max-rank 8 \
+        --include 'q_proj|down_proj' --out "$files/store-datafree" >/dev/null
+    n=0
+    plan() { n=$((n + 1)); "$deltaplan" plan "$@" --out "$files/plan-$n.json" >/dev/null; }
+    plan "$files/store" --budget 1/16
+    plan "$files/store" --budget 1/32 --strategy greedy
+    plan "$files/store" --budget 1/16 --strategy genetic --seed 3
+    plan "$files/store" --budget 1/3 --strategy preset:delta-come --order paper
+    plan "$files/store" --budget 1.0bpp --strategy preset:single-2 --scope global --bits 8,2,0
+    plan "$files/store" --budget 1/8 --strategy preset:low-rank
+    plan "$files/store-datafree" --budget 1/16 --strategy exact --bits 16,4,1,0
+    plan --profile llama-2-7b --budget 1/16 --strategy preset:delta-come --accounting paper
+    "$deltaplan" compress "$files/store" --plan "$files/plan-1.json" --out "$files/artifact-gptq" >/dev/null
+    "$deltaplan" compress "$files/store" --plan "$files/plan-4.json" --method rtn --out "$files/artifact-rtn" >/dev/null
+    "$deltaplan" compress "$files/store-datafree" --plan "$files/plan-7.json" --out "$files/artifact-datafree" >/dev/null
+
+    # safetensors: real files up to 256 KiB whole; larger ones (and the real pair's) as their header alone.
+    header_only() {  # FILE OUT: the 8-byte length and the JSON header, no data
+        local length
+        length=$(od -An -t u8 -N 8 "$1" | tr -d ' ')
+        head -c $((8 + length)) "$1" >"$2"
+    }
+    i=0
+    while IFS= read -r f; do
+        i=$((i + 1))
+        if [ "$(stat -c %s "$f")" -le 262144 ]; then cp "$f" "$seeds/safetensors/file-$i.safetensors"
+        else header_only "$f" "$seeds/safetensors/header-$i.safetensors"; fi
+    done < <(find "$files" -name '*.safetensors' -type f | sort)
+    if [ -d "$real_pair" ]; then
+        while IFS= read -r f; do
+            i=$((i + 1))
+            header_only "$f" "$seeds/safetensors/real-header-$i.safetensors"
+        done < <(find "$real_pair" -name '*.safetensors' -type f | sort)
+    fi
+    cp "$files"/plan-*.json "$seeds/plan/"
+    for a in "$files"/artifact-*; do cp "$a/manifest.json" "$seeds/manifest/$(basename "$a").json"; done
+    touch "$seeds/.complete"
+fi
+for t in safetensors plan manifest; do
+    echo "seeds/$t: $(find "$seeds/$t" -type f | wc -l) files, $(du -sb "$seeds/$t" | cut -f1) bytes"
+done
+
+echo "== building the harnesses (release, -sanitize=fuzzer,address)"
+for t in "${targets[@]}"; do (cd "$here" && swift build -c release -Xswiftc -sanitize=fuzzer,address --product "fuzz-$t"); done
+bin=$(cd "$here" && swift build -c release -Xswiftc -sanitize=fuzzer,address --show-bin-path)
+
+status=0
+for t in "${targets[@]}"; do
+    mkdir -p "$work/corpus/$t" "$work/findings/$t" "$work/logs"
+    flags=(-runs="$runs" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -use_value_profile=1
+           -dict="$here/dictionaries/$t.dict" -artifact_prefix="$work/findings/$t/")
+    [ "$seconds" -gt 0 ] && flags+=(-max_total_time="$seconds")
+    [ "$t" = manifest ] && export FUZZ_ARTIFACT=$work/files/artifact-gptq
+    echo "== fuzz-$t ${flags[*]} ${FUZZ_ARGS:-}"
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    if ! "$bin/fuzz-$t" "${flags[@]}" ${FUZZ_ARGS:-} "$work/corpus/$t" "$seeds/$t" >"$work/logs/$t.log" 2>&1; then status=1; fi
+    end=$(date +%s)
+    echo "fuzz-$t: $((end - start)) s; $(grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$work/logs/$t.log" | tr '\n' ' ')"
+    grep -E '^#[0-9]+.*(DONE|cov:)' "$work/logs/$t.log" | tail -n 1 || true
+    found=$(find "$work/findings/$t" -type f | wc -l)
+    echo "fuzz-$t: $found finding(s) in $work/findings/$t"
+    [ "$found" -eq 0 ] || status=1
+done
+exit $status
