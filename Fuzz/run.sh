@@ -65,7 +65,7 @@ if [ ! -f "$seeds/.complete" ]; then
     compress() { "$deltaplan" compress "$@" >/dev/null; }
     compress "$files/store-q" --plan "$files/plan-8.json" --out "$files/artifact-q"        # the manifest target's directory
     compress "$files/store-datafree" --plan "$files/plan-7.json" --out "$files/artifact-datafree"
-    compress "$files/store" --plan "$files/plan-4.json" --method rtn --out "$files/artifact-rtn"
+    compress "$files/store-q" --plan "$files/plan-8.json" --method rtn --order paper --out "$files/artifact-rtn" 2>/dev/null
 
     # safetensors: real files up to 64 KiB whole; larger ones (and the real pair's) as their header alone.
     header_only() {  # FILE OUT: the 8-byte length and the JSON header, no data
