@@ -1,9 +1,10 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Modules follow the pipeline: numerics (C shims → LinearAlgebra), checkpoint IO, model profiles,
-// Analysis (delta spectra), Optimizer (allocation plans), Quantization (artifacts), Service (HTTP
-// jobs), and the `deltaplan` tool; Reporting holds the tables and plots every report shares.
+// Modules follow the pipeline: numerics (C shims → LinearAlgebra), checkpoint IO (and ContentHash),
+// model profiles, Analysis (delta spectra), Optimizer (allocation plans), Quantization (the
+// quantizers), ArtifactFormat, Pipeline (the workflows both faces share), Service (HTTP jobs) and
+// the `deltaplan` tool; Reporting holds the tables and plots every report shares.
 let package = Package(
     name: "DeltaPlan",
     platforms: [.macOS(.v14)],
@@ -37,20 +38,38 @@ let package = Package(
         .target(name: "LinearAlgebra", dependencies: ["CBLAS", "CLapacke", "CGSL"]),
         // Tables, number formats and SVG plots shared by every report.
         .target(name: "Reporting"),
-        .target(name: "Checkpoint", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Checkpoint"),
+        // SHA-256 of files and buffers (swift-crypto): input fingerprints and artifact checksums.
+        .target(name: "ContentHash", dependencies: ["Checkpoint", .product(name: "Crypto", package: "swift-crypto")]),
         // Model-architecture profiles and precision presets. The data files live in the target folder,
         // bundled as a resource; the top-level Profiles/ is a link to them.
         .target(name: "ModelProfiles", resources: [.copy("Profiles")]),
         .target(
             name: "Analysis",
-            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting"]),
-        .target(name: "Optimizer", dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting"]),
+            dependencies: ["LinearAlgebra", "Checkpoint", "ContentHash", "ModelProfiles", "Reporting"]),
+        // The planner links no numeric or cryptography library: a user who only plans needs none.
+        .target(name: "Optimizer", dependencies: ["Checkpoint", "ModelProfiles", "Reporting"]),
+        // The quantizers (GPTQ, RTN, sign, F16), segment quantization with error feedback, bit packing,
+        // and the per-matrix measurement of quantization errors.
         .target(name: "Quantization", dependencies: ["LinearAlgebra", "Checkpoint", "Analysis", "Optimizer"]),
+        // The artifact format: its manifest, tensor names, reader, and the model files it carries.
+        .target(
+            name: "ArtifactFormat",
+            dependencies: ["LinearAlgebra", "Checkpoint", "ContentHash", "Analysis", "Optimizer", "Quantization"]),
+        // The workflows the CLI and the service share: planning from a store (with its measurement
+        // pass), comparisons, compress, evaluate and merge.
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "LinearAlgebra", "Checkpoint", "ContentHash", "ModelProfiles", "Analysis", "Optimizer", "Quantization",
+                "ArtifactFormat",
+            ]),
         // The HTTP optimizer service (`deltaplan serve`): jobs persisted in SQLite, run on a worker pool.
         .target(
             name: "Service",
             dependencies: [
-                "Analysis", "Checkpoint", "LinearAlgebra", "ModelProfiles", "Optimizer", "Quantization",
+                "Analysis", "ArtifactFormat", "Checkpoint", "LinearAlgebra", "ModelProfiles", "Optimizer", "Pipeline",
+                "Quantization",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -59,12 +78,15 @@ let package = Package(
             name: "deltaplan",
             dependencies: [
                 "LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization",
-                "Service",
+                "ArtifactFormat", "Pipeline", "Service",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
             name: "deltaplan-bench",
-            dependencies: ["LinearAlgebra", "Checkpoint", "ModelProfiles", "Reporting", "Analysis", "Optimizer", "Quantization"],
+            dependencies: [
+                "LinearAlgebra", "Checkpoint", "ContentHash", "ModelProfiles", "Reporting", "Analysis", "Optimizer",
+                "Quantization", "Pipeline",
+            ],
             path: "Benchmarks/deltaplan-bench"),
 
         // Test support, not API: a GGUF writer built from the spec, shared by the reader's and the
@@ -74,14 +96,23 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "_GGUFTestSupport"]),
         .testTarget(name: "ModelProfilesTests", dependencies: ["ModelProfiles"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint", "ModelProfiles", "_GGUFTestSupport"]),
-        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra", "Checkpoint"]),
+        .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra", "Checkpoint", "ContentHash"]),
         .testTarget(
             name: "QuantizationTests",
-            dependencies: ["Quantization", "LinearAlgebra", "Analysis", "Optimizer", "ModelProfiles", "Checkpoint"]),
+            dependencies: [
+                "Quantization", "ArtifactFormat", "LinearAlgebra", "Analysis", "Optimizer", "ModelProfiles", "Checkpoint",
+                "ContentHash",
+            ]),
+        .testTarget(
+            name: "PipelineTests",
+            dependencies: [
+                "Pipeline", "ArtifactFormat", "Quantization", "LinearAlgebra", "Analysis", "Optimizer", "ModelProfiles",
+                "Checkpoint", "ContentHash",
+            ]),
         .testTarget(
             name: "ServiceTests",
             dependencies: [
-                "Service", "Analysis", "ModelProfiles", "Optimizer", "Quantization",
+                "Service", "Analysis", "ArtifactFormat", "ModelProfiles", "Optimizer", "Pipeline", "Quantization",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
         // The CLI in-process: `@testable import deltaplan` of the executable target (SwiftPM renames its

@@ -1,4 +1,5 @@
 import Checkpoint
+import ContentHash
 import Foundation
 import LinearAlgebra
 import Quantization

@@ -9,15 +9,15 @@ import Optimizer
 /// stored rank m·n/(m+n), the α = 1/8 at 2 bits rule; 6 widths; artifact accounting, group 128;
 /// global budget α = 1/16), timed once each after building the problem, with each plan's error
 /// relative to exact's and to the paper's delta-come preset.
-func runSearchBenchmark() {
-    let rng = SeededGenerator(seed: 2024)
-    let menu = [16, 8, 4, 3, 2, 1]
+/// The spectra of a Llama-2-7B-shaped synthetic model (the `search` suite's problem) from `seed`.
+func llama7BShapedSpectra(seed: UInt64, menu: [Int]) -> [MatrixSpectrum] {
+    let rng = SeededGenerator(seed: seed)
     let shapes: [(String, LayerType, Int, Int)] = [
         ("q_proj", .attention, 4096, 4096), ("k_proj", .attention, 4096, 4096),
         ("v_proj", .attention, 4096, 4096), ("o_proj", .attention, 4096, 4096),
         ("gate_proj", .mlp, 11008, 4096), ("up_proj", .mlp, 11008, 4096), ("down_proj", .mlp, 4096, 11008),
     ]
-    var models: [ErrorModel] = []
+    var spectra: [MatrixSpectrum] = []
     for layer in 0..<32 {
         let layerScale = 0.5 + 1.5 * Double(layer) / 31 + 0.5 * rng.uniform()
         for (name, type, rows, columns) in shapes {
@@ -31,35 +31,41 @@ func runSearchBenchmark() {
             for k in menu { errors[k] = (0..<stored).map { _ in c * pow(4, -Double(k)) * (1 + 0.3 * rng.uniform()) } }
             let kept = (0..<stored).reduce(0.0) { $0 + sigma[$1] * sigma[$1] * g[$1] }
             let tail = sigma[stored...].reduce(0.0) { $0 + $1 * $1 }
-            let spectrum = MatrixSpectrum(
+            spectra.append(MatrixSpectrum(
                 name: "model.layers.\(layer).\(name)", type: type, rows: rows, columns: columns,
                 singularValues: Array(sigma[..<stored]), inputEnergy: g, activationEnergy: kept + tail,
-                weightEnergy: sigma.reduce(0) { $0 + $1 * $1 }, relativeQuantizationError: errors)
-            models.append(ErrorModel(spectrum))
+                weightEnergy: sigma.reduce(0) { $0 + $1 * $1 }, relativeQuantizationError: errors))
         }
     }
+    return spectra
+}
+
+/// Process CPU time in seconds (the searches are single-threaded: wall time on a quiet machine).
+func cpuSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
+
+/// `body`'s result, wall seconds and CPU seconds.
+func clocked<T>(_ body: () throws -> T) rethrows -> (T, Double, Double) {
+    let start = ContinuousClock.now, cpuStart = cpuSeconds()
+    let result = try body()
+    let elapsed = ContinuousClock.now - start
+    return (result, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18, cpuSeconds() - cpuStart)
+}
+
+func runSearchBenchmark() {
+    let menu = [16, 8, 4, 3, 2, 1]
+    let models = llama7BShapedSpectra(seed: 2024, menu: menu).map(ErrorModel.init)
     let dense = models.reduce(0) { $0 + StorageModel.denseBits(rows: $1.spectrum.rows, columns: $1.spectrum.columns) }
     let problem = PlanningProblem(
         models: models, storage: StorageModel(), budgetBits: dense / 16, scope: .global, menu: menu)
     print("search: \(models.count) matrices, \(models.reduce(0) { $0 + $1.spectrum.storedRank }) stored vectors, "
           + "widths \(menu), budget \(Format.bytes(Double(problem.budgetBits) / 8)) (α = 1/16, artifact accounting)")
 
-    /// Process CPU time in seconds (the searches are single-threaded: wall time on a quiet machine).
-    func cpuSeconds() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
     func timed(_ strategy: Strategy) -> (Solution, Double, Double) {
-        let start = ContinuousClock.now, cpuStart = cpuSeconds()
-        do {
-            let solution = try solve(problem, strategy: strategy, seed: 1)
-            let elapsed = ContinuousClock.now - start
-            let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-            return (solution, wall, cpuSeconds() - cpuStart)
-        } catch {
-            fatalError("search benchmark: \(error)")
-        }
+        do { return try clocked { try solve(problem, strategy: strategy, seed: 1) } } catch { fatalError("search benchmark: \(error)") }
     }
     let deltaCome: PrecisionPreset
     do { deltaCome = try ProfileLibrary.builtIn().preset(named: "delta-come") } catch { fatalError("\(error)") }
@@ -93,5 +99,49 @@ func runSearchBenchmark() {
     }
     if case .genetic(let curve, let generations, let evaluations) = genetic.report {
         print("  genetic: \(generations) generations, \(evaluations) evaluations, best \(String(format: "%.6e", curve.first!)) → \(String(format: "%.6e", curve.last!))")
+    }
+}
+
+/// The `fleet` suite: 8 Llama-2-7B-shaped models (the `search` problem from 8 seeds) under one
+/// budget (α = 1/16 over all of them) with `exact`, beside `exact` on one of them alone, timed in
+/// the same run (the ratio is the figure that holds on a shared machine).
+func runFleetBenchmark() {
+    let menu = [16, 8, 4, 3, 2, 1]
+    let members = (0..<8).map { i in
+        FleetMember(name: "ft\(i)", spectra: llama7BShapedSpectra(seed: 2024 + UInt64(i), menu: menu), weight: Double(1 + i % 3),
+                    source: .init(kind: "store", name: "ft\(i)", hash: "ft\(i)"))
+    }
+    print("fleet: \(members.count) models × \(members[0].spectra.count) matrices, α = 1/16 over the fleet, exact, weights 1, 2, 3, …")
+    do {
+        let single = PlanningProblem(models: members[0].spectra.map(ErrorModel.init), storage: StorageModel(),
+                                     budgetBits: members[0].spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) } / 16,
+                                     scope: .global, menu: menu)
+        let (_, oneWall, oneCPU) = try clocked { try solve(single, strategy: .exact, seed: 0) }
+        let (fleet, wall, cpu) = try clocked {
+            try planFleet(members, budget: .ratio(1.0 / 16), storage: StorageModel(), menu: menu, strategy: .exact, seed: 0,
+                          toolVersion: DeltaPlanVersion.string)
+        }
+        let (same, sameWall, _) = try clocked {
+            try planFleet(members, budget: .ratio(1.0 / 16), storage: StorageModel(), menu: menu,
+                          strategy: .preset(ProfileLibrary.builtIn().preset(named: "single-3")), seed: 0, toolVersion: DeltaPlanVersion.string)
+        }
+        // The baseline a fleet must beat: every model alone at the same α, with exact.
+        var sameAlpha = 0.0
+        for m in members {
+            let problem = PlanningProblem(models: m.spectra.map(ErrorModel.init), storage: StorageModel(),
+                                          budgetBits: m.spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) } / 16,
+                                          scope: .global, menu: menu)
+            sameAlpha += m.weight * (try solve(problem, strategy: .exact, seed: 0)).predictedError / m.energy
+        }
+        print(String(format: "  one model, exact:      %7.3f s wall %7.3f s cpu", oneWall, oneCPU))
+        print(String(format: "  every model alone at α = 1/16, exact: Σ w·rel. error %.6e", sameAlpha))
+        print(String(format: "  fleet of 8, exact:     %7.3f s wall %7.3f s cpu  (%.2f× one model's CPU)  Σ w·rel. error %.6e",
+                     wall, cpu, cpu / oneCPU, fleet.summary.weightedRelativeError))
+        print(String(format: "  fleet of 8, single-3 at the same α: %7.3f s wall  Σ w·rel. error %.6e", sameWall, same.summary.weightedRelativeError))
+        for m in fleet.summary.members {
+            print(String(format: "    %@  weight %.0f  α = 1/%.2f  rel. error %.4e", m.name, m.weight, 1 / m.alpha, m.predictedRelativeError))
+        }
+    } catch {
+        fatalError("fleet benchmark: \(error)")
     }
 }

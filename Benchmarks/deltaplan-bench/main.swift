@@ -2,6 +2,7 @@
 //
 //   deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]
 //   deltaplan-bench search
+//   deltaplan-bench fleet                       (8 Llama-2-7B-shaped models under one budget)
 //   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
 //   deltaplan-bench quantizers                  (clipping search and input hashing, side by side)
 //
@@ -11,7 +12,7 @@
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers"
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers"
 switch arguments.first {
 case "svd":
     do {
@@ -25,6 +26,8 @@ case "svd":
     }
 case "search":
     runSearchBenchmark()
+case "fleet":
+    runFleetBenchmark()
 case "analyze-svd" where arguments.count == 3:
     do { try runAnalyzeSVDReference(base: arguments[1], finetuned: arguments[2]) } catch {
         print("analyze-svd failed: \(error)")

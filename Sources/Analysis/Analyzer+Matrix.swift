@@ -1,4 +1,5 @@
 import Checkpoint
+import ContentHash
 import Foundation
 import LinearAlgebra
 
@@ -192,9 +193,4 @@ extension CalibrationGram {
             }
         }
     }
-}
-
-/// Runs a linear-algebra call whose shapes the caller validated: a failure is a bug.
-func checked<T>(_ body: () throws -> T) -> T {
-    do { return try body() } catch { preconditionFailure("linear algebra on validated shapes failed: \(error)") }
 }

@@ -1,4 +1,5 @@
 import Checkpoint
+import ContentHash
 import Foundation
 
 /// What identifies one input file: size, modification time, a hash of its safetensors header

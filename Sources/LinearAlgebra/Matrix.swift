@@ -122,3 +122,9 @@ extension Matrix: CustomStringConvertible {
         return "Matrix<\(Scalar.self)>(\(rows)×\(columns))[\n  " + lines.joined(separator: "\n  ") + "\n]"
     }
 }
+
+/// Runs a linear-algebra call on shapes the caller validated: a failure there is a bug, so it
+/// traps (`preconditionFailure`) instead of throwing.
+public func checked<T>(_ body: () throws -> T) -> T {
+    do { return try body() } catch { preconditionFailure("linear algebra on validated shapes failed: \(error)") }
+}

@@ -30,7 +30,11 @@ public struct StorageModel: Hashable, Sendable {
     public var accounting: Accounting
     public var groupSize: Int
 
-    public init(accounting: Accounting = .artifact, groupSize: Int = 128) {
+    /// Values per F16 scale/zero pair: GPTQ's usual 128, the paper's and the brief's.
+    public static let defaultGroupSize = 128
+    public static let defaultAccounting = Accounting.artifact
+
+    public init(accounting: Accounting = defaultAccounting, groupSize: Int = defaultGroupSize) {
         precondition(groupSize > 0, "group size must be positive")
         self.accounting = accounting
         self.groupSize = groupSize

@@ -235,8 +235,3 @@ public struct GPTQ: Sendable, Hashable {
                                dampening: prepared.dampening, warnings: prepared.warnings)
     }
 }
-
-/// Runs a linear-algebra call whose shapes were validated: a failure is a bug.
-func checked<T>(_ body: () throws -> T) -> T {
-    do { return try body() } catch { preconditionFailure("linear algebra on validated shapes failed: \(error)") }
-}

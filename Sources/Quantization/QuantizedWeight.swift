@@ -33,6 +33,23 @@ public struct QuantizedWeight: Sendable {
     public var dampening: Double?
     public var warnings: [QuantizationWarning]
 
+    package init(rows: Int, columns: Int, bits: Int, groupSize: Int, codes: [UInt8], scales: [Float16], zeros: [Float16],
+                 halfValues: [Float16], permutation: [Int]?, dequantized: Matrix<Float>, dampening: Double?,
+                 warnings: [QuantizationWarning]) {
+        self.rows = rows
+        self.columns = columns
+        self.bits = bits
+        self.groupSize = groupSize
+        self.codes = codes
+        self.scales = scales
+        self.zeros = zeros
+        self.halfValues = halfValues
+        self.permutation = permutation
+        self.dequantized = dequantized
+        self.dampening = dampening
+        self.warnings = warnings
+    }
+
     /// Number of groups per row (k = 2…8).
     public var groupCount: Int { groupSize > 0 ? (columns + groupSize - 1) / groupSize : 0 }
 }

@@ -53,6 +53,17 @@ public struct QuantizedSegment: Sendable {
     /// What error feedback's solves reported (damping retries, fallbacks); empty in the paper's order.
     public var feedbackWarnings: [QuantizationWarning] = []
 
+    package init(segment: Segment, rows: Int, columns: Int, vt: QuantizedWeight, u: QuantizedWeight,
+                 singularValues: [Float16], feedbackWarnings: [QuantizationWarning] = []) {
+        self.segment = segment
+        self.rows = rows
+        self.columns = columns
+        self.vt = vt
+        self.u = u
+        self.singularValues = singularValues
+        self.feedbackWarnings = feedbackWarnings
+    }
+
     public var warnings: [QuantizationWarning] { vt.warnings + u.warnings + feedbackWarnings }
 
     /// ΔŴ_seg = Û·diag(σ̂)·V̂ᵀ, `h_out × h_in` (one `sgemm`, 2·h_out·h_in·(b − a) flops).

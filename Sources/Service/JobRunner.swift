@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 /// Why a running job is asked to stop.
@@ -133,7 +135,7 @@ extension JobRunner {
                                          context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
         let plan = try planning.plan(
-            budget: try Budget(parsing: p.budget), budgetText: p.budget,
+            budget: try GivenBudget(parsing: p.budget),
             storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
             scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
         try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -150,10 +152,12 @@ extension JobRunner {
         let p = try context.decodeParameters(ComparisonJobParameters.self)
         let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, objective: p.objective, order: p.order,
                                          context: context)
-        let comparison = try planning.compare(
-            budgets: try p.budgets.map { (try Budget(parsing: $0), $0) }, strategies: p.strategies,
-            library: try ProfileLibrary.builtIn(), storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
-            scope: p.scope, menu: p.bits ?? ProfileLibrary.bitWidths.sorted(by: >), seed: p.seed,
+        let library = try ProfileLibrary.builtIn()
+        let comparison = planning.compare(
+            budgets: try p.budgets.map { try GivenBudget(parsing: $0) },
+            candidates: try p.strategies.map { try Candidate(parsing: $0, library: library) },
+            storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
+            scope: p.scope, menu: p.bits ?? BitMenu.default, seed: p.seed,
             clock: { Date().timeIntervalSinceReferenceDate })
         let url = comparisonFile(context)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -248,7 +252,7 @@ extension JobRunner {
         let out = mergeDirectory(context)
         try? FileManager.default.removeItem(at: out)  // a resumed job starts anew
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
-        _ = try Quantization.merge(
+        _ = try Pipeline.merge(
             base: URL(fileURLWithPath: p.base), artifact: artifact, to: out,
             progress: { done, total, _ in context.reportProgress(Double(done) / Double(max(total, 1)), "wrote \(done) of \(total) tensors") },
             shouldStop: { context.shouldStop })

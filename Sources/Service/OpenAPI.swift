@@ -75,7 +75,7 @@ public let openAPIDocument = #"""
         "properties": {
           "analysis": {"type": "string"},
           "budgets": {"type": "array", "minItems": 1, "items": {"type": "string"}},
-          "strategies": {"type": "array", "items": {"type": "string"}, "default": ["preset:delta-come", "greedy", "genetic", "exact"], "description": "'preset:NAME', 'greedy', 'genetic', 'exact', or the baselines 'low-rank' and 'bitdelta'."},
+          "strategies": {"type": "array", "items": {"type": "string"}, "default": ["greedy", "genetic", "exact", "preset:delta-come", "low-rank", "bitdelta"], "description": "'preset:NAME', 'greedy', 'genetic', 'exact', or the baselines 'low-rank' and 'bitdelta'."},
           "scope": {"type": "string", "enum": ["global", "type", "matrix"], "description": "Who shares the budget, for every strategy; default: each strategy its own ('type' for presets and low-rank, 'global' for the searches), recorded per row."},
           "bits": {"type": "string", "default": "16,8,4,3,2,1,0", "description": "Allowed bit-widths, comma-separated (0, dropping, is always allowed); recorded in the job's parameters."},
           "seed": {"type": "integer", "minimum": 0},

@@ -2,7 +2,6 @@ import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
-import Quantization
 
 /// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
 public struct PlanJobParameters: Codable, Sendable, Equatable {
@@ -76,10 +75,8 @@ struct RequestValidator: Sendable {
     let library: ProfileLibrary
 
     static let searchStrategies = ["greedy", "genetic", "exact"]
-    static let defaultStrategies = ["preset:delta-come", "greedy", "genetic", "exact"]
-
-    func budget(_ text: String, field: String) throws(APIError) -> Budget {
-        do { return try Budget(parsing: text, field: field) } catch {
+    func budget(_ text: String, field: String) throws(APIError) -> GivenBudget {
+        do { return try GivenBudget(parsing: text, field: field) } catch {
             throw .malformedBudget(field: field, message: error.description)
         }
     }
@@ -87,7 +84,7 @@ struct RequestValidator: Sendable {
     /// 'preset:NAME' with a known preset, or a search strategy.
     /// `baselines`: also accept ``StorePlanning/baselines`` (`low-rank`, `bitdelta`), as comparisons do.
     func strategy(_ text: String, field: String, baselines: Bool = false) throws(APIError) {
-        if baselines, StorePlanning.baselines.contains(text) { return }
+        if baselines, Candidate.baselines.contains(text) { return }
         if text.hasPrefix("preset:") {
             let name = String(text.dropFirst("preset:".count))
             guard library.presets.contains(where: { $0.name == name }) else {
@@ -96,12 +93,12 @@ struct RequestValidator: Sendable {
             }
         } else if !Self.searchStrategies.contains(text) {
             throw .unknownStrategy(field: field, value: text, reason: "expected 'preset:NAME', 'greedy', 'genetic' or 'exact'"
-                                   + (baselines ? ", or a baseline: \(StorePlanning.baselines.joined(separator: ", "))" : ""))
+                                   + (baselines ? ", or a baseline: \(Candidate.baselines.joined(separator: ", "))" : ""))
         }
     }
 
     func bits(_ text: String) throws(APIError) -> [Int] {
-        do { return try parseBitsMenu(text, field: "bits") } catch {
+        do { return try BitMenu.parse(text, field: "bits") } catch {
             throw .invalidField(field: "bits", reason: error.description)
         }
     }
@@ -141,10 +138,10 @@ struct PlanOptions {
 
     init(_ r: FieldReader, validator: RequestValidator) throws(APIError) {
         scope = try r.choice("scope", Scope.self)
-        bits = try validator.bits(try r.string("bits") ?? "16,8,4,3,2,1,0")
+        bits = try validator.bits(try r.string("bits") ?? BitMenu.text(BitMenu.default))
         seed = UInt64(try r.integer("seed", in: 0...Int64.max) ?? 0)
-        accounting = try r.choice("accounting", Accounting.self) ?? .artifact
-        groupSize = Int(try r.integer("groupSize", in: 1...(1 << 20)) ?? 128)
+        accounting = try r.choice("accounting", Accounting.self) ?? StorageModel.defaultAccounting
+        groupSize = try r.integer("groupSize", in: 1...(1 << 20)).map(Int.init) ?? StorageModel.defaultGroupSize
         objective = try r.choice("objective", ErrorObjective.self)
         order = try r.choice("order", SegmentOrder.self)
     }

@@ -120,7 +120,7 @@ struct JobsController: Sendable {
             let preset = try state.library.preset(named: String(strategy.dropFirst("preset:".count)))
             let plan: Plan
             do {
-                plan = try planFromShapes(profile: profile, preset: preset, budget: budget, budgetText: budgetText,
+                plan = try planFromShapes(profile: profile, preset: preset, budget: budget,
                                           storage: options.storage, scope: scope, menu: options.bits, seed: options.seed,
                                           toolVersion: DeltaPlanVersion.string)
             } catch {
@@ -150,7 +150,7 @@ struct JobsController: Sendable {
             throw APIError.invalidField(field: "budgets", reason: "required: a non-empty array of budgets ('1/16', '850MiB', '1bpp')")
         }
         for (i, b) in budgets.enumerated() { _ = try validator.budget(b, field: "budgets[\(i)]") }
-        let strategies = try r.strings("strategies") ?? RequestValidator.defaultStrategies
+        let strategies = try r.strings("strategies") ?? Candidate.defaultNames
         guard !strategies.isEmpty else { throw APIError.invalidField(field: "strategies", reason: "must not be empty") }
         for (i, s) in strategies.enumerated() { try validator.strategy(s, field: "strategies[\(i)]", baselines: true) }
         let options = try PlanOptions(r, validator: validator)

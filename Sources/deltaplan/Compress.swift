@@ -1,8 +1,10 @@
 import Analysis
 import ArgumentParser
+import ArtifactFormat
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Reporting
 

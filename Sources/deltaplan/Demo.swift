@@ -1,8 +1,10 @@
 import Analysis
 import ArgumentParser
+import ArtifactFormat
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Reporting
 
@@ -41,10 +43,11 @@ struct Demo: ParsableCommand {
         say("== compare at α = 1/32, 1/20, 1/16 (artifact accounting, global budget: at these small shapes the paper's per-type delta-come does not fit 1/16)")
         let measuring = TerminalProgress(label: "measure")
         let planning = try StorePlanning(store: store.url, progress: measuring.step)
-        let comparison = try planning.compare(
-            budgets: try ["1/32", "1/20", "1/16"].map { (try Budget(parsing: $0), $0) },
-            strategies: ["greedy", "genetic", "exact", "preset:delta-come", "low-rank", "bitdelta"],
-            library: try ProfileLibrary.builtIn(), storage: StorageModel(), scope: .global, menu: [16, 8, 4, 3, 2, 1],
+        let library = try ProfileLibrary.builtIn()
+        let comparison = planning.compare(
+            budgets: [32, 20, 16].map { .ratio(1 / Double($0)) },
+            candidates: try Candidate.defaultNames.map { try Candidate(parsing: $0, library: library) },
+            storage: StorageModel(), scope: .global, menu: BitMenu.default,
             seed: seed, clock: { Date().timeIntervalSinceReferenceDate })
         say(comparison.render(.table))
         let comparisonPlot = dir.appendingPathComponent("comparison.svg")
@@ -53,8 +56,8 @@ struct Demo: ParsableCommand {
 
         say("== plan: exact at α = 1/16")
         let plan = try planning.plan(
-            budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
-            menu: [16, 8, 4, 3, 2, 1], strategy: .exact, seed: seed)
+            budget: .ratio(1.0 / 16), storage: StorageModel(), scope: .global,
+            menu: BitMenu.default, strategy: .exact, seed: seed)
         let planURL = dir.appendingPathComponent("plan.json")
         try plan.write(to: planURL)
         say("wrote \(planURL.path): \(Format.bytes(Double(plan.totals.storageBits) / 8)), α = \(Format.significant(plan.totals.alpha, digits: 4))")

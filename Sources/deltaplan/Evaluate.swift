@@ -1,7 +1,8 @@
 import Analysis
 import ArgumentParser
+import ArtifactFormat
 import Foundation
-import Quantization
+import Pipeline
 import Reporting
 
 /// `deltaplan evaluate`: actual errors of an artifact, beside the plan's predictions and baselines.

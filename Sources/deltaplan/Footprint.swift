@@ -21,14 +21,15 @@ struct FootprintCommand: ParsableCommand {
     @Option(help: "Numbers of fine-tuned models, comma-separated.")
     var models: String = "2,4,8,16,32,50"
 
-    @Option(help: ArgumentHelp("Delta budget: α ('1/16'), a size per delta ('850MiB') or bits per parameter ('1bpp').", valueName: "budget"))
-    var budget: String = "1/16"
+    @Option(help: ArgumentHelp("Delta budget: α ('1/16'), a size per delta ('850MiB') or bits per parameter ('1bpp').", valueName: "budget"),
+            transform: budgetArgument)
+    var budget: GivenBudget = .ratio(1.0 / 16)
 
     @Option(help: "Precision preset used to plan the artifact accounting column.")
     var preset: String = "delta-come"
 
     @Option(help: "Quantization group size for the artifact accounting.")
-    var groupSize: Int = 128
+    var groupSize: Int = StorageModel.defaultGroupSize
 
     @Option(help: ArgumentHelp("GPU memory to fit models in, e.g. '80GiB' or '80GB' (GiB = 2³⁰ bytes, GB = 10⁹).", valueName: "size"))
     var gpuMemory: String?
@@ -55,19 +56,16 @@ struct FootprintCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedModels()
         _ = try parsedGPU()
-        do { _ = try Budget(parsing: budget) } catch { throw ValidationError(error.description) }
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive") }
     }
 
     func run() throws {
         let (library, profile) = try model.load()
-        let parsedBudget: Budget
-        do { parsedBudget = try Budget(parsing: budget) } catch { throw CLIFailure(error) }
         let p: PrecisionPreset
         do { p = try library.preset(named: preset) } catch { throw CLIFailure(error) }
         let plan: Plan
         do {
-            plan = try planFromShapes(profile: profile, preset: p, budget: parsedBudget, budgetText: budget,
+            plan = try planFromShapes(profile: profile, preset: p, budget: budget,
                                       storage: StorageModel(accounting: .artifact, groupSize: groupSize),
                                       scope: .type, toolVersion: DeltaPlanVersion.string)
         } catch { throw CLIFailure(error) }

@@ -1,7 +1,8 @@
 import ArgumentParser
+import ArtifactFormat
 import Checkpoint
 import Foundation
-import Quantization
+import Pipeline
 import Reporting
 
 /// `deltaplan merge`: base + Δ̂ as a Hugging Face checkpoint.

@@ -1,9 +1,10 @@
 import ArgumentParser
-import Reporting
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
+import Reporting
 
 /// What `--export` can write.
 enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
@@ -51,13 +52,13 @@ struct PlanCommand: ParsableCommand {
     @OptionGroup var storageOptions: StorageOptions
 
     @Option(help: "Search strategy: 'preset:NAME' (see `deltaplan profiles`), 'greedy', 'genetic' or 'exact'. Only presets work from a profile's shapes. Default: exact from a store, preset:delta-come from a profile.")
-    var strategy: String?
+    var strategy: Strategy?
 
     @Option(help: "Who shares the budget: global, type or matrix (default: type for presets and greedy, global for genetic and exact).")
     var scope: Scope?
 
-    @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.")
-    var bits: String = "16,8,4,3,2,1,0"
+    @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.", transform: bitMenuArgument)
+    var bits: [Int] = BitMenu.default
 
     @Option(help: "Random seed of stochastic strategies (recorded in the plan).")
     var seed: UInt64 = 0
@@ -68,19 +69,14 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Also print the plan in another tool's form: 'delta-come' (flags of the paper's released compression script; per-type uniform plans only).")
     var export: ExportFormat?
 
-    /// `--strategy`, or the default for what is planned from.
-    var strategyName: String { strategy ?? Strategy.defaultName(hasErrorModel: store != nil) }
-
     func validate() throws {
-        do { _ = try parseBitsMenu(bits) } catch { throw ValidationError(error.description) }
-        let strategy = strategyName
-        guard strategy.hasPrefix("preset:") || ["greedy", "genetic", "exact"].contains(strategy) else {
-            throw ValidationError("--strategy must be \(Strategy.acceptedNames), got '\(strategy)'")
-        }
         guard (store == nil) != (profile == nil) else {
             throw ValidationError("give either an analysis STORE or --profile NAME")
         }
         if profile != nil, calibration != nil { throw ValidationError("--calibration goes with a STORE, not --profile") }
+        if profile != nil, storageOptions.maxError != nil {
+            throw ValidationError("--max-error needs an error model: plan from an analysis STORE, or give --budget")
+        }
     }
 
     func run() throws {
@@ -97,11 +93,16 @@ struct PlanCommand: ParsableCommand {
         }
     }
 
+    /// `--strategy`, or the default for what is planned from.
+    func resolvedStrategy() throws -> Strategy {
+        if let strategy { return strategy }
+        do { return try Strategy(parsing: Strategy.defaultName(hasErrorModel: store != nil), library: try ProfileLibrary.builtIn()) } catch {
+            throw CLIFailure(error)
+        }
+    }
+
     func planFromStore(_ path: String) throws -> Plan {
-        let library: ProfileLibrary
-        do { library = try ProfileLibrary.builtIn() } catch { throw CLIFailure(error) }
-        let parsed: Strategy
-        do { parsed = try Strategy(parsing: strategyName, library: library) } catch { throw CLIFailure(error) }
+        let parsed = try resolvedStrategy()
         let progress = TerminalProgress(label: "measure")
         let planning: StorePlanning
         do {
@@ -110,28 +111,29 @@ struct PlanCommand: ParsableCommand {
                 measurement: MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize),
                 objective: objective, progress: progress.step)
         } catch { throw CLIFailure(error) }
+        let scope = scope ?? parsed.defaultScope
         do {
-            return try planning.plan(
-                budget: try storageOptions.parsedBudget(), budgetText: storageOptions.budget, storage: storageOptions.storage,
-                scope: scope ?? parsed.defaultScope, menu: try parseBitsMenu(bits), strategy: parsed, seed: seed)
-        } catch let error as PlanningError { throw CLIFailure(error) }
+            if let target = storageOptions.target {
+                return try planning.plan(target: target, storage: storageOptions.storage, scope: scope, menu: bits, strategy: parsed, seed: seed)
+            }
+            return try planning.plan(budget: storageOptions.budget!, storage: storageOptions.storage, scope: scope, menu: bits,
+                                     strategy: parsed, seed: seed)
+        } catch { throw CLIFailure(error) }
     }
 
     func planFromProfile() throws -> Plan {
-        let (library, profile) = try ProfileOptions(profile: profile!).load()
-        let strategy = strategyName
-        guard strategy.hasPrefix("preset:") else {
-            throw CLIFailure(PlanRequestError.strategyNeedsErrorModel(strategy: strategy))
+        let budget = storageOptions.budget!  // validate(): a profile plan has a budget
+        let (_, profile) = try ProfileOptions(profile: profile!).load()
+        let strategy = try resolvedStrategy()
+        guard case let .preset(preset) = strategy else {
+            throw CLIFailure(PlanRequestError.strategyNeedsErrorModel(strategy: strategy.name))
         }
-        let preset: PrecisionPreset
-        do { preset = try library.preset(named: String(strategy.dropFirst("preset:".count))) } catch { throw CLIFailure(error) }
         let plan: Plan
         do {
             plan = try planFromShapes(
-                profile: profile, preset: preset, budget: try storageOptions.parsedBudget(),
-                budgetText: storageOptions.budget, storage: storageOptions.storage, scope: scope ?? .type,
-                menu: try parseBitsMenu(bits), seed: seed, toolVersion: DeltaPlanVersion.string)
-        } catch let error as PlanRequestError { throw CLIFailure(error) }
+                profile: profile, preset: preset, budget: budget, storage: storageOptions.storage,
+                scope: scope ?? .type, menu: bits, seed: seed, toolVersion: DeltaPlanVersion.string)
+        } catch { throw CLIFailure(error) }
         return plan
     }
 }

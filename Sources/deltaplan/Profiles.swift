@@ -1,10 +1,10 @@
 import ArgumentParser
-import Reporting
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
 import Quantization
+import Reporting
 
 /// A failure to report to the user: printed as `Error: <message>`, exit status 1.
 struct CLIFailure: Error, CustomStringConvertible {
@@ -12,16 +12,6 @@ struct CLIFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
     init(_ error: some Error) { description = String(describing: error) }
 }
-
-extension Accounting: ExpressibleByArgument {}
-extension Scope: ExpressibleByArgument {}
-extension ComparisonFormat: ExpressibleByArgument {}
-extension QuantizationMethod: ExpressibleByArgument {}
-extension ErrorObjective: ExpressibleByArgument {}
-extension DType: ExpressibleByArgument {
-    public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
-}
-extension SegmentOrder: ExpressibleByArgument {}
 
 /// `--profile`: a built-in model profile.
 struct ProfileOptions: ParsableArguments {
@@ -40,27 +30,38 @@ struct ProfileOptions: ParsableArguments {
     }
 }
 
-/// `--budget`, `--accounting`, `--group-size`: how much storage a plan may use and how it is counted.
+/// `--budget` (or a quality target), `--accounting`, `--group-size`: how much storage a plan may
+/// use and how it is counted.
 struct StorageOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "Storage budget: α relative to the F16 delta ('1/16', '0.0625'; in (0, 1]), a size ('850MiB', '1.2GB', '123456B'; KiB/MiB/GiB = 1024-based, KB/MB/GB = 1000-based) or bits per delta parameter ('1.0bpp'; in (0, 16]).",
-        valueName: "budget"))
-    var budget: String
+        valueName: "budget"), transform: budgetArgument)
+    var budget: GivenBudget?
+
+    @Option(help: ArgumentHelp(
+        "Instead of --budget: the largest predicted error the plan may have; the plan is the smallest that meets it (from a store). Relative to the error of dropping the whole delta (0.05 = 5%) unless --error-unit absolute.",
+        valueName: "error"))
+    var maxError: Double?
+
+    @Option(help: "Unit of --max-error: relative (to the error of dropping the whole delta) or absolute (the objective's own units, as plans' predictedError).")
+    var errorUnit: ErrorTarget.Unit = .relative
 
     @Option(help: "How bits are counted: 'artifact' (payload + group scales/zeros + singular values, what the compressor writes) or 'paper' (payload k·r·(h_out+h_in) only).")
-    var accounting: Accounting = .artifact
+    var accounting: Accounting = StorageModel.defaultAccounting
 
     @Option(help: "Quantization group size (values per F16 scale/zero pair), used by artifact accounting.")
-    var groupSize: Int = 128
+    var groupSize: Int = StorageModel.defaultGroupSize
 
     func validate() throws {
-        _ = try parsedBudget()
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
+        guard (budget == nil) != (maxError == nil) else { throw ValidationError("give either --budget or --max-error") }
+        if let maxError, !(maxError > 0 && maxError.isFinite) {
+            throw ValidationError("--max-error must be a positive number, got \(maxError)")
+        }
     }
 
-    func parsedBudget() throws -> Budget {
-        do { return try Budget(parsing: budget) } catch { throw ValidationError(error.description) }
-    }
+    /// `--max-error` with its unit.
+    var target: ErrorTarget? { maxError.map { ErrorTarget(error: $0, unit: errorUnit) } }
 
     var storage: StorageModel { StorageModel(accounting: accounting, groupSize: groupSize) }
 }

@@ -50,14 +50,54 @@ import ModelProfiles
     }
 
     @Test func bitsMenu() throws {
-        #expect(try parseBitsMenu("16,8,4,3,2,0") == [16, 8, 4, 3, 2])
-        #expect(try parseBitsMenu("2, 8,3") == [8, 3, 2])
-        #expect(try parseBitsMenu("1") == [1])
+        #expect(try BitMenu.parse("16,8,4,3,2,0") == [16, 8, 4, 3, 2])
+        #expect(try BitMenu.parse("2, 8,3") == [8, 3, 2])
+        #expect(try BitMenu.parse("1") == [1])
         for bad in ["", "0", "5", "8,8", "8,,3", "x", "16,32", "-2"] {
-            #expect(throws: BudgetError.self, "'\(bad)'") { try parseBitsMenu(bad) }
+            #expect(throws: BudgetError.self, "'\(bad)'") { try BitMenu.parse(bad) }
         }
-        do { _ = try parseBitsMenu("8,5"); Issue.record("accepted 5") } catch {
+        do { _ = try BitMenu.parse("8,5"); Issue.record("accepted 5") } catch {
             #expect(error.description.contains("--bits") && error.description.contains("5"))
+        }
+    }
+
+    /// The service's list form follows the CLI's text form rule for rule, and names its field.
+    @Test func bitsMenuAsAList() throws {
+        #expect(BitMenu.default == [16, 8, 4, 3, 2, 1])
+        #expect(try BitMenu.parse(BitMenu.text(BitMenu.default + [0])) == BitMenu.default)
+        for (list, text) in [([16, 8, 4, 3, 2, 0], "16,8,4,3,2,0"), ([2, 8, 3], "2,8,3"), ([1], "1")] {
+            #expect(try BitMenu.parse(list) == BitMenu.parse(text))
+        }
+        for bad in [[], [0], [5], [8, 8], [16, 32], [-2]] {
+            do { _ = try BitMenu.parse(bad); Issue.record("accepted \(bad)") } catch {
+                #expect(error.description.hasPrefix("invalid bits '"), "\(error)")
+            }
+        }
+    }
+
+    /// A given budget keeps the user's text (plans record it) beside its meaning.
+    @Test func givenBudgetKeepsItsText() throws {
+        let given = try GivenBudget(parsing: "0.0625")
+        #expect(given.budget == .ratio(0.0625) && given.text == "0.0625")
+        #expect(GivenBudget.ratio(1.0 / 16).text == "1/16")
+        #expect(throws: BudgetError.malformed(field: "budgets[1]", value: "1/0",
+                                              reason: "the denominator must be positive; expected \(Budget.acceptedForms)")) {
+            try GivenBudget(parsing: "1/0", field: "budgets[1]")
+        }
+    }
+
+    /// Comparison candidates: the strategies, and the two baselines by name.
+    @Test func candidates() throws {
+        let library = try ProfileLibrary.builtIn()
+        for name in Candidate.defaultNames + ["preset:single-2", "exact"] {
+            #expect(try Candidate(parsing: name, library: library).name == name)
+        }
+        #expect(try Candidate(parsing: "bitdelta", library: library).strategy == nil)
+        #expect(try Candidate(parsing: "low-rank", library: library).strategy == Strategy(parsing: "preset:low-rank", library: library))
+        #expect(try Candidate(parsing: "greedy", library: library).defaultScope == .type)
+        #expect(throws: StrategyNameError.self) { try Candidate(parsing: "fastest", library: library) }
+        do { _ = try Candidate(parsing: "preset:nope", library: library); Issue.record("accepted preset:nope") } catch {
+            #expect(error.description.contains("no precision preset named 'nope'"))
         }
     }
 }

@@ -1,7 +1,8 @@
 import Checkpoint
+import ContentHash
 import Foundation
-import Testing
 import ModelProfiles
+import Testing
 @testable import Optimizer
 
 @Suite struct PlanFileTests {
@@ -10,7 +11,7 @@ import ModelProfiles
         let library = try ProfileLibrary.builtIn()
         let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 8, layers: 2)
         return try planFromShapes(profile: profile, preset: library.preset(named: "delta-come"), budget: .ratio(1.0 / 16),
-                                  budgetText: "1/16", storage: StorageModel(), scope: .type, seed: seed, toolVersion: "0.1.0")
+                                  storage: StorageModel(), scope: .type, seed: seed, toolVersion: "0.1.0")
     }
 
     static func temporaryDirectory() throws -> URL {
@@ -199,11 +200,24 @@ import ModelProfiles
         #expect(back == withGap)
     }
 
-    /// FIPS 180-4 test vectors.
-    @Test func sha256KnownVectors() {
-        #expect(Digest.sha256(Array("abc".utf8)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(Digest.sha256([UInt8]()) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(Digest.sha256(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))
-                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    /// FIPS 180-4 test vectors, for swift-crypto's SHA-256 (`Digest`) and the planner's own.
+    @Test(arguments: [
+        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+    ])
+    func sha256KnownVectors(message: String, digest: String) {
+        #expect(Digest.sha256(Array(message.utf8)) == digest)
+        #expect(sha256Hex(Array(message.utf8)) == digest)
+    }
+
+    /// The planner's SHA-256 agrees with swift-crypto's on every length around the 64-byte block
+    /// and padding boundaries (55, 56, 63, 64, 119, 120, ...) and on random contents.
+    @Test func sha256AgreesWithSwiftCrypto() {
+        var rng = MersenneTwister(seed: 7)
+        for length in 0...300 {
+            let bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next32()) }
+            #expect(sha256Hex(bytes) == Digest.sha256(bytes), "length \(length)")
+        }
     }
 }

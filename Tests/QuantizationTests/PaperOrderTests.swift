@@ -1,9 +1,11 @@
-@testable import Analysis
+import ArtifactFormat
 import Checkpoint
+import ContentHash
 import LinearAlgebra
 import Optimizer
-@testable import Quantization
 import Testing
+@testable import Analysis
+@testable import Quantization
 
 /// The paper's order (``SegmentOrder/paper``) is the quantization DeltaPlan did before error
 /// feedback existed, bit for bit.

@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Synchronization
 import Testing
@@ -52,9 +54,9 @@ struct ServiceAPITests {
             let library = try ProfileLibrary.builtIn()
             let expected = try planFromShapes(
                 profile: try library.model(named: "llama-2-7b"), preset: try library.preset(named: "delta-come"),
-                budget: try Budget(parsing: "1/16"), budgetText: "1/16",
+                budget: try GivenBudget(parsing: "1/16"),
                 storage: StorageModel(accounting: .paper, groupSize: 128), scope: .type,
-                menu: try parseBitsMenu("16,8,4,3,2,1,0"), seed: 0, toolVersion: DeltaPlanVersion.string).encoded()
+                menu: try BitMenu.parse("16,8,4,3,2,1,0"), seed: 0, toolVersion: DeltaPlanVersion.string).encoded()
             #expect(planned.body == expected)
             let plan = try Plan.decode(planned.body, file: "response")
             // A repeated request (served from the plan cache) gives the same bytes; another budget another plan.
@@ -79,8 +81,8 @@ struct ServiceAPITests {
             #expect(served.status == 200)
             let storeURL = JobContext.analysisStore(id: id, in: data)
             let cliPlan = try StorePlanning(store: storeURL).plan(
-                budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: Strategy.greedy.defaultScope,
-                menu: try parseBitsMenu("16,8,4,3,2,1,0"), strategy: .greedy, seed: 0).encoded()
+                budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(), scope: Strategy.greedy.defaultScope,
+                menu: try BitMenu.parse("16,8,4,3,2,1,0"), strategy: .greedy, seed: 0).encoded()
             #expect(served.body == cliPlan)
 
             // The error-model options travel too: the paper's segment order and the activation
@@ -96,8 +98,8 @@ struct ServiceAPITests {
             #expect(recorded?["order"] as? String == "paper" && recorded?["objective"] as? String == "activation")
             let paperPlan = try await client.get("/v1/plans/\(paperID)").body
             let libraryPaperPlan = try StorePlanning(store: storeURL, measurement: MeasurementOptions(order: .paper), objective: .activation)
-                .plan(budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
-                      menu: try parseBitsMenu("16,8,4,3,2,1,0"), strategy: .exact, seed: 0).encoded()
+                .plan(budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(), scope: .global,
+                      menu: try BitMenu.parse("16,8,4,3,2,1,0"), strategy: .exact, seed: 0).encoded()
             #expect(paperPlan == libraryPaperPlan)
             #expect(try Plan.decode(paperPlan, file: "response").segmentOrder == .paper)
             // A profile plan has no error model: the options are refused, not dropped.
@@ -172,7 +174,7 @@ struct ServiceAPITests {
             #expect(Set(narrowed.rows.map(\.strategy)) == ["exact", "low-rank", "bitdelta"])
             let planning = try StorePlanning(store: JobContext.analysisStore(id: id, in: data))
             func exactError(_ menu: [Int]) throws -> Double {
-                try planning.plan(budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+                try planning.plan(budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(), scope: .global,
                                   menu: menu, strategy: .exact, seed: 0).totals.predictedError ?? .nan
             }
             let narrowExact = try #require(narrowed.rows.first { $0.strategy == "exact" }?.predictedError)
@@ -198,7 +200,7 @@ struct ServiceAPITests {
             let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
             #expect(store.matrices.count == profile.expandedMatrices().count)
             let plan = try planFromShapes(profile: profile, preset: try library.preset(named: "delta-come"),
-                                          budget: try Budget(parsing: p.budget), budgetText: p.budget,
+                                          budget: try GivenBudget(parsing: p.budget),
                                           storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
                                           scope: p.scope, menu: p.bits, seed: p.seed, toolVersion: DeltaPlanVersion.string)
             try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -20,8 +20,8 @@ import Testing
         let library = try ProfileLibrary.builtIn()
         let expected = try planFromShapes(
             profile: try library.model(named: "llama-2-7b"), preset: try library.preset(named: "delta-come"),
-            budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(accounting: .paper, groupSize: 128),
-            scope: .type, menu: try parseBitsMenu("16,8,4,3,2,1,0"), seed: 0, toolVersion: DeltaPlanVersion.string)
+            budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(accounting: .paper, groupSize: 128),
+            scope: .type, menu: try BitMenu.parse("16,8,4,3,2,1,0"), seed: 0, toolVersion: DeltaPlanVersion.string)
         #expect(written == (try expected.encoded()))
 
         // Another accounting gives another file: the comparison above can tell.
@@ -38,8 +38,9 @@ import Testing
             as? PlanCommand)
         #expect(plan.profile == "llama-2-7b")
         #expect(plan.store == nil)
-        #expect(plan.storageOptions.budget == "850MiB")
-        #expect(plan.strategyName == "preset:delta-come")
+        #expect(plan.storageOptions.budget?.budget == .bytes(850 << 20) && plan.storageOptions.budget?.text == "850MiB")
+        #expect(plan.bits == [8, 4, 2])
+        #expect(try plan.resolvedStrategy().name == "preset:delta-come")
         #expect(try DeltaPlan.parseAsRoot(["calibration", "import-imatrix", "i.gguf", "--out", "c.safetensors"]) is ImportImatrix)
         #expect(try DeltaPlan.parseAsRoot(["profiles"]) is Profiles)
         #expect(try DeltaPlan.parseAsRoot(["serve", "--data-dir", "d"]) is Serve)

@@ -84,17 +84,11 @@ import Testing
         defer { dir.cleanUp() }
         check(try await runFailure(["plan", "--profile", "llama-9", "--budget", "1/16"]),
               names: ["no model profile named 'llama-9'", "llama-2-7b"])
-        check(try await runFailure(["plan", "--profile", "llama-2-7b", "--budget", "1/16", "--strategy", "preset:delta-go"]),
-              names: ["no precision preset named 'delta-go'", "delta-come"])
         check(try await runFailure(["plan", "--profile", "llama-2-7b", "--budget", "1/16", "--strategy", "greedy"]),
               names: ["strategy 'greedy' needs measured spectra", "--strategy preset:NAME"])
         check(try await runFailure(["footprint", "--profile", "llama-9"]), names: ["no model profile named 'llama-9'"])
         check(try await runFailure(["footprint", "--profile", "llama-2-7b", "--preset", "delta-go"]),
               names: ["no precision preset named 'delta-go'"])
-        // compare checks its strategy names before it opens the store.
-        check(try await runFailure(["compare", dir("missing"), "--strategies", "greedy,bogus"]), names: ["unknown strategy 'bogus'"])
-        check(try await runFailure(["compare", dir("missing"), "--strategies", "preset:delta-go"]),
-              names: ["unknown strategy 'preset:delta-go'", "no precision preset named 'delta-go'"])
         check(try await runFailure(["synth", "--profile", "llama-9", "--out", dir("pair")]),
               names: ["no model profile named 'llama-9'"], wrapped: false)
         check(try await runFailure(["calibration", "import-imatrix", dir("imatrix.gguf"), "--out", dir("c.safetensors"), "--profile", "llama-9"]),

@@ -35,8 +35,9 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         // plan
         BadArguments("plan store --profile llama-2-7b --budget 1/16", "give either an analysis STORE or --profile NAME"),
         BadArguments("plan --budget 1/16", "give either an analysis STORE or --profile NAME"),
-        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy best", "--strategy must be", "got 'best'"),
-        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy presets:delta-come", "--strategy must be", "got 'presets:delta-come'"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy best", "'best'", "--strategy", "exact", "preset:delta-come"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy presets:delta-come", "'presets:delta-come'", "--strategy", "preset:single-2"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy preset:nope", "'preset:nope'", "--strategy", "preset:delta-come"),
         BadArguments("plan --profile llama-2-7b --budget 1/0", "invalid --budget '1/0'", "the denominator must be positive"),
         BadArguments("plan --profile llama-2-7b --budget 2", "invalid --budget '2'", "α must be in (0, 1]"),
         BadArguments("plan --profile llama-2-7b --budget lots", "invalid --budget 'lots'"),
@@ -45,12 +46,27 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("plan --profile llama-2-7b --budget 1/16 --bits 8,8", "invalid --bits '8,8'", "bit-width 8 is listed twice"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --bits 0", "invalid --bits '0'", "no positive bit-width"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --group-size 0", "--group-size must be positive, got 0"),
+        BadArguments("plan --profile llama-2-7b", "give either --budget or --max-error"),
+        BadArguments("plan store --budget 1/16 --max-error 0.1", "give either --budget or --max-error"),
+        BadArguments("plan store --max-error 0", "--max-error must be a positive number, got 0.0"),
+        BadArguments("plan --profile llama-2-7b --max-error 0.1", "--max-error needs an error model"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --calibration c.safetensors", "--calibration goes with a STORE, not --profile"),
         // compare
         BadArguments("compare store --budgets 1/16,x", "invalid --budgets 'x'"),
         BadArguments("compare store --budgets ,", "--budgets lists no budget"),
         BadArguments("compare store --group-size 0", "--group-size must be positive"),
         BadArguments("compare store --bits 16,7", "invalid --bits '16,7'", "unsupported bit-width 7"),
+        BadArguments("compare store --strategies exact,fastest", "unknown strategy 'fastest'", "'low-rank', 'bitdelta'"),
+        BadArguments("compare store --strategies exact,preset:nope", "unknown strategy 'preset:nope'", "no precision preset named 'nope'", "delta-come"),
+        // Strategy names are parsed with the arguments, before any store is opened.
+        BadArguments("compare missing-store --strategies greedy,bogus", "unknown strategy 'bogus'"),
+        // fleet
+        BadArguments("fleet --budget 1/16 --out o", "give at least one --store NAME=STORE"),
+        BadArguments("fleet --store math --budget 1/16 --out o", "--store must be NAME=STORE, got 'math'"),
+        BadArguments("fleet --store a=s --store a=t --budget 1/16 --out o", "--store names 'a' twice"),
+        BadArguments("fleet --store a=s --weight b=2 --budget 1/16 --out o", "--weight names 'b', which no --store names"),
+        BadArguments("fleet --store a=s --weight a=-1 --budget 1/16 --out o", "--weight must be NAME=W with W ≥ 0"),
+        BadArguments("fleet --store a=s --budget 2 --out o", "invalid --budget '2'"),
         // footprint
         BadArguments("footprint --profile llama-2-7b --models 2,0", "--models must be a comma-separated list of positive integers, got '2,0'"),
         BadArguments("footprint --profile llama-2-7b --models two", "--models must be a comma-separated list of positive integers, got 'two'"),
@@ -76,7 +92,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("plan --profile llama-2-7b --budget 1/16 --scope layer", "--scope", "layer"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --export gguf", "--export", "gguf"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --seed=minus", "--seed", "minus"),
-        BadArguments("plan --profile llama-2-7b", "--budget"),
+        BadArguments("plan store --max-error 0.1 --error-unit percent", "--error-unit", "percent"),
         BadArguments("compare store --method awq", "--method", "awq"),
         BadArguments("compare store --format csv", "--format", "csv"),
         BadArguments("compress store --out o", "--plan"),
@@ -107,8 +123,11 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "analyze --base b --finetuned f --out o --max-rank 1 --power-iterations=0",
         "synth --profile llama-2-7b --out o --scale 1 --layers 1 --dtype f16 --tokens 1 --shard-size 1",
         "plan store --budget 1/16",
-        "plan --profile llama-2-7b --budget 1/16 --strategy preset:anything --bits 16,8,3,2 --group-size 64",
+        "plan --profile llama-2-7b --budget 1/16 --strategy preset:single-3 --bits 16,8,3,2 --group-size 64",
+        "compare store --strategies exact,preset:delta-come,low-rank,bitdelta",
+        "fleet --store a=s --store b=t --weight a=2 --budget 22GiB --strategy preset:delta-come --out o",
         "plan --profile llama-2-7b --budget 850MiB --strategy greedy",
+        "plan store --max-error 0.05 --error-unit absolute",
         "compare store --budgets 1/16,1bpp --bits 8,4 --group-size 64",
         "footprint --profile llama-2-7b --models 1,3 --gpu-memory 80GiB --budget 1bpp",
         "merge --base b --artifact a --out o --dtype f32",
@@ -135,17 +154,17 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
 
         var plan = try PlanCommand.parse(["--profile", "llama-2-7b", "--budget", "1/16"])
         try plan.validate()
-        plan.strategy = "fastest"
+        plan.profile = nil  // neither a store nor a profile
         #expect(throws: ValidationError.self) { try plan.validate() }
 
         var storage = try StorageOptions.parse(["--budget", "1/16"])
         try storage.validate()
-        storage.budget = "1/16 of it"
+        storage.groupSize = 0
         #expect(throws: ValidationError.self) { try storage.validate() }
 
         var compare = try CompareCommand.parse(["store"])
         try compare.validate()
-        compare.budgets = "1/16,1/0"
+        compare.groupSize = -1
         #expect(throws: ValidationError.self) { try compare.validate() }
 
         var footprint = try FootprintCommand.parse(["--profile", "llama-2-7b"])
@@ -167,7 +186,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     /// The root command lists every subcommand the README documents.
     @Test func rootListsEverySubcommand() {
         let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
-        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "footprint",
+        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "fleet", "footprint",
                           "profiles", "compress", "merge", "evaluate", "serve"])
         #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
     }

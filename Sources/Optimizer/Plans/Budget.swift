@@ -100,23 +100,72 @@ public enum Budget: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Parses a bits menu such as `16,8,4,3,2,0` into distinct positive widths, descending.
-///
-/// `0` (dropping) is accepted and ignored: dropping is always allowed. Widths must be among
-/// ``ProfileLibrary/bitWidths`` (16, 8, 4, 3, 2, 1); duplicates and empty menus are rejected.
-public func parseBitsMenu(_ text: String, field: String = "--bits") throws(BudgetError) -> [Int] {
-    let allowed = ProfileLibrary.bitWidths.sorted(by: >).map(String.init).joined(separator: ",") + ",0"
-    func fail(_ reason: String) -> BudgetError {
-        .malformed(field: field, value: text, reason: "\(reason); expected a comma-separated list of \(allowed)")
+/// A budget as the user wrote it and as parsed: plans record the text (`budget.given`).
+public struct GivenBudget: Sendable, Equatable, CustomStringConvertible {
+    public let budget: Budget
+    /// The text it was parsed from, as given.
+    public let text: String
+
+    /// Parses `text` (``Budget/init(parsing:field:)``) and keeps it.
+    public init(parsing text: String, field: String = "--budget") throws(BudgetError) {
+        budget = try Budget(parsing: text, field: field)
+        self.text = text
     }
-    var seen = Set<Int>()
-    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-        let t = part.trimmingCharacters(in: .whitespaces)
-        guard let k = Int(t) else { throw fail("'\(t)' is not an integer bit-width") }
-        guard k == 0 || ProfileLibrary.bitWidths.contains(k) else { throw fail("unsupported bit-width \(k)") }
-        guard seen.insert(k).inserted else { throw fail("bit-width \(k) is listed twice") }
+
+    /// A budget made in code: its text is its canonical form (``Budget/description``).
+    public init(_ budget: Budget) {
+        self.budget = budget
+        text = budget.description
     }
-    let menu = seen.filter { $0 > 0 }.sorted(by: >)
-    guard !menu.isEmpty else { throw fail("no positive bit-width") }
-    return menu
+
+    public static func ratio(_ alpha: Double) -> GivenBudget { GivenBudget(.ratio(alpha)) }
+    public static func bytes(_ bytes: Int) -> GivenBudget { GivenBudget(.bytes(bytes)) }
+    public static func bitsPerParameter(_ bpp: Double) -> GivenBudget { GivenBudget(.bitsPerParameter(bpp)) }
+
+    public var description: String { text }
+}
+
+/// The bit-widths a search may use: parsed and printed here, for the CLI and the service alike.
+public enum BitMenu {
+    /// Every width the quantizers offer (16, 8, 4, 3, 2, 1), descending; dropping (0) is always
+    /// allowed besides.
+    public static let `default` = ProfileLibrary.bitWidths.sorted(by: >)
+
+    /// Parses a menu such as `16,8,4,3,2,0` into distinct positive widths, descending.
+    ///
+    /// `0` (dropping) is accepted and ignored: dropping is always allowed. Widths must be among
+    /// ``ProfileLibrary/bitWidths`` (16, 8, 4, 3, 2, 1); duplicates and empty menus are rejected.
+    public static func parse(_ text: String, field: String = "--bits") throws(BudgetError) -> [Int] {
+        var widths: [Int] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let t = part.trimmingCharacters(in: .whitespaces)
+            guard let k = Int(t) else { throw failure(text, field, "'\(t)' is not an integer bit-width") }
+            widths.append(k)
+        }
+        return try check(widths, given: text, field: field)
+    }
+
+    /// Checks a menu given as a list of widths (as the service takes it), with the rules of
+    /// ``parse(_:field:)``.
+    public static func parse(_ widths: [Int], field: String = "bits") throws(BudgetError) -> [Int] {
+        try check(widths, given: text(widths), field: field)
+    }
+
+    private static func check(_ widths: [Int], given: String, field: String) throws(BudgetError) -> [Int] {
+        var seen = Set<Int>()
+        for k in widths {
+            guard k == 0 || ProfileLibrary.bitWidths.contains(k) else { throw failure(given, field, "unsupported bit-width \(k)") }
+            guard seen.insert(k).inserted else { throw failure(given, field, "bit-width \(k) is listed twice") }
+        }
+        let menu = seen.filter { $0 > 0 }.sorted(by: >)
+        guard !menu.isEmpty else { throw failure(given, field, "no positive bit-width") }
+        return menu
+    }
+
+    private static func failure(_ given: String, _ field: String, _ reason: String) -> BudgetError {
+        .malformed(field: field, value: given, reason: "\(reason); expected a comma-separated list of \(text(Self.default + [0]))")
+    }
+
+    /// `16,8,4`: the form ``parse(_:field:)`` reads (and the CLI's `--bits` takes).
+    public static func text(_ widths: [Int]) -> String { widths.map(String.init).joined(separator: ",") }
 }

@@ -32,10 +32,14 @@ public struct Plan: Codable, Sendable, Equatable {
         public var given: String
         /// The budget in bits under the plan's accounting, over all planned matrices.
         public var bits: Int
+        /// For a plan asked to meet a quality instead of a budget (`plan --max-error`): the target;
+        /// `bits` is then the smallest budget found whose plan meets it. Absent otherwise.
+        public var target: ErrorTarget?
 
-        public init(given: String, bits: Int) {
+        public init(given: String, bits: Int, target: ErrorTarget? = nil) {
             self.given = given
             self.bits = bits
+            self.target = target
         }
     }
 

@@ -43,7 +43,27 @@ public func makePlan(
     _ problem: PlanningProblem, strategy: Strategy, seed: UInt64, budget: Plan.BudgetRecord,
     source: Plan.Source, toolVersion: String
 ) throws(PlanningError) -> Plan {
-    let solution = try solve(problem, strategy: strategy, seed: seed)
+    plan(of: try solve(problem, strategy: strategy, seed: seed), problem, strategy: strategy, seed: seed, budget: budget,
+         source: source, toolVersion: toolVersion)
+}
+
+/// The plan of `strategy` with the smallest budget that meets `target`
+/// (``solve(_:strategy:seed:target:)``); it records the target and the budget found.
+public func makePlan(
+    _ problem: PlanningProblem, strategy: Strategy, seed: UInt64, target: ErrorTarget,
+    source: Plan.Source, toolVersion: String
+) throws(TargetError) -> Plan {
+    let (bits, solution) = try solve(problem, strategy: strategy, seed: seed, target: target)
+    var found = problem
+    found.budgetBits = bits
+    return plan(of: solution, found, strategy: strategy, seed: seed,
+                budget: .init(given: "max \(target)", bits: bits, target: target), source: source, toolVersion: toolVersion)
+}
+
+func plan(
+    of solution: Solution, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64, budget: Plan.BudgetRecord,
+    source: Plan.Source, toolVersion: String
+) -> Plan {
     let matrices = zip(problem.models, solution.allocations).map { model, a in
         let s = model.spectrum, e = model.error(of: a)
         return Plan.Matrix(

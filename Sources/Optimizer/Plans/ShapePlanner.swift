@@ -1,4 +1,3 @@
-import Checkpoint
 import Foundation
 import ModelProfiles
 
@@ -49,7 +48,7 @@ public func profileHash(_ profile: ModelProfile) -> String {
     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     // Encoding plain structs of strings and integers cannot fail.
     let data = (try? encoder.encode(profile)) ?? Data()
-    return Digest.sha256(data)
+    return sha256Hex(Array(data))
 }
 
 /// The planned matrices of a profile as shapes.
@@ -64,7 +63,7 @@ public func matrixShapes(of profile: ModelProfile) -> [MatrixShape] {
 /// into units by `scope`, and each unit gets ``PrecisionPreset/allocations(for:budgetBits:storage:unit:)``.
 /// Complexity O(units · matrices · log rank).
 public func planFromShapes(
-    profile: ModelProfile, preset: PrecisionPreset, budget: Budget, budgetText: String? = nil,
+    profile: ModelProfile, preset: PrecisionPreset, budget: GivenBudget,
     storage: StorageModel, scope: Scope, menu: [Int] = ProfileLibrary.bitWidths.sorted(by: >),
     seed: UInt64 = 0, toolVersion: String
 ) throws(PlanRequestError) -> Plan {
@@ -72,7 +71,7 @@ public func planFromShapes(
         throw .presetOutsideMenu(preset: preset.name, bits: s.bits, menu: menu)
     }
     let shapes = matrixShapes(of: profile)
-    let budgetBits = budget.bits(forShapes: shapes.map { ($0.rows, $0.columns) })
+    let budgetBits = budget.budget.bits(forShapes: shapes.map { ($0.rows, $0.columns) })
     var allocations = [Allocation](repeating: .empty, count: shapes.count)
     for unit in budgetUnits(for: shapes, budgetBits: budgetBits, scope: scope) {
         let members = unit.members.map { shapes[$0] }
@@ -91,7 +90,7 @@ public func planFromShapes(
     return Plan(
         toolVersion: toolVersion,
         source: .init(kind: "profile", name: profile.name, hash: profileHash(profile)),
-        budget: .init(given: budgetText ?? budget.description, bits: budgetBits),
+        budget: .init(given: budget.text, bits: budgetBits),
         storage: storage, scope: scope,
         strategy: .init(name: "preset", preset: preset.name, seed: seed),
         bits: menu, matrices: matrices)

@@ -1,4 +1,3 @@
-import LinearAlgebra
 import ModelProfiles
 
 extension SearchContext {
@@ -20,7 +19,7 @@ extension SearchContext {
     /// - Fitness: predicted error summed over the model; a NaN fitness is replaced by +∞ before
     ///   selection. Stops after `generations`, or `patience` generations without improvement.
     ///
-    /// Every random number comes from `SeededGenerator(seed:)`, so a run is reproducible.
+    /// Every random number comes from `MersenneTwister(seed:)`, so a run is reproducible.
     func genetic(_ options: GeneticOptions, seed: UInt64) -> ([Int], [Double], Int, Int) {
         let stride = tables.count * levels
         // The greedy plan seeds the population; when its shared mix is impossible (members
@@ -29,7 +28,7 @@ extension SearchContext {
         guard stride > 0 else { return (greedyCounts, [], 0, 0) }
         let population = max(2, options.population)
         let elitism = min(max(0, options.elitism), population - 1)
-        let rng = SeededGenerator(seed: seed)
+        var rng = MersenneTwister(seed: seed)
         let repairs = units.filter { !$0.members.isEmpty }.map {
             UnitRepair(tables: tables, members: $0.members, budget: $0.budgetBits, levels: levels)
         }

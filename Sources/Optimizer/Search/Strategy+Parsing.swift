@@ -41,3 +41,40 @@ extension Strategy {
         }
     }
 }
+
+/// One row of a comparison: a strategy, or a baseline that is not a search (`low-rank`: the
+/// `preset:low-rank` plan, top vectors at 16 bits; `bitdelta`: sign(ΔW) times one scale per
+/// matrix, 1 bit per parameter whatever the budget, with the error `analyze` measured).
+/// Parsed and named here for the CLI and the service alike.
+public struct Candidate: Sendable, Equatable, CustomStringConvertible {
+    /// How it is written: a strategy's name, `low-rank` or `bitdelta`.
+    public let name: String
+    /// What plans it; nil for `bitdelta`, which is not a plan.
+    public let strategy: Strategy?
+
+    /// The baselines' names.
+    public static let baselines = ["low-rank", "bitdelta"]
+    /// What a comparison runs when it is given no list.
+    public static let defaultNames = ["greedy", "genetic", "exact", "preset:delta-come", "low-rank", "bitdelta"]
+    /// The forms the CLI and the service accept.
+    public static let acceptedNames = Strategy.acceptedNames + ", or a baseline: 'low-rank', 'bitdelta'"
+
+    /// Parses a strategy name (``Strategy/init(parsing:library:)``) or a baseline.
+    public init(parsing name: String, library: ProfileLibrary) throws(StrategyNameError) {
+        self.name = name
+        switch name {
+        case "bitdelta": strategy = nil
+        case "low-rank": strategy = try Strategy(parsing: "preset:low-rank", library: library)
+        default:
+            do { strategy = try Strategy(parsing: name, library: library) } catch {
+                // An unknown preset keeps its own reason (the presets there are).
+                throw name.hasPrefix("preset:") ? error : StrategyNameError(name: name, reason: "use \(Self.acceptedNames)")
+            }
+        }
+    }
+
+    /// Each strategy at its ``Strategy/defaultScope``; `bitdelta` has none.
+    public var defaultScope: Scope? { strategy?.defaultScope }
+
+    public var description: String { name }
+}

@@ -129,7 +129,7 @@ public struct Solution: Sendable, Equatable {
 ///
 /// Every unit of ``PlanningProblem/units`` stays within its own budget, and every allocation is
 /// admitted by its model and uses only widths of ``PlanningProblem/menu``. `seed` feeds the
-/// genetic search's `SeededGenerator`; the other strategies are deterministic.
+/// genetic search's ``MersenneTwister``; the other strategies are deterministic.
 ///
 /// - Throws: ``PlanningError/infeasibleBudget(unit:budgetBits:smallestFeasibleBits:)`` when a
 ///   unit's budget cannot hold one vector at the cheapest width of its cheapest matrix (or a

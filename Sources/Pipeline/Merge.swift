@@ -1,4 +1,5 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import LinearAlgebra

@@ -1,4 +1,5 @@
 import Checkpoint
+import ContentHash
 import Foundation
 
 /// The non-tensor files of a Hugging Face model directory (configuration, tokenizer, generation
@@ -55,15 +56,15 @@ public enum ModelFiles {
     }
 
     /// One file to carry: its name in the checkpoint directory and the regular file it resolves to.
-    struct Source: Sendable, Equatable {
-        var name: String
-        var url: URL
+    package struct Source: Sendable, Equatable {
+        package var name: String
+        package var url: URL
     }
 
     /// The files ``carries(_:)`` selects in a checkpoint directory, sorted by name (UTF-8 order);
     /// none for a single-file checkpoint. Throws `.modelFile` naming the first file that does not
     /// resolve to a regular file inside the directory (or its hub-cache blobs), or is too large.
-    static func collect(in checkpoint: URL, maxFileBytes: Int = maxFileBytes) throws(ArtifactError) -> [Source] {
+    package static func collect(in checkpoint: URL, maxFileBytes: Int = maxFileBytes) throws(ArtifactError) -> [Source] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: checkpoint.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             return []
@@ -102,7 +103,7 @@ public enum ModelFiles {
 
     /// Copies a collected file into `folder` and returns its record (size and SHA-256 of the bytes
     /// written, which are the bytes read: one read).
-    static func copy(_ source: Source, into folder: URL, maxFileBytes: Int = maxFileBytes) throws(ArtifactError) -> ArtifactManifest.ModelFileRecord {
+    package static func copy(_ source: Source, into folder: URL, maxFileBytes: Int = maxFileBytes) throws(ArtifactError) -> ArtifactManifest.ModelFileRecord {
         let data: Data
         do { data = try Data(contentsOf: source.url) } catch {
             throw .modelFile(path: source.url.path, reason: "cannot be read: \(error.localizedDescription)")

@@ -1,4 +1,5 @@
 import Crypto
+import Checkpoint
 import Foundation
 
 /// SHA-256 digests as lowercase hex, for content fingerprints and checksums.

@@ -1,10 +1,11 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
-import Quantization
+import Pipeline
 import Testing
 
 /// Planning and evaluating under the paired sensitivity objective: the store's strongest objective
@@ -44,8 +45,8 @@ import Testing
         let (paths, calibrationURL, store) = try Self.pairedStore(dir)
         let planning = try StorePlanning(store: store.url)
         #expect(planning.objective == .paired)
-        let budget = try Budget(parsing: "1/8")
-        let plan = try planning.plan(budget: budget, budgetText: "1/8", storage: StorageModel(), scope: .global,
+        let budget = try GivenBudget(parsing: "1/8")
+        let plan = try planning.plan(budget: budget, storage: StorageModel(), scope: .global,
                                      menu: [16, 8, 4, 3, 2], strategy: .exact, seed: 0)
         #expect(plan.objective == .paired)
         // The plan's relative error is Σ predicted / Σ L(ΔW) in the paired objective.
@@ -56,7 +57,7 @@ import Testing
 
         // The activation objective stays selectable, and is what a plan of it records.
         let activation = try StorePlanning(store: store.url, objective: .activation)
-        let activationPlan = try activation.plan(budget: budget, budgetText: "1/8", storage: StorageModel(), scope: .global,
+        let activationPlan = try activation.plan(budget: budget, storage: StorageModel(), scope: .global,
                                                  menu: [16, 8, 4, 3, 2], strategy: .exact, seed: 0)
         #expect(activationPlan.objective == .activation)
         #expect(activationPlan.totals.predictedRelativeError != plan.totals.predictedRelativeError)

@@ -1,9 +1,11 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Testing
 
@@ -66,7 +68,7 @@ private func temporaryDirectory() -> URL {
         let library = try ProfileLibrary.builtIn()
         func plan(_ strategy: String, seed: UInt64) throws -> Plan {
             try StorePlanning(store: store.url).plan(
-                budget: try Budget(parsing: "1/16"), budgetText: "1/16", storage: StorageModel(), scope: .global,
+                budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(), scope: .global,
                 menu: [16, 8, 4, 3, 2, 1], strategy: try Strategy(parsing: strategy, library: library), seed: seed)
         }
         for strategy in ["genetic", "exact", "greedy"] {
@@ -89,14 +91,41 @@ private func temporaryDirectory() -> URL {
     /// In the paper's order exactly; with error feedback, whose dropped weights make the error
     /// no longer decrease with every kept vector (a vector whose input the earlier ones nearly
     /// span costs little to drop), the Lagrangian's gap can leave exact within 0.1% of a search.
+    /// `plan --max-error`: the plan meets the target in the store's objective, records it beside the
+    /// budget it found, reads back as written, and is the budgeted plan at that budget.
+    @Test func plansForATargetRecordItAndMeetIt() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, store) = try analyzedPair(dir)
+        let planning = try StorePlanning(store: store.url)
+        let reference = try planning.plan(budget: .ratio(1.0 / 16), storage: StorageModel(), scope: .global,
+                                          menu: BitMenu.default, strategy: .exact, seed: 0)
+        let target = ErrorTarget(error: try #require(reference.totals.predictedRelativeError) * 1.5)
+        let plan = try planning.plan(target: target, storage: StorageModel(), scope: .global, menu: BitMenu.default,
+                                     strategy: .exact, seed: 0)
+        #expect(plan.budget.target == target)
+        #expect(try #require(plan.totals.predictedRelativeError) <= target.error)
+        #expect(plan.budget.bits < reference.budget.bits, "a looser target needs less than 1/16")
+        #expect(plan.totals.storageBits <= plan.budget.bits)
+        let url = dir.appendingPathComponent("target-plan.json")
+        try plan.write(to: url)
+        #expect(try Plan.read(from: url) == plan)
+        // The same search at the budget found gives the same allocations.
+        var problem = planning.problem(budget: .ratio(1), storage: StorageModel(), scope: .global, menu: BitMenu.default)
+        problem.budgetBits = plan.budget.bits
+        let atBudget = try solve(problem, strategy: .exact, seed: 0)
+        #expect(atBudget.allocations.map(\.segments) == plan.matrices.map(\.segments))
+    }
+
     @Test(arguments: [(SegmentOrder.paper, 1e-9), (.feedback, 1e-3)])
     func comparisonRanksStrategies(order: SegmentOrder, tolerance: Double) throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let (_, store) = try analyzedPair(dir)
+        let library = try ProfileLibrary.builtIn()
         let comparison = try StorePlanning(store: store.url, measurement: MeasurementOptions(order: order)).compare(
-            budgets: [(try Budget(parsing: "1/16"), "1/16"), (try Budget(parsing: "1/10"), "1/10")],
-            strategies: ["greedy", "genetic", "exact", "low-rank", "bitdelta"], library: try ProfileLibrary.builtIn(),
+            budgets: [try GivenBudget(parsing: "1/16"), try GivenBudget(parsing: "1/10")],
+            candidates: try ["greedy", "genetic", "exact", "low-rank", "bitdelta"].map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: .global, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
         for budget in ["1/16", "1/10"] {
             let rows = comparison.rows.filter { $0.budget == budget }
@@ -123,16 +152,16 @@ private func temporaryDirectory() -> URL {
         let (_, store) = try analyzedPair(dir)
         let library = try ProfileLibrary.builtIn()
         let planning = try StorePlanning(store: store.url)
-        let comparison = try planning.compare(
-            budgets: [(try Budget(parsing: "1/3"), "1/3")],
-            strategies: ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"], library: library,
+        let comparison = planning.compare(
+            budgets: [try GivenBudget(parsing: "1/3")],
+            candidates: try ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"].map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: nil, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })
         #expect(comparison.notes.isEmpty, "\(comparison.notes)")
         let scopes = Dictionary(uniqueKeysWithValues: comparison.rows.map { ($0.strategy, $0.scope) })
         #expect(scopes == ["exact": .global, "greedy": .type, "preset:delta-come": .type, "low-rank": .type, "bitdelta": nil])
         let preset = try #require(comparison.rows.first { $0.strategy == "preset:delta-come" })
         let plan = try planning.plan(
-            budget: try Budget(parsing: "1/3"), budgetText: "1/3", storage: StorageModel(), scope: .type,
+            budget: try GivenBudget(parsing: "1/3"), storage: StorageModel(), scope: .type,
             menu: [16, 8, 4, 3, 2, 1], strategy: try Strategy(parsing: "preset:delta-come", library: library), seed: 1)
         #expect(preset.storageBits == plan.totals.storageBits)
         #expect(abs(preset.predictedError - (plan.totals.predictedError ?? -1)) <= 1e-9 * preset.predictedError)

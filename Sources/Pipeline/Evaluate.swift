@@ -1,9 +1,11 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// Errors of one reconstruction ΔŴ of a matrix against the true ΔW = W_ft − W_base.
 public struct ReconstructionError: Codable, Sendable, Equatable {

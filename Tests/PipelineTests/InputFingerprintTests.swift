@@ -1,8 +1,9 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
-@testable import Quantization
 import Testing
+@testable import Pipeline
 
 /// Stores record each input file's content hash, so a file whose only change is its modification
 /// time (copied, touched, re-extracted) still matches, and a file whose tensor values changed

@@ -1,8 +1,10 @@
+import ArtifactFormat
 import Checkpoint
+import ContentHash
 import Foundation
 import Optimizer
-@testable import Quantization
 import Testing
+@testable import Pipeline
 
 /// The fine-tuned model's non-tensor files: compress stores them, the reader verifies them, merge
 /// writes them byte for byte.

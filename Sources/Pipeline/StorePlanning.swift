@@ -1,7 +1,9 @@
 import Analysis
+import ArtifactFormat
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// A spectrum store with its error models measured: what `plan STORE` and `compare STORE` search.
 ///
@@ -62,26 +64,43 @@ public struct StorePlanning: Sendable {
     /// A plan of this store: the same bytes for the same store, budget, options and seed. Greedy
     /// and genetic plans also record their gap to the `exact` plan at the same budget.
     public func plan(
-        budget: Budget, budgetText: String, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
+        budget: GivenBudget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
     ) throws(PlanningError) -> Plan {
-        let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
+        let problem = problem(budget: budget.budget, storage: storage, scope: scope, menu: menu)
         var plan = try makePlan(
-            problem, strategy: strategy, seed: seed, budget: .init(given: budgetText, bits: problem.budgetBits),
+            problem, strategy: strategy, seed: seed, budget: .init(given: budget.text, bits: problem.budgetBits),
             source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
             toolVersion: DeltaPlanVersion.string)
+        try finish(&plan, problem, strategy: strategy, seed: seed)
+        return plan
+    }
+
+    /// The plan with the smallest budget whose predicted error meets `target` (in the store's
+    /// objective; ``makePlan(_:strategy:seed:target:source:toolVersion:)``), recording the target.
+    public func plan(
+        target: ErrorTarget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
+    ) throws(TargetError) -> Plan {
+        var problem = problem(budget: .ratio(1), storage: storage, scope: scope, menu: menu)
+        var plan = try makePlan(
+            problem, strategy: strategy, seed: seed, target: target,
+            source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
+            toolVersion: DeltaPlanVersion.string)
+        problem.budgetBits = plan.budget.bits
+        do { try finish(&plan, problem, strategy: strategy, seed: seed) } catch { throw .planning(error) }
+        return plan
+    }
+
+    /// The segment order measured, and for greedy and genetic the gap to `exact` at the same budget.
+    private func finish(_ plan: inout Plan, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64) throws(PlanningError) {
         plan.segmentOrder = measurement.order
         switch strategy {
         case .greedy, .genetic: plan.recordGap(toExactError: try solve(problem, strategy: .exact, seed: seed).predictedError)
         case .preset, .exact: break
         }
-        return plan
     }
 }
 
 extension StorePlanning {
-    /// The strategies and baselines `compare` accepts besides `preset:NAME`, `greedy`, `genetic`, `exact`.
-    public static let baselines = ["low-rank", "bitdelta"]
-
     /// Every strategy at every budget: storage, α, predicted error (total and by layer type), time,
     /// and the gap to `exact` at the same budget when `exact` is among the strategies.
     ///
@@ -89,13 +108,13 @@ extension StorePlanning {
     /// (presets, `low-rank` and `greedy` per layer type as the paper does, `genetic` and `exact` globally), and every
     /// row records the scope it ran at.
     ///
-    /// Baselines: `low-rank` is the `preset:low-rank` plan (top vectors at 16 bits); `bitdelta` is
-    /// sign(ΔW) times one scale per matrix at 1 bit per parameter whatever the budget, with the
-    /// error `analyze` measured on the weights (not a plan; one row per budget for the plot).
+    /// Baselines (``Candidate``): `low-rank` is the `preset:low-rank` plan (top vectors at 16 bits);
+    /// `bitdelta` is sign(ΔW) times one scale per matrix at 1 bit per parameter whatever the budget,
+    /// with the error `analyze` measured on the weights (not a plan; one row per budget for the plot).
     public func compare(
-        budgets: [(budget: Budget, text: String)], strategies: [String], library: ProfileLibrary,
-        storage: StorageModel, scope: Scope?, menu: [Int], seed: UInt64, clock: () -> Double
-    ) throws -> Comparison {
+        budgets: [GivenBudget], candidates: [Candidate], storage: StorageModel, scope: Scope?, menu: [Int], seed: UInt64,
+        clock: () -> Double
+    ) -> Comparison {
         var rows: [Comparison.Row] = [], notes: [String] = []
         let energy = spectra.reduce(0) { $0 + $1.objectiveEnergy }
         let dense = spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
@@ -105,7 +124,8 @@ extension StorePlanning {
                 return a > 0 ? e / a : 0
             }
         }
-        for (budget, text) in budgets {
+        for given in budgets {
+            let (budget, text) = (given.budget, given.text)
             var problems: [Scope: PlanningProblem] = [:]
             func problem(_ scope: Scope) -> PlanningProblem {
                 if let p = problems[scope] { return p }
@@ -114,9 +134,9 @@ extension StorePlanning {
                 return p
             }
             var budgetRows: [Comparison.Row] = []
-            for name in strategies {
-                let start = clock()
-                if name == "bitdelta" {
+            for candidate in candidates {
+                let name = candidate.name, start = clock()
+                guard let strategy = candidate.strategy else {  // bitdelta
                     let errors = store.matrices.map { (objective == .activation ? $0.bitDeltaError : $0.bitDeltaObjectiveError) ?? 0 }
                     let bits = spectra.reduce(0) { $0 + $1.rows * $1.columns + (storage.accounting == .artifact ? 16 : 0) }
                     budgetRows.append(.init(
@@ -126,7 +146,6 @@ extension StorePlanning {
                         relativeErrorByType: byType(errors), seconds: clock() - start))
                     continue
                 }
-                let strategy = try Strategy(parsing: name == "low-rank" ? "preset:low-rank" : name, library: library)
                 let unitScope = scope ?? strategy.defaultScope
                 let problem = problem(unitScope)
                 let solution: Solution

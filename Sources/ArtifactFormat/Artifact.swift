@@ -1,8 +1,10 @@
 import Analysis
 import Checkpoint
+import ContentHash
 import Foundation
 import LinearAlgebra
 import Optimizer
+import Quantization
 
 /// Why an artifact cannot be written, read, merged or evaluated. Every case names the file,
 /// tensor, input or field at fault.
@@ -80,16 +82,51 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
     public var modelFiles: [ModelFileRecord]?
     public var totals: Totals
 
+    public init(
+        formatVersion: Int, toolVersion: String, plan: Plan, planSHA256: String, planPath: String? = nil,
+        store: StoreRecord, inputs: Inputs, dampening: Double, delta: FileRecord, matrices: [MatrixRecord],
+        carried: [CarriedRecord], unchanged: [String], removed: [String], tensors: [TensorRecord],
+        modelFiles: [ModelFileRecord]? = nil, totals: Totals
+    ) {
+        self.formatVersion = formatVersion
+        self.toolVersion = toolVersion
+        self.plan = plan
+        self.planSHA256 = planSHA256
+        self.planPath = planPath
+        self.store = store
+        self.inputs = inputs
+        self.dampening = dampening
+        self.delta = delta
+        self.matrices = matrices
+        self.carried = carried
+        self.unchanged = unchanged
+        self.removed = removed
+        self.tensors = tensors
+        self.modelFiles = modelFiles
+        self.totals = totals
+    }
+
     public struct StoreRecord: Codable, Sendable, Equatable {
         public var path: String
         /// SHA-256 of the store's manifest (= `plan.source.hash`).
         public var identity: String
         public var dataFree: Bool
+
+        public init(path: String, identity: String, dataFree: Bool) {
+            self.path = path
+            self.identity = identity
+            self.dataFree = dataFree
+        }
     }
 
     public struct Inputs: Codable, Sendable, Equatable {
         public var base: StoreManifest.InputRecord
         public var finetuned: StoreManifest.InputRecord
+
+        public init(base: StoreManifest.InputRecord, finetuned: StoreManifest.InputRecord) {
+            self.base = base
+            self.finetuned = finetuned
+        }
     }
 
     public struct FileRecord: Codable, Sendable, Equatable {
@@ -98,6 +135,13 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var sha256: String
         /// 8 + the safetensors JSON header length.
         public var headerBytes: Int
+
+        public init(name: String, size: Int, sha256: String, headerBytes: Int) {
+            self.name = name
+            self.size = size
+            self.sha256 = sha256
+            self.headerBytes = headerBytes
+        }
     }
 
     public struct SegmentRecord: Codable, Sendable, Equatable {
@@ -106,6 +150,13 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var bits: Int
         /// Tensor-name prefix, `<matrix>.seg<i>`.
         public var prefix: String
+
+        public init(start: Int, end: Int, bits: Int, prefix: String) {
+            self.start = start
+            self.end = end
+            self.bits = bits
+            self.prefix = prefix
+        }
     }
 
     public struct MatrixRecord: Codable, Sendable, Equatable {
@@ -130,6 +181,24 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
 
         /// The order the segments were quantized in: `order`, or `paper` for older artifacts.
         public var effectiveOrder: SegmentOrder { order ?? .paper }
+
+        public init(
+            name: String, type: LayerTypeName, shape: [Int], method: QuantizationMethod, order: SegmentOrder? = nil,
+            groupSize: Int, calibrationEntry: String? = nil, segments: [SegmentRecord], planStorageBits: Int,
+            storedBytes: Int, warnings: [String]
+        ) {
+            self.name = name
+            self.type = type
+            self.shape = shape
+            self.method = method
+            self.order = order
+            self.groupSize = groupSize
+            self.calibrationEntry = calibrationEntry
+            self.segments = segments
+            self.planStorageBits = planStorageBits
+            self.storedBytes = storedBytes
+            self.warnings = warnings
+        }
     }
 
     public struct CarriedRecord: Codable, Sendable, Equatable {
@@ -138,6 +207,13 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var shape: [Int]
         /// Always `finetuned`: the tensor is the fine-tuned tensor's bytes, as stored there.
         public var carried: String
+
+        public init(name: String, dtype: String, shape: [Int], carried: String) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.carried = carried
+        }
     }
 
     public struct TensorRecord: Codable, Sendable, Equatable {
@@ -146,6 +222,14 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var shape: [Int]
         public var bytes: Int
         public var sha256: String
+
+        public init(name: String, dtype: String, shape: [Int], bytes: Int, sha256: String) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.bytes = bytes
+            self.sha256 = sha256
+        }
     }
 
     public struct ModelFileRecord: Codable, Sendable, Equatable {
@@ -154,6 +238,12 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         public var size: Int
         /// SHA-256 of its bytes.
         public var sha256: String
+
+        public init(name: String, size: Int, sha256: String) {
+            self.name = name
+            self.size = size
+            self.sha256 = sha256
+        }
     }
 
     public struct Totals: Codable, Sendable, Equatable {
@@ -167,6 +257,18 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         /// The safetensors header (8 + JSON) of `delta.safetensors`.
         public var headerBytes: Int
         public var fileBytes: Int
+
+        public init(
+            planStorageBits: Int, plannedBytes: Int, plannedOverPlan: Double, carriedBytes: Int, headerBytes: Int,
+            fileBytes: Int
+        ) {
+            self.planStorageBits = planStorageBits
+            self.plannedBytes = plannedBytes
+            self.plannedOverPlan = plannedOverPlan
+            self.carriedBytes = carriedBytes
+            self.headerBytes = headerBytes
+            self.fileBytes = fileBytes
+        }
     }
 }
 
@@ -209,7 +311,7 @@ public enum ArtifactTensor {
     }
 
     /// The bytes of every tensor of a quantized segment, by name.
-    static func encode(_ q: QuantizedSegment, prefix: String) -> [String: [UInt8]] {
+    package static func encode(_ q: QuantizedSegment, prefix: String) -> [String: [UInt8]] {
         var out: [String: [UInt8]] = [prefix + sigma: halfBytes(q.singularValues)]
         func add(_ w: QuantizedWeight, codes: String, scales: String, zeros: String, values: String) {
             switch w.bits {
@@ -542,7 +644,7 @@ public struct Artifact: Sendable {
 /// when `checkModified`, the same modification times or, where they differ and the store recorded
 /// them, the same contents (a copy moved elsewhere keeps size and header but not its time, so
 /// overrides are checked without it).
-func verifyInput(_ checkpoint: Checkpoint, path: String, against recorded: StoreManifest.InputRecord, role: String,
+package func verifyInput(_ checkpoint: Checkpoint, path: String, against recorded: StoreManifest.InputRecord, role: String,
                  checkModified: Bool) throws(ArtifactError) {
     let now: [(fingerprint: FileFingerprint, url: URL)]
     do { now = try FileFingerprint.files(of: checkpoint, hashContent: false) } catch { throw .io(path: path, reason: "\(error)") }
@@ -558,6 +660,6 @@ func verifyInput(_ checkpoint: Checkpoint, path: String, against recorded: Store
     }
 }
 
-func openCheckpoint(_ url: URL) throws(ArtifactError) -> Checkpoint {
+package func openCheckpoint(_ url: URL) throws(ArtifactError) -> Checkpoint {
     do { return try Checkpoint(at: url) } catch { throw .checkpoint("\(error)") }
 }

@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 /// One synthetic Llama-2-7B-shaped pair (1/16 scale, one layer), analyzed, with an `exact` and a

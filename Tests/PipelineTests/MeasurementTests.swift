@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 import Testing
 

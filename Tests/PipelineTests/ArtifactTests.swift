@@ -1,11 +1,14 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
+import ContentHash
 import Foundation
 import LinearAlgebra
 import ModelProfiles
 import Optimizer
-@testable import Quantization
+import Quantization
 import Testing
+@testable import Pipeline
 
 @Suite struct ArtifactTests {
     /// The planned tensors take the plan's storage bits (the StorageModel contract) within 1%;

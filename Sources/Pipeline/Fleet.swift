@@ -1,0 +1,98 @@
+import Analysis
+import Checkpoint
+import Foundation
+import ModelProfiles
+import Optimizer
+
+/// Why a fleet cannot be planned or written.
+public enum FleetError: Error, Equatable, CustomStringConvertible {
+    /// Two stores analyze fine-tunes of different bases: their deltas do not share one base.
+    case differentBases(first: String, other: String, reason: String)
+    case duplicateName(String)
+    case io(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .differentBases(first, other, reason):
+            "stores '\(first)' and '\(other)' are not fine-tunes of the same base: \(reason)"
+        case let .duplicateName(name): "the fleet names '\(name)' twice"
+        case let .io(path, reason): "cannot write the fleet to \(path): \(reason)"
+        }
+    }
+}
+
+/// One store of a fleet, measured, with its name and weight.
+public struct FleetStore {
+    public var name: String
+    public var planning: StorePlanning
+    public var weight: Double
+
+    public init(name: String, planning: StorePlanning, weight: Double = 1) {
+        self.name = name
+        self.planning = planning
+        self.weight = weight
+    }
+}
+
+/// `deltaplan fleet`: the stores' plans under one budget (``planFleet(_:budget:storage:menu:strategy:seed:toolVersion:)``),
+/// after checking that every store is a fine-tune of the same base (same base files: names, sizes
+/// and SHA-256 of headers and contents).
+public func planFleet(
+    _ stores: [FleetStore], budget: GivenBudget, storage: StorageModel, menu: [Int], strategy: Strategy, seed: UInt64
+) throws -> FleetPlan {
+    var seen = Set<String>()
+    for s in stores where !seen.insert(s.name).inserted { throw FleetError.duplicateName(s.name) }
+    if let first = stores.first {
+        let reference = baseIdentity(first.planning.store)
+        for other in stores.dropFirst() {
+            let identity = baseIdentity(other.planning.store)
+            guard identity == reference else {
+                throw FleetError.differentBases(
+                    first: first.name, other: other.name,
+                    reason: "\(first.planning.store.manifest.inputs.base.path) and \(other.planning.store.manifest.inputs.base.path) differ in "
+                        + (Set(identity.map(\.name)) == Set(reference.map(\.name)) ? "content" : "files"))
+            }
+        }
+    }
+    let members = stores.map {
+        FleetMember(name: $0.name, spectra: $0.planning.spectra, weight: $0.weight,
+                    source: .init(kind: "store", name: $0.planning.store.url.lastPathComponent, hash: $0.planning.store.identity))
+    }
+    var fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: strategy, seed: seed,
+                              toolVersion: DeltaPlanVersion.string)
+    for i in fleet.plans.indices { fleet.plans[i].segmentOrder = stores[i].planning.measurement.order }
+    return fleet
+}
+
+/// What identifies a store's base: its files' names, sizes and hashes (not paths or times).
+private func baseIdentity(_ store: SpectrumStore) -> [FileFingerprint] {
+    store.manifest.inputs.base.files.map {
+        var f = $0
+        f.modified = 0
+        return f
+    }.sorted { $0.name < $1.name }
+}
+
+extension FleetPlan {
+    /// Writes `DIR/NAME.json` per member (the ordinary plan format) and `DIR/fleet.json`, as one
+    /// directory published atomically (an existing `DIR` is replaced only once the new one is whole).
+    public func write(names: [String], to directory: URL) throws(FleetError) {
+        precondition(names.count == plans.count, "one name per plan")
+        let temporary: URL
+        do { temporary = try AtomicFile.makeTemporaryDirectory(for: directory) } catch { throw .io(path: directory.path, reason: "\(error)") }
+        do {
+            for (name, plan) in zip(names, plans) {
+                try plan.write(to: temporary.appendingPathComponent("\(name).json"))
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            var data = try encoder.encode(summary)
+            data.append(0x0A)
+            try AtomicFile.write(data: data, to: temporary.appendingPathComponent("fleet.json"))
+            try AtomicFile.publishDirectory(temporary, as: directory)
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            throw .io(path: directory.path, reason: "\(error)")
+        }
+    }
+}

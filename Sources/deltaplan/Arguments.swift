@@ -1,0 +1,70 @@
+import ArgumentParser
+import Checkpoint
+import ModelProfiles
+import Optimizer
+import Quantization
+import Reporting
+
+// The library's vocabulary as command-line arguments: each value is parsed by the library's own
+// parser (the one the service uses too), so both faces accept and reject the same text.
+
+extension Accounting: ExpressibleByArgument {}
+extension Scope: ExpressibleByArgument {}
+extension ComparisonFormat: ExpressibleByArgument {}
+extension QuantizationMethod: ExpressibleByArgument {}
+extension ErrorObjective: ExpressibleByArgument {}
+extension SegmentOrder: ExpressibleByArgument {}
+extension ErrorTarget.Unit: ExpressibleByArgument {}
+extension DType: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument.uppercased()) }
+}
+
+/// `greedy`, `genetic`, `exact` or `preset:NAME` with a built-in preset (``Strategy/init(parsing:library:)``).
+extension Strategy: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let library = try? ProfileLibrary.builtIn(), let strategy = try? Strategy(parsing: argument, library: library) else {
+            return nil
+        }
+        self = strategy
+    }
+
+    /// Listed in the error for an unknown strategy.
+    public static var allValueStrings: [String] {
+        ["exact", "genetic", "greedy"] + ((try? ProfileLibrary.builtIn())?.presets.map { "preset:\($0.name)" } ?? [])
+    }
+}
+
+// Values whose errors need their reason (a budget's range, a width that is not offered): parsed by
+// `transform`, so that the message says what is wrong, not only that the value is invalid.
+
+/// `--budget`: ``GivenBudget/init(parsing:field:)``.
+@Sendable func budgetArgument(_ text: String) throws -> GivenBudget {
+    do { return try GivenBudget(parsing: text) } catch { throw ValidationError(error.description) }
+}
+
+/// `--budgets`: a comma-separated list of budgets.
+@Sendable func budgetsArgument(_ text: String) throws -> [GivenBudget] {
+    let budgets = try text.split(separator: ",").map { part in
+        do throws(BudgetError) { return try GivenBudget(parsing: String(part), field: "--budgets") } catch {
+            throw ValidationError(error.description)
+        }
+    }
+    guard !budgets.isEmpty else { throw ValidationError("--budgets lists no budget") }
+    return budgets
+}
+
+/// `--bits`: ``BitMenu/parse(_:field:)``.
+@Sendable func bitMenuArgument(_ text: String) throws -> [Int] {
+    do { return try BitMenu.parse(text) } catch { throw ValidationError(error.description) }
+}
+
+/// `--strategies`: a comma-separated list of ``Candidate``s.
+@Sendable func candidatesArgument(_ text: String) throws -> [Candidate] {
+    let library: ProfileLibrary
+    do { library = try ProfileLibrary.builtIn() } catch { throw ValidationError("\(error)") }
+    return try text.split(separator: ",").map { name in
+        do throws(StrategyNameError) { return try Candidate(parsing: String(name), library: library) } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import Optimizer
+import Pipeline
+import Quantization
+import Reporting
+
+struct FleetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet",
+        abstract: "Plan several fine-tunes of one base under one shared budget.",
+        discussion: """
+            Each --store is an analysis store of one fine-tune (all of the same base: stores of different \
+            bases are refused). The search minimises Σ w · relative error over the fleet, the matrices of every \
+            model competing for the same bits; a preset strategy gives every model the same α instead (the \
+            baseline). Writes one plan per model (OUT/NAME.json, the ordinary plan format: compress each with \
+            its store) and OUT/fleet.json (budget, per-model storage, α, predicted error, weights).
+
+            Example: deltaplan fleet --store math=math-store --store code=code-store --weight math=3 \\
+              --budget 2GiB --out fleet
+            """)
+
+    @Option(help: ArgumentHelp("A fine-tune: NAME=STORE (repeat for each).", valueName: "name=store"))
+    var store: [String] = []
+
+    @Option(help: ArgumentHelp("A model's weight in the objective, NAME=W (default 1; e.g. traffic shares).", valueName: "name=w"))
+    var weight: [String] = []
+
+    @Option(help: ArgumentHelp("The fleet's budget: a total size ('22GiB') or α over all planned matrices ('1/16'), as plan's --budget.",
+                               valueName: "budget"), transform: budgetArgument)
+    var budget: GivenBudget
+
+    @Option(help: "exact, genetic, greedy, or preset:NAME (every model at the same α: the baseline).")
+    var strategy: Strategy = .exact
+
+    @Option(help: "Allowed bit-widths, comma-separated, from 16,8,4,3,2,1; 0 (dropping) is always allowed.", transform: bitMenuArgument)
+    var bits: [Int] = BitMenu.default
+
+    @Option(help: "How bits are counted: artifact or paper.")
+    var accounting: Accounting = StorageModel.defaultAccounting
+
+    @Option(help: "Quantization group size for artifact accounting.")
+    var groupSize: Int = StorageModel.defaultGroupSize
+
+    @Option(help: "Segment order the error model measures (as plan's --order).")
+    var order: SegmentOrder = .default
+
+    @Option(help: "Random seed of stochastic strategies.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Output directory (replaced atomically).")
+    var out: String
+
+    func validate() throws {
+        guard !store.isEmpty else { throw ValidationError("give at least one --store NAME=STORE") }
+        _ = try stores()
+        _ = try weights()
+        guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
+    }
+
+    /// `--store` as (name, path), names unique.
+    func stores() throws -> [(name: String, path: String)] {
+        var seen = Set<String>()
+        return try store.map { item in
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--store must be NAME=STORE, got '\(item)'")
+            }
+            guard seen.insert(parts[0]).inserted else { throw ValidationError("--store names '\(parts[0])' twice") }
+            return (parts[0], parts[1])
+        }
+    }
+
+    /// `--weight` by name; every name must be a store's.
+    func weights() throws -> [String: Double] {
+        let names = Set(try stores().map(\.name))
+        var out: [String: Double] = [:]
+        for item in weight {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let w = Double(parts[1]), w >= 0, w.isFinite else {
+                throw ValidationError("--weight must be NAME=W with W ≥ 0, got '\(item)'")
+            }
+            guard names.contains(parts[0]) else { throw ValidationError("--weight names '\(parts[0])', which no --store names") }
+            out[parts[0]] = w
+        }
+        return out
+    }
+
+    func run() throws {
+        let weights = try weights()
+        var members: [FleetStore] = []
+        for (name, path) in try stores() {
+            let progress = TerminalProgress(label: "measure \(name)")
+            do {
+                let planning = try StorePlanning(store: URL(fileURLWithPath: path),
+                                                 measurement: MeasurementOptions(order: order, groupSize: groupSize),
+                                                 progress: progress.step)
+                members.append(FleetStore(name: name, planning: planning, weight: weights[name] ?? 1))
+            } catch { throw CLIFailure(error) }
+        }
+        let fleet: FleetPlan
+        do {
+            fleet = try planFleet(members, budget: budget, storage: StorageModel(accounting: accounting, groupSize: groupSize),
+                                  menu: bits, strategy: strategy, seed: seed)
+            try fleet.write(names: members.map(\.name), to: URL(fileURLWithPath: out))
+        } catch { throw CLIFailure(error) }
+        print(fleetTable(fleet.summary), terminator: "")
+        print("wrote \(out)/fleet.json and \(members.count) plans")
+    }
+}
+
+/// One row per model, then the fleet's totals.
+func fleetTable(_ s: FleetSummary) -> String {
+    var rows = [["model", "weight", "storage", "α", "predicted rel. error"]]
+    for m in s.members {
+        rows.append([m.name, Format.significant(m.weight, digits: 3), Format.bytes(Double(m.storageBits) / 8),
+                     "1/\(Format.significant(1 / max(m.alpha, 1e-12), digits: 4))", String(format: "%.4e", m.predictedRelativeError)])
+    }
+    var text = "fleet: budget \(s.budget.given) = \(Format.bytes(Double(s.budget.bits) / 8)), strategy \(s.strategy.name)"
+        + (s.strategy.preset.map { ":" + $0 } ?? "") + "\n"
+    text += alignedTable(rows, rightAligned: [1, 2, 3, 4])
+    text += "total \(Format.bytes(Double(s.storageBits) / 8)); Σ weight · relative error = \(String(format: "%.4e", s.weightedRelativeError))\n"
+    return text
+}

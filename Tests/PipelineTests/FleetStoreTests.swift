@@ -1,0 +1,56 @@
+import Analysis
+import ArtifactFormat
+import Foundation
+import ModelProfiles
+import Optimizer
+import Pipeline
+import Testing
+
+/// `deltaplan fleet` on real stores: one base, one budget, plans that compress; stores of another
+/// base refused by name.
+@Suite struct FleetStoreTests {
+    static func store(_ dir: URL, seed: UInt64) throws -> (SyntheticPair.Paths, SpectrumStore) {
+        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
+        let paths = try SyntheticPair(profile: profile, seed: seed, tokens: 160, sampleRows: 160).write(to: dir)
+        let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
+                                 options: AnalysisOptions(), store: dir.appendingPathComponent("store")).run()
+        return (paths, store)
+    }
+
+    @Test func fleetOfStoresPlansWritesAndCompresses() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-fleet-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        // Two analyses of fine-tunes of one base (the same synthetic pair twice), one of another base.
+        let (paths, first) = try Self.store(root.appendingPathComponent("a"), seed: 2)
+        let (_, second) = try Self.store(root.appendingPathComponent("b"), seed: 2)
+        let (_, other) = try Self.store(root.appendingPathComponent("c"), seed: 3)
+        let stores = [FleetStore(name: "math", planning: try StorePlanning(store: first.url), weight: 2),
+                      FleetStore(name: "code", planning: try StorePlanning(store: second.url), weight: 1)]
+        let fleet = try planFleet(stores, budget: .ratio(1.0 / 16), storage: StorageModel(), menu: BitMenu.default,
+                                  strategy: .exact, seed: 0)
+        #expect(fleet.summary.storageBits <= fleet.summary.budget.bits)
+        #expect(fleet.summary.members.map(\.name) == ["math", "code"])
+        // Equal deltas, the heavier weight gets at least as much.
+        #expect(fleet.summary.members[0].storageBits >= fleet.summary.members[1].storageBits)
+
+        let out = root.appendingPathComponent("fleet")
+        try fleet.write(names: ["math", "code"], to: out)
+        let read = try Plan.read(from: out.appendingPathComponent("math.json"))
+        #expect(read == fleet.plans[0])
+        let summary = try JSONDecoder().decode(FleetSummary.self, from: Data(contentsOf: out.appendingPathComponent("fleet.json")))
+        #expect(summary == fleet.summary)
+        // Each plan is an ordinary plan of its store: compress takes it.
+        let manifest = try compress(store: first, plan: read, calibration: try CalibrationSet(url: paths.calibration),
+                                    options: CompressionOptions(toolVersion: "test"), to: root.appendingPathComponent("artifact"))
+        #expect(manifest.matrices.count == read.matrices.count)
+
+        do {
+            _ = try planFleet(stores + [FleetStore(name: "chat", planning: try StorePlanning(store: other.url))],
+                              budget: .ratio(1.0 / 16), storage: StorageModel(), menu: BitMenu.default, strategy: .exact, seed: 0)
+            Issue.record("a store of another base was accepted")
+        } catch let error as FleetError {
+            guard case let .differentBases(a, b, _) = error else { Issue.record("\(error)"); return }
+            #expect((a, b) == ("math", "chat"))
+        }
+    }
+}
