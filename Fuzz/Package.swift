@@ -37,8 +37,8 @@ let package = Package(
             name: "fuzz-manifest",
             dependencies: [
                 "FuzzSupport",
-                .product(name: "Quantization", package: deltaPlan),
-                .product(name: "Checkpoint", package: deltaPlan),
+                .product(name: "ArtifactFormat", package: deltaPlan),
+                .product(name: "ContentHash", package: deltaPlan),
                 .product(name: "Optimizer", package: deltaPlan),
             ]),
     ],

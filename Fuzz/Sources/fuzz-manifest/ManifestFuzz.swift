@@ -1,8 +1,8 @@
-import Checkpoint
+import ArtifactFormat
+import ContentHash
 import Foundation
 import FuzzSupport
 import Optimizer
-import Quantization
 
 /// One input: the bytes of an artifact's `manifest.json`, opened with `Artifact(at:)` in a
 /// directory that holds, when `FUZZ_ARTIFACT` names a real artifact, that artifact's

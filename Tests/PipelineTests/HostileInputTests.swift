@@ -1,8 +1,10 @@
 import Analysis
+import ArtifactFormat
 import Checkpoint
+import ContentHash
 import Foundation
 import Optimizer
-import Quantization
+import Pipeline
 import Testing
 
 /// Hostile artifacts, stores and checkpoints given to `merge` and `compress` (issue #12, item 4;
