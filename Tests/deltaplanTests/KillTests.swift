@@ -9,10 +9,12 @@ import Glibc
 #endif
 
 /// What the kill tests start from, made once per test process, in-process, without interruption:
-/// a one-layer Llama-2-7B-shaped pair at 1/8 scale (q/k/v/o 512×512, gate/up 1376×512, down
-/// 512×1376: 7 matrices, 10 MB per BF16 checkpoint) with calibration, its store, a hand-made plan
+/// a one-layer Llama-2-7B-shaped pair at 1/16 scale (q/k/v/o 256×256, gate/up 688×256, down
+/// 256×688: 7 matrices, 2.6 MB per BF16 checkpoint) with calibration, its store, a hand-made plan
 /// of the store (no measurement pass: 8 bits for 2 vectors, 3 bits for 14, 2 bits for 32), the
 /// artifact of that plan and its merge. A killed and rerun `deltaplan` must end with these bytes.
+/// (Each stage takes long enough in a debug build that the kills, which wait for a moment in the
+/// run polling every 2 ms, land mid-run; a stage that ended first fails its test.)
 struct KillFixture: Sendable {
     let root: URL
     let pair: SyntheticPair.Paths
@@ -40,7 +42,7 @@ actor KillFixtures {
         try? FileManager.default.removeItem(at: root)
         try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
         atexit { try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "/deltaplan-kill-\(getpid())") }
-        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 8, layers: 1)
+        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 1)
         let pair = try SyntheticPair(profile: profile, seed: 11, tokens: 256, sampleRows: 0).write(to: root.appendingPathComponent("pair"))
         let storeURL = root.appendingPathComponent("store")
         let store = try Analyzer(base: pair.base, finetuned: pair.finetuned, calibration: pair.calibration,
