@@ -11,6 +11,10 @@ let package = Package(
     products: [
         .executable(name: "deltaplan", targets: ["deltaplan"]),
         .library(name: "Optimizer", targets: ["Optimizer"]),
+        // For the fuzzing harnesses of Fuzz/ (a separate package): the readers of checkpoints and artifacts.
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "ContentHash", targets: ["ContentHash"]),
+        .library(name: "ArtifactFormat", targets: ["ArtifactFormat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

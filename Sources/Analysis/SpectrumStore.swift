@@ -83,18 +83,24 @@ public struct SpectrumStore: Sendable {
     }
 
     /// The stored factors of a matrix: ΔW ≈ U·diag(σ[..<r])·Vᵀ with U h_out × r and V h_in × r.
+    /// Values that are NaN or infinite (an analysis never stores them) are refused, naming the tensor.
     public func factors(of record: StoreManifest.MatrixRecord) throws(AnalysisError) -> StoredFactors {
         let file = try open(record)
         let r = record.storedRank ?? 0
+        let name = record.file ?? record.name
         do {
-            let sigma = try file.floats("singular_values")
-            return StoredFactors(
-                singularValues: sigma,
-                u: Matrix(rows: record.rows, columns: r, elements: try file.floats("u_t")),
-                v: Matrix(rows: record.columns, columns: r, elements: try file.floats("v_t")),
-                inputEnergy: try file.doubles("input_energy"))
+            let sigma = try file.floats("singular_values"), u = try file.floats("u_t"), v = try file.floats("v_t")
+            let energy = try file.doubles("input_energy")
+            for (tensor, finite) in [("singular_values", sigma.allSatisfy(\.isFinite)), ("u_t", u.allSatisfy(\.isFinite)),
+                                     ("v_t", v.allSatisfy(\.isFinite)), ("input_energy", energy.allSatisfy(\.isFinite))] where !finite {
+                throw AnalysisError.storeCorrupt(store: url.path, file: name, reason: "\(tensor) holds NaN or infinite values")
+            }
+            return StoredFactors(singularValues: sigma, u: Matrix(rows: record.rows, columns: r, elements: u),
+                                 v: Matrix(rows: record.columns, columns: r, elements: v), inputEnergy: energy)
+        } catch let error as AnalysisError {
+            throw error
         } catch {
-            throw .storeCorrupt(store: url.path, file: record.file ?? record.name, reason: "\(error)")
+            throw .storeCorrupt(store: url.path, file: name, reason: "\(error)")
         }
     }
 
@@ -123,6 +129,22 @@ public struct SpectrumStore: Sendable {
         let size = (try? FileManager.default.attributesOfItem(atPath: fileURL.path)[.size] as? NSNumber)?.intValue
         guard size == record.fileSize else {
             throw .storeCorrupt(store: url.path, file: name, reason: "size \(size ?? -1) differs from the recorded \(record.fileSize ?? -1)")
+        }
+        // The shapes every reader relies on, against the manifest's (a matrix file of another
+        // shape would otherwise be indexed out of range, or fill a matrix of the wrong size).
+        let r = record.storedRank ?? 0
+        let expected: [(String, [Int])] = [("u_t", [r, record.rows]), ("v_t", [r, record.columns]), ("input_energy", [r])]
+        for (tensor, shape) in expected {
+            let found = (try? file.info(tensor))?.shape
+            guard found == shape else {
+                throw .storeCorrupt(store: url.path, file: name, reason: "\(tensor) has shape \(found.map { "\($0)" } ?? "none"), the manifest's "
+                                    + "\(record.rows) × \(record.columns) matrix of stored rank \(r) needs \(shape)")
+            }
+        }
+        let values = (try? file.info("singular_values"))?.shape
+        guard let values, values.count == 1, values[0] >= r else {
+            throw .storeCorrupt(store: url.path, file: name, reason: "singular_values has shape \(values.map { "\($0)" } ?? "none"), "
+                                + "the manifest's stored rank \(r) needs [k] with k ≥ \(r)")
         }
         return file
     }

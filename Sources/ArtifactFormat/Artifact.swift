@@ -398,8 +398,9 @@ public struct Artifact: Sendable {
         let present = Set(file.tensors.map(\.name))
         for t in manifest.tensors {
             guard let info = try? file.info(t.name) else { throw corrupt(manifest.delta.name, "tensor \(t.name) is missing") }
-            guard info.dtype.rawValue == t.dtype, info.shape == t.shape else {
-                throw corrupt(manifest.delta.name, "tensor \(t.name) is \(info.dtype.rawValue) \(info.shape), the manifest says \(t.dtype) \(t.shape)")
+            guard info.dtype.rawValue == t.dtype, info.shape == t.shape, info.byteCount == t.bytes else {
+                throw corrupt(manifest.delta.name, "tensor \(t.name) is \(info.dtype.rawValue) \(info.shape) (\(info.byteCount) bytes), "
+                              + "the manifest says \(t.dtype) \(t.shape) (\(t.bytes) bytes)")
             }
         }
         if let extra = present.subtracting(records.keys).sorted().first {
@@ -450,6 +451,10 @@ public struct Artifact: Sendable {
     static func validate(_ m: ArtifactManifest, corrupt: (String, String) -> ArtifactError) throws(ArtifactError) {
         let name = ArtifactManifest.fileName
         try validateNames(m, corrupt: corrupt)
+        // The one file name the format has: any other would be read from wherever it points.
+        guard m.delta.name == ArtifactManifest.deltaFileName else {
+            throw corrupt(name, "delta.name is '\(m.delta.name)'; the delta file of an artifact is \(ArtifactManifest.deltaFileName)")
+        }
         let planData: Data
         do { planData = try m.plan.encoded() } catch { throw corrupt(name, "plan: \(error)") }
         let planHash = Digest.sha256(planData)
@@ -472,17 +477,19 @@ public struct Artifact: Sendable {
             guard a.groupSize == m.plan.groupSize else {
                 throw corrupt(name, "\(at).groupSize \(a.groupSize) differs from the plan's \(m.plan.groupSize)")
             }
-            guard a.segments.map({ Segment(start: $0.start, end: $0.end, bits: $0.bits) }) == p.segments else {
+            // Field by field: `Segment(start:end:bits:)` traps on start > end, and these are the file's numbers.
+            guard a.segments.count == p.segments.count,
+                  zip(a.segments, p.segments).allSatisfy({ $0.start == $1.start && $0.end == $1.end && $0.bits == $1.bits }) else {
                 throw corrupt(name, "\(at).segments differ from the plan's")
             }
             guard a.planStorageBits == p.storageBits else {
                 throw corrupt(name, "\(at).planStorageBits \(a.planStorageBits) differs from the plan's \(p.storageBits)")
             }
-            for (j, s) in a.segments.enumerated() {
+            for (j, (s, segment)) in zip(a.segments, p.segments).enumerated() {
                 guard s.prefix == ArtifactTensor.prefix(matrix: a.name, segment: j) else {
                     throw corrupt(name, "\(at).segments[\(j)].prefix is \(s.prefix)")
                 }
-                let decls = ArtifactTensor.declarations(prefix: s.prefix, segment: Segment(start: s.start, end: s.end, bits: s.bits),
+                let decls = ArtifactTensor.declarations(prefix: s.prefix, segment: segment,
                                                         rows: a.shape[0], columns: a.shape[1], groupSize: a.groupSize)
                 for d in decls {
                     guard let t = m.tensors.first(where: { $0.name == d.name }), t.dtype == d.dtype.rawValue, t.shape == d.shape else {
@@ -565,7 +572,7 @@ public struct Artifact: Sendable {
         for s in record.segments {
             let segment = Segment(start: s.start, end: s.end, bits: s.bits)
             let r = segment.count
-            let sigma = halves(try tensorBytes(s.prefix + ArtifactTensor.sigma))
+            let sigma = try finiteHalves(s.prefix + ArtifactTensor.sigma)
             let vt = try weight(s.prefix, v: true, rows: r, columns: columns, bits: s.bits, groupSize: record.groupSize)
             let u = try weight(s.prefix, v: false, rows: rows, columns: r, bits: s.bits, groupSize: record.groupSize)
             out.append(QuantizedSegment(segment: segment, rows: rows, columns: columns, vt: vt, u: u, singularValues: sigma))
@@ -582,7 +589,7 @@ public struct Artifact: Sendable {
         let T = ArtifactTensor.self
         var out = Matrix<Float>(rows: rows, columns: columns)
         if bits == 16 {
-            let values = halves(try tensorBytes(prefix + (v ? T.vValues : T.uValues)))
+            let values = try finiteHalves(prefix + (v ? T.vValues : T.uValues))
             out.withUnsafeMutableBufferPointer { o in
                 for r in 0..<rows { for c in 0..<columns { o[r + c * rows] = Float(values[r * columns + c]) } }
             }
@@ -595,7 +602,7 @@ public struct Artifact: Sendable {
             words[i] = UInt32(wordsBytes[4 * i]) | UInt32(wordsBytes[4 * i + 1]) << 8 | UInt32(wordsBytes[4 * i + 2]) << 16 | UInt32(wordsBytes[4 * i + 3]) << 24
         }
         let codes = BitPacking.unpack(words, rows: 1, columns: rows * columns, bits: bits)
-        let scales = halves(try tensorBytes(prefix + (v ? T.vScales : T.uScales)))
+        let scales = try finiteHalves(prefix + (v ? T.vScales : T.uScales))
         if bits == 1 {
             out.withUnsafeMutableBufferPointer { o in
                 for r in 0..<rows {
@@ -606,7 +613,7 @@ public struct Artifact: Sendable {
             return QuantizedWeight(rows: rows, columns: columns, bits: 1, groupSize: columns, codes: codes, scales: scales,
                                    zeros: [], halfValues: [], permutation: nil, dequantized: out, dampening: nil, warnings: [])
         }
-        let zeros = halves(try tensorBytes(prefix + (v ? T.vZeros : T.uZeros)))
+        let zeros = try finiteHalves(prefix + (v ? T.vZeros : T.uZeros))
         let groups = (columns + groupSize - 1) / groupSize
         out.withUnsafeMutableBufferPointer { o in
             for r in 0..<rows {
@@ -621,8 +628,15 @@ public struct Artifact: Sendable {
                                zeros: zeros, halfValues: [], permutation: nil, dequantized: out, dampening: nil, warnings: [])
     }
 
-    private func halves(_ bytes: [UInt8]) -> [Float16] {
-        (0..<(bytes.count / 2)).map { Float16(bitPattern: UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8) }
+    /// A checked F16 tensor (σ, scales, zeros, 16-bit values): the writer never stores NaN or ±∞
+    /// (it refuses values F16 cannot hold), so one here is damage, refused rather than merged.
+    private func finiteHalves(_ name: String) throws(ArtifactError) -> [Float16] {
+        let bytes = try tensorBytes(name)
+        let values = (0..<(bytes.count / 2)).map { Float16(bitPattern: UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8) }
+        guard values.allSatisfy(\.isFinite) else {
+            throw .corrupt(artifact: url.path, file: manifest.delta.name, reason: "tensor \(name) holds NaN or infinite values")
+        }
+        return values
     }
 }
 

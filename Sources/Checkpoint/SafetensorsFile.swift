@@ -259,6 +259,8 @@ public struct SafetensorsFile: Sendable {
         guard tensor.shape.count == 2 else { throw .notAMatrix(path: path, tensor: name, shape: tensor.shape) }
         let rowMajor = try floats(name)
         let (rows, columns) = (tensor.shape[0], tensor.shape[1])
+        // Empty: nothing to copy, and no loop over a dimension as large as the header says ([2⁶⁰, 0]).
+        guard !rowMajor.isEmpty else { return (rows, columns, []) }
         let values = [Float](unsafeUninitializedCapacity: rowMajor.count) { out, initialized in
             rowMajor.withUnsafeBufferPointer { source in
                 for r in 0..<rows {

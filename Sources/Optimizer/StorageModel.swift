@@ -23,6 +23,10 @@ public enum Accounting: String, Sendable, Codable, CaseIterable {
 ///
 /// Under ``Accounting/paper`` only the payload counts. Complexity O(number of segments).
 public struct StorageModel: Hashable, Sendable {
+    /// The group sizes a plan file may record (and the service accepts): beyond 2²⁰ a group is
+    /// wider than any matrix, and sizes near `Int.max` overflow ⌈n/g⌉.
+    public static let groupSizes: ClosedRange<Int> = 1...(1 << 20)
+
     public var accounting: Accounting
     public var groupSize: Int
 

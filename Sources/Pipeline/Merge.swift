@@ -123,6 +123,13 @@ public func merge(
                 } else if let p = planned[d.name] {
                     let delta = try artifact.reconstruction(of: p)
                     var w = try base.floats(d.name)
+                    // The analyzed base held finite values here (a non-finite delta is refused), so
+                    // this is another base under the same header: refused, not merged into NaN.
+                    if let bad = w.firstIndex(where: { !$0.isFinite }) {
+                        throw ArtifactError.inputMismatch(
+                            input: "base", path: baseURL.path,
+                            reason: "\(d.name) holds NaN or infinite values (element \(bad) is \(w[bad])); the base the artifact was made from held none")
+                    }
                     let (rows, columns) = (p.shape[0], p.shape[1])
                     delta.withUnsafeBufferPointer { pd in
                         for r in 0..<rows { for c in 0..<columns { w[r * columns + c] += pd[r + c * rows] } }

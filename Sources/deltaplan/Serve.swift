@@ -44,7 +44,8 @@ struct Serve: AsyncParsableCommand {
                 token: try tokenFile.map { try ServiceConfiguration.readToken(from: URL(fileURLWithPath: $0)) },
                 workers: workers)
             let app = try buildApplication(configuration, onServerRunning: { port in
-                print("deltaplan serve: listening on http://\(host):\(port)")
+                // Unbuffered: a supervisor reading the port (with --port 0) sees the line at once.
+                say("deltaplan serve: listening on http://\(host):\(port)")
             })
             try await app.runService()
         } catch let error as ServiceSetupError {

@@ -304,15 +304,19 @@ extension Plan {
         }
     }
 
-    /// Semantic checks a decoder cannot make.
+    /// Semantic checks a decoder cannot make. Sums and products of the file's numbers are checked
+    /// for overflow: a hostile plan gets a named error, never a trap.
     func validate(file: String) throws(PlanFileError) {
         func fail(_ field: String, _ reason: String) -> PlanFileError { .invalid(file: file, field: field, reason: reason) }
-        if groupSize < 1 { throw fail("groupSize", "must be positive, got \(groupSize)") }
+        if !StorageModel.groupSizes.contains(groupSize) {
+            throw fail("groupSize", "must be in \(StorageModel.groupSizes.lowerBound)…\(StorageModel.groupSizes.upperBound), got \(groupSize)")
+        }
         if bits.isEmpty || bits != bits.sorted(by: >) || Set(bits).count != bits.count
             || !bits.allSatisfy(ProfileLibrary.bitWidths.contains) {
             throw fail("bits", "must list distinct widths from \(ProfileLibrary.bitWidths.sorted(by: >)) in descending order, got \(bits)")
         }
         var seen: [String: Int] = [:]
+        var denseBits = 0, storageBits = 0
         for (i, m) in matrices.enumerated() {
             let at = "matrices[\(i)]"
             if let first = seen.updateValue(i, forKey: m.name) {
@@ -321,6 +325,12 @@ extension Plan {
             guard m.shape.count == 2, m.shape.allSatisfy({ $0 > 0 }) else {
                 throw fail("\(at).shape", "needs two positive dimensions [h_out, h_in], got \(m.shape)")
             }
+            // Σ 16 · h_out · h_in (the totals' denseBits) must fit in an Int.
+            let (parameters, o1) = m.shape[0].multipliedReportingOverflow(by: m.shape[1])
+            let (matrixBits, o2) = parameters.multipliedReportingOverflow(by: 16)
+            let (dense, o3) = denseBits.addingReportingOverflow(matrixBits)
+            if o1 || o2 || o3 { throw fail("\(at).shape", "\(m.shape) is too large: 16 · h_out · h_in over the plan overflows 64 bits") }
+            denseBits = dense
             var expected = 0, last = Int.max
             for (j, s) in m.segments.enumerated() {
                 if s.start != expected { throw fail("\(at).segments[\(j)].start", "must be \(expected) (segments are consecutive from 0)") }
@@ -334,8 +344,18 @@ extension Plan {
                 throw fail("\(at).segments", "keeps \(expected) vectors, more than the rank \(min(m.shape[0], m.shape[1]))")
             }
             if m.storageBits < 0 { throw fail("\(at).storageBits", "must not be negative") }
+            let (sum, overflow) = storageBits.addingReportingOverflow(m.storageBits)
+            if overflow { throw fail("\(at).storageBits", "\(m.storageBits) makes the plan's storage bits overflow 64 bits") }
+            storageBits = sum
+            for (field, value) in [("predictedError", m.predictedError), ("predictedRelativeError", m.predictedRelativeError)] {
+                if let value, !(value.isFinite && value >= 0) { throw fail("\(at).\(field)", "must be a finite number ≥ 0, got \(value)") }
+            }
         }
-        let sum = matrices.reduce(0) { $0 + $1.storageBits }
-        if sum != totals.storageBits { throw fail("totals.storageBits", "is \(totals.storageBits), the matrices sum to \(sum)") }
+        if storageBits != totals.storageBits {
+            throw fail("totals.storageBits", "is \(totals.storageBits), the matrices sum to \(storageBits)")
+        }
+        for (field, value) in [("predictedError", totals.predictedError), ("predictedRelativeError", totals.predictedRelativeError)] {
+            if let value, !(value.isFinite && value >= 0) { throw fail("totals.\(field)", "must be a finite number ≥ 0, got \(value)") }
+        }
     }
 }

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+@testable import deltaplan
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `deltaplan` executable SwiftPM builds beside the test bundle (`swift test` builds every
+/// product first), for tests that must run the tool as its own process: to kill it.
+func deltaplanExecutable() throws -> URL {
+    let bundle = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+    let tool = URL(fileURLWithPath: bundle).deletingLastPathComponent().appendingPathComponent("deltaplan")
+    guard FileManager.default.isExecutableFile(atPath: tool.path) else {
+        throw CLIFailure("no deltaplan executable beside the test bundle at \(tool.path): run `swift build` first")
+    }
+    return tool
+}
+
+/// `deltaplan ARGUMENTS` as a subprocess, its standard output and error going to files in `logs`,
+/// with `CI` unset so that progress comes as one plain line per finished step.
+///
+/// A class because it owns a running process: `deinit` kills it if a test gave up on it.
+/// `@unchecked Sendable`: each instance is used by one test at a time, and `Process` is only read
+/// after `waitUntilExit()`.
+final class DeltaplanProcess: @unchecked Sendable {
+    let arguments: [String]
+    let process = Process()
+    private let outputURL: URL, errorURL: URL
+
+    init(_ arguments: [String], logs: URL) throws {
+        self.arguments = arguments
+        let name = "\(arguments.first ?? "deltaplan")-\(UUID().uuidString.prefix(8))"
+        outputURL = logs.appendingPathComponent("\(name).out")
+        errorURL = logs.appendingPathComponent("\(name).err")
+        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errorURL.path, contents: nil)
+        process.executableURL = try deltaplanExecutable()
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["CI"] = nil
+        process.environment = environment
+        process.standardOutput = try FileHandle(forWritingTo: outputURL)
+        process.standardError = try FileHandle(forWritingTo: errorURL)
+        try process.run()
+    }
+
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    /// Runs to completion and returns the exit status and standard error.
+    static func run(_ arguments: [String], logs: URL) throws -> (status: Int32, errors: String) {
+        let child = try DeltaplanProcess(arguments, logs: logs)
+        child.process.waitUntilExit()
+        return (child.process.terminationStatus, child.errors)
+    }
+
+    var output: String { (try? String(contentsOf: outputURL, encoding: .utf8)) ?? "" }
+    var errors: String { (try? String(contentsOf: errorURL, encoding: .utf8)) ?? "" }
+
+    /// Polls `condition` every 2 ms while the process runs; true once it holds, false when the
+    /// process ended first or `timeout` seconds passed.
+    func wait(until condition: () -> Bool, timeout: Double = 120) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard process.isRunning else { return condition() && process.isRunning }
+            if condition() { return true }
+            usleep(2000)
+        }
+        return false
+    }
+
+    /// `kill -9` once `condition` holds; records an issue (and throws) when the process ended
+    /// before, since then the test shows nothing about an interruption.
+    func kill9(when condition: () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        guard wait(until: condition) else {
+            let status = process.isRunning ? "still running" : "status \(process.terminationStatus)"
+            Issue.record("deltaplan \(arguments.joined(separator: " ")) ended (\(status)) before the moment to kill it; stderr: \(errors)",
+                         sourceLocation: sourceLocation)
+            throw CLIFailure("not killed mid-run")
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Whether the process ended by SIGKILL.
+    var wasKilled: Bool {
+        !process.isRunning && process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL
+    }
+}
+
+/// The names in `directory`, sorted; hidden ones (temporaries) only with `hidden`.
+func listing(_ directory: URL, hidden: Bool = false) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+        .filter { hidden || !$0.hasPrefix(".") }.sorted()
+}
+
+/// Every regular file under `directory` (relative path → bytes), hidden ones included.
+func fileContents(under directory: URL) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let base = directory.resolvingSymlinksInPath().path
+    guard let walker = FileManager.default.enumerator(atPath: base) else { return out }
+    for case let relative as String in walker {
+        let url = URL(fileURLWithPath: base).appendingPathComponent(relative)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            out[relative] = try Data(contentsOf: url)
+        }
+    }
+    return out
+}
