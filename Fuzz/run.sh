@@ -5,6 +5,8 @@
 #   manifest     Artifact(at:) on an artifact directory whose manifest.json is the input
 #
 # Usage: Fuzz/run.sh [TARGET...]            (default: all three, one after the other)
+#        Fuzz/run.sh --coverage [TARGET...] line coverage of the readers by the seeds and the corpus
+#                                           a run left (a build with -profile-generate in .build-cov)
 # Environment:
 #   FUZZ_RUNS=N        executions per target (default 10000000)
 #   FUZZ_TIME=S        stop a target after S seconds whatever FUZZ_RUNS says (default 0: no limit)
@@ -28,6 +30,8 @@ work=${FUZZ_WORK:-$here/.work}
 runs=${FUZZ_RUNS:-10000000}
 seconds=${FUZZ_TIME:-0}
 real_pair=${FUZZ_REAL_PAIR:-/work/shared/pairs/minilm-kjv}
+coverage=0
+if [ "${1:-}" = --coverage ]; then coverage=1; shift; fi
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(safetensors plan manifest)
 export CI=1  # no progress lines from deltaplan while making seeds
@@ -92,6 +96,34 @@ fi
 for t in safetensors plan manifest; do
     echo "seeds/$t: $(find "$seeds/$t" -type f | wc -l) files, $(du -sb "$seeds/$t" | cut -f1) bytes"
 done
+
+# The files each harness's reader lives in, for the coverage report.
+readers() {
+    case $1 in
+        safetensors) echo "$root/Sources/Checkpoint/SafetensorsFile.swift $root/Sources/Checkpoint/Internals/JSON.swift $root/Sources/Checkpoint/TensorInfo.swift $root/Sources/Checkpoint/Internals/ElementConversion.swift" ;;
+        plan) echo "$root/Sources/Optimizer/Plans/Plan.swift $root/Sources/Optimizer/Plans/EncodedAsNull.swift" ;;
+        manifest) echo "$root/Sources/ArtifactFormat/Artifact.swift" ;;
+    esac
+}
+if [ $coverage = 1 ]; then
+    echo "== coverage: building the harnesses (release, -profile-generate) in Fuzz/.build-cov"
+    tools=$(dirname "$(command -v swift)")  # the toolchain's llvm-profdata and llvm-cov (the system's may be older)
+    cov=(-c release --build-path "$here/.build-cov" -Xswiftc -sanitize=fuzzer -Xswiftc -profile-generate -Xswiftc -profile-coverage-mapping)
+    mkdir -p "$work/coverage" "$work/logs"
+    for t in "${targets[@]}"; do
+        (cd "$here" && swift build "${cov[@]}" --product "fuzz-$t") >"$work/logs/build-coverage.log" 2>&1 || { tail -n 30 "$work/logs/build-coverage.log"; exit 2; }
+        bin=$(cd "$here" && swift build "${cov[@]}" --show-bin-path)
+        rm -f "$work/coverage/$t".prof*
+        [ "$t" = manifest ] && export FUZZ_ARTIFACT=$work/files/artifact-q
+        mkdir -p "$work/corpus/$t"
+        LLVM_PROFILE_FILE="$work/coverage/$t.profraw" "$bin/fuzz-$t" -runs=0 "$work/corpus/$t" "$seeds/$t" >"$work/logs/coverage-$t.log" 2>&1
+        "$tools/llvm-profdata" merge -sparse "$work/coverage/$t.profraw" -o "$work/coverage/$t.profdata"
+        echo "== fuzz-$t: $(find "$work/corpus/$t" "$seeds/$t" -type f | wc -l) inputs"
+        # shellcheck disable=SC2046
+        "$tools/llvm-cov" report "$bin/fuzz-$t" -instr-profile="$work/coverage/$t.profdata" $(readers "$t") | sed "s|$root/||"
+    done
+    exit 0
+fi
 
 echo "== building the harnesses (release, -sanitize=fuzzer,address)"
 mkdir -p "$work/logs"
