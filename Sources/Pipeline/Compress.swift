@@ -23,7 +23,7 @@ public struct CompressionOptions: Sendable {
     public var planPath: String?
     public var toolVersion: String
 
-    public init(method: QuantizationMethod = .gptq, order: SegmentOrder? = nil, dampening: Double = 0.01, base: URL? = nil,
+    public init(method: QuantizationMethod = .default, order: SegmentOrder? = nil, dampening: Double = QuantizationMethod.defaultDampening, base: URL? = nil,
                 finetuned: URL? = nil, planPath: String? = nil, toolVersion: String) {
         self.method = method
         self.order = order

@@ -1,4 +1,5 @@
 import LinearAlgebra
+import Optimizer
 
 /// A Hessian made ready for GPTQ: dead columns fixed, optionally reordered, damped, and reduced
 /// to the upper Cholesky factor of its inverse. Depends only on H and the damping, so one
@@ -30,7 +31,7 @@ public struct PreparedHessian: Sendable {
     /// - Throws: ``QuantizationError/shapeMismatch(what:expected:found:)`` for a non-square H,
     ///   ``QuantizationError/nonFiniteInput(what:)``,
     ///   ``QuantizationError/hessianNotPositiveDefinite(what:lastDampening:)`` after the retries.
-    public init(hessian: Matrix<Float>, dampening: Double = 0.01, actOrder: Bool = false,
+    public init(hessian: Matrix<Float>, dampening: Double = QuantizationMethod.defaultDampening, actOrder: Bool = false,
                 maxRetries: Int = 4, name: String = "Hessian") throws(QuantizationError) {
         let n = hessian.rows
         guard hessian.columns == n else {
@@ -115,7 +116,7 @@ public struct GPTQ: Sendable, Hashable {
     /// taking its min–max.
     public var clipSearch: Bool
 
-    public init(bits: Int, groupSize: Int = 128, dampening: Double = 0.01, blockSize: Int = 128,
+    public init(bits: Int, groupSize: Int = StorageModel.defaultGroupSize, dampening: Double = QuantizationMethod.defaultDampening, blockSize: Int = 128,
                 actOrder: Bool = false, symmetric: Bool = false, clipSearch: Bool = false) {
         self.bits = bits
         self.groupSize = groupSize

@@ -18,7 +18,7 @@ public struct MeasurementOptions: Sendable, Hashable {
     /// The bit-widths to measure: 1…8 and 16.
     public var bits: [Int]
 
-    public init(method: QuantizationMethod = .gptq, order: SegmentOrder = .default, groupSize: Int = 128, dampening: Double = 0.01,
+    public init(method: QuantizationMethod = .default, order: SegmentOrder = .default, groupSize: Int = StorageModel.defaultGroupSize, dampening: Double = QuantizationMethod.defaultDampening,
                 bits: [Int] = [16, 8, 4, 3, 2, 1]) {
         self.method = method
         self.order = order

@@ -1,4 +1,5 @@
 import LinearAlgebra
+import Optimizer
 
 /// Round-to-nearest quantization with min–max groups: each row's columns are split into groups of
 /// `groupSize` consecutive columns, each with its own ``GroupGrid`` (scale and zero in F16); with
@@ -16,7 +17,7 @@ public struct RTN: Sendable, Hashable {
     /// Search each group's clipping range (``rowGrids``) instead of taking its min–max.
     public var clipSearch: Bool
 
-    public init(bits: Int, groupSize: Int = 128, symmetric: Bool = false, clipSearch: Bool = false) {
+    public init(bits: Int, groupSize: Int = StorageModel.defaultGroupSize, symmetric: Bool = false, clipSearch: Bool = false) {
         self.bits = bits
         self.groupSize = groupSize
         self.symmetric = symmetric

@@ -8,6 +8,11 @@ public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
     case gptq
     /// Round-to-nearest min–max groups (data-free, or a cheap baseline).
     case rtn
+
+    /// What the CLI, the service and the library take when none is given.
+    public static let `default` = QuantizationMethod.gptq
+    /// GPTQ damping as a fraction of mean(diag H), when none is given.
+    public static let defaultDampening = 0.01
 }
 
 /// How segments are quantized.
@@ -21,8 +26,8 @@ public struct SegmentOptions: Sendable, Hashable {
     public var dampening: Double
     public var actOrder: Bool
 
-    public init(method: QuantizationMethod = .gptq, order: SegmentOrder = .default, groupSize: Int = 128,
-                dampening: Double = 0.01, actOrder: Bool = false) {
+    public init(method: QuantizationMethod = .default, order: SegmentOrder = .default, groupSize: Int = StorageModel.defaultGroupSize,
+                dampening: Double = QuantizationMethod.defaultDampening, actOrder: Bool = false) {
         self.method = method
         self.order = order
         self.groupSize = groupSize

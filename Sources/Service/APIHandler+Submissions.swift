@@ -1,6 +1,7 @@
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// `POST /v1/analyses`, `/v1/plans`, `/v1/comparisons`, `/v1/compressions`, `/v1/evaluations`,
 /// `/v1/merges`: the contract's request types into job parameters (domain values, paths
@@ -28,11 +29,13 @@ extension APIHandler {
         let strategyName = r.strategy ?? Strategy.defaultName(hasErrorModel: r.analysis != nil)
         let strategy = try validator.strategy(strategyName, field: "strategy")
         let options = try PlanOptions(scope: r.scope, bits: r.bits, seed: r.seed, accounting: r.accounting,
-                                      groupSize: r.groupSize, objective: r.objective, order: r.order, validator: validator)
+                                      groupSize: r.groupSize, objective: r.objective, order: r.order, method: r.method,
+                                      validator: validator)
         let scope = options.scope ?? strategy.defaultScope
 
         if let profileName = r.profile {
-            for (field, given) in [("objective", options.objective != nil), ("order", options.order != nil)] where given {
+            for (field, given) in [("objective", options.objective != nil), ("order", options.order != nil),
+                                   ("method", options.method != nil), ("calibration", r.calibration != nil)] where given {
                 throw APIError.invalidField(field: field, reason: "applies to plans from an analysis (a profile plan has no error model)")
             }
             // Shape-only: cheap (O(matrices · log rank)), answered at once with the same library
@@ -62,10 +65,12 @@ extension APIHandler {
             return .ok(.init(body: .json(VerbatimJSON(encoded))))
         }
         let (analysis, storePath) = try await succeededAnalysis(r.analysis ?? "", field: "analysis")
+        let calibration = try r.calibration.map { text throws(APIError) in try validator.path(text, field: "calibration") }
         let parameters = PlanJobParameters(analysis: analysis, analysisStore: storePath, budget: r.budget, strategy: strategyName,
                                            scope: scope, bits: options.bits, seed: options.seed,
                                            accounting: options.accounting, groupSize: options.groupSize,
-                                           objective: options.objective, order: options.order)
+                                           objective: options.objective, order: options.order, method: options.method,
+                                           calibration: calibration)
         return .accepted(try accepted(try await store.create(kind: .plan, parameters: try parameters.parametersJSON())))
     }
 
@@ -76,11 +81,14 @@ extension APIHandler {
         let strategies = r.strategies ?? Candidate.defaultNames
         for (i, s) in strategies.enumerated() { _ = try validator.candidate(s, field: "strategies[\(i)]") }
         let options = try PlanOptions(scope: r.scope, bits: r.bits, seed: r.seed, accounting: r.accounting,
-                                      groupSize: r.groupSize, objective: r.objective, order: r.order, validator: validator)
+                                      groupSize: r.groupSize, objective: r.objective, order: r.order, method: r.method,
+                                      validator: validator)
+        let calibration = try r.calibration.map { text throws(APIError) in try validator.path(text, field: "calibration") }
         let parameters = ComparisonJobParameters(analysis: analysis, analysisStore: storePath, budgets: r.budgets, strategies: strategies,
                                                  scope: options.scope, seed: options.seed, accounting: options.accounting,
                                                  groupSize: options.groupSize, bits: options.bits,
-                                                 objective: options.objective, order: options.order)
+                                                 objective: options.objective, order: options.order, method: options.method,
+                                                 calibration: calibration)
         return .accepted(try accepted(try await store.create(kind: .comparison, parameters: try parameters.parametersJSON())))
     }
 
@@ -105,7 +113,13 @@ extension APIHandler {
             throw APIError.invalidField(field: r.plan == nil ? "planFile" : "plan",
                                         reason: "give exactly one of 'plan' (a plan job id) or 'planFile' (a server-side plan JSON)")
         }
-        let parameters = CompressionJobParameters(base: base, finetuned: finetuned, calibration: calibration, plan: r.plan, planFile: planFile)
+        if let dampening = r.dampening, !(dampening.isFinite && dampening >= 0) {
+            throw APIError.invalidField(field: "dampening", reason: "must be a finite number ≥ 0")
+        }
+        let parameters = CompressionJobParameters(base: base, finetuned: finetuned, calibration: calibration, plan: r.plan, planFile: planFile,
+                                                  method: r.method.map { libraryValue($0, as: QuantizationMethod.self) },
+                                                  order: r.order.map { libraryValue($0, as: SegmentOrder.self) },
+                                                  dampening: r.dampening)
         return .accepted(try accepted(try await store.create(kind: .compression, parameters: try parameters.parametersJSON())))
     }
 

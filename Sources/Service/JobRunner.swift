@@ -131,8 +131,8 @@ extension JobRunner {
     /// plan bytes are the CLI's. The measurement pass is cached in the store: a resumed job reuses it.
     public static let plan = JobRunner(resumable: true) { context in
         let p = try context.decodeParameters(PlanJobParameters.self)
-        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, objective: p.objective, order: p.order,
-                                         context: context)
+        let planning = try storePlanning(p.analysisStore, calibration: p.calibration, groupSize: p.groupSize, objective: p.objective,
+                                         order: p.order, method: p.method, context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
         let plan = try planning.plan(
             budget: try GivenBudget(parsing: p.budget),
@@ -150,8 +150,8 @@ extension JobRunner {
     /// written as JSON to `<data-dir>/comparisons/<id>.json`.
     public static let comparison = JobRunner(resumable: true) { context in
         let p = try context.decodeParameters(ComparisonJobParameters.self)
-        let planning = try storePlanning(p.analysisStore, groupSize: p.groupSize, objective: p.objective, order: p.order,
-                                         context: context)
+        let planning = try storePlanning(p.analysisStore, calibration: p.calibration, groupSize: p.groupSize, objective: p.objective,
+                                         order: p.order, method: p.method, context: context)
         let library = try ProfileLibrary.builtIn()
         let comparison = planning.compare(
             budgets: try p.budgets.map { try GivenBudget(parsing: $0) },
@@ -175,11 +175,13 @@ extension JobRunner {
     /// The store with its error models measured; the measurement is most of the job's time. A
     /// cancel stops it at the next matrix (the tables measured so far stay cached in the store).
     private static func storePlanning(
-        _ store: String, groupSize: Int, objective: ErrorObjective?, order: SegmentOrder?, context: JobContext
+        _ store: String, calibration: String?, groupSize: Int, objective: ErrorObjective?, order: SegmentOrder?,
+        method: QuantizationMethod?, context: JobContext
     ) throws -> StorePlanning {
         context.reportProgress(0, "measuring the error model")
         return try StorePlanning(
-            store: URL(fileURLWithPath: store), measurement: MeasurementOptions(order: order ?? .default, groupSize: groupSize),
+            store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
+            measurement: MeasurementOptions(method: method ?? .default, order: order ?? .default, groupSize: groupSize),
             objective: objective,
             progress: { done, total, name in
                 context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
@@ -203,7 +205,8 @@ extension JobRunner {
         var done = 0.0
         _ = try compress(
             store: store, plan: plan, calibration: calibration,
-            options: CompressionOptions(base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
+            options: CompressionOptions(method: p.method ?? .default, order: p.order, dampening: p.dampening ?? QuantizationMethod.defaultDampening,
+                                        base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
                                         planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
             to: out,
             progress: { event in

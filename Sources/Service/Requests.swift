@@ -2,6 +2,7 @@ import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 
 /// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
 public struct PlanJobParameters: Codable, Sendable, Equatable {
@@ -19,6 +20,10 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     /// errors are measured in (nil in jobs persisted before orders: the default).
     public var objective: ErrorObjective?
     public var order: SegmentOrder?
+    /// The quantizer the error model measures and the store's calibration file (nil: GPTQ, and the
+    /// calibration the store records; also in jobs persisted before they were options).
+    public var method: QuantizationMethod?
+    public var calibration: String?
 }
 
 /// The parameters of a comparison job, as validated by `POST /v1/comparisons`.
@@ -37,6 +42,8 @@ public struct ComparisonJobParameters: Codable, Sendable, Equatable {
     /// As ``PlanJobParameters``.
     public var objective: ErrorObjective?
     public var order: SegmentOrder?
+    public var method: QuantizationMethod?
+    public var calibration: String?
 }
 
 /// The parameters of a compression job, as validated by `POST /v1/compressions`.
@@ -48,6 +55,10 @@ public struct CompressionJobParameters: Codable, Sendable, Equatable {
     public var plan: String?
     /// The plan file (resolved).
     public var planFile: String
+    /// `CompressionOptions`' (nil: its defaults; the order then is the plan's).
+    public var method: QuantizationMethod?
+    public var order: SegmentOrder?
+    public var dampening: Double?
 }
 
 /// The parameters of an evaluation job, as validated by `POST /v1/evaluations`.
@@ -132,13 +143,14 @@ struct PlanOptions {
     /// Error-model options, for plans from an analysis and comparisons (nil when not given).
     var objective: ErrorObjective?
     var order: SegmentOrder?
+    var method: QuantizationMethod?
 
     var accounting: Accounting { storage.accounting }
     var groupSize: Int { storage.groupSize }
 
     init(scope: Components.Schemas.Scope?, bits: Components.Schemas.BitsMenu?, seed: Int?, accounting: Components.Schemas.Accounting?,
          groupSize: Int?, objective: Components.Schemas.Objective?, order: Components.Schemas.SegmentOrder?,
-         validator: RequestValidator) throws(APIError) {
+         method: Components.Schemas.QuantizationMethod?, validator: RequestValidator) throws(APIError) {
         self.scope = scope.map { libraryValue($0, as: Scope.self) }
         self.bits = try bits.map { widths throws(APIError) in try validator.bits(widths.map(\.rawValue)) } ?? BitMenu.default
         // The contract bounds both (seed ≥ 0, groupSize ≥ 1) and ContractMiddleware enforces it;
@@ -151,6 +163,7 @@ struct PlanOptions {
                                groupSize: groupSize)
         self.objective = objective.map { libraryValue($0, as: ErrorObjective.self) }
         self.order = order.map { libraryValue($0, as: SegmentOrder.self) }
+        self.method = method.map { libraryValue($0, as: QuantizationMethod.self) }
     }
 }
 

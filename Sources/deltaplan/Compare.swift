@@ -25,7 +25,7 @@ struct CompareCommand: ParsableCommand {
     var calibration: String?
 
     @Option(help: "Quantizer the error model measures: gptq (with the calibration) or rtn.")
-    var method: QuantizationMethod = .gptq
+    var method: QuantizationMethod = .default
 
     @Option(help: "What plans minimize: activation (‖(ΔW − ΔŴ)X‖²), kronecker or paired (the model's output sensitivity, from a calibration file with output statistics; see Docs/calibration-format.md). Default: the strongest the store supports.")
     var objective: ErrorObjective?

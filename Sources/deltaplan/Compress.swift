@@ -30,13 +30,13 @@ struct Compress: ParsableCommand {
     var calibration: String?
 
     @Option(help: "Quantizer for 2…8-bit segments: gptq or rtn (data-free stores always use rtn).")
-    var method: QuantizationMethod = .gptq
+    var method: QuantizationMethod = .default
 
     @Option(help: "Segment order: feedback (error feedback: U toward its least-squares target, σ refitted, later segments absorbing earlier residuals) or paper (Delta-CoMe as published). Default: the order the plan was measured in, else feedback; another order than the plan's is warned about.")
     var order: SegmentOrder?
 
     @Option(help: "GPTQ damping as a fraction of mean(diag H).")
-    var dampening: Double = 0.01
+    var dampening: Double = QuantizationMethod.defaultDampening
 
     @Option(help: "The fine-tuned checkpoint, if it moved since the analysis (checked by size and header hash).")
     var finetuned: String?

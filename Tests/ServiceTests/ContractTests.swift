@@ -3,6 +3,7 @@ import ContentHash
 import Foundation
 import ModelProfiles
 import Optimizer
+import Quantization
 import Testing
 @testable import Service
 @testable import deltaplan
@@ -79,6 +80,22 @@ struct ContractTests {
         #expect(Strategy.defaultName(hasErrorModel: true) == "exact" && Strategy.defaultName(hasErrorModel: false) == "preset:delta-come")
         #expect(strings(try property("ComparisonRequest", "strategies")["default"]) == Candidate.defaultNames)
         #expect(try property("AnalysisRequest", "seed")["default"] == .int(0))
+        // The quantizer and its damping: the library's defaults, which the CLI's commands take.
+        let cliCompress = try #require(try DeltaPlan.parseAsRoot(["compress", "store", "--plan", "p.json", "--out", "a"]) as? Compress)
+        #expect(try schema("QuantizationMethod")["default"] == .string(QuantizationMethod.default.rawValue))
+        #expect(cliPlan.method == .default && cliCompare.method == .default && cliCompress.method == .default)
+        #expect(try schema("Dampening")["default"] == .double(QuantizationMethod.defaultDampening))
+        #expect(cliCompress.dampening == QuantizationMethod.defaultDampening)
+        #expect(MeasurementOptions().dampening == QuantizationMethod.defaultDampening && MeasurementOptions().groupSize == StorageModel.defaultGroupSize)
+        // The options each job kind takes, as the CLI's command for it takes them.
+        for (request, command) in [("PlanRequest", "plan"), ("ComparisonRequest", "compare")] {
+            for field in ["method", "objective", "order", "calibration", "scope", "bits", "seed", "accounting", "groupSize"] {
+                #expect(try schema(request)["properties"]?[field] != nil, "\(request).\(field), as `\(command)` takes it")
+            }
+        }
+        for field in ["method", "order", "dampening", "calibration", "base", "finetuned", "planFile"] {
+            #expect(try schema("CompressionRequest")["properties"]?[field] != nil, "CompressionRequest.\(field), as `compress` takes it")
+        }
     }
 
     @Test("the contract's enums are the library's values")
@@ -88,6 +105,7 @@ struct ContractTests {
         #expect(try values("Accounting") == Accounting.allCases.map(\.rawValue))
         #expect(try values("Objective") == ErrorObjective.allCases.map(\.rawValue))
         #expect(try values("SegmentOrder") == SegmentOrder.allCases.map(\.rawValue))
+        #expect(try values("QuantizationMethod") == QuantizationMethod.allCases.map(\.rawValue))
         #expect(try values("JobKind") == JobKind.allCases.map(\.rawValue))
         #expect(try values("JobState") == JobState.allCases.map(\.rawValue))
         // The menu's items: the library's widths and 0.

@@ -107,6 +107,19 @@ struct ServiceAPITests {
             withOrder["order"] = "paper"
             let refused = try await client.post("/v1/plans", json: withOrder)
             #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains("order"), "\(refused.text)")
+            for (field, value) in [("method", "rtn"), ("calibration", pair.calibration.path)] {
+                var withOption = paperPlanRequest
+                withOption[field] = value
+                let refused = try await client.post("/v1/plans", json: withOption)
+                #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains(field), "\(refused.text)")
+            }
+            // A compression's damping is a fraction ≥ 0; a quantizer is one the library has.
+            for (field, value) in [("dampening", -0.5 as Any), ("method", "awq" as Any)] {
+                let refused = try await client.post("/v1/compressions", json: [
+                    "base": pair.base.path, "finetuned": pair.finetuned.path, "plan": planID, field: value,
+                ])
+                #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains(field), "\(refused.text)")
+            }
 
             // The plan compresses into an artifact that opens and verifies.
             let compression = try await client.post("/v1/compressions", json: [

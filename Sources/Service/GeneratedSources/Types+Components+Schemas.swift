@@ -728,6 +728,17 @@ extension Components {
             case feedback = "feedback"
             case paper = "paper"
         }
+        /// Quantizer for 2…8-bit segments (compressions) or the one the error model measures (plans from an analysis, comparisons): gptq with the calibration Hessian, or rtn. Data-free stores always use rtn.
+        ///
+        /// - Remark: Generated from `#/components/schemas/QuantizationMethod`.
+        internal enum QuantizationMethod: String, Codable, Hashable, Sendable, CaseIterable {
+            case gptq = "gptq"
+            case rtn = "rtn"
+        }
+        /// GPTQ damping, a fraction of mean(diag H).
+        ///
+        /// - Remark: Generated from `#/components/schemas/Dampening`.
+        internal typealias Dampening = Swift.Double
         /// - Remark: Generated from `#/components/schemas/BitsMenu`.
         internal enum BitsMenuPayload: Int, Codable, Hashable, Sendable, CaseIterable {
             case _16 = 16
@@ -869,7 +880,7 @@ extension Components {
                 ])
             }
         }
-        /// Exactly one of analysis or profile.
+        /// Exactly one of analysis or profile. With an analysis, calibration defaults to the one the store records; method, objective, order and calibration apply to plans from an analysis only.
         ///
         /// - Remark: Generated from `#/components/schemas/PlanRequest`.
         internal struct PlanRequest: Codable, Hashable, Sendable {
@@ -903,6 +914,10 @@ extension Components {
             internal var objective: Components.Schemas.Objective?
             /// - Remark: Generated from `#/components/schemas/PlanRequest/order`.
             internal var order: Components.Schemas.SegmentOrder?
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/method`.
+            internal var method: Components.Schemas.QuantizationMethod?
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/calibration`.
+            internal var calibration: Components.Schemas.Path?
             /// Creates a new `PlanRequest`.
             ///
             /// - Parameters:
@@ -917,6 +932,8 @@ extension Components {
             ///   - groupSize:
             ///   - objective:
             ///   - order:
+            ///   - method:
+            ///   - calibration:
             internal init(
                 analysis: Swift.String? = nil,
                 profile: Swift.String? = nil,
@@ -928,7 +945,9 @@ extension Components {
                 accounting: Components.Schemas.Accounting? = nil,
                 groupSize: Components.Schemas.GroupSize? = nil,
                 objective: Components.Schemas.Objective? = nil,
-                order: Components.Schemas.SegmentOrder? = nil
+                order: Components.Schemas.SegmentOrder? = nil,
+                method: Components.Schemas.QuantizationMethod? = nil,
+                calibration: Components.Schemas.Path? = nil
             ) {
                 self.analysis = analysis
                 self.profile = profile
@@ -941,6 +960,8 @@ extension Components {
                 self.groupSize = groupSize
                 self.objective = objective
                 self.order = order
+                self.method = method
+                self.calibration = calibration
             }
             internal enum CodingKeys: String, CodingKey {
                 case analysis
@@ -954,6 +975,8 @@ extension Components {
                 case groupSize
                 case objective
                 case order
+                case method
+                case calibration
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1001,6 +1024,14 @@ extension Components {
                     Components.Schemas.SegmentOrder.self,
                     forKey: .order
                 )
+                self.method = try container.decodeIfPresent(
+                    Components.Schemas.QuantizationMethod.self,
+                    forKey: .method
+                )
+                self.calibration = try container.decodeIfPresent(
+                    Components.Schemas.Path.self,
+                    forKey: .calibration
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "analysis",
                     "profile",
@@ -1012,11 +1043,13 @@ extension Components {
                     "accounting",
                     "groupSize",
                     "objective",
-                    "order"
+                    "order",
+                    "method",
+                    "calibration"
                 ])
             }
         }
-        /// Without scope, each strategy runs at its own default scope, recorded per row; the bit menu is recorded in the job's parameters.
+        /// Without scope, each strategy runs at its own default scope, recorded per row; the bit menu is recorded in the job's parameters. calibration defaults to the one the store records.
         ///
         /// - Remark: Generated from `#/components/schemas/ComparisonRequest`.
         internal struct ComparisonRequest: Codable, Hashable, Sendable {
@@ -1044,6 +1077,10 @@ extension Components {
             internal var objective: Components.Schemas.Objective?
             /// - Remark: Generated from `#/components/schemas/ComparisonRequest/order`.
             internal var order: Components.Schemas.SegmentOrder?
+            /// - Remark: Generated from `#/components/schemas/ComparisonRequest/method`.
+            internal var method: Components.Schemas.QuantizationMethod?
+            /// - Remark: Generated from `#/components/schemas/ComparisonRequest/calibration`.
+            internal var calibration: Components.Schemas.Path?
             /// Creates a new `ComparisonRequest`.
             ///
             /// - Parameters:
@@ -1057,6 +1094,8 @@ extension Components {
             ///   - groupSize:
             ///   - objective:
             ///   - order:
+            ///   - method:
+            ///   - calibration:
             internal init(
                 analysis: Swift.String,
                 budgets: [Swift.String],
@@ -1067,7 +1106,9 @@ extension Components {
                 accounting: Components.Schemas.Accounting? = nil,
                 groupSize: Components.Schemas.GroupSize? = nil,
                 objective: Components.Schemas.Objective? = nil,
-                order: Components.Schemas.SegmentOrder? = nil
+                order: Components.Schemas.SegmentOrder? = nil,
+                method: Components.Schemas.QuantizationMethod? = nil,
+                calibration: Components.Schemas.Path? = nil
             ) {
                 self.analysis = analysis
                 self.budgets = budgets
@@ -1079,6 +1120,8 @@ extension Components {
                 self.groupSize = groupSize
                 self.objective = objective
                 self.order = order
+                self.method = method
+                self.calibration = calibration
             }
             internal enum CodingKeys: String, CodingKey {
                 case analysis
@@ -1091,6 +1134,8 @@ extension Components {
                 case groupSize
                 case objective
                 case order
+                case method
+                case calibration
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1134,6 +1179,14 @@ extension Components {
                     Components.Schemas.SegmentOrder.self,
                     forKey: .order
                 )
+                self.method = try container.decodeIfPresent(
+                    Components.Schemas.QuantizationMethod.self,
+                    forKey: .method
+                )
+                self.calibration = try container.decodeIfPresent(
+                    Components.Schemas.Path.self,
+                    forKey: .calibration
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "analysis",
                     "budgets",
@@ -1144,11 +1197,13 @@ extension Components {
                     "accounting",
                     "groupSize",
                     "objective",
-                    "order"
+                    "order",
+                    "method",
+                    "calibration"
                 ])
             }
         }
-        /// Exactly one of plan or planFile.
+        /// Exactly one of plan or planFile. order defaults to the order the plan was measured in (feedback for a plan that records none); calibration to the one the store records.
         ///
         /// - Remark: Generated from `#/components/schemas/CompressionRequest`.
         internal struct CompressionRequest: Codable, Hashable, Sendable {
@@ -1164,6 +1219,12 @@ extension Components {
             internal var plan: Swift.String?
             /// - Remark: Generated from `#/components/schemas/CompressionRequest/planFile`.
             internal var planFile: Components.Schemas.Path?
+            /// - Remark: Generated from `#/components/schemas/CompressionRequest/method`.
+            internal var method: Components.Schemas.QuantizationMethod?
+            /// - Remark: Generated from `#/components/schemas/CompressionRequest/order`.
+            internal var order: Components.Schemas.SegmentOrder?
+            /// - Remark: Generated from `#/components/schemas/CompressionRequest/dampening`.
+            internal var dampening: Components.Schemas.Dampening?
             /// Creates a new `CompressionRequest`.
             ///
             /// - Parameters:
@@ -1172,18 +1233,27 @@ extension Components {
             ///   - calibration:
             ///   - plan: A succeeded plan job id.
             ///   - planFile:
+            ///   - method:
+            ///   - order:
+            ///   - dampening:
             internal init(
                 base: Components.Schemas.Path,
                 finetuned: Components.Schemas.Path,
                 calibration: Components.Schemas.Path? = nil,
                 plan: Swift.String? = nil,
-                planFile: Components.Schemas.Path? = nil
+                planFile: Components.Schemas.Path? = nil,
+                method: Components.Schemas.QuantizationMethod? = nil,
+                order: Components.Schemas.SegmentOrder? = nil,
+                dampening: Components.Schemas.Dampening? = nil
             ) {
                 self.base = base
                 self.finetuned = finetuned
                 self.calibration = calibration
                 self.plan = plan
                 self.planFile = planFile
+                self.method = method
+                self.order = order
+                self.dampening = dampening
             }
             internal enum CodingKeys: String, CodingKey {
                 case base
@@ -1191,6 +1261,9 @@ extension Components {
                 case calibration
                 case plan
                 case planFile
+                case method
+                case order
+                case dampening
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1214,12 +1287,27 @@ extension Components {
                     Components.Schemas.Path.self,
                     forKey: .planFile
                 )
+                self.method = try container.decodeIfPresent(
+                    Components.Schemas.QuantizationMethod.self,
+                    forKey: .method
+                )
+                self.order = try container.decodeIfPresent(
+                    Components.Schemas.SegmentOrder.self,
+                    forKey: .order
+                )
+                self.dampening = try container.decodeIfPresent(
+                    Components.Schemas.Dampening.self,
+                    forKey: .dampening
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "base",
                     "finetuned",
                     "calibration",
                     "plan",
-                    "planFile"
+                    "planFile",
+                    "method",
+                    "order",
+                    "dampening"
                 ])
             }
         }

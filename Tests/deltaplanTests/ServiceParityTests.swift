@@ -1,0 +1,169 @@
+import Analysis
+import Foundation
+import ModelProfiles
+import Testing
+@testable import deltaplan
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// One vocabulary, two faces: for each job kind, `deltaplan serve` given a set of options and the
+/// CLI given the same options produce the same bytes. Every option is set away from its default,
+/// so an option one face drops or maps differently shows as a difference.
+@Suite("the service's results are the CLI's", .serialized)
+struct ServiceParityTests {
+    @Test("plan, comparison, compression and evaluation: the service's result bytes equal the CLI's for the same options")
+    func sameBytes() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        // A one-layer Llama-2-7B-shaped pair at 1/64 scale: the measurement pass takes seconds in a debug build.
+        let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
+        let pair = try SyntheticPair(profile: profile, seed: 5, tokens: 128, sampleRows: 0).write(to: dir.url.appendingPathComponent("pair"))
+        let server = try ServeProcess(dataDirectory: dir.url.appendingPathComponent("data"), allowRoot: dir.url, logs: dir.url)
+        defer {
+            kill(server.child.process.processIdentifier, SIGTERM)
+            server.child.process.waitUntilExit()
+        }
+        let paths = ["base": pair.base.path, "finetuned": pair.finetuned.path, "calibration": pair.calibration.path]
+
+        let analysis = try await server.submit("/v1/analyses", paths)
+        let store = try #require(try await server.succeeded(analysis)["result"] as? String)
+        // The error tables a measurement pass caches in the store: removed before each face plans,
+        // so that each measures for itself.
+        let measured = URL(fileURLWithPath: store).appendingPathComponent("errors")
+
+        // A plan: every option but the objective (the store supports one) away from its default.
+        try? FileManager.default.removeItem(at: measured)
+        let cliPlan = dir.url.appendingPathComponent("cli-plan.json")
+        try runCLI(["plan", store, "--budget", "1/12", "--strategy", "genetic", "--seed", "7", "--scope", "type",
+                    "--bits", "8,4,3,2,0", "--accounting", "paper", "--group-size", "64", "--order", "paper", "--method", "rtn",
+                    "--calibration", pair.calibration.path, "--out", cliPlan.path], logs: dir.url)
+        try? FileManager.default.removeItem(at: measured)
+        let plan = try await server.submit("/v1/plans", [
+            "analysis": analysis, "budget": "1/12", "strategy": "genetic", "seed": 7, "scope": "type", "bits": [8, 4, 3, 2, 0],
+            "accounting": "paper", "groupSize": 64, "order": "paper", "method": "rtn", "calibration": pair.calibration.path,
+        ])
+        let planFile = try #require(try await server.succeeded(plan)["result"] as? String)
+        let cliPlanBytes = try Data(contentsOf: cliPlan)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: planFile)) == cliPlanBytes)
+        #expect(try await server.body("/v1/plans/\(plan)") == cliPlanBytes)
+
+        // A comparison of strategies and both baselines at two budgets; only the time each took differs.
+        try? FileManager.default.removeItem(at: measured)
+        let cliComparison = dir.url.appendingPathComponent("cli-comparison.json")
+        try runCLI(["compare", store, "--budgets", "1/16,1/10", "--strategies", "greedy,exact,preset:delta-come,low-rank,bitdelta",
+                    "--seed", "3", "--scope", "matrix", "--bits", "16,8,3,2", "--accounting", "paper", "--group-size", "32",
+                    "--order", "paper", "--method", "rtn", "--calibration", pair.calibration.path, "--format", "json",
+                    "--out", cliComparison.path], logs: dir.url)
+        try? FileManager.default.removeItem(at: measured)
+        let comparison = try await server.submit("/v1/comparisons", [
+            "analysis": analysis, "budgets": ["1/16", "1/10"], "strategies": ["greedy", "exact", "preset:delta-come", "low-rank", "bitdelta"],
+            "seed": 3, "scope": "matrix", "bits": [16, 8, 3, 2], "accounting": "paper", "groupSize": 32, "order": "paper",
+            "method": "rtn", "calibration": pair.calibration.path,
+        ])
+        let comparisonFile = try #require(try await server.succeeded(comparison)["result"] as? String)
+        let cliComparisonBytes = try Data(contentsOf: cliComparison)
+        #expect(try withoutTimes(Data(contentsOf: URL(fileURLWithPath: comparisonFile))) == withoutTimes(cliComparisonBytes))
+        #expect(try withoutTimes(await server.body("/v1/comparisons/\(comparison)")) == withoutTimes(cliComparisonBytes))
+        // Every row was compared, and only `seconds` was set aside: one per row; 5 candidates × 2
+        // budgets are rows or notes (a preset that does not fit a budget).
+        let parsed = try #require(try JSONSerialization.jsonObject(with: cliComparisonBytes) as? [String: Any])
+        let rows = (parsed["rows"] as? [Any])?.count ?? 0, notes = (parsed["notes"] as? [Any])?.count ?? 0
+        #expect(rows + notes == 10 && rows >= 8, "\(rows) rows, notes: \(parsed["notes"] ?? "")")
+        #expect(try timesRemoved(from: cliComparisonBytes) == rows)
+
+        // A compression of the service's plan, with the quantizer options away from their defaults.
+        let cliArtifact = dir.url.appendingPathComponent("cli-artifact")
+        try runCLI(["compress", store, "--plan", planFile, "--base", pair.base.path, "--finetuned", pair.finetuned.path,
+                    "--calibration", pair.calibration.path, "--method", "gptq", "--order", "feedback", "--dampening", "0.05",
+                    "--out", cliArtifact.path], logs: dir.url)
+        let compression = try await server.submit("/v1/compressions", [
+            "plan": plan, "method": "gptq", "order": "feedback", "dampening": 0.05,
+        ].merging(paths) { a, _ in a })
+        let artifact = try #require(try await server.succeeded(compression)["result"] as? String)
+        let artifactFiles = try fileContents(under: URL(fileURLWithPath: artifact))
+        #expect(artifactFiles.keys.sorted() == (try fileContents(under: cliArtifact).keys.sorted()))
+        for (name, bytes) in try fileContents(under: cliArtifact) {
+            #expect(artifactFiles[name] == bytes, "artifact file \(name)")
+        }
+        // The options reached the artifact: another damping gives other bytes.
+        let otherArtifact = dir.url.appendingPathComponent("cli-artifact-default-damping")
+        try runCLI(["compress", store, "--plan", planFile, "--base", pair.base.path, "--finetuned", pair.finetuned.path,
+                    "--calibration", pair.calibration.path, "--order", "feedback", "--out", otherArtifact.path], logs: dir.url)
+        #expect(try Data(contentsOf: otherArtifact.appendingPathComponent("delta.safetensors"))
+                != artifactFiles["delta.safetensors"])
+
+        // An evaluation of the service's artifact (its checkpoints and calibration from the compression job).
+        let evaluated = try DeltaplanProcess(["evaluate", "--artifact", artifact, "--base", pair.base.path, "--finetuned", pair.finetuned.path,
+                                              "--calibration", pair.calibration.path, "--format", "json"], logs: dir.url)
+        evaluated.process.waitUntilExit()
+        #expect(evaluated.process.terminationStatus == 0, "\(evaluated.errors)")
+        let evaluation = try await server.submit("/v1/evaluations", ["compression": compression])
+        let report = try Data(contentsOf: URL(fileURLWithPath: try #require(try await server.succeeded(evaluation)["result"] as? String)))
+        #expect(report + Data("\n".utf8) == Data(evaluated.output.utf8))
+        #expect(try await server.body("/v1/evaluations/\(evaluation)") == report)
+    }
+
+    /// Runs the CLI as its own process (the server's binary) and requires success.
+    private func runCLI(_ arguments: [String], logs: URL, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let run = try DeltaplanProcess.run(arguments, logs: logs)
+        try #require(run.status == 0, "deltaplan \(arguments.joined(separator: " ")): \(run.errors)", sourceLocation: sourceLocation)
+    }
+
+    /// A comparison's JSON with every `seconds` (the only field that measures the run) set to 0.
+    private func withoutTimes(_ data: Data) throws -> Data {
+        try JSONSerialization.data(withJSONObject: zeroTimes(try JSONSerialization.jsonObject(with: data)).value, options: [.sortedKeys])
+    }
+
+    private func timesRemoved(from data: Data) throws -> Int { zeroTimes(try JSONSerialization.jsonObject(with: data)).count }
+
+    private func zeroTimes(_ value: Any) -> (value: Any, count: Int) {
+        switch value {
+        case let object as [String: Any]:
+            var out: [String: Any] = [:], count = 0
+            for (key, item) in object {
+                if key == "seconds" {
+                    out[key] = 0
+                    count += 1
+                } else {
+                    let (v, c) = zeroTimes(item)
+                    out[key] = v
+                    count += c
+                }
+            }
+            return (out, count)
+        case let array as [Any]:
+            let items = array.map(zeroTimes)
+            return (items.map(\.value), items.reduce(0) { $0 + $1.count })
+        default:
+            return (value, 0)
+        }
+    }
+}
+
+extension ServeProcess {
+    /// Submits a job (202 required) and returns its id.
+    func submit(_ path: String, _ json: [String: Any], sourceLocation: SourceLocation = #_sourceLocation) async throws -> String {
+        let response = try await request("POST", path, json: json)
+        try #require(response.status == 202, "POST \(path): \(response.status) \(response.json)", sourceLocation: sourceLocation)
+        return try #require(response.json["id"] as? String, sourceLocation: sourceLocation)
+    }
+
+    /// Waits for a job to end and requires that it succeeded.
+    func succeeded(_ id: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> [String: Any] {
+        let job = try await waitForJob(id, "ended") { ["succeeded", "failed", "cancelled"].contains($0["state"] as? String ?? "") }
+        try #require(job["state"] as? String == "succeeded", "job \(id): \(job)", sourceLocation: sourceLocation)
+        return job
+    }
+
+    /// The body of `GET path` as bytes (200 required).
+    func body(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Data {
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        try #require((response as? HTTPURLResponse)?.statusCode == 200, "GET \(path): \(String(decoding: data, as: UTF8.self))",
+                     sourceLocation: sourceLocation)
+        return data
+    }
+}
