@@ -26,11 +26,14 @@ public struct FleetStore {
     public var name: String
     public var planning: StorePlanning
     public var weight: Double
+    /// Its quality floor (``FleetMember/maxRelativeError``).
+    public var maxRelativeError: Double?
 
-    public init(name: String, planning: StorePlanning, weight: Double = 1) {
+    public init(name: String, planning: StorePlanning, weight: Double = 1, maxRelativeError: Double? = nil) {
         self.name = name
         self.planning = planning
         self.weight = weight
+        self.maxRelativeError = maxRelativeError
     }
 }
 
@@ -56,7 +59,8 @@ public func planFleet(
     }
     let members = stores.map {
         FleetMember(name: $0.name, spectra: $0.planning.spectra, weight: $0.weight,
-                    source: .init(kind: "store", name: $0.planning.store.url.lastPathComponent, hash: $0.planning.store.identity))
+                    source: .init(kind: "store", name: $0.planning.store.url.lastPathComponent, hash: $0.planning.store.identity),
+                    maxRelativeError: $0.maxRelativeError)
     }
     var fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: strategy, seed: seed,
                               toolVersion: DeltaPlanVersion.string)
