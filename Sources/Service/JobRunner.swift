@@ -134,10 +134,13 @@ extension JobRunner {
         let planning = try storePlanning(p.analysisStore, calibration: p.calibration, groupSize: p.groupSize, objective: p.objective,
                                          order: p.order, method: p.method, context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
-        let plan = try planning.plan(
-            budget: try GivenBudget(parsing: p.budget),
-            storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
-            scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
+        let storage = StorageModel(accounting: p.accounting, groupSize: p.groupSize)
+        let plan = if let target = p.target {
+            try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
+        } else {
+            try planning.plan(budget: try GivenBudget(parsing: p.budget ?? ""), storage: storage, scope: p.scope, menu: p.bits,
+                              strategy: strategy, seed: p.seed)
+        }
         try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         try plan.write(to: context.planFile)
         context.reportProgress(1, "plan written")

@@ -9,7 +9,8 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     /// The analysis job id and its store directory.
     public var analysis: String
     public var analysisStore: String
-    public var budget: String
+    /// The budget as given, or nil when the plan is asked to meet `target` instead.
+    public var budget: String?
     public var strategy: String
     public var scope: Scope
     public var bits: [Int]
@@ -24,6 +25,8 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     /// calibration the store records; also in jobs persisted before they were options).
     public var method: QuantizationMethod?
     public var calibration: String?
+    /// A quality target instead of a budget (`plan --max-error`).
+    public var target: ErrorTarget?
 }
 
 /// The parameters of a comparison job, as validated by `POST /v1/comparisons`.

@@ -86,10 +86,12 @@ struct ContractTests {
         #expect(cliPlan.method == .default && cliCompare.method == .default && cliCompress.method == .default)
         #expect(try schema("Dampening")["default"] == .double(QuantizationMethod.defaultDampening))
         #expect(cliCompress.dampening == QuantizationMethod.defaultDampening)
+        #expect(try schema("ErrorUnit")["default"] == .string(cliPlan.storageOptions.errorUnit.rawValue))
         #expect(MeasurementOptions().dampening == QuantizationMethod.defaultDampening && MeasurementOptions().groupSize == StorageModel.defaultGroupSize)
         // The options each job kind takes, as the CLI's command for it takes them.
         for (request, command) in [("PlanRequest", "plan"), ("ComparisonRequest", "compare")] {
-            for field in ["method", "objective", "order", "calibration", "scope", "bits", "seed", "accounting", "groupSize"] {
+            for field in ["method", "objective", "order", "calibration", "scope", "bits", "seed", "accounting", "groupSize"]
+                + (request == "PlanRequest" ? ["budget", "maxError", "errorUnit", "strategy"] : ["budgets", "strategies"]) {
                 #expect(try schema(request)["properties"]?[field] != nil, "\(request).\(field), as `\(command)` takes it")
             }
         }
@@ -106,6 +108,7 @@ struct ContractTests {
         #expect(try values("Objective") == ErrorObjective.allCases.map(\.rawValue))
         #expect(try values("SegmentOrder") == SegmentOrder.allCases.map(\.rawValue))
         #expect(try values("QuantizationMethod") == QuantizationMethod.allCases.map(\.rawValue))
+        #expect(try values("ErrorUnit") == ErrorTarget.Unit.allCases.map(\.rawValue))
         #expect(try values("JobKind") == JobKind.allCases.map(\.rawValue))
         #expect(try values("JobState") == JobState.allCases.map(\.rawValue))
         // The menu's items: the library's widths and 0.
@@ -183,7 +186,9 @@ struct ContractValidationTests {
         (#"{"profile":"p","budget":"1/16","groupSize":2097152}"#, "submitPlan", "invalid_field", "groupSize"),
         (#"{"profile":"p","budget":"1/16","scope":"galaxy"}"#, "submitPlan", "invalid_field", "scope"),
         (#"{"profile":"p","budget":"1/16","strategy":null}"#, "submitPlan", "invalid_field", "strategy"),
-        (#"{"profile":"p"}"#, "submitPlan", "invalid_field", "budget"),
+        (#"{"analysis":"a","maxError":0}"#, "submitPlan", "invalid_field", "maxError"),
+        (#"{"analysis":"a","maxError":-1.5}"#, "submitPlan", "invalid_field", "maxError"),
+        (#"{"base":"/b","finetuned":"/f","plan":"p","dampening":-0.25}"#, "submitCompression", "invalid_field", "dampening"),
         (#"{"profile":"p","budget":"1/16","colour":"blue"}"#, "submitPlan", "unknown_field", "colour"),
         (#"{"analysis":"a","budgets":"1/16"}"#, "submitComparison", "invalid_field", "budgets"),
         (#"{"analysis":"a","budgets":["1/16",7]}"#, "submitComparison", "invalid_field", "budgets[1]"),

@@ -107,14 +107,25 @@ struct ServiceAPITests {
             withOrder["order"] = "paper"
             let refused = try await client.post("/v1/plans", json: withOrder)
             #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains("order"), "\(refused.text)")
-            for (field, value) in [("method", "rtn"), ("calibration", pair.calibration.path)] {
+            for (field, value) in [("method", "rtn" as Any), ("calibration", pair.calibration.path as Any), ("maxError", 0.05 as Any)] {
                 var withOption = paperPlanRequest
                 withOption[field] = value
                 let refused = try await client.post("/v1/plans", json: withOption)
                 #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains(field), "\(refused.text)")
             }
+            // A quality target instead of a budget, never both; a positive one, with its unit.
+            for (body, field) in [
+                (["analysis": id, "budget": "1/16", "maxError": 0.05] as [String: Any], "maxError"),
+                (["analysis": id] as [String: Any], "budget"),
+                (["analysis": id, "maxError": 0], "maxError"),
+                (["analysis": id, "maxError": -0.5], "maxError"),
+                (["analysis": id, "budget": "1/16", "errorUnit": "absolute"], "errorUnit"),
+            ] {
+                let refused = try await client.post("/v1/plans", json: body)
+                #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains(field), "\(body): \(refused.text)")
+            }
             // A compression's damping is a fraction ≥ 0; a quantizer is one the library has.
-            for (field, value) in [("dampening", -0.5 as Any), ("method", "awq" as Any)] {
+            for (field, value) in [("dampening", -0.5 as Any), ("dampening", -1 as Any), ("method", "awq" as Any)] {
                 let refused = try await client.post("/v1/compressions", json: [
                     "base": pair.base.path, "finetuned": pair.finetuned.path, "plan": planID, field: value,
                 ])
@@ -213,7 +224,7 @@ struct ServiceAPITests {
             let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
             #expect(store.matrices.count == profile.expandedMatrices().count)
             let plan = try planFromShapes(profile: profile, preset: try library.preset(named: "delta-come"),
-                                          budget: try GivenBudget(parsing: p.budget),
+                                          budget: try GivenBudget(parsing: p.budget ?? ""),
                                           storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
                                           scope: p.scope, menu: p.bits, seed: p.seed, toolVersion: DeltaPlanVersion.string)
             try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)

@@ -51,6 +51,21 @@ struct ServiceParityTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: planFile)) == cliPlanBytes)
         #expect(try await server.body("/v1/plans/\(plan)") == cliPlanBytes)
 
+        // A plan asked for a quality instead of a budget: the smallest whose predicted error meets
+        // it, here an absolute error (1.5 × the plan above's, reachable).
+        let totals = try #require((try JSONSerialization.jsonObject(with: cliPlanBytes) as? [String: Any])?["totals"] as? [String: Any])
+        let target = 1.5 * (try #require(totals["predictedError"] as? Double))
+        let cliTargetPlan = dir.url.appendingPathComponent("cli-target-plan.json")
+        try runCLI(["plan", store, "--max-error", "\(target)", "--error-unit", "absolute", "--strategy", "exact", "--bits", "8,3,2",
+                    "--out", cliTargetPlan.path], logs: dir.url)
+        let targetPlan = try await server.submit("/v1/plans", [
+            "analysis": analysis, "maxError": target, "errorUnit": "absolute", "strategy": "exact", "bits": [8, 3, 2],
+        ])
+        _ = try await server.succeeded(targetPlan)
+        let cliTargetBytes = try Data(contentsOf: cliTargetPlan)
+        #expect(try await server.body("/v1/plans/\(targetPlan)") == cliTargetBytes)
+        #expect(String(decoding: cliTargetBytes, as: UTF8.self).contains("\"target\""))
+
         // A comparison of strategies and both baselines at two budgets; only the time each took differs.
         try? FileManager.default.removeItem(at: measured)
         let cliComparison = dir.url.appendingPathComponent("cli-comparison.json")

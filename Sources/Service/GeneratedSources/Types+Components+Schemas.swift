@@ -728,6 +728,13 @@ extension Components {
             case feedback = "feedback"
             case paper = "paper"
         }
+        /// A quality target's unit. relative: to the error of dropping every delta; absolute: in the objective's own units.
+        ///
+        /// - Remark: Generated from `#/components/schemas/ErrorUnit`.
+        internal enum ErrorUnit: String, Codable, Hashable, Sendable, CaseIterable {
+            case relative = "relative"
+            case absolute = "absolute"
+        }
         /// Quantizer for 2…8-bit segments (compressions) or the one the error model measures (plans from an analysis, comparisons): gptq with the calibration Hessian, or rtn. Data-free stores always use rtn.
         ///
         /// - Remark: Generated from `#/components/schemas/QuantizationMethod`.
@@ -880,7 +887,7 @@ extension Components {
                 ])
             }
         }
-        /// Exactly one of analysis or profile. With an analysis, calibration defaults to the one the store records; method, objective, order and calibration apply to plans from an analysis only.
+        /// Exactly one of analysis or profile, and exactly one of budget or maxError (a quality target: the smallest plan whose predicted error meets it; plans from an analysis only). With an analysis, calibration defaults to the one the store records; method, objective, order, calibration, maxError and errorUnit apply to plans from an analysis only.
         ///
         /// - Remark: Generated from `#/components/schemas/PlanRequest`.
         internal struct PlanRequest: Codable, Hashable, Sendable {
@@ -895,7 +902,13 @@ extension Components {
             /// As the CLI's --budget: '1/16', '0.0625', '850MiB', '1.2GB', '1.0bpp'.
             ///
             /// - Remark: Generated from `#/components/schemas/PlanRequest/budget`.
-            internal var budget: Swift.String
+            internal var budget: Swift.String?
+            /// As the CLI's --max-error: the predicted error the plan may have at most, in errorUnit.
+            ///
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/maxError`.
+            internal var maxError: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/errorUnit`.
+            internal var errorUnit: Components.Schemas.ErrorUnit?
             /// 'preset:NAME', 'greedy', 'genetic' or 'exact'.
             ///
             /// - Remark: Generated from `#/components/schemas/PlanRequest/strategy`.
@@ -924,6 +937,8 @@ extension Components {
             ///   - analysis: A succeeded analysis job id; the plan runs as a job (202).
             ///   - profile: A model profile name (GET /v1/profiles); shape-only plan answered at once (200), presets only.
             ///   - budget: As the CLI's --budget: '1/16', '0.0625', '850MiB', '1.2GB', '1.0bpp'.
+            ///   - maxError: As the CLI's --max-error: the predicted error the plan may have at most, in errorUnit.
+            ///   - errorUnit:
             ///   - strategy: 'preset:NAME', 'greedy', 'genetic' or 'exact'.
             ///   - scope:
             ///   - bits:
@@ -937,7 +952,9 @@ extension Components {
             internal init(
                 analysis: Swift.String? = nil,
                 profile: Swift.String? = nil,
-                budget: Swift.String,
+                budget: Swift.String? = nil,
+                maxError: Swift.Double? = nil,
+                errorUnit: Components.Schemas.ErrorUnit? = nil,
                 strategy: Swift.String? = nil,
                 scope: Components.Schemas.Scope? = nil,
                 bits: Components.Schemas.BitsMenu? = nil,
@@ -952,6 +969,8 @@ extension Components {
                 self.analysis = analysis
                 self.profile = profile
                 self.budget = budget
+                self.maxError = maxError
+                self.errorUnit = errorUnit
                 self.strategy = strategy
                 self.scope = scope
                 self.bits = bits
@@ -967,6 +986,8 @@ extension Components {
                 case analysis
                 case profile
                 case budget
+                case maxError
+                case errorUnit
                 case strategy
                 case scope
                 case bits
@@ -988,9 +1009,17 @@ extension Components {
                     Swift.String.self,
                     forKey: .profile
                 )
-                self.budget = try container.decode(
+                self.budget = try container.decodeIfPresent(
                     Swift.String.self,
                     forKey: .budget
+                )
+                self.maxError = try container.decodeIfPresent(
+                    Swift.Double.self,
+                    forKey: .maxError
+                )
+                self.errorUnit = try container.decodeIfPresent(
+                    Components.Schemas.ErrorUnit.self,
+                    forKey: .errorUnit
                 )
                 self.strategy = try container.decodeIfPresent(
                     Swift.String.self,
@@ -1036,6 +1065,8 @@ extension Components {
                     "analysis",
                     "profile",
                     "budget",
+                    "maxError",
+                    "errorUnit",
                     "strategy",
                     "scope",
                     "bits",
