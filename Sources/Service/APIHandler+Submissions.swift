@@ -1,6 +1,7 @@
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 /// `POST /v1/analyses`, `/v1/plans`, `/v1/comparisons`, `/v1/compressions`, `/v1/evaluations`,
@@ -101,6 +102,35 @@ extension APIHandler {
                                                  objective: options.objective, order: options.order, method: options.method,
                                                  calibration: calibration)
         return .accepted(try accepted(try await store.create(kind: .comparison, parameters: try parameters.parametersJSON())))
+    }
+
+    func submitFleet(_ input: Operations.SubmitFleet.Input) async throws -> Operations.SubmitFleet.Output {
+        guard case let .json(r) = input.body else { preconditionFailure("one content type") }
+        _ = try validator.budget(r.budget, field: "budget")
+        let strategyName = r.strategy ?? Strategy.exact.name
+        let strategy = try validator.strategy(strategyName, field: "strategy")
+        let options = try PlanOptions(scope: nil, bits: r.bits, seed: r.seed, accounting: r.accounting, groupSize: r.groupSize,
+                                      objective: nil, order: r.order, method: r.method, validator: validator)
+        var members: [FleetJobParameters.Member] = []
+        var names = Set<String>()
+        for (i, m) in r.members.enumerated() {
+            do throws(FleetError) { try FleetStore.checkName(m.name) } catch {
+                throw APIError.invalidField(field: "members[\(i)].name", reason: error.description)
+            }
+            guard names.insert(m.name).inserted else {
+                throw APIError.invalidField(field: "members[\(i)].name", reason: "'\(m.name)' names two members")
+            }
+            if m.maxError != nil, case .preset = strategy {
+                throw APIError.invalidField(field: "members[\(i)].maxError", reason: FleetPlanningError.floorsNeedSearch(strategy: strategyName).description)
+            }
+            let (analysis, storePath) = try await succeededAnalysis(m.analysis, field: "members[\(i)].analysis")
+            members.append(.init(name: m.name, analysis: analysis, analysisStore: storePath, weight: m.weight ?? 1,
+                                 maxRelativeError: m.maxError))
+        }
+        let parameters = FleetJobParameters(members: members, budget: r.budget, strategy: strategyName, bits: options.bits,
+                                            seed: options.seed, accounting: options.accounting, groupSize: options.groupSize,
+                                            order: options.order ?? .default, method: options.method ?? .default)
+        return .accepted(try accepted(try await store.create(kind: .fleet, parameters: try parameters.parametersJSON())))
     }
 
     func submitCompression(_ input: Operations.SubmitCompression.Input) async throws -> Operations.SubmitCompression.Output {

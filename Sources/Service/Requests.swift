@@ -76,6 +76,28 @@ public struct EvaluationJobParameters: Codable, Sendable, Equatable {
     public var calibration: String?
 }
 
+/// The parameters of a fleet job, as validated by `POST /v1/fleets`.
+public struct FleetJobParameters: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var name: String
+        /// The analysis job id and its store directory.
+        public var analysis: String
+        public var analysisStore: String
+        public var weight: Double
+        public var maxRelativeError: Double?
+    }
+
+    public var members: [Member]
+    public var budget: String
+    public var strategy: String
+    public var bits: [Int]
+    public var seed: UInt64
+    public var accounting: Accounting
+    public var groupSize: Int
+    public var order: SegmentOrder
+    public var method: QuantizationMethod
+}
+
 /// The parameters of a merge job, as validated by `POST /v1/merges`.
 public struct MergeJobParameters: Codable, Sendable, Equatable {
     public var compression: String?

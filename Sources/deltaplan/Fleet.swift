@@ -49,6 +49,9 @@ struct FleetCommand: ParsableCommand {
     @Option(help: "Segment order the error model measures (as plan's --order).")
     var order: SegmentOrder = .default
 
+    @Option(help: "Quantizer the error model measures: gptq (with each store's calibration) or rtn.")
+    var method: QuantizationMethod = .default
+
     @Option(help: "Random seed of stochastic strategies.")
     var seed: UInt64 = 0
 
@@ -107,7 +110,7 @@ struct FleetCommand: ParsableCommand {
             let progress = TerminalProgress(label: "measure \(name)")
             do {
                 let planning = try StorePlanning(store: URL(fileURLWithPath: path),
-                                                 measurement: MeasurementOptions(order: order, groupSize: groupSize),
+                                                 measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
                                                  progress: progress.step)
                 members.append(FleetStore(name: name, planning: planning, weight: weights[name] ?? 1, maxRelativeError: floors[name]))
             } catch { throw CLIFailure(error) }

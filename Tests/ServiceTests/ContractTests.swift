@@ -161,7 +161,7 @@ struct ContractTests {
                 if path != "/healthz" { #expect(operation["responses"]?["401"] != nil, "\(id)") }
             }
         }
-        #expect(operations == 16)
+        #expect(operations == 19)
     }
 }
 
@@ -263,6 +263,7 @@ struct ContractHTTPTests {
                 ("/v1/compressions", ["base": "/a", "finetuned": "/b", "planFile": "/p"]),
                 ("/v1/evaluations", ["artifact": "/a"]),
                 ("/v1/merges", ["artifact": "/a"]),
+                ("/v1/fleets", ["members": [["name": "a", "analysis": "a"]], "budget": "1/16"]),
             ]
             for (path, valid) in endpoints {
                 var body = valid
@@ -328,7 +329,8 @@ struct ContractHTTPTests {
 
     func operationID(_ path: String) -> String {
         ["/v1/analyses": "submitAnalysis", "/v1/plans": "submitPlan", "/v1/comparisons": "submitComparison",
-         "/v1/compressions": "submitCompression", "/v1/evaluations": "submitEvaluation", "/v1/merges": "submitMerge"][path] ?? ""
+         "/v1/compressions": "submitCompression", "/v1/evaluations": "submitEvaluation", "/v1/merges": "submitMerge",
+         "/v1/fleets": "submitFleet"][path] ?? ""
     }
 
     @Test("defaults: a plan without bits, accounting or group size is the plan with the library's defaults")

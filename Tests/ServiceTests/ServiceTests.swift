@@ -295,6 +295,25 @@ struct ServiceAPITests {
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "profile")
             plan["analysis"] = "x"
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "analysis")
+            // Fleets: member names name files; floors need a search; members are analyses of this server.
+            func fleet(_ members: [[String: Any]], strategy: String = "exact") -> [String: Any] {
+                ["members": members, "budget": "1/16", "strategy": strategy]
+            }
+            for name in ["../escape", ".hidden", "fleet", "a b"] {
+                expectError(try await client.post("/v1/fleets", json: fleet([["name": name, "analysis": "x"]])), 400, "invalid_field",
+                            naming: "members[0].name")
+            }
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "x"], ["name": "a", "analysis": "y"]])),
+                        400, "invalid_field", naming: "members[1].name")
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "x", "maxError": 0.1]],
+                                                                          strategy: "preset:delta-come")),
+                        400, "invalid_field", naming: "members[0].maxError")
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "x", "weight": -1]])), 400, "invalid_field",
+                        naming: "members[0].weight")
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "no-such-job"]])), 404, "not_found",
+                        naming: "members[0].analysis")
+            expectError(try await client.post("/v1/fleets", json: fleet([])), 400, "invalid_field", naming: "members")
+            expectError(try await client.get("/v1/fleets/no-such-job"), 404, "not_found")
             plan = paperPlanRequest
             plan["scope"] = "galaxy"
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "scope")
@@ -567,6 +586,7 @@ struct ServiceAPITests {
                 ("/v1/analyses", "post"), ("/v1/plans", "post"), ("/v1/plans/{id}", "get"), ("/v1/comparisons", "post"), ("/v1/comparisons/{id}", "get"),
                 ("/v1/compressions", "post"), ("/v1/evaluations", "post"), ("/v1/evaluations/{id}", "get"), ("/v1/merges", "post"),
                 ("/v1/jobs", "get"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
+                ("/v1/fleets", "post"), ("/v1/fleets/{id}", "get"), ("/v1/fleets/{id}/plans/{name}", "get"),
             ]
             for (path, method) in routes { #expect(paths[path]?[method] != nil, "\(method) \(path)") }
             #expect(paths.values.reduce(0) { $0 + $1.count } == routes.count)

@@ -82,7 +82,7 @@ extension Components {
                 ])
             }
         }
-        /// Stable, machine-readable. 400: invalid_json, invalid_field, unknown_field, unknown_strategy, malformed_budget, infeasible_budget, invalid_plan_request. 401: unauthorized. 404: not_found. 405: method_not_allowed. 409: job_finished, analysis_not_ready, plan_not_ready, comparison_not_ready, compression_not_ready, evaluation_not_ready. 413: body_too_large. 422: path_not_allowed. 500: internal_error (a server failure, never bad input).
+        /// Stable, machine-readable. 400: invalid_json, invalid_field, unknown_field, unknown_strategy, malformed_budget, infeasible_budget, invalid_plan_request. 401: unauthorized. 404: not_found. 405: method_not_allowed. 409: job_finished, analysis_not_ready, plan_not_ready, comparison_not_ready, compression_not_ready, evaluation_not_ready, fleet_not_ready. 413: body_too_large. 422: path_not_allowed. 500: internal_error (a server failure, never bad input).
         ///
         /// - Remark: Generated from `#/components/schemas/ErrorCode`.
         internal enum ErrorCode: String, Codable, Hashable, Sendable, CaseIterable {
@@ -102,6 +102,7 @@ extension Components {
             case comparisonNotReady = "comparison_not_ready"
             case compressionNotReady = "compression_not_ready"
             case evaluationNotReady = "evaluation_not_ready"
+            case fleetNotReady = "fleet_not_ready"
             case bodyTooLarge = "body_too_large"
             case pathNotAllowed = "path_not_allowed"
             case internalError = "internal_error"
@@ -454,6 +455,7 @@ extension Components {
             case compression = "compression"
             case evaluation = "evaluation"
             case merge = "merge"
+            case fleet = "fleet"
         }
         /// - Remark: Generated from `#/components/schemas/JobState`.
         internal enum JobState: String, Codable, Hashable, Sendable, CaseIterable {
@@ -694,6 +696,10 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/Comparison`.
         internal typealias Comparison = VerbatimJSON
+        /// fleet.json of `deltaplan fleet`: the shared budget, the strategy, Σ weight · relative error, and per member its weight, storage, α, predicted error and quality floor.
+        ///
+        /// - Remark: Generated from `#/components/schemas/Fleet`.
+        internal typealias Fleet = VerbatimJSON
         /// The report of `deltaplan evaluate --format json`: per matrix and per layer type, actual against predicted error and the low-rank and BitDelta baselines.
         ///
         /// - Remark: Generated from `#/components/schemas/Evaluation`.
@@ -1231,6 +1237,195 @@ extension Components {
                     "order",
                     "method",
                     "calibration"
+                ])
+            }
+        }
+        /// Several succeeded analyses of fine-tunes of one base (analyses of another base are refused) planned under one budget, minimising Σ weight · relative error (a preset strategy gives every member the same α instead: the baseline). The error-model options apply to every member.
+        ///
+        /// - Remark: Generated from `#/components/schemas/FleetRequest`.
+        internal struct FleetRequest: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/members`.
+            internal var members: [Components.Schemas.FleetMember]
+            /// The fleet's budget, as the CLI's --budget: a total size ('22GiB') or α over every member's planned matrices ('1/16').
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/budget`.
+            internal var budget: Swift.String
+            /// 'exact', 'genetic', 'greedy' or 'preset:NAME' (every member at the same α).
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/strategy`.
+            internal var strategy: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/bits`.
+            internal var bits: Components.Schemas.BitsMenu?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/seed`.
+            internal var seed: Components.Schemas.Seed?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/accounting`.
+            internal var accounting: Components.Schemas.Accounting?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/groupSize`.
+            internal var groupSize: Components.Schemas.GroupSize?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/order`.
+            internal var order: Components.Schemas.SegmentOrder?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/method`.
+            internal var method: Components.Schemas.QuantizationMethod?
+            /// Creates a new `FleetRequest`.
+            ///
+            /// - Parameters:
+            ///   - members:
+            ///   - budget: The fleet's budget, as the CLI's --budget: a total size ('22GiB') or α over every member's planned matrices ('1/16').
+            ///   - strategy: 'exact', 'genetic', 'greedy' or 'preset:NAME' (every member at the same α).
+            ///   - bits:
+            ///   - seed:
+            ///   - accounting:
+            ///   - groupSize:
+            ///   - order:
+            ///   - method:
+            internal init(
+                members: [Components.Schemas.FleetMember],
+                budget: Swift.String,
+                strategy: Swift.String? = nil,
+                bits: Components.Schemas.BitsMenu? = nil,
+                seed: Components.Schemas.Seed? = nil,
+                accounting: Components.Schemas.Accounting? = nil,
+                groupSize: Components.Schemas.GroupSize? = nil,
+                order: Components.Schemas.SegmentOrder? = nil,
+                method: Components.Schemas.QuantizationMethod? = nil
+            ) {
+                self.members = members
+                self.budget = budget
+                self.strategy = strategy
+                self.bits = bits
+                self.seed = seed
+                self.accounting = accounting
+                self.groupSize = groupSize
+                self.order = order
+                self.method = method
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case members
+                case budget
+                case strategy
+                case bits
+                case seed
+                case accounting
+                case groupSize
+                case order
+                case method
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.members = try container.decode(
+                    [Components.Schemas.FleetMember].self,
+                    forKey: .members
+                )
+                self.budget = try container.decode(
+                    Swift.String.self,
+                    forKey: .budget
+                )
+                self.strategy = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .strategy
+                )
+                self.bits = try container.decodeIfPresent(
+                    Components.Schemas.BitsMenu.self,
+                    forKey: .bits
+                )
+                self.seed = try container.decodeIfPresent(
+                    Components.Schemas.Seed.self,
+                    forKey: .seed
+                )
+                self.accounting = try container.decodeIfPresent(
+                    Components.Schemas.Accounting.self,
+                    forKey: .accounting
+                )
+                self.groupSize = try container.decodeIfPresent(
+                    Components.Schemas.GroupSize.self,
+                    forKey: .groupSize
+                )
+                self.order = try container.decodeIfPresent(
+                    Components.Schemas.SegmentOrder.self,
+                    forKey: .order
+                )
+                self.method = try container.decodeIfPresent(
+                    Components.Schemas.QuantizationMethod.self,
+                    forKey: .method
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "members",
+                    "budget",
+                    "strategy",
+                    "bits",
+                    "seed",
+                    "accounting",
+                    "groupSize",
+                    "order",
+                    "method"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/FleetMember`.
+        internal struct FleetMember: Codable, Hashable, Sendable {
+            /// Names the member's plan (letters, digits, '.', '_', '-'; not starting with '.'; not 'fleet').
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/name`.
+            internal var name: Swift.String
+            /// A succeeded analysis job id.
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/analysis`.
+            internal var analysis: Swift.String
+            /// The member's weight in the objective (e.g. a traffic share).
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/weight`.
+            internal var weight: Swift.Double?
+            /// A quality floor, as the CLI's --max-error NAME=E (searches only).
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/maxError`.
+            internal var maxError: Swift.Double?
+            /// Creates a new `FleetMember`.
+            ///
+            /// - Parameters:
+            ///   - name: Names the member's plan (letters, digits, '.', '_', '-'; not starting with '.'; not 'fleet').
+            ///   - analysis: A succeeded analysis job id.
+            ///   - weight: The member's weight in the objective (e.g. a traffic share).
+            ///   - maxError: A quality floor, as the CLI's --max-error NAME=E (searches only).
+            internal init(
+                name: Swift.String,
+                analysis: Swift.String,
+                weight: Swift.Double? = nil,
+                maxError: Swift.Double? = nil
+            ) {
+                self.name = name
+                self.analysis = analysis
+                self.weight = weight
+                self.maxError = maxError
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case name
+                case analysis
+                case weight
+                case maxError
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.name = try container.decode(
+                    Swift.String.self,
+                    forKey: .name
+                )
+                self.analysis = try container.decode(
+                    Swift.String.self,
+                    forKey: .analysis
+                )
+                self.weight = try container.decodeIfPresent(
+                    Swift.Double.self,
+                    forKey: .weight
+                )
+                self.maxError = try container.decodeIfPresent(
+                    Swift.Double.self,
+                    forKey: .maxError
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "name",
+                    "analysis",
+                    "weight",
+                    "maxError"
                 ])
             }
         }
