@@ -113,12 +113,15 @@ public enum FleetPlanningError: Error, Equatable, CustomStringConvertible {
 ///   bits, each member's share ⌊α · dense_m⌋, per type as the paper): the baseline a fleet plan
 ///   must beat.
 ///
-/// Quality floors (``FleetMember/maxRelativeError``), searches only: a floored member needs at
-/// least the budget of its own smallest plan meeting the floor (``solve(_:strategy:seed:target:)``,
-/// alone, global scope). The fleet is solved; every floored member it leaves above its floor is
-/// fixed at that smallest plan, and the others are solved again with what is left, until none is
-/// above (at most one round per member): with errors convex in the budget, the floors' KKT
-/// solution. A fixed member's plan records its floor as the budget's target.
+/// Quality floors (``FleetMember/maxRelativeError``), searches only: the fleet is solved; a
+/// member it leaves above its floor gets a Lagrange multiplier λ_m on its error (its weight
+/// becomes w_m + λ_m), the smallest that brings it under (bisection), and again for whoever that
+/// pushed above. Beside it, the members above their floor are fixed at their own smallest plan
+/// meeting it (``solve(_:strategy:seed:target:)``, alone, global scope) and the others solved with
+/// what is left: the better of the two is kept (multipliers cannot reach every split of a step
+/// frontier). When even the fixed plans do not fit, the error names the smallest budget that meets
+/// every floor. Every floored member's plan records its floor as the budget's target. Cost: about
+/// ten fleet solves per floor and round, and one search per floor and budget bisection step.
 ///
 /// Each member's plan carries its own (unscaled) predictions, and its budget record is its share:
 /// the bits the fleet gave it (`given`: `fleet share of B`). Deterministic for a seed.
@@ -149,27 +152,27 @@ public func planFleet(
         func own(_ member: FleetMember) -> PlanningProblem {
             PlanningProblem(models: member.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0, scope: .global, menu: menu)
         }
-        // Each floored member's smallest plan meeting its floor.
-        var floors: [Int: (bits: Int, solution: Solution, target: ErrorTarget)] = [:]
-        for (i, member) in members.enumerated() {
-            guard let floor = member.maxRelativeError else { continue }
-            let target = ErrorTarget(error: floor, unit: .relative)
-            do {
-                let (bits, solution) = try solve(own(member), strategy: strategy, seed: seed, target: target)
-                floors[i] = (bits, solution, target)
-            } catch {
-                switch error {
-                case let .unreachable(_, _, smallest):
-                    throw .floorUnreachable(member: member.name, maxRelativeError: floor, smallestRelativeError: smallest)
-                case let .planning(error): throw .planning(error)
+        // Each floored member's smallest plan meeting its floor (alone), computed when needed.
+        var floors: [Int: (bits: Int, solution: Solution)] = [:]
+        func computeFloors() throws(FleetPlanningError) {
+            for (i, member) in members.enumerated() {
+                guard let floor = member.maxRelativeError, floors[i] == nil else { continue }
+                do {
+                    let (bits, solution) = try solve(own(member), strategy: strategy, seed: seed, target: ErrorTarget(error: floor, unit: .relative))
+                    floors[i] = (bits, solution)
+                } catch {
+                    switch error {
+                    case let .unreachable(_, _, smallest):
+                        throw .floorUnreachable(member: member.name, maxRelativeError: floor, smallestRelativeError: smallest)
+                    case let .planning(error): throw .planning(error)
+                    }
                 }
             }
+            // The members without a floor can keep nothing.
+            let smallest = floors.values.reduce(0) { $0 + $1.bits }
+            if budgetBits < smallest { throw .floorsExceedBudget(budgetBits: budgetBits, smallestBits: smallest) }
         }
-        // The members without a floor can keep nothing.
-        let smallest = floors.values.reduce(0) { $0 + $1.bits }
-        if budgetBits < smallest { throw .floorsExceedBudget(budgetBits: budgetBits, smallestBits: smallest) }
         // The fleet over `free` members, member m's errors weighted w_m + λ_m, in `bits`: each
-        // member's allocations.
         // member's allocations (all empty when `bits` holds no vector and floors left that little).
         func solveFleet(_ free: [Int], extra λ: [Double], bits: Int) throws(FleetPlanningError) -> [Int: [Allocation]] {
             guard !free.isEmpty else { return [:] }
@@ -180,7 +183,7 @@ public func planFleet(
             let problem = PlanningProblem(models: scaled.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: .global, menu: menu)
             let allocations: [Allocation]
             do { allocations = try solve(problem, strategy: strategy, seed: seed).allocations } catch {
-                guard case .infeasibleBudget = error, !floors.isEmpty else { throw .planning(error) }
+                guard case .infeasibleBudget = error, members.contains(where: { $0.maxRelativeError != nil }) else { throw .planning(error) }
                 allocations = Array(repeating: Allocation(segments: []), count: scaled.count)
             }
             var shares: [Int: [Allocation]] = [:], offset = 0
@@ -197,30 +200,21 @@ public func planFleet(
         func above(_ shares: [Int: [Allocation]]) -> [Int] {
             shares.keys.sorted().filter { !meetsFloor($0, shares[$0]!) }
         }
-        func objective(_ shares: [Int: [Allocation]], fixed: Set<Int>) -> Double {
-            members.indices.reduce(0) { total, i in
-                let energy = members[i].energy
-                guard energy > 0 else { return total }
-                let error = fixed.contains(i) ? floors[i]!.solution.predictedError : own(members[i]).predictedError(shares[i]!)
-                return total + members[i].weight * error / energy
-            }
-        }
 
         let everyone = Array(members.indices)
         var λ = Array(repeating: 0.0, count: members.count)
         var shares = try solveFleet(everyone, extra: λ, bits: budgetBits)
-        var fixed = Set<Int>()
         if !above(shares).isEmpty {
             // Floors as Lagrange multipliers: raise λ_m of a member above its floor, by bisection
-            // on log λ (to 2 %, from 10⁻⁴ Σ w: about a dozen solves), to the smallest that brings
-            // it under; again for whoever that pushed above, a bounded number of rounds.
+            // on log λ (to 2 %, from 10⁻⁴ Σ w: about ten solves), to the smallest that brings it
+            // under; again for whoever that pushed above, at most two rounds per floor.
             let totalWeight = members.reduce(0) { $0 + $1.weight } + 1
             var rounds = 0
-            while let i = above(shares).first, rounds < 4 * members.count {
+            while let i = above(shares).first, rounds < 2 * members.filter({ $0.maxRelativeError != nil }).count {
                 rounds += 1
                 var low = max(λ[i], 1e-4 * totalWeight), high = max(2 * λ[i], totalWeight)
                 var met: [Int: [Allocation]]?
-                while met == nil, high < 1e15 {
+                while met == nil, high < 1e6 * totalWeight {
                     λ[i] = high
                     let trial = try solveFleet(everyone, extra: λ, bits: budgetBits)
                     if meetsFloor(i, trial[i]!) { met = trial } else { (low, high) = (high, 4 * high) }
@@ -235,11 +229,13 @@ public func planFleet(
                 λ[i] = high
                 shares = best
             }
-            // Members still above their floor (multipliers cannot reach every split of a step
-            // frontier) are fixed at their smallest plan meeting it, the rest solved again with
-            // what is left; and the same with every floored member fixed: the better is kept.
+            // And the floored members above their floor in the fleet fixed at their own smallest
+            // plan meeting it (alone), the rest solved with what is left, until none is above:
+            // multipliers cannot reach every split of a step frontier (the better of the two is
+            // kept), and this says when the budget cannot hold the floors at all.
             var candidates: [(shares: [Int: [Allocation]], fixed: Set<Int>)] = []
             if above(shares).isEmpty { candidates.append((shares, [])) }
+            try computeFloors()
             var pinned = Set<Int>()
             while true {
                 let free = everyone.filter { !pinned.contains($0) }
@@ -252,7 +248,16 @@ public func planFleet(
                 }
                 pinned.formUnion(over)
             }
-            (shares, fixed) = candidates.min { objective($0.shares, fixed: $0.fixed) < objective($1.shares, fixed: $1.fixed) }!
+            func objective(_ c: (shares: [Int: [Allocation]], fixed: Set<Int>)) -> Double {
+                members.indices.reduce(0) { total, i in
+                    let energy = members[i].energy
+                    guard energy > 0 else { return total }
+                    let error = c.fixed.contains(i) ? floors[i]!.solution.predictedError : own(members[i]).predictedError(c.shares[i]!)
+                    return total + members[i].weight * error / energy
+                }
+            }
+            // A member fixed at its floor has no share: its plan is its own smallest one.
+            shares = candidates.min { objective($0) < objective($1) }!.shares
         }
         for (i, member) in members.enumerated() {
             var share = own(member)
@@ -262,13 +267,15 @@ public func planFleet(
                     of: Solution(allocations: allocations, predictedError: share.predictedError(allocations),
                                  storageBits: share.budgetBits, report: .preset),
                     share, strategy: strategy, seed: seed,
-                    budget: .init(given: shareText, bits: share.budgetBits, target: floors[i]?.target),
+                    budget: .init(given: shareText, bits: share.budgetBits,
+                                  target: member.maxRelativeError.map { ErrorTarget(error: $0, unit: .relative) }),
                     source: member.source, toolVersion: toolVersion))
             } else {
                 let floor = floors[i]!
                 share.budgetBits = floor.bits
                 plans.append(plan(of: floor.solution, share, strategy: strategy, seed: seed,
-                                  budget: .init(given: shareText, bits: floor.bits, target: floor.target),
+                                  budget: .init(given: shareText, bits: floor.bits,
+                                                target: member.maxRelativeError.map { ErrorTarget(error: $0, unit: .relative) }),
                                   source: member.source, toolVersion: toolVersion))
             }
         }
