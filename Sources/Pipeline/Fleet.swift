@@ -9,6 +9,8 @@ public enum FleetError: Error, Equatable, CustomStringConvertible {
     /// Two stores analyze fine-tunes of different bases: their deltas do not share one base.
     case differentBases(first: String, other: String, reason: String)
     case duplicateName(String)
+    /// A name that cannot name its plan file `NAME.json` beside `fleet.json`.
+    case invalidName(String, reason: String)
     case io(path: String, reason: String)
 
     public var description: String {
@@ -16,6 +18,7 @@ public enum FleetError: Error, Equatable, CustomStringConvertible {
         case let .differentBases(first, other, reason):
             "stores '\(first)' and '\(other)' are not fine-tunes of the same base: \(reason)"
         case let .duplicateName(name): "the fleet names '\(name)' twice"
+        case let .invalidName(name, reason): "the fleet member name '\(name)' \(reason)"
         case let .io(path, reason): "cannot write the fleet to \(path): \(reason)"
         }
     }
@@ -26,11 +29,23 @@ public struct FleetStore {
     public var name: String
     public var planning: StorePlanning
     public var weight: Double
+    /// Its quality floor (``FleetMember/maxRelativeError``).
+    public var maxRelativeError: Double?
 
-    public init(name: String, planning: StorePlanning, weight: Double = 1) {
+    /// A member's name names its plan file, `NAME.json`: letters, digits, `.`, `_` and `-`, not
+    /// starting with `.`, and not `fleet` (the summary's name).
+    public static func checkName(_ name: String) throws(FleetError) {
+        let allowed = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0) }
+        guard !name.isEmpty, allowed else { throw .invalidName(name, reason: "may hold only letters, digits, '.', '_' and '-'") }
+        guard !name.hasPrefix(".") else { throw .invalidName(name, reason: "must not start with '.'") }
+        guard name != "fleet" else { throw .invalidName(name, reason: "is taken by the summary, fleet.json") }
+    }
+
+    public init(name: String, planning: StorePlanning, weight: Double = 1, maxRelativeError: Double? = nil) {
         self.name = name
         self.planning = planning
         self.weight = weight
+        self.maxRelativeError = maxRelativeError
     }
 }
 
@@ -41,7 +56,10 @@ public func planFleet(
     _ stores: [FleetStore], budget: GivenBudget, storage: StorageModel, menu: [Int], strategy: Strategy, seed: UInt64
 ) throws -> FleetPlan {
     var seen = Set<String>()
-    for s in stores where !seen.insert(s.name).inserted { throw FleetError.duplicateName(s.name) }
+    for s in stores {
+        try FleetStore.checkName(s.name)
+        guard seen.insert(s.name).inserted else { throw FleetError.duplicateName(s.name) }
+    }
     if let first = stores.first {
         let reference = baseIdentity(first.planning.store)
         for other in stores.dropFirst() {
@@ -56,7 +74,8 @@ public func planFleet(
     }
     let members = stores.map {
         FleetMember(name: $0.name, spectra: $0.planning.spectra, weight: $0.weight,
-                    source: .init(kind: "store", name: $0.planning.store.url.lastPathComponent, hash: $0.planning.store.identity))
+                    source: .init(kind: "store", name: $0.planning.store.url.lastPathComponent, hash: $0.planning.store.identity),
+                    maxRelativeError: $0.maxRelativeError)
     }
     var fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: strategy, seed: seed,
                               toolVersion: DeltaPlanVersion.string)

@@ -75,6 +75,7 @@ public enum APIError: Error, Equatable, CustomStringConvertible {
             case .comparison: .comparisonNotReady
             case .compression: .compressionNotReady
             case .evaluation: .evaluationNotReady
+            case .fleet: .fleetNotReady
             case .merge: preconditionFailure("no request needs a finished merge job")
             }
         case .jobFinished: .jobFinished

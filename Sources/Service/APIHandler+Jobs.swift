@@ -42,16 +42,30 @@ extension APIHandler {
         .ok(.init(body: .json(try await result(input.path.id, kind: .evaluation))))
     }
 
-    /// The JSON result file of a succeeded job of `kind` (a plan, a comparison, an evaluation report).
-    private func result(_ id: String, kind: JobKind) async throws -> VerbatimJSON {
+    func getFleet(_ input: Operations.GetFleet.Input) async throws -> Operations.GetFleet.Output {
+        .ok(.init(body: .json(try await result(input.path.id, kind: .fleet, file: "fleet.json"))))
+    }
+
+    func getFleetPlan(_ input: Operations.GetFleetPlan.Input) async throws -> Operations.GetFleetPlan.Output {
+        let (id, name) = (input.path.id, input.path.name)
+        guard let job = try await store.job(id: id), job.kind == .fleet else { throw APIError.notFound("no fleet job \(id)") }
+        let members = (try? JSONDecoder().decode(FleetJobParameters.self, from: job.parameters))?.members.map(\.name) ?? []
+        guard members.contains(name) else { throw APIError.notFound("fleet job \(id) has no member '\(name)'") }
+        return .ok(.init(body: .json(try await result(id, kind: .fleet, file: "\(name).json"))))
+    }
+
+    /// The JSON result of a succeeded job of `kind` (a plan, a comparison, an evaluation report): its
+    /// result file, or `file` in its result directory.
+    private func result(_ id: String, kind: JobKind, file: String? = nil) async throws -> VerbatimJSON {
         let name = kind.rawValue
         guard let job = try await store.job(id: id), job.kind == kind else { throw APIError.notFound("no \(name) job \(id)") }
         guard job.state == .succeeded, let result = job.result else {
             throw APIError.notReady(kind: kind, message: "\(name) job \(id) is \(job.state.rawValue), not succeeded"
                                         + (job.error.map { ": \($0)" } ?? ""))
         }
-        do { return VerbatimJSON(try Data(contentsOf: URL(fileURLWithPath: result))) } catch {
-            throw APIError.internalError("\(name) job \(id): cannot read \(result): \(error.localizedDescription)")
+        let url = file.map { URL(fileURLWithPath: result).appendingPathComponent($0) } ?? URL(fileURLWithPath: result)
+        do { return VerbatimJSON(try Data(contentsOf: url)) } catch {
+            throw APIError.internalError("\(name) job \(id): cannot read \(url.path): \(error.localizedDescription)")
         }
     }
 }

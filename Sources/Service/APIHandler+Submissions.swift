@@ -1,6 +1,7 @@
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 /// `POST /v1/analyses`, `/v1/plans`, `/v1/comparisons`, `/v1/compressions`, `/v1/evaluations`,
@@ -25,7 +26,13 @@ extension APIHandler {
             throw APIError.invalidField(field: r.analysis == nil ? "profile" : "analysis",
                                         reason: "give exactly one of 'analysis' (an analysis job id) or 'profile' (a model profile name)")
         }
-        let budget = try validator.budget(r.budget, field: "budget")
+        guard (r.budget == nil) != (r.maxError == nil) else {
+            throw APIError.invalidField(field: r.budget == nil ? "budget" : "maxError",
+                                        reason: "give exactly one of 'budget' or 'maxError' (a quality target)")
+        }
+        if r.errorUnit != nil, r.maxError == nil {
+            throw APIError.invalidField(field: "errorUnit", reason: "is the unit of 'maxError', which is not given")
+        }
         let strategyName = r.strategy ?? Strategy.defaultName(hasErrorModel: r.analysis != nil)
         let strategy = try validator.strategy(strategyName, field: "strategy")
         let options = try PlanOptions(scope: r.scope, bits: r.bits, seed: r.seed, accounting: r.accounting,
@@ -35,16 +42,19 @@ extension APIHandler {
 
         if let profileName = r.profile {
             for (field, given) in [("objective", options.objective != nil), ("order", options.order != nil),
-                                   ("method", options.method != nil), ("calibration", r.calibration != nil)] where given {
+                                   ("method", options.method != nil), ("calibration", r.calibration != nil),
+                                   ("maxError", r.maxError != nil)] where given {
                 throw APIError.invalidField(field: field, reason: "applies to plans from an analysis (a profile plan has no error model)")
             }
+            let budgetText = r.budget ?? ""
+            let budget = try validator.budget(budgetText, field: "budget")
             // Shape-only: cheap (O(matrices · log rank)), answered at once with the same library
             // call and bytes as `deltaplan plan --profile ... --out`.
             let profile = try validator.profile(profileName)
             guard case let .preset(preset) = strategy else {
                 throw APIError.invalidPlanRequest(message: "field 'strategy': " + PlanRequestError.strategyNeedsErrorModel(strategy: strategyName).description)
             }
-            let key = [profileName, r.budget, strategyName, scope.rawValue, options.bits.map(String.init).joined(separator: ","),
+            let key = [profileName, budgetText, strategyName, scope.rawValue, options.bits.map(String.init).joined(separator: ","),
                        "\(options.seed)", options.accounting.rawValue, "\(options.groupSize)"].joined(separator: "\u{1F}")
             if let cached = state.planCache.value(for: key) { return .ok(.init(body: .json(VerbatimJSON(cached)))) }
             let plan: Plan
@@ -66,11 +76,13 @@ extension APIHandler {
         }
         let (analysis, storePath) = try await succeededAnalysis(r.analysis ?? "", field: "analysis")
         let calibration = try r.calibration.map { text throws(APIError) in try validator.path(text, field: "calibration") }
+        if let budget = r.budget { _ = try validator.budget(budget, field: "budget") }
         let parameters = PlanJobParameters(analysis: analysis, analysisStore: storePath, budget: r.budget, strategy: strategyName,
                                            scope: scope, bits: options.bits, seed: options.seed,
                                            accounting: options.accounting, groupSize: options.groupSize,
                                            objective: options.objective, order: options.order, method: options.method,
-                                           calibration: calibration)
+                                           calibration: calibration,
+                                           target: r.maxError.map { ErrorTarget(error: $0, unit: libraryValue(r.errorUnit ?? .relative, as: ErrorTarget.Unit.self)) })
         return .accepted(try accepted(try await store.create(kind: .plan, parameters: try parameters.parametersJSON())))
     }
 
@@ -90,6 +102,35 @@ extension APIHandler {
                                                  objective: options.objective, order: options.order, method: options.method,
                                                  calibration: calibration)
         return .accepted(try accepted(try await store.create(kind: .comparison, parameters: try parameters.parametersJSON())))
+    }
+
+    func submitFleet(_ input: Operations.SubmitFleet.Input) async throws -> Operations.SubmitFleet.Output {
+        guard case let .json(r) = input.body else { preconditionFailure("one content type") }
+        _ = try validator.budget(r.budget, field: "budget")
+        let strategyName = r.strategy ?? Strategy.exact.name
+        let strategy = try validator.strategy(strategyName, field: "strategy")
+        let options = try PlanOptions(scope: nil, bits: r.bits, seed: r.seed, accounting: r.accounting, groupSize: r.groupSize,
+                                      objective: nil, order: r.order, method: r.method, validator: validator)
+        var members: [FleetJobParameters.Member] = []
+        var names = Set<String>()
+        for (i, m) in r.members.enumerated() {
+            do throws(FleetError) { try FleetStore.checkName(m.name) } catch {
+                throw APIError.invalidField(field: "members[\(i)].name", reason: error.description)
+            }
+            guard names.insert(m.name).inserted else {
+                throw APIError.invalidField(field: "members[\(i)].name", reason: "'\(m.name)' names two members")
+            }
+            if m.maxError != nil, case .preset = strategy {
+                throw APIError.invalidField(field: "members[\(i)].maxError", reason: FleetPlanningError.floorsNeedSearch(strategy: strategyName).description)
+            }
+            let (analysis, storePath) = try await succeededAnalysis(m.analysis, field: "members[\(i)].analysis")
+            members.append(.init(name: m.name, analysis: analysis, analysisStore: storePath, weight: m.weight ?? 1,
+                                 maxRelativeError: m.maxError))
+        }
+        let parameters = FleetJobParameters(members: members, budget: r.budget, strategy: strategyName, bits: options.bits,
+                                            seed: options.seed, accounting: options.accounting, groupSize: options.groupSize,
+                                            order: options.order ?? .default, method: options.method ?? .default)
+        return .accepted(try accepted(try await store.create(kind: .fleet, parameters: try parameters.parametersJSON())))
     }
 
     func submitCompression(_ input: Operations.SubmitCompression.Input) async throws -> Operations.SubmitCompression.Output {
@@ -112,9 +153,6 @@ extension APIHandler {
         default:
             throw APIError.invalidField(field: r.plan == nil ? "planFile" : "plan",
                                         reason: "give exactly one of 'plan' (a plan job id) or 'planFile' (a server-side plan JSON)")
-        }
-        if let dampening = r.dampening, !(dampening.isFinite && dampening >= 0) {
-            throw APIError.invalidField(field: "dampening", reason: "must be a finite number ≥ 0")
         }
         let parameters = CompressionJobParameters(base: base, finetuned: finetuned, calibration: calibration, plan: r.plan, planFile: planFile,
                                                   method: r.method.map { libraryValue($0, as: QuantizationMethod.self) },

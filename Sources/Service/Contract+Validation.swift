@@ -2,7 +2,7 @@ import Foundation
 
 /// Request validation against the contract: the subset of JSON Schema that `openapi.yaml` uses
 /// for requests (`type`, `enum`, `properties`, `required`, `additionalProperties: false`,
-/// `items`, `minItems`, `maxItems`, `uniqueItems`, `minLength`, `minimum`, `maximum`, local
+/// `items`, `minItems`, `maxItems`, `uniqueItems`, `minLength`, `minimum`, `exclusiveMinimum`, `maximum`, local
 /// `$ref`). Every failure is an ``APIError`` naming the field (`budgets[1]` inside arrays).
 ///
 /// The generated decoders check types, enums, required and unknown fields too, but say less
@@ -13,7 +13,7 @@ extension Contract {
     /// The keywords ``validate(_:against:at:)`` understands; annotations are ignored.
     static let validationKeywords: Set<String> = [
         "$ref", "type", "enum", "properties", "required", "additionalProperties", "items", "minItems", "maxItems",
-        "uniqueItems", "minLength", "minimum", "maximum",
+        "uniqueItems", "minLength", "minimum", "exclusiveMinimum", "maximum",
     ]
     static let annotationKeywords: Set<String> = ["description", "default", "examples", "format"]
 
@@ -96,14 +96,18 @@ extension Contract {
             if case let .int(least)? = schema["minLength"], text.count < least {
                 throw .invalidField(field: path, reason: least == 1 ? "must not be empty" : "must be at least \(least) characters long")
             }
-        case let .int(n):
-            if case let .int(least)? = schema["minimum"], n < least {
-                throw .invalidField(field: path, reason: "must be at least \(least), got \(n)")
+        case .int, .double:
+            let x = value.number!
+            if let least = schema["minimum"]?.number, x < least {
+                throw .invalidField(field: path, reason: "must be at least \(schema["minimum"]!.literal), got \(value.literal)")
             }
-            if case let .int(most)? = schema["maximum"], n > most {
-                throw .invalidField(field: path, reason: "must be at most \(most), got \(n)")
+            if let bound = schema["exclusiveMinimum"]?.number, x <= bound {
+                throw .invalidField(field: path, reason: "must be more than \(schema["exclusiveMinimum"]!.literal), got \(value.literal)")
             }
-        case .double, .bool, .null:
+            if let most = schema["maximum"]?.number, x > most {
+                throw .invalidField(field: path, reason: "must be at most \(schema["maximum"]!.literal), got \(value.literal)")
+            }
+        case .bool, .null:
             break
         }
     }
@@ -165,6 +169,15 @@ extension JSONValue {
     }
 
     /// The value as it would be written in JSON, shortened, for error messages.
+    /// An integer or a double as a Double (nil for other values).
+    var number: Double? {
+        switch self {
+        case let .int(n): Double(n)
+        case let .double(x): x
+        default: nil
+        }
+    }
+
     var literal: String {
         let text = String(decoding: encoded(), as: UTF8.self)
         return text.count > 60 ? String(text.prefix(57)) + "..." : text

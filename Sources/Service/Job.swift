@@ -14,6 +14,8 @@ public enum JobKind: String, Codable, Sendable, CaseIterable {
     case evaluation
     /// base + Δ̂ written as a Hugging Face checkpoint (`deltaplan merge`).
     case merge
+    /// Several analyses of fine-tunes of one base planned under one budget (`deltaplan fleet`).
+    case fleet
 }
 
 /// The life of a job: queued → running → succeeded | failed | cancelled. A running job interrupted

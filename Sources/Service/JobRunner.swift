@@ -122,6 +122,7 @@ public struct JobRunners: Sendable {
             .compression: .compression,
             .evaluation: .evaluation,
             .merge: .merge,
+            .fleet: .fleet,
         ])
     }
 }
@@ -134,10 +135,13 @@ extension JobRunner {
         let planning = try storePlanning(p.analysisStore, calibration: p.calibration, groupSize: p.groupSize, objective: p.objective,
                                          order: p.order, method: p.method, context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
-        let plan = try planning.plan(
-            budget: try GivenBudget(parsing: p.budget),
-            storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
-            scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
+        let storage = StorageModel(accounting: p.accounting, groupSize: p.groupSize)
+        let plan = if let target = p.target {
+            try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
+        } else {
+            try planning.plan(budget: try GivenBudget(parsing: p.budget ?? ""), storage: storage, scope: p.scope, menu: p.bits,
+                              strategy: strategy, seed: p.seed)
+        }
         try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         try plan.write(to: context.planFile)
         context.reportProgress(1, "plan written")
@@ -166,6 +170,35 @@ extension JobRunner {
         return url.path
     } discard: { context in
         try? FileManager.default.removeItem(at: comparisonFile(context))
+    }
+
+    /// A fleet plan (as `deltaplan fleet`) into `<data-dir>/fleets/<id>/`: NAME.json per member and
+    /// fleet.json. Each member's measurement pass is cached in its store.
+    public static let fleet = JobRunner(resumable: true) { context in
+        let p = try context.decodeParameters(FleetJobParameters.self)
+        var stores: [FleetStore] = []
+        for (i, m) in p.members.enumerated() {
+            context.reportProgress(0.9 * Double(i) / Double(p.members.count), "measuring \(m.name)")
+            let planning = try StorePlanning(
+                store: URL(fileURLWithPath: m.analysisStore),
+                measurement: MeasurementOptions(method: p.method, order: p.order, groupSize: p.groupSize),
+                shouldStop: { context.shouldStop })
+            stores.append(FleetStore(name: m.name, planning: planning, weight: m.weight, maxRelativeError: m.maxRelativeError))
+        }
+        let fleet = try planFleet(stores, budget: try GivenBudget(parsing: p.budget),
+                                  storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize), menu: p.bits,
+                                  strategy: try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn()), seed: p.seed)
+        let out = fleetDirectory(context)
+        try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try fleet.write(names: stores.map(\.name), to: out)
+        context.reportProgress(1, "fleet written")
+        return out.path
+    } discard: { context in
+        try? FileManager.default.removeItem(at: fleetDirectory(context))
+    }
+
+    private static func fleetDirectory(_ context: JobContext) -> URL {
+        context.dataDirectory.appendingPathComponent("fleets", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
     }
 
     private static func comparisonFile(_ context: JobContext) -> URL {

@@ -9,7 +9,8 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     /// The analysis job id and its store directory.
     public var analysis: String
     public var analysisStore: String
-    public var budget: String
+    /// The budget as given, or nil when the plan is asked to meet `target` instead.
+    public var budget: String?
     public var strategy: String
     public var scope: Scope
     public var bits: [Int]
@@ -24,6 +25,8 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     /// calibration the store records; also in jobs persisted before they were options).
     public var method: QuantizationMethod?
     public var calibration: String?
+    /// A quality target instead of a budget (`plan --max-error`).
+    public var target: ErrorTarget?
 }
 
 /// The parameters of a comparison job, as validated by `POST /v1/comparisons`.
@@ -71,6 +74,28 @@ public struct EvaluationJobParameters: Codable, Sendable, Equatable {
     public var finetuned: String
     /// Nil: the calibration recorded in the artifact's store.
     public var calibration: String?
+}
+
+/// The parameters of a fleet job, as validated by `POST /v1/fleets`.
+public struct FleetJobParameters: Codable, Sendable, Equatable {
+    public struct Member: Codable, Sendable, Equatable {
+        public var name: String
+        /// The analysis job id and its store directory.
+        public var analysis: String
+        public var analysisStore: String
+        public var weight: Double
+        public var maxRelativeError: Double?
+    }
+
+    public var members: [Member]
+    public var budget: String
+    public var strategy: String
+    public var bits: [Int]
+    public var seed: UInt64
+    public var accounting: Accounting
+    public var groupSize: Int
+    public var order: SegmentOrder
+    public var method: QuantizationMethod
 }
 
 /// The parameters of a merge job, as validated by `POST /v1/merges`.

@@ -30,6 +30,10 @@ struct FleetCommand: ParsableCommand {
                                valueName: "budget"), transform: budgetArgument)
     var budget: GivenBudget
 
+    @Option(help: ArgumentHelp("A model's quality floor, NAME=E: the largest predicted relative error its plan may have (searches only). A fleet budget too small for every floor fails, saying the smallest that meets them.",
+                               valueName: "name=e"))
+    var maxError: [String] = []
+
     @Option(help: "exact, genetic, greedy, or preset:NAME (every model at the same α: the baseline).")
     var strategy: Strategy = .exact
 
@@ -45,6 +49,9 @@ struct FleetCommand: ParsableCommand {
     @Option(help: "Segment order the error model measures (as plan's --order).")
     var order: SegmentOrder = .default
 
+    @Option(help: "Quantizer the error model measures: gptq (with each store's calibration) or rtn.")
+    var method: QuantizationMethod = .default
+
     @Option(help: "Random seed of stochastic strategies.")
     var seed: UInt64 = 0
 
@@ -55,6 +62,10 @@ struct FleetCommand: ParsableCommand {
         guard !store.isEmpty else { throw ValidationError("give at least one --store NAME=STORE") }
         _ = try stores()
         _ = try weights()
+        let floors = try maxErrors()
+        if !floors.isEmpty, case .preset = strategy {
+            throw ValidationError("--max-error needs a search strategy (exact, genetic or greedy); a preset gives every model the same α")
+        }
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
     }
 
@@ -72,30 +83,36 @@ struct FleetCommand: ParsableCommand {
     }
 
     /// `--weight` by name; every name must be a store's.
-    func weights() throws -> [String: Double] {
+    func weights() throws -> [String: Double] { try perModel(weight, option: "weight", symbol: "W") }
+
+    /// `--max-error` by name; every name must be a store's.
+    func maxErrors() throws -> [String: Double] { try perModel(maxError, option: "max-error", symbol: "E") }
+
+    /// `NAME=X` items (X finite, ≥ 0) by name, each name a store's and given once.
+    private func perModel(_ items: [String], option: String, symbol: String) throws -> [String: Double] {
         let names = Set(try stores().map(\.name))
         var out: [String: Double] = [:]
-        for item in weight {
+        for item in items {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, let w = Double(parts[1]), w >= 0, w.isFinite else {
-                throw ValidationError("--weight must be NAME=W with W ≥ 0, got '\(item)'")
+            guard parts.count == 2, let x = Double(parts[1]), x >= 0, x.isFinite else {
+                throw ValidationError("--\(option) must be NAME=\(symbol) with \(symbol) ≥ 0, got '\(item)'")
             }
-            guard names.contains(parts[0]) else { throw ValidationError("--weight names '\(parts[0])', which no --store names") }
-            out[parts[0]] = w
+            guard names.contains(parts[0]) else { throw ValidationError("--\(option) names '\(parts[0])', which no --store names") }
+            guard out.updateValue(x, forKey: parts[0]) == nil else { throw ValidationError("--\(option) names '\(parts[0])' twice") }
         }
         return out
     }
 
     func run() throws {
-        let weights = try weights()
+        let weights = try weights(), floors = try maxErrors()
         var members: [FleetStore] = []
         for (name, path) in try stores() {
             let progress = TerminalProgress(label: "measure \(name)")
             do {
                 let planning = try StorePlanning(store: URL(fileURLWithPath: path),
-                                                 measurement: MeasurementOptions(order: order, groupSize: groupSize),
+                                                 measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
                                                  progress: progress.step)
-                members.append(FleetStore(name: name, planning: planning, weight: weights[name] ?? 1))
+                members.append(FleetStore(name: name, planning: planning, weight: weights[name] ?? 1, maxRelativeError: floors[name]))
             } catch { throw CLIFailure(error) }
         }
         let fleet: FleetPlan
@@ -111,14 +128,15 @@ struct FleetCommand: ParsableCommand {
 
 /// One row per model, then the fleet's totals.
 func fleetTable(_ s: FleetSummary) -> String {
-    var rows = [["model", "weight", "storage", "α", "predicted rel. error"]]
+    var rows = [["model", "weight", "storage", "α", "predicted rel. error", "floor"]]
     for m in s.members {
         rows.append([m.name, Format.significant(m.weight, digits: 3), Format.bytes(Double(m.storageBits) / 8),
-                     "1/\(Format.significant(1 / max(m.alpha, 1e-12), digits: 4))", String(format: "%.4e", m.predictedRelativeError)])
+                     "1/\(Format.significant(1 / max(m.alpha, 1e-12), digits: 4))", String(format: "%.4e", m.predictedRelativeError),
+                     m.maxRelativeError.map { String(format: "≤ %.4e", $0) } ?? "–"])
     }
     var text = "fleet: budget \(s.budget.given) = \(Format.bytes(Double(s.budget.bits) / 8)), strategy \(s.strategy.name)"
         + (s.strategy.preset.map { ":" + $0 } ?? "") + "\n"
-    text += alignedTable(rows, rightAligned: [1, 2, 3, 4])
+    text += alignedTable(rows, rightAligned: [1, 2, 3, 4, 5])
     text += "total \(Format.bytes(Double(s.storageBits) / 8)); Σ weight · relative error = \(String(format: "%.4e", s.weightedRelativeError))\n"
     return text
 }

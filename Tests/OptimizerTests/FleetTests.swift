@@ -79,4 +79,95 @@ import ModelProfiles
             }
         }
     }
+
+    /// Quality floors: every floored model meets its floor, the plans fit the budget, and the
+    /// fleet's objective is the best split of the budget that meets the floors (brute force over
+    /// every split, each model's error at its share the exact optimum), to within the gap a
+    /// discrete frontier allows.
+    @Test(arguments: 0..<8 as Range<UInt64>)
+    func floorsAreMetAtTheBestSplit(seed: UInt64) throws {
+        let storage = StorageModel(groupSize: 4)
+        let menu = [8, 3, 2]
+        var members = [Self.member("a", seed: seed, weight: 1, scale: 1), Self.member("b", seed: seed + 50, weight: 2, scale: 20)]
+        let budget = GivenBudget.ratio(0.2)
+        let free = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: .exact, seed: 0, toolVersion: "test")
+        let budgetBits = free.summary.budget.bits
+        // Each model's exact frontier e_m(b) (relative error at a budget of b bits, alone).
+        func frontier(_ m: FleetMember) -> [Double] {
+            (0...budgetBits).map { bits in
+                let problem = PlanningProblem(models: m.spectra.map(ErrorModel.init), storage: storage, budgetBits: bits,
+                                              scope: .global, menu: menu)
+                return ((try? solve(problem, strategy: .exact, seed: 0))?.predictedError ?? m.energy) / m.energy
+            }
+        }
+        let (ea, eb) = (frontier(members[0]), frontier(members[1]))
+        // The lighter model's floor: its error with half the other's share on top of its own.
+        let share = free.summary.members[0].storageBits
+        let floor = ea[share + (budgetBits - share) / 2]
+        #expect(floor < free.summary.members[0].predictedRelativeError, "seed \(seed): the floor binds")
+        members[0].maxRelativeError = floor
+        let fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: .exact, seed: 0, toolVersion: "test")
+        #expect(fleet.summary.members[0].predictedRelativeError <= floor * (1 + 1e-12), "seed \(seed)")
+        #expect(fleet.summary.members[0].maxRelativeError == floor && fleet.summary.members[1].maxRelativeError == nil)
+        #expect(fleet.plans[0].budget.target == ErrorTarget(error: floor, unit: .relative))
+        #expect(fleet.summary.storageBits <= fleet.summary.budget.bits)
+        for plan in fleet.plans { #expect(plan.totals.storageBits <= plan.budget.bits) }
+        // A floor costs the others: the objective cannot beat the fleet without it.
+        #expect(fleet.summary.weightedRelativeError >= free.summary.weightedRelativeError * (1 - 1e-12))
+
+        // Brute force over every split of the budget that meets the floor. The fleet's search
+        // cannot beat it, and stays within 5 % of it (the frontiers are steps, not convex: 2.7 % at
+        // most over these seeds, 0 for most; fixing the member at its floor alone was 17 % off).
+        var best = Double.infinity
+        for bits in ea.indices where ea[bits] <= floor {
+            best = min(best, members[0].weight * ea[bits] + members[1].weight * eb[budgetBits - bits])
+        }
+        #expect(best.isFinite)
+        #expect(fleet.summary.weightedRelativeError >= best * (1 - 1e-9), "seed \(seed): below the brute-force optimum")
+        #expect(fleet.summary.weightedRelativeError <= best * 1.05, "seed \(seed): \(fleet.summary.weightedRelativeError / best) × the best split")
+    }
+
+    /// Floors the budget cannot hold fail naming the smallest budget that holds them, and that
+    /// budget does; a floor no plan reaches and floors with a preset fail naming the cause.
+    @Test func floorsThatCannotBeMet() throws {
+        let storage = StorageModel(groupSize: 4)
+        let menu = [8, 3, 2]
+        var members = [Self.member("a", seed: 3, weight: 1, scale: 1), Self.member("b", seed: 4, weight: 1, scale: 1)]
+        // Floors above what each reaches with its whole dense budget (every vector at 8 bits).
+        for i in members.indices {
+            let dense = PlanningProblem(models: members[i].spectra.map(ErrorModel.init), storage: storage, budgetBits: Int.max / 2,
+                                        scope: .global, menu: menu)
+            members[i].maxRelativeError = (i == 0 ? 1.5 : 3) * (try solve(dense, strategy: .exact, seed: 0)).predictedError / members[i].energy
+        }
+        var smallest = 0
+        do {
+            _ = try planFleet(members, budget: .ratio(0.01), storage: storage, menu: menu, strategy: .exact, seed: 0, toolVersion: "test")
+            Issue.record("a budget of α = 0.01 held floors of 1.5 and 3 times the smallest errors")
+        } catch {
+            guard case let .floorsExceedBudget(_, bits) = error else { Issue.record("\(error)"); return }
+            smallest = bits
+            #expect(error.description.contains("the smallest budget that meets every floor is \(bits) bits"))
+        }
+        // At that budget (in whole bytes) every floor holds; a byte less it fails again.
+        let bytes = (smallest + 7) / 8
+        let fleet = try planFleet(members, budget: .bytes(bytes), storage: storage, menu: menu, strategy: .exact, seed: 0,
+                                  toolVersion: "test")
+        for (m, row) in zip(members, fleet.summary.members) { #expect(row.predictedRelativeError <= m.maxRelativeError! * (1 + 1e-12)) }
+        #expect(throws: FleetPlanningError.floorsExceedBudget(budgetBits: 8 * (bytes - 1), smallestBits: smallest)) {
+            try planFleet(members, budget: .bytes(bytes - 1), storage: storage, menu: menu, strategy: .exact, seed: 0, toolVersion: "test")
+        }
+        // Relative error 0 needs every vector at 16 bits, which the menu lacks.
+        members[1].maxRelativeError = 0
+        do {
+            _ = try planFleet(members, budget: .ratio(1), storage: storage, menu: menu, strategy: .exact, seed: 0, toolVersion: "test")
+            Issue.record("a floor of 0 was met with an 8-bit menu")
+        } catch {
+            guard case let .floorUnreachable(member, _, _) = error else { Issue.record("\(error)"); return }
+            #expect(member == "b")
+        }
+        let preset = try Strategy(parsing: "preset:single-3", library: try ProfileLibrary.builtIn())
+        #expect(throws: FleetPlanningError.floorsNeedSearch(strategy: preset.name)) {
+            try planFleet(members, budget: .ratio(0.5), storage: storage, menu: menu, strategy: preset, seed: 0, toolVersion: "test")
+        }
+    }
 }

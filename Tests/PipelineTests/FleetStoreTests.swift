@@ -44,6 +44,20 @@ import Testing
                                     options: CompressionOptions(toolVersion: "test"), to: root.appendingPathComponent("artifact"))
         #expect(manifest.matrices.count == read.matrices.count)
 
+        // A quality floor on the lighter model, below what it got: met, recorded in its plan and in fleet.json.
+        let floor = 0.8 * fleet.summary.members[1].predictedRelativeError
+        var floored = stores
+        floored[1].maxRelativeError = floor
+        let withFloor = try planFleet(floored, budget: .ratio(1.0 / 16), storage: StorageModel(), menu: BitMenu.default,
+                                      strategy: .exact, seed: 0)
+        #expect(withFloor.summary.members[1].predictedRelativeError <= floor)
+        #expect(withFloor.summary.members[1].maxRelativeError == floor && withFloor.plans[1].budget.target?.error == floor)
+        #expect(withFloor.summary.weightedRelativeError >= fleet.summary.weightedRelativeError)
+        #expect(withFloor.summary.storageBits <= withFloor.summary.budget.bits)
+        try withFloor.write(names: ["math", "code"], to: out)
+        #expect(try JSONDecoder().decode(FleetSummary.self, from: Data(contentsOf: out.appendingPathComponent("fleet.json"))) == withFloor.summary)
+        #expect(try Plan.read(from: out.appendingPathComponent("code.json")) == withFloor.plans[1])
+
         do {
             _ = try planFleet(stores + [FleetStore(name: "chat", planning: try StorePlanning(store: other.url))],
                               budget: .ratio(1.0 / 16), storage: StorageModel(), menu: BitMenu.default, strategy: .exact, seed: 0)

@@ -86,10 +86,12 @@ struct ContractTests {
         #expect(cliPlan.method == .default && cliCompare.method == .default && cliCompress.method == .default)
         #expect(try schema("Dampening")["default"] == .double(QuantizationMethod.defaultDampening))
         #expect(cliCompress.dampening == QuantizationMethod.defaultDampening)
+        #expect(try schema("ErrorUnit")["default"] == .string(cliPlan.storageOptions.errorUnit.rawValue))
         #expect(MeasurementOptions().dampening == QuantizationMethod.defaultDampening && MeasurementOptions().groupSize == StorageModel.defaultGroupSize)
         // The options each job kind takes, as the CLI's command for it takes them.
         for (request, command) in [("PlanRequest", "plan"), ("ComparisonRequest", "compare")] {
-            for field in ["method", "objective", "order", "calibration", "scope", "bits", "seed", "accounting", "groupSize"] {
+            for field in ["method", "objective", "order", "calibration", "scope", "bits", "seed", "accounting", "groupSize"]
+                + (request == "PlanRequest" ? ["budget", "maxError", "errorUnit", "strategy"] : ["budgets", "strategies"]) {
                 #expect(try schema(request)["properties"]?[field] != nil, "\(request).\(field), as `\(command)` takes it")
             }
         }
@@ -106,6 +108,7 @@ struct ContractTests {
         #expect(try values("Objective") == ErrorObjective.allCases.map(\.rawValue))
         #expect(try values("SegmentOrder") == SegmentOrder.allCases.map(\.rawValue))
         #expect(try values("QuantizationMethod") == QuantizationMethod.allCases.map(\.rawValue))
+        #expect(try values("ErrorUnit") == ErrorTarget.Unit.allCases.map(\.rawValue))
         #expect(try values("JobKind") == JobKind.allCases.map(\.rawValue))
         #expect(try values("JobState") == JobState.allCases.map(\.rawValue))
         // The menu's items: the library's widths and 0.
@@ -158,7 +161,7 @@ struct ContractTests {
                 if path != "/healthz" { #expect(operation["responses"]?["401"] != nil, "\(id)") }
             }
         }
-        #expect(operations == 16)
+        #expect(operations == 19)
     }
 }
 
@@ -183,7 +186,9 @@ struct ContractValidationTests {
         (#"{"profile":"p","budget":"1/16","groupSize":2097152}"#, "submitPlan", "invalid_field", "groupSize"),
         (#"{"profile":"p","budget":"1/16","scope":"galaxy"}"#, "submitPlan", "invalid_field", "scope"),
         (#"{"profile":"p","budget":"1/16","strategy":null}"#, "submitPlan", "invalid_field", "strategy"),
-        (#"{"profile":"p"}"#, "submitPlan", "invalid_field", "budget"),
+        (#"{"analysis":"a","maxError":0}"#, "submitPlan", "invalid_field", "maxError"),
+        (#"{"analysis":"a","maxError":-1.5}"#, "submitPlan", "invalid_field", "maxError"),
+        (#"{"base":"/b","finetuned":"/f","plan":"p","dampening":-0.25}"#, "submitCompression", "invalid_field", "dampening"),
         (#"{"profile":"p","budget":"1/16","colour":"blue"}"#, "submitPlan", "unknown_field", "colour"),
         (#"{"analysis":"a","budgets":"1/16"}"#, "submitComparison", "invalid_field", "budgets"),
         (#"{"analysis":"a","budgets":["1/16",7]}"#, "submitComparison", "invalid_field", "budgets[1]"),
@@ -258,6 +263,7 @@ struct ContractHTTPTests {
                 ("/v1/compressions", ["base": "/a", "finetuned": "/b", "planFile": "/p"]),
                 ("/v1/evaluations", ["artifact": "/a"]),
                 ("/v1/merges", ["artifact": "/a"]),
+                ("/v1/fleets", ["members": [["name": "a", "analysis": "a"]], "budget": "1/16"]),
             ]
             for (path, valid) in endpoints {
                 var body = valid
@@ -323,7 +329,8 @@ struct ContractHTTPTests {
 
     func operationID(_ path: String) -> String {
         ["/v1/analyses": "submitAnalysis", "/v1/plans": "submitPlan", "/v1/comparisons": "submitComparison",
-         "/v1/compressions": "submitCompression", "/v1/evaluations": "submitEvaluation", "/v1/merges": "submitMerge"][path] ?? ""
+         "/v1/compressions": "submitCompression", "/v1/evaluations": "submitEvaluation", "/v1/merges": "submitMerge",
+         "/v1/fleets": "submitFleet"][path] ?? ""
     }
 
     @Test("defaults: a plan without bits, accounting or group size is the plan with the library's defaults")

@@ -107,14 +107,25 @@ struct ServiceAPITests {
             withOrder["order"] = "paper"
             let refused = try await client.post("/v1/plans", json: withOrder)
             #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains("order"), "\(refused.text)")
-            for (field, value) in [("method", "rtn"), ("calibration", pair.calibration.path)] {
+            for (field, value) in [("method", "rtn" as Any), ("calibration", pair.calibration.path as Any), ("maxError", 0.05 as Any)] {
                 var withOption = paperPlanRequest
                 withOption[field] = value
                 let refused = try await client.post("/v1/plans", json: withOption)
                 #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains(field), "\(refused.text)")
             }
+            // A quality target instead of a budget, never both; a positive one, with its unit.
+            for (body, field) in [
+                (["analysis": id, "budget": "1/16", "maxError": 0.05] as [String: Any], "maxError"),
+                (["analysis": id] as [String: Any], "budget"),
+                (["analysis": id, "maxError": 0], "maxError"),
+                (["analysis": id, "maxError": -0.5], "maxError"),
+                (["analysis": id, "budget": "1/16", "errorUnit": "absolute"], "errorUnit"),
+            ] {
+                let refused = try await client.post("/v1/plans", json: body)
+                #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains(field), "\(body): \(refused.text)")
+            }
             // A compression's damping is a fraction ≥ 0; a quantizer is one the library has.
-            for (field, value) in [("dampening", -0.5 as Any), ("method", "awq" as Any)] {
+            for (field, value) in [("dampening", -0.5 as Any), ("dampening", -1 as Any), ("method", "awq" as Any)] {
                 let refused = try await client.post("/v1/compressions", json: [
                     "base": pair.base.path, "finetuned": pair.finetuned.path, "plan": planID, field: value,
                 ])
@@ -213,7 +224,7 @@ struct ServiceAPITests {
             let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
             #expect(store.matrices.count == profile.expandedMatrices().count)
             let plan = try planFromShapes(profile: profile, preset: try library.preset(named: "delta-come"),
-                                          budget: try GivenBudget(parsing: p.budget),
+                                          budget: try GivenBudget(parsing: p.budget ?? ""),
                                           storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
                                           scope: p.scope, menu: p.bits, seed: p.seed, toolVersion: DeltaPlanVersion.string)
             try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -284,6 +295,25 @@ struct ServiceAPITests {
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "profile")
             plan["analysis"] = "x"
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "analysis")
+            // Fleets: member names name files; floors need a search; members are analyses of this server.
+            func fleet(_ members: [[String: Any]], strategy: String = "exact") -> [String: Any] {
+                ["members": members, "budget": "1/16", "strategy": strategy]
+            }
+            for name in ["../escape", ".hidden", "fleet", "a b"] {
+                expectError(try await client.post("/v1/fleets", json: fleet([["name": name, "analysis": "x"]])), 400, "invalid_field",
+                            naming: "members[0].name")
+            }
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "x"], ["name": "a", "analysis": "y"]])),
+                        400, "invalid_field", naming: "members[1].name")
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "x", "maxError": 0.1]],
+                                                                          strategy: "preset:delta-come")),
+                        400, "invalid_field", naming: "members[0].maxError")
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "x", "weight": -1]])), 400, "invalid_field",
+                        naming: "members[0].weight")
+            expectError(try await client.post("/v1/fleets", json: fleet([["name": "a", "analysis": "no-such-job"]])), 404, "not_found",
+                        naming: "members[0].analysis")
+            expectError(try await client.post("/v1/fleets", json: fleet([])), 400, "invalid_field", naming: "members")
+            expectError(try await client.get("/v1/fleets/no-such-job"), 404, "not_found")
             plan = paperPlanRequest
             plan["scope"] = "galaxy"
             expectError(try await client.post("/v1/plans", json: plan), 400, "invalid_field", naming: "scope")
@@ -556,6 +586,7 @@ struct ServiceAPITests {
                 ("/v1/analyses", "post"), ("/v1/plans", "post"), ("/v1/plans/{id}", "get"), ("/v1/comparisons", "post"), ("/v1/comparisons/{id}", "get"),
                 ("/v1/compressions", "post"), ("/v1/evaluations", "post"), ("/v1/evaluations/{id}", "get"), ("/v1/merges", "post"),
                 ("/v1/jobs", "get"), ("/v1/jobs/{id}", "get"), ("/v1/jobs/{id}", "delete"),
+                ("/v1/fleets", "post"), ("/v1/fleets/{id}", "get"), ("/v1/fleets/{id}/plans/{name}", "get"),
             ]
             for (path, method) in routes { #expect(paths[path]?[method] != nil, "\(method) \(path)") }
             #expect(paths.values.reduce(0) { $0 + $1.count } == routes.count)

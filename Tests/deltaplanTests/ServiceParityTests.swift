@@ -51,6 +51,21 @@ struct ServiceParityTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: planFile)) == cliPlanBytes)
         #expect(try await server.body("/v1/plans/\(plan)") == cliPlanBytes)
 
+        // A plan asked for a quality instead of a budget: the smallest whose predicted error meets
+        // it, here an absolute error (1.5 × the plan above's, reachable).
+        let totals = try #require((try JSONSerialization.jsonObject(with: cliPlanBytes) as? [String: Any])?["totals"] as? [String: Any])
+        let target = 1.5 * (try #require(totals["predictedError"] as? Double))
+        let cliTargetPlan = dir.url.appendingPathComponent("cli-target-plan.json")
+        try runCLI(["plan", store, "--max-error", "\(target)", "--error-unit", "absolute", "--strategy", "exact", "--bits", "8,3,2",
+                    "--out", cliTargetPlan.path], logs: dir.url)
+        let targetPlan = try await server.submit("/v1/plans", [
+            "analysis": analysis, "maxError": target, "errorUnit": "absolute", "strategy": "exact", "bits": [8, 3, 2],
+        ])
+        _ = try await server.succeeded(targetPlan)
+        let cliTargetBytes = try Data(contentsOf: cliTargetPlan)
+        #expect(try await server.body("/v1/plans/\(targetPlan)") == cliTargetBytes)
+        #expect(String(decoding: cliTargetBytes, as: UTF8.self).contains("\"target\""))
+
         // A comparison of strategies and both baselines at two budgets; only the time each took differs.
         try? FileManager.default.removeItem(at: measured)
         let cliComparison = dir.url.appendingPathComponent("cli-comparison.json")
@@ -74,6 +89,25 @@ struct ServiceParityTests {
         let rows = (parsed["rows"] as? [Any])?.count ?? 0, notes = (parsed["notes"] as? [Any])?.count ?? 0
         #expect(rows + notes == 10 && rows >= 8, "\(rows) rows, notes: \(parsed["notes"] ?? "")")
         #expect(try timesRemoved(from: cliComparisonBytes) == rows)
+
+        // A fleet of two analyses of the pair (the second with another seed), one with a quality floor.
+        let second = try await server.submit("/v1/analyses", (paths as [String: Any]).merging(["seed": 9]) { a, _ in a })
+        let secondStore = try #require(try await server.succeeded(second)["result"] as? String)
+        let cliFleet = dir.url.appendingPathComponent("cli-fleet")
+        try runCLI(["fleet", "--store", "math=\(store)", "--store", "code=\(secondStore)", "--weight", "math=2", "--max-error", "code=0.5",
+                    "--budget", "1/12", "--strategy", "genetic", "--bits", "8,4,3,2", "--seed", "4", "--accounting", "paper",
+                    "--group-size", "64", "--order", "paper", "--method", "rtn", "--out", cliFleet.path], logs: dir.url)
+        let fleet = try await server.submit("/v1/fleets", [
+            "members": [["name": "math", "analysis": analysis, "weight": 2], ["name": "code", "analysis": second, "maxError": 0.5]],
+            "budget": "1/12", "strategy": "genetic", "bits": [8, 4, 3, 2], "seed": 4, "accounting": "paper", "groupSize": 64,
+            "order": "paper", "method": "rtn",
+        ])
+        let fleetDirectory = URL(fileURLWithPath: try #require(try await server.succeeded(fleet)["result"] as? String))
+        let cliFleetFiles = try fileContents(under: cliFleet)
+        #expect(cliFleetFiles.keys.sorted() == ["code.json", "fleet.json", "math.json"])
+        #expect(try fileContents(under: fleetDirectory) == cliFleetFiles)
+        #expect(try await server.body("/v1/fleets/\(fleet)") == cliFleetFiles["fleet.json"])
+        #expect(try await server.body("/v1/fleets/\(fleet)/plans/code") == cliFleetFiles["code.json"])
 
         // A compression of the service's plan, with the quantizer options away from their defaults.
         let cliArtifact = dir.url.appendingPathComponent("cli-artifact")

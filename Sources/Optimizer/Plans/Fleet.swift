@@ -1,4 +1,5 @@
 import ModelProfiles
+import Reporting
 
 /// One fine-tune of a fleet: its matrices' spectra (with their error model) and what its quality
 /// is worth against the others.
@@ -9,13 +10,17 @@ public struct FleetMember: Sendable {
     public var weight: Double
     /// What its plan records as its source (the store).
     public var source: Plan.Source
+    /// A quality floor: the largest predicted relative error its plan may have (nil: none).
+    public var maxRelativeError: Double?
 
-    public init(name: String, spectra: [MatrixSpectrum], weight: Double = 1, source: Plan.Source) {
+    public init(name: String, spectra: [MatrixSpectrum], weight: Double = 1, source: Plan.Source, maxRelativeError: Double? = nil) {
         precondition(weight >= 0 && weight.isFinite, "a fleet weight is finite and not negative")
+        precondition(maxRelativeError.map { $0 >= 0 && $0.isFinite } ?? true, "a quality floor is finite and not negative")
         self.name = name
         self.spectra = spectra
         self.weight = weight
         self.source = source
+        self.maxRelativeError = maxRelativeError
     }
 
     /// Σ objective energies: the error of dropping this member's whole delta.
@@ -51,6 +56,8 @@ public struct FleetSummary: Codable, Sendable, Equatable {
         public var alpha: Double
         public var predictedError: Double
         public var predictedRelativeError: Double
+        /// Its quality floor, when it has one.
+        public var maxRelativeError: Double?
     }
 }
 
@@ -70,6 +77,32 @@ extension MatrixSpectrum {
     }
 }
 
+/// Why a fleet has no plan.
+public enum FleetPlanningError: Error, Equatable, CustomStringConvertible {
+    case planning(PlanningError)
+    /// A member's floor is below what even its whole dense budget reaches.
+    case floorUnreachable(member: String, maxRelativeError: Double, smallestRelativeError: Double)
+    /// The floors together need more than the fleet's budget: `smallestBits` meets every floor
+    /// (each floored member at its smallest plan meeting it, the others keeping nothing).
+    case floorsExceedBudget(budgetBits: Int, smallestBits: Int)
+    /// Presets give every member the same α, which floors would contradict.
+    case floorsNeedSearch(strategy: String)
+
+    public var description: String {
+        switch self {
+        case let .planning(error): error.description
+        case let .floorUnreachable(member, floor, smallest):
+            "no plan of '\(member)' meets its max relative error \(floor): with its whole dense budget the smallest predicted "
+                + "relative error is \(smallest); raise the floor or widen the bit menu"
+        case let .floorsExceedBudget(budget, smallest):
+            "the quality floors need more than the fleet's budget: \(budget) bits (\(Format.bytes(Double(budget) / 8))) given, "
+                + "the smallest budget that meets every floor is \(smallest) bits (\(Format.bytes(Double(smallest) / 8)))"
+        case let .floorsNeedSearch(strategy):
+            "quality floors need a search strategy (exact, genetic or greedy); \(strategy) gives every model the same α"
+        }
+    }
+}
+
 /// Plans several fine-tunes of one base under one shared budget.
 ///
 /// - Searches (`exact`, `genetic`, `greedy`): one problem over every member's matrices, each
@@ -80,58 +113,170 @@ extension MatrixSpectrum {
 ///   bits, each member's share ⌊α · dense_m⌋, per type as the paper): the baseline a fleet plan
 ///   must beat.
 ///
+/// Quality floors (``FleetMember/maxRelativeError``), searches only: a floored member needs at
+/// least the budget of its own smallest plan meeting the floor (``solve(_:strategy:seed:target:)``,
+/// alone, global scope). The fleet is solved; every floored member it leaves above its floor is
+/// fixed at that smallest plan, and the others are solved again with what is left, until none is
+/// above (at most one round per member): with errors convex in the budget, the floors' KKT
+/// solution. A fixed member's plan records its floor as the budget's target.
+///
 /// Each member's plan carries its own (unscaled) predictions, and its budget record is its share:
 /// the bits the fleet gave it (`given`: `fleet share of B`). Deterministic for a seed.
 public func planFleet(
     _ members: [FleetMember], budget: GivenBudget, storage: StorageModel, menu: [Int], strategy: Strategy, seed: UInt64,
     toolVersion: String
-) throws(PlanningError) -> FleetPlan {
+) throws(FleetPlanningError) -> FleetPlan {
     precondition(!members.isEmpty, "a fleet has members")
     let all = members.flatMap(\.spectra)
     let budgetBits = budget.budget.bits(forShapes: all.map { ($0.rows, $0.columns) })
     let dense = all.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
+    let shareText = "fleet share of \(budget.text)"
     var plans: [Plan] = []
     if case .preset = strategy {
+        if members.contains(where: { $0.maxRelativeError != nil }) { throw .floorsNeedSearch(strategy: strategy.name) }
         let alpha = dense > 0 ? Double(budgetBits) / Double(dense) : 0
         for member in members {
             let problem = PlanningProblem(
                 models: member.spectra.map(ErrorModel.init), storage: storage,
                 budgetBits: Int((alpha * Double(member.spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) })).rounded(.down)),
                 scope: strategy.defaultScope, menu: menu)
-            plans.append(try makePlan(problem, strategy: strategy, seed: seed,
-                                      budget: .init(given: "fleet share of \(budget.text)", bits: problem.budgetBits),
-                                      source: member.source, toolVersion: toolVersion))
+            do {
+                plans.append(try makePlan(problem, strategy: strategy, seed: seed, budget: .init(given: shareText, bits: problem.budgetBits),
+                                          source: member.source, toolVersion: toolVersion))
+            } catch { throw .planning(error) }
         }
     } else {
-        let scaled = members.flatMap { m in
-            let energy = m.energy
-            return m.spectra.map { $0.scaled(by: energy > 0 ? m.weight / energy : 0) }
+        func own(_ member: FleetMember) -> PlanningProblem {
+            PlanningProblem(models: member.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0, scope: .global, menu: menu)
         }
-        let problem = PlanningProblem(models: scaled.map(ErrorModel.init), storage: storage, budgetBits: budgetBits,
-                                      scope: .global, menu: menu)
-        let solution = try solve(problem, strategy: strategy, seed: seed)
-        var offset = 0
-        for member in members {
-            let count = member.spectra.count
-            let allocations = Array(solution.allocations[offset..<(offset + count)])
-            offset += count
-            let own = PlanningProblem(models: member.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0,
-                                      scope: .global, menu: menu)
-            var share = own
-            share.budgetBits = own.storageBits(allocations)
-            plans.append(plan(
-                of: Solution(allocations: allocations, predictedError: own.predictedError(allocations),
-                             storageBits: share.budgetBits, report: .preset),
-                share, strategy: strategy, seed: seed,
-                budget: .init(given: "fleet share of \(budget.text)", bits: share.budgetBits),
-                source: member.source, toolVersion: toolVersion))
+        // Each floored member's smallest plan meeting its floor.
+        var floors: [Int: (bits: Int, solution: Solution, target: ErrorTarget)] = [:]
+        for (i, member) in members.enumerated() {
+            guard let floor = member.maxRelativeError else { continue }
+            let target = ErrorTarget(error: floor, unit: .relative)
+            do {
+                let (bits, solution) = try solve(own(member), strategy: strategy, seed: seed, target: target)
+                floors[i] = (bits, solution, target)
+            } catch {
+                switch error {
+                case let .unreachable(_, _, smallest):
+                    throw .floorUnreachable(member: member.name, maxRelativeError: floor, smallestRelativeError: smallest)
+                case let .planning(error): throw .planning(error)
+                }
+            }
+        }
+        // The members without a floor can keep nothing.
+        let smallest = floors.values.reduce(0) { $0 + $1.bits }
+        if budgetBits < smallest { throw .floorsExceedBudget(budgetBits: budgetBits, smallestBits: smallest) }
+        // The fleet over `free` members, member m's errors weighted w_m + λ_m, in `bits`: each
+        // member's allocations.
+        // member's allocations (all empty when `bits` holds no vector and floors left that little).
+        func solveFleet(_ free: [Int], extra λ: [Double], bits: Int) throws(FleetPlanningError) -> [Int: [Allocation]] {
+            guard !free.isEmpty else { return [:] }
+            let scaled = free.flatMap { i in
+                let energy = members[i].energy
+                return members[i].spectra.map { $0.scaled(by: energy > 0 ? (members[i].weight + λ[i]) / energy : 0) }
+            }
+            let problem = PlanningProblem(models: scaled.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: .global, menu: menu)
+            let allocations: [Allocation]
+            do { allocations = try solve(problem, strategy: strategy, seed: seed).allocations } catch {
+                guard case .infeasibleBudget = error, !floors.isEmpty else { throw .planning(error) }
+                allocations = Array(repeating: Allocation(segments: []), count: scaled.count)
+            }
+            var shares: [Int: [Allocation]] = [:], offset = 0
+            for i in free {
+                shares[i] = Array(allocations[offset..<(offset + members[i].spectra.count)])
+                offset += members[i].spectra.count
+            }
+            return shares
+        }
+        func meetsFloor(_ i: Int, _ allocations: [Allocation]) -> Bool {
+            guard let floor = members[i].maxRelativeError else { return true }
+            return own(members[i]).predictedError(allocations) <= floor * members[i].energy
+        }
+        func above(_ shares: [Int: [Allocation]]) -> [Int] {
+            shares.keys.sorted().filter { !meetsFloor($0, shares[$0]!) }
+        }
+        func objective(_ shares: [Int: [Allocation]], fixed: Set<Int>) -> Double {
+            members.indices.reduce(0) { total, i in
+                let energy = members[i].energy
+                guard energy > 0 else { return total }
+                let error = fixed.contains(i) ? floors[i]!.solution.predictedError : own(members[i]).predictedError(shares[i]!)
+                return total + members[i].weight * error / energy
+            }
+        }
+
+        let everyone = Array(members.indices)
+        var λ = Array(repeating: 0.0, count: members.count)
+        var shares = try solveFleet(everyone, extra: λ, bits: budgetBits)
+        var fixed = Set<Int>()
+        if !above(shares).isEmpty {
+            // Floors as Lagrange multipliers: raise λ_m of a member above its floor, by bisection
+            // (on log λ, 24 steps), to the smallest that brings it under; again for whoever that
+            // pushed above, a bounded number of rounds.
+            var rounds = 0
+            while let i = above(shares).first, rounds < 4 * members.count {
+                rounds += 1
+                var low = λ[i], high = max(2 * λ[i], members.reduce(0) { $0 + $1.weight } + 1)
+                var met: [Int: [Allocation]]?
+                while met == nil, high < 1e15 {
+                    λ[i] = high
+                    let trial = try solveFleet(everyone, extra: λ, bits: budgetBits)
+                    if meetsFloor(i, trial[i]!) { met = trial } else { (low, high) = (high, 4 * high) }
+                }
+                guard var best = met else { break }
+                for _ in 0..<24 {
+                    let mid = low > 0 ? (low * high).squareRoot() : high / 2
+                    λ[i] = mid
+                    let trial = try solveFleet(everyone, extra: λ, bits: budgetBits)
+                    if meetsFloor(i, trial[i]!) { (high, best) = (mid, trial) } else { low = mid }
+                }
+                λ[i] = high
+                shares = best
+            }
+            // Members still above their floor (multipliers cannot reach every split of a step
+            // frontier) are fixed at their smallest plan meeting it, the rest solved again with
+            // what is left; and the same with every floored member fixed: the better is kept.
+            var candidates: [(shares: [Int: [Allocation]], fixed: Set<Int>)] = []
+            if above(shares).isEmpty { candidates.append((shares, [])) }
+            var pinned = Set<Int>()
+            while true {
+                let free = everyone.filter { !pinned.contains($0) }
+                let left = budgetBits - pinned.reduce(0) { $0 + floors[$1]!.bits }
+                let trial = try solveFleet(free, extra: Array(repeating: 0, count: members.count), bits: left)
+                let over = above(trial)
+                if over.isEmpty {
+                    candidates.append((trial, pinned))
+                    break
+                }
+                pinned.formUnion(over)
+            }
+            (shares, fixed) = candidates.min { objective($0.shares, fixed: $0.fixed) < objective($1.shares, fixed: $1.fixed) }!
+        }
+        for (i, member) in members.enumerated() {
+            var share = own(member)
+            if let allocations = shares[i] {
+                share.budgetBits = share.storageBits(allocations)
+                plans.append(plan(
+                    of: Solution(allocations: allocations, predictedError: share.predictedError(allocations),
+                                 storageBits: share.budgetBits, report: .preset),
+                    share, strategy: strategy, seed: seed,
+                    budget: .init(given: shareText, bits: share.budgetBits, target: floors[i]?.target),
+                    source: member.source, toolVersion: toolVersion))
+            } else {
+                let floor = floors[i]!
+                share.budgetBits = floor.bits
+                plans.append(plan(of: floor.solution, share, strategy: strategy, seed: seed,
+                                  budget: .init(given: shareText, bits: floor.bits, target: floor.target),
+                                  source: member.source, toolVersion: toolVersion))
+            }
         }
     }
     let rows = zip(members, plans).map { member, plan in
         FleetSummary.Member(
             name: member.name, weight: member.weight, storageBits: plan.totals.storageBits, denseBits: plan.totals.denseBits,
             alpha: plan.totals.alpha, predictedError: plan.totals.predictedError ?? 0,
-            predictedRelativeError: plan.totals.predictedRelativeError ?? 0)
+            predictedRelativeError: plan.totals.predictedRelativeError ?? 0, maxRelativeError: member.maxRelativeError)
     }
     let summary = FleetSummary(
         formatVersion: FleetSummary.currentFormatVersion, budget: .init(given: budget.text, bits: budgetBits),
@@ -140,3 +285,4 @@ public func planFleet(
         storageBits: rows.reduce(0) { $0 + $1.storageBits }, members: rows)
     return FleetPlan(plans: plans, summary: summary)
 }
+

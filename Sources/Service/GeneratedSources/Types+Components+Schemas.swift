@@ -82,7 +82,7 @@ extension Components {
                 ])
             }
         }
-        /// Stable, machine-readable. 400: invalid_json, invalid_field, unknown_field, unknown_strategy, malformed_budget, infeasible_budget, invalid_plan_request. 401: unauthorized. 404: not_found. 405: method_not_allowed. 409: job_finished, analysis_not_ready, plan_not_ready, comparison_not_ready, compression_not_ready, evaluation_not_ready. 413: body_too_large. 422: path_not_allowed. 500: internal_error (a server failure, never bad input).
+        /// Stable, machine-readable. 400: invalid_json, invalid_field, unknown_field, unknown_strategy, malformed_budget, infeasible_budget, invalid_plan_request. 401: unauthorized. 404: not_found. 405: method_not_allowed. 409: job_finished, analysis_not_ready, plan_not_ready, comparison_not_ready, compression_not_ready, evaluation_not_ready, fleet_not_ready. 413: body_too_large. 422: path_not_allowed. 500: internal_error (a server failure, never bad input).
         ///
         /// - Remark: Generated from `#/components/schemas/ErrorCode`.
         internal enum ErrorCode: String, Codable, Hashable, Sendable, CaseIterable {
@@ -102,6 +102,7 @@ extension Components {
             case comparisonNotReady = "comparison_not_ready"
             case compressionNotReady = "compression_not_ready"
             case evaluationNotReady = "evaluation_not_ready"
+            case fleetNotReady = "fleet_not_ready"
             case bodyTooLarge = "body_too_large"
             case pathNotAllowed = "path_not_allowed"
             case internalError = "internal_error"
@@ -454,6 +455,7 @@ extension Components {
             case compression = "compression"
             case evaluation = "evaluation"
             case merge = "merge"
+            case fleet = "fleet"
         }
         /// - Remark: Generated from `#/components/schemas/JobState`.
         internal enum JobState: String, Codable, Hashable, Sendable, CaseIterable {
@@ -694,6 +696,10 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/Comparison`.
         internal typealias Comparison = VerbatimJSON
+        /// fleet.json of `deltaplan fleet`: the shared budget, the strategy, Σ weight · relative error, and per member its weight, storage, α, predicted error and quality floor.
+        ///
+        /// - Remark: Generated from `#/components/schemas/Fleet`.
+        internal typealias Fleet = VerbatimJSON
         /// The report of `deltaplan evaluate --format json`: per matrix and per layer type, actual against predicted error and the low-rank and BitDelta baselines.
         ///
         /// - Remark: Generated from `#/components/schemas/Evaluation`.
@@ -727,6 +733,13 @@ extension Components {
         internal enum SegmentOrder: String, Codable, Hashable, Sendable, CaseIterable {
             case feedback = "feedback"
             case paper = "paper"
+        }
+        /// A quality target's unit. relative: to the error of dropping every delta; absolute: in the objective's own units.
+        ///
+        /// - Remark: Generated from `#/components/schemas/ErrorUnit`.
+        internal enum ErrorUnit: String, Codable, Hashable, Sendable, CaseIterable {
+            case relative = "relative"
+            case absolute = "absolute"
         }
         /// Quantizer for 2…8-bit segments (compressions) or the one the error model measures (plans from an analysis, comparisons): gptq with the calibration Hessian, or rtn. Data-free stores always use rtn.
         ///
@@ -880,7 +893,7 @@ extension Components {
                 ])
             }
         }
-        /// Exactly one of analysis or profile. With an analysis, calibration defaults to the one the store records; method, objective, order and calibration apply to plans from an analysis only.
+        /// Exactly one of analysis or profile, and exactly one of budget or maxError (a quality target: the smallest plan whose predicted error meets it; plans from an analysis only). With an analysis, calibration defaults to the one the store records; method, objective, order, calibration, maxError and errorUnit apply to plans from an analysis only.
         ///
         /// - Remark: Generated from `#/components/schemas/PlanRequest`.
         internal struct PlanRequest: Codable, Hashable, Sendable {
@@ -895,7 +908,13 @@ extension Components {
             /// As the CLI's --budget: '1/16', '0.0625', '850MiB', '1.2GB', '1.0bpp'.
             ///
             /// - Remark: Generated from `#/components/schemas/PlanRequest/budget`.
-            internal var budget: Swift.String
+            internal var budget: Swift.String?
+            /// As the CLI's --max-error: the predicted error the plan may have at most, in errorUnit.
+            ///
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/maxError`.
+            internal var maxError: Swift.Double?
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/errorUnit`.
+            internal var errorUnit: Components.Schemas.ErrorUnit?
             /// 'preset:NAME', 'greedy', 'genetic' or 'exact'.
             ///
             /// - Remark: Generated from `#/components/schemas/PlanRequest/strategy`.
@@ -924,6 +943,8 @@ extension Components {
             ///   - analysis: A succeeded analysis job id; the plan runs as a job (202).
             ///   - profile: A model profile name (GET /v1/profiles); shape-only plan answered at once (200), presets only.
             ///   - budget: As the CLI's --budget: '1/16', '0.0625', '850MiB', '1.2GB', '1.0bpp'.
+            ///   - maxError: As the CLI's --max-error: the predicted error the plan may have at most, in errorUnit.
+            ///   - errorUnit:
             ///   - strategy: 'preset:NAME', 'greedy', 'genetic' or 'exact'.
             ///   - scope:
             ///   - bits:
@@ -937,7 +958,9 @@ extension Components {
             internal init(
                 analysis: Swift.String? = nil,
                 profile: Swift.String? = nil,
-                budget: Swift.String,
+                budget: Swift.String? = nil,
+                maxError: Swift.Double? = nil,
+                errorUnit: Components.Schemas.ErrorUnit? = nil,
                 strategy: Swift.String? = nil,
                 scope: Components.Schemas.Scope? = nil,
                 bits: Components.Schemas.BitsMenu? = nil,
@@ -952,6 +975,8 @@ extension Components {
                 self.analysis = analysis
                 self.profile = profile
                 self.budget = budget
+                self.maxError = maxError
+                self.errorUnit = errorUnit
                 self.strategy = strategy
                 self.scope = scope
                 self.bits = bits
@@ -967,6 +992,8 @@ extension Components {
                 case analysis
                 case profile
                 case budget
+                case maxError
+                case errorUnit
                 case strategy
                 case scope
                 case bits
@@ -988,9 +1015,17 @@ extension Components {
                     Swift.String.self,
                     forKey: .profile
                 )
-                self.budget = try container.decode(
+                self.budget = try container.decodeIfPresent(
                     Swift.String.self,
                     forKey: .budget
+                )
+                self.maxError = try container.decodeIfPresent(
+                    Swift.Double.self,
+                    forKey: .maxError
+                )
+                self.errorUnit = try container.decodeIfPresent(
+                    Components.Schemas.ErrorUnit.self,
+                    forKey: .errorUnit
                 )
                 self.strategy = try container.decodeIfPresent(
                     Swift.String.self,
@@ -1036,6 +1071,8 @@ extension Components {
                     "analysis",
                     "profile",
                     "budget",
+                    "maxError",
+                    "errorUnit",
                     "strategy",
                     "scope",
                     "bits",
@@ -1200,6 +1237,195 @@ extension Components {
                     "order",
                     "method",
                     "calibration"
+                ])
+            }
+        }
+        /// Several succeeded analyses of fine-tunes of one base (analyses of another base are refused) planned under one budget, minimising Σ weight · relative error (a preset strategy gives every member the same α instead: the baseline). The error-model options apply to every member.
+        ///
+        /// - Remark: Generated from `#/components/schemas/FleetRequest`.
+        internal struct FleetRequest: Codable, Hashable, Sendable {
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/members`.
+            internal var members: [Components.Schemas.FleetMember]
+            /// The fleet's budget, as the CLI's --budget: a total size ('22GiB') or α over every member's planned matrices ('1/16').
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/budget`.
+            internal var budget: Swift.String
+            /// 'exact', 'genetic', 'greedy' or 'preset:NAME' (every member at the same α).
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/strategy`.
+            internal var strategy: Swift.String?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/bits`.
+            internal var bits: Components.Schemas.BitsMenu?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/seed`.
+            internal var seed: Components.Schemas.Seed?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/accounting`.
+            internal var accounting: Components.Schemas.Accounting?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/groupSize`.
+            internal var groupSize: Components.Schemas.GroupSize?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/order`.
+            internal var order: Components.Schemas.SegmentOrder?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/method`.
+            internal var method: Components.Schemas.QuantizationMethod?
+            /// Creates a new `FleetRequest`.
+            ///
+            /// - Parameters:
+            ///   - members:
+            ///   - budget: The fleet's budget, as the CLI's --budget: a total size ('22GiB') or α over every member's planned matrices ('1/16').
+            ///   - strategy: 'exact', 'genetic', 'greedy' or 'preset:NAME' (every member at the same α).
+            ///   - bits:
+            ///   - seed:
+            ///   - accounting:
+            ///   - groupSize:
+            ///   - order:
+            ///   - method:
+            internal init(
+                members: [Components.Schemas.FleetMember],
+                budget: Swift.String,
+                strategy: Swift.String? = nil,
+                bits: Components.Schemas.BitsMenu? = nil,
+                seed: Components.Schemas.Seed? = nil,
+                accounting: Components.Schemas.Accounting? = nil,
+                groupSize: Components.Schemas.GroupSize? = nil,
+                order: Components.Schemas.SegmentOrder? = nil,
+                method: Components.Schemas.QuantizationMethod? = nil
+            ) {
+                self.members = members
+                self.budget = budget
+                self.strategy = strategy
+                self.bits = bits
+                self.seed = seed
+                self.accounting = accounting
+                self.groupSize = groupSize
+                self.order = order
+                self.method = method
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case members
+                case budget
+                case strategy
+                case bits
+                case seed
+                case accounting
+                case groupSize
+                case order
+                case method
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.members = try container.decode(
+                    [Components.Schemas.FleetMember].self,
+                    forKey: .members
+                )
+                self.budget = try container.decode(
+                    Swift.String.self,
+                    forKey: .budget
+                )
+                self.strategy = try container.decodeIfPresent(
+                    Swift.String.self,
+                    forKey: .strategy
+                )
+                self.bits = try container.decodeIfPresent(
+                    Components.Schemas.BitsMenu.self,
+                    forKey: .bits
+                )
+                self.seed = try container.decodeIfPresent(
+                    Components.Schemas.Seed.self,
+                    forKey: .seed
+                )
+                self.accounting = try container.decodeIfPresent(
+                    Components.Schemas.Accounting.self,
+                    forKey: .accounting
+                )
+                self.groupSize = try container.decodeIfPresent(
+                    Components.Schemas.GroupSize.self,
+                    forKey: .groupSize
+                )
+                self.order = try container.decodeIfPresent(
+                    Components.Schemas.SegmentOrder.self,
+                    forKey: .order
+                )
+                self.method = try container.decodeIfPresent(
+                    Components.Schemas.QuantizationMethod.self,
+                    forKey: .method
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "members",
+                    "budget",
+                    "strategy",
+                    "bits",
+                    "seed",
+                    "accounting",
+                    "groupSize",
+                    "order",
+                    "method"
+                ])
+            }
+        }
+        /// - Remark: Generated from `#/components/schemas/FleetMember`.
+        internal struct FleetMember: Codable, Hashable, Sendable {
+            /// Names the member's plan (letters, digits, '.', '_', '-'; not starting with '.'; not 'fleet').
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/name`.
+            internal var name: Swift.String
+            /// A succeeded analysis job id.
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/analysis`.
+            internal var analysis: Swift.String
+            /// The member's weight in the objective (e.g. a traffic share).
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/weight`.
+            internal var weight: Swift.Double?
+            /// A quality floor, as the CLI's --max-error NAME=E (searches only).
+            ///
+            /// - Remark: Generated from `#/components/schemas/FleetMember/maxError`.
+            internal var maxError: Swift.Double?
+            /// Creates a new `FleetMember`.
+            ///
+            /// - Parameters:
+            ///   - name: Names the member's plan (letters, digits, '.', '_', '-'; not starting with '.'; not 'fleet').
+            ///   - analysis: A succeeded analysis job id.
+            ///   - weight: The member's weight in the objective (e.g. a traffic share).
+            ///   - maxError: A quality floor, as the CLI's --max-error NAME=E (searches only).
+            internal init(
+                name: Swift.String,
+                analysis: Swift.String,
+                weight: Swift.Double? = nil,
+                maxError: Swift.Double? = nil
+            ) {
+                self.name = name
+                self.analysis = analysis
+                self.weight = weight
+                self.maxError = maxError
+            }
+            internal enum CodingKeys: String, CodingKey {
+                case name
+                case analysis
+                case weight
+                case maxError
+            }
+            internal init(from decoder: any Swift.Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                self.name = try container.decode(
+                    Swift.String.self,
+                    forKey: .name
+                )
+                self.analysis = try container.decode(
+                    Swift.String.self,
+                    forKey: .analysis
+                )
+                self.weight = try container.decodeIfPresent(
+                    Swift.Double.self,
+                    forKey: .weight
+                )
+                self.maxError = try container.decodeIfPresent(
+                    Swift.Double.self,
+                    forKey: .maxError
+                )
+                try decoder.ensureNoAdditionalProperties(knownKeys: [
+                    "name",
+                    "analysis",
+                    "weight",
+                    "maxError"
                 ])
             }
         }

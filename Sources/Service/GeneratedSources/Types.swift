@@ -50,6 +50,21 @@ internal protocol APIProtocol: Sendable {
     /// - Remark: HTTP `GET /v1/comparisons/{id}`.
     /// - Remark: Generated from `#/paths//v1/comparisons/{id}/get(getComparison)`.
     func getComparison(_ input: Operations.GetComparison.Input) async throws -> Operations.GetComparison.Output
+    /// Queues a fleet plan (`deltaplan fleet`) of several analyses of fine-tunes of one base under one budget.
+    ///
+    /// - Remark: HTTP `POST /v1/fleets`.
+    /// - Remark: Generated from `#/paths//v1/fleets/post(submitFleet)`.
+    func submitFleet(_ input: Operations.SubmitFleet.Input) async throws -> Operations.SubmitFleet.Output
+    /// The summary (fleet.json) of a succeeded fleet job; each member's plan is at /v1/fleets/{id}/plans/{name}.
+    ///
+    /// - Remark: HTTP `GET /v1/fleets/{id}`.
+    /// - Remark: Generated from `#/paths//v1/fleets/{id}/get(getFleet)`.
+    func getFleet(_ input: Operations.GetFleet.Input) async throws -> Operations.GetFleet.Output
+    /// One member's plan of a succeeded fleet job (its store's ordinary plan, for a compression).
+    ///
+    /// - Remark: HTTP `GET /v1/fleets/{id}/plans/{name}`.
+    /// - Remark: Generated from `#/paths//v1/fleets/{id}/plans/{name}/get(getFleetPlan)`.
+    func getFleetPlan(_ input: Operations.GetFleetPlan.Input) async throws -> Operations.GetFleetPlan.Output
     /// Queues a compression of a delta with a plan (`deltaplan compress`).
     ///
     /// - Remark: HTTP `POST /v1/compressions`.
@@ -178,6 +193,45 @@ extension APIProtocol {
         headers: Operations.GetComparison.Input.Headers = .init()
     ) async throws -> Operations.GetComparison.Output {
         try await getComparison(Operations.GetComparison.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// Queues a fleet plan (`deltaplan fleet`) of several analyses of fine-tunes of one base under one budget.
+    ///
+    /// - Remark: HTTP `POST /v1/fleets`.
+    /// - Remark: Generated from `#/paths//v1/fleets/post(submitFleet)`.
+    internal func submitFleet(
+        headers: Operations.SubmitFleet.Input.Headers = .init(),
+        body: Operations.SubmitFleet.Input.Body
+    ) async throws -> Operations.SubmitFleet.Output {
+        try await submitFleet(Operations.SubmitFleet.Input(
+            headers: headers,
+            body: body
+        ))
+    }
+    /// The summary (fleet.json) of a succeeded fleet job; each member's plan is at /v1/fleets/{id}/plans/{name}.
+    ///
+    /// - Remark: HTTP `GET /v1/fleets/{id}`.
+    /// - Remark: Generated from `#/paths//v1/fleets/{id}/get(getFleet)`.
+    internal func getFleet(
+        path: Operations.GetFleet.Input.Path,
+        headers: Operations.GetFleet.Input.Headers = .init()
+    ) async throws -> Operations.GetFleet.Output {
+        try await getFleet(Operations.GetFleet.Input(
+            path: path,
+            headers: headers
+        ))
+    }
+    /// One member's plan of a succeeded fleet job (its store's ordinary plan, for a compression).
+    ///
+    /// - Remark: HTTP `GET /v1/fleets/{id}/plans/{name}`.
+    /// - Remark: Generated from `#/paths//v1/fleets/{id}/plans/{name}/get(getFleetPlan)`.
+    internal func getFleetPlan(
+        path: Operations.GetFleetPlan.Input.Path,
+        headers: Operations.GetFleetPlan.Input.Headers = .init()
+    ) async throws -> Operations.GetFleetPlan.Output {
+        try await getFleetPlan(Operations.GetFleetPlan.Input(
             path: path,
             headers: headers
         ))
