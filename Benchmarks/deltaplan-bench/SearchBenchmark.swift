@@ -141,6 +141,19 @@ func runFleetBenchmark() {
         for m in fleet.summary.members {
             print(String(format: "    %@  weight %.0f  α = 1/%.2f  rel. error %.4e", m.name, m.weight, 1 / m.alpha, m.predictedRelativeError))
         }
+        // Quality floors: the two lightest models (weight 1) held to 80 % of the error the fleet gave them.
+        var floored = members
+        for i in [0, 3] { floored[i].maxRelativeError = 0.8 * fleet.summary.members[i].predictedRelativeError }
+        let (withFloors, floorWall, floorCPU) = try clocked {
+            try planFleet(floored, budget: .ratio(1.0 / 16), storage: StorageModel(), menu: menu, strategy: .exact, seed: 0,
+                          toolVersion: DeltaPlanVersion.string)
+        }
+        print(String(format: "  fleet of 8, exact, floors on ft0 and ft3: %7.3f s wall %7.3f s cpu  (%.2f× the fleet's CPU)  Σ w·rel. error %.6e",
+                     floorWall, floorCPU, floorCPU / cpu, withFloors.summary.weightedRelativeError))
+        for i in [0, 3] {
+            let m = withFloors.summary.members[i]
+            print(String(format: "    %@  floor %.4e  rel. error %.4e  α = 1/%.2f", m.name, m.maxRelativeError ?? 0, m.predictedRelativeError, 1 / m.alpha))
+        }
     } catch {
         fatalError("fleet benchmark: \(error)")
     }

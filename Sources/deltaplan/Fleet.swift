@@ -60,26 +60,13 @@ struct FleetCommand: ParsableCommand {
 
     func validate() throws {
         guard !store.isEmpty else { throw ValidationError("give at least one --store NAME=STORE") }
-        _ = try stores()
+        _ = try namedStores(store)
         _ = try weights()
         let floors = try maxErrors()
         if !floors.isEmpty, case .preset = strategy {
             throw ValidationError("--max-error needs a search strategy (exact, genetic or greedy); a preset gives every model the same α")
         }
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
-    }
-
-    /// `--store` as (name, path), names unique.
-    func stores() throws -> [(name: String, path: String)] {
-        var seen = Set<String>()
-        return try store.map { item in
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw ValidationError("--store must be NAME=STORE, got '\(item)'")
-            }
-            guard seen.insert(parts[0]).inserted else { throw ValidationError("--store names '\(parts[0])' twice") }
-            return (parts[0], parts[1])
-        }
     }
 
     /// `--weight` by name; every name must be a store's.
@@ -90,7 +77,7 @@ struct FleetCommand: ParsableCommand {
 
     /// `NAME=X` items (X finite, ≥ 0) by name, each name a store's and given once.
     private func perModel(_ items: [String], option: String, symbol: String) throws -> [String: Double] {
-        let names = Set(try stores().map(\.name))
+        let names = Set(try namedStores(store).map(\.name))
         var out: [String: Double] = [:]
         for item in items {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
@@ -105,16 +92,8 @@ struct FleetCommand: ParsableCommand {
 
     func run() throws {
         let weights = try weights(), floors = try maxErrors()
-        var members: [FleetStore] = []
-        for (name, path) in try stores() {
-            let progress = TerminalProgress(label: "measure \(name)")
-            do {
-                let planning = try StorePlanning(store: URL(fileURLWithPath: path),
-                                                 measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
-                                                 progress: progress.step)
-                members.append(FleetStore(name: name, planning: planning, weight: weights[name] ?? 1, maxRelativeError: floors[name]))
-            } catch { throw CLIFailure(error) }
-        }
+        let members = try measuredStores(namedStores(store), measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize))
+            .map { FleetStore(name: $0.name, planning: $0.planning, weight: weights[$0.name] ?? 1, maxRelativeError: floors[$0.name]) }
         let fleet: FleetPlan
         do {
             fleet = try planFleet(members, budget: budget, storage: StorageModel(accounting: accounting, groupSize: groupSize),
@@ -123,6 +102,30 @@ struct FleetCommand: ParsableCommand {
         } catch { throw CLIFailure(error) }
         print(fleetTable(fleet.summary), terminator: "")
         print("wrote \(out)/fleet.json and \(members.count) plans")
+    }
+}
+
+/// `--store NAME=STORE` items as (name, path), names unique.
+func namedStores(_ items: [String]) throws -> [(name: String, path: String)] {
+    var seen = Set<String>()
+    return try items.map { item in
+        let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw ValidationError("--store must be NAME=STORE, got '\(item)'")
+        }
+        guard seen.insert(parts[0]).inserted else { throw ValidationError("--store names '\(parts[0])' twice") }
+        return (parts[0], parts[1])
+    }
+}
+
+/// Each store with its error model measured (progress per store), weight 1, no floor.
+func measuredStores(_ stores: [(name: String, path: String)], measurement: MeasurementOptions) throws -> [FleetStore] {
+    try stores.map { name, path in
+        let progress = TerminalProgress(label: "measure \(name)")
+        do {
+            return FleetStore(name: name, planning: try StorePlanning(store: URL(fileURLWithPath: path), measurement: measurement,
+                                                                      progress: progress.step))
+        } catch { throw CLIFailure(error) }
     }
 }
 

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
+import Quantization
 
 struct FootprintCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,6 +16,11 @@ struct FootprintCommand: ParsableCommand {
             the budget) plus the non-planned tensors (embeddings, norms, lm_head) carried uncompressed \
             with each delta, unless --share-unplanned. GPU fit: uncompressed ⌊G/M⌋, compressed ⌊(G−M)/delta⌋; \
             activations and KV cache are not counted.
+
+            The other way round: with --gpu-memory and --store NAME=STORE for each fine-tune (analyses of \
+            fine-tunes of the profile's model), the memory left after the base (and each delta's carried \
+            tensors) is the fleet's budget: the fleet is planned as `deltaplan fleet --strategy exact` \
+            would, and each model's predicted relative error is printed.
             """)
 
     @OptionGroup var model: ProfileOptions
@@ -37,6 +44,10 @@ struct FootprintCommand: ParsableCommand {
     @Flag(help: "Assume the non-planned tensors (embeddings, norms, lm_head) are shared with the base, not carried per delta.")
     var shareUnplanned = false
 
+    @Option(help: ArgumentHelp("With --gpu-memory: a fine-tune's analysis store, NAME=STORE (repeat); prints what quality each gets when all share the GPU.",
+                               valueName: "name=store"))
+    var store: [String] = []
+
     func parsedModels() throws -> [Int] {
         let parts = models.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else {
@@ -57,6 +68,8 @@ struct FootprintCommand: ParsableCommand {
         _ = try parsedModels()
         _ = try parsedGPU()
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive") }
+        _ = try namedStores(store)
+        if !store.isEmpty, gpuMemory == nil { throw ValidationError("--store needs --gpu-memory: the memory the fleet shares") }
     }
 
     func run() throws {
@@ -73,6 +86,27 @@ struct FootprintCommand: ParsableCommand {
         let f = footprint(profile: profile, alpha: alpha, artifactPlannedBits: plan.totals.storageBits,
                           models: try parsedModels(), gpuMemoryBytes: try parsedGPU(), carryUnplanned: !shareUnplanned)
         print(footprintReport(f))
+        if let g = try parsedGPU(), !store.isEmpty { try planSharedGPU(g, footprint: f) }
+    }
+
+    /// The stores as one fleet in what G leaves after the base and each delta's carried tensors.
+    private func planSharedGPU(_ g: Int, footprint f: Footprint) throws {
+        let stores = try namedStores(store)
+        let carried = shareUnplanned ? 0 : f.carriedBytes
+        let left = g - f.modelBytes - stores.count * carried
+        guard left > 0 else {
+            throw CLIFailure("\(gib(g)) holds no deltas: the base takes \(gib(f.modelBytes))"
+                             + (carried > 0 ? " and \(stores.count) × \(gib(carried)) of carried tensors" : ""))
+        }
+        let members = try measuredStores(stores, measurement: MeasurementOptions(groupSize: groupSize))
+        let fleet: FleetPlan
+        do {
+            fleet = try planFleet(members, budget: .bytes(left), storage: StorageModel(accounting: .artifact, groupSize: groupSize),
+                                  menu: BitMenu.default, strategy: .exact, seed: 0)
+        } catch { throw CLIFailure(error) }
+        print("\n\(stores.count) fine-tunes sharing \(gib(g)): \(gib(left)) for their planned matrices after the base"
+              + (carried > 0 ? " and their carried tensors" : ""))
+        print(fleetTable(fleet.summary), terminator: "")
     }
 }
 

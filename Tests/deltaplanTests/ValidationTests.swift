@@ -89,6 +89,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("footprint --profile llama-2-7b --gpu-memory 1/2", "--gpu-memory must be a size", "got '1/2'"),
         BadArguments("footprint --profile llama-2-7b --budget 0", "invalid --budget '0'"),
         BadArguments("footprint --profile llama-2-7b --group-size 0", "--group-size must be positive"),
+        BadArguments("footprint --profile llama-2-7b --store a=s", "--store needs --gpu-memory"),
+        BadArguments("footprint --profile llama-2-7b --gpu-memory 80GiB --store a", "--store must be NAME=STORE, got 'a'"),
         // merge
         BadArguments("merge --base b --artifact a --out o --dtype I8", "--dtype must be F32, BF16, F16 or F64, not I8"),
         // serve

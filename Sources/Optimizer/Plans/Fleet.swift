@@ -212,12 +212,13 @@ public func planFleet(
         var fixed = Set<Int>()
         if !above(shares).isEmpty {
             // Floors as Lagrange multipliers: raise λ_m of a member above its floor, by bisection
-            // (on log λ, 24 steps), to the smallest that brings it under; again for whoever that
-            // pushed above, a bounded number of rounds.
+            // on log λ (to 2 %, from 10⁻⁴ Σ w: about a dozen solves), to the smallest that brings
+            // it under; again for whoever that pushed above, a bounded number of rounds.
+            let totalWeight = members.reduce(0) { $0 + $1.weight } + 1
             var rounds = 0
             while let i = above(shares).first, rounds < 4 * members.count {
                 rounds += 1
-                var low = λ[i], high = max(2 * λ[i], members.reduce(0) { $0 + $1.weight } + 1)
+                var low = max(λ[i], 1e-4 * totalWeight), high = max(2 * λ[i], totalWeight)
                 var met: [Int: [Allocation]]?
                 while met == nil, high < 1e15 {
                     λ[i] = high
@@ -225,8 +226,8 @@ public func planFleet(
                     if meetsFloor(i, trial[i]!) { met = trial } else { (low, high) = (high, 4 * high) }
                 }
                 guard var best = met else { break }
-                for _ in 0..<24 {
-                    let mid = low > 0 ? (low * high).squareRoot() : high / 2
+                while high > 1.02 * low {
+                    let mid = (low * high).squareRoot()
                     λ[i] = mid
                     let trial = try solveFleet(everyone, extra: λ, bits: budgetBits)
                     if meetsFloor(i, trial[i]!) { (high, best) = (mid, trial) } else { low = mid }
