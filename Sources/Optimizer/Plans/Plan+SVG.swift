@@ -87,7 +87,7 @@ extension Plan {
         let errors = matrices.compactMap(\.predictedRelativeError)
         let positive = errors.filter { $0 > 0 }
         if errors.isEmpty {
-            errorPanel.message = "no predicted errors: this plan was made from \(source.kind == "profile" ? "a profile's shapes" : "shapes") alone, without an error model (plan from an analysis store to get them)"
+            errorPanel.message = "no predicted errors: this plan was made from shapes alone, without an error model (plan from an analysis store to get them)"
         } else {
             if let low = positive.min(), let high = positive.max() {
                 errorPanel.scale = .logarithmic(high > low ? low...high : low / 2...high * 2)
