@@ -107,6 +107,7 @@ let package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "_GGUFTestSupport"]),
         .testTarget(name: "ModelProfilesTests", dependencies: ["ModelProfiles"]),
+        .testTarget(name: "ReportingTests", dependencies: ["Reporting"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "LinearAlgebra", "Checkpoint", "ModelProfiles", "_GGUFTestSupport"]),
         .testTarget(name: "OptimizerTests", dependencies: ["Optimizer", "ModelProfiles", "LinearAlgebra", "Checkpoint", "ContentHash"]),
         .testTarget(

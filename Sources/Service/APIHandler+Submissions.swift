@@ -111,7 +111,8 @@ extension APIHandler {
         let strategy = try validator.strategy(strategyName, field: "strategy")
         let options = try PlanOptions(scope: nil, bits: r.bits, seed: r.seed, accounting: r.accounting, groupSize: r.groupSize,
                                       objective: nil, order: r.order, method: r.method, validator: validator)
-        var members: [FleetJobParameters.Member] = []
+        // The request's own fields first (names, floors), for every member; then the analysis
+        // jobs they refer to, so that a bad name is a 400 even beside an unknown analysis.
         var names = Set<String>()
         for (i, m) in r.members.enumerated() {
             do throws(FleetError) { try FleetStore.checkName(m.name) } catch {
@@ -123,6 +124,9 @@ extension APIHandler {
             if m.maxError != nil, case .preset = strategy {
                 throw APIError.invalidField(field: "members[\(i)].maxError", reason: FleetPlanningError.floorsNeedSearch(strategy: strategyName).description)
             }
+        }
+        var members: [FleetJobParameters.Member] = []
+        for (i, m) in r.members.enumerated() {
             let (analysis, storePath) = try await succeededAnalysis(m.analysis, field: "members[\(i)].analysis")
             members.append(.init(name: m.name, analysis: analysis, analysisStore: storePath, weight: m.weight ?? 1,
                                  maxRelativeError: m.maxError))

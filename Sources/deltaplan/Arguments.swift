@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Checkpoint
 import ModelProfiles
 import Optimizer
@@ -66,5 +67,28 @@ extension Strategy: ExpressibleByArgument {
         do throws(StrategyNameError) { return try Candidate(parsing: String(name), library: library) } catch {
             throw ValidationError(error.description)
         }
+    }
+}
+
+/// `--sweep`: ``BudgetSweep/init(parsing:field:)``.
+@Sendable func sweepArgument(_ text: String) throws -> BudgetSweep {
+    do { return try BudgetSweep(parsing: text) } catch { throw ValidationError(error.description) }
+}
+
+/// Checks, before any work, that a file can be written at `path` (given to `option`): its
+/// directory exists and is a writable directory, and the path is not a directory itself.
+func validateOutputPath(_ path: String, option: String) throws {
+    let url = URL(fileURLWithPath: path)
+    let directory = url.deletingLastPathComponent().path
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw ValidationError("\(option) \(path) is a directory; give a file name")
+    }
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+        throw ValidationError("\(option) \(path): directory \(directory) does not exist")
+    }
+    guard isDirectory.boolValue else { throw ValidationError("\(option) \(path): \(directory) is not a directory") }
+    guard FileManager.default.isWritableFile(atPath: directory) else {
+        throw ValidationError("\(option) \(path): directory \(directory) is not writable")
     }
 }

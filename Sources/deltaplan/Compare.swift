@@ -13,9 +13,16 @@ struct CompareCommand: ParsableCommand {
     @Argument(help: "Analysis store directory (from `deltaplan analyze`).")
     var store: String
 
+    /// Without --budgets or --sweep.
+    static let defaultBudgets: [GivenBudget] = [32, 26, 22, 20, 18, 16].map { .ratio(1 / Double($0)) }
+
     @Option(help: "Budgets, comma-separated (each as for `plan --budget`: '1/16', '850MiB', '1bpp'). Default: 1/32,1/26,1/22,1/20,1/18,1/16.",
             transform: budgetsArgument)
-    var budgets: [GivenBudget] = [32, 26, 22, 20, 18, 16].map { .ratio(1 / Double($0)) }
+    var budgets: [GivenBudget]?
+
+    @Option(help: "Instead of --budgets, a sweep of budgets spaced evenly in log α: FROM:TO[:COUNT], e.g. 1/64:1/4 (\(BudgetSweep.defaultCount) budgets by default, the powers of √2 there). With --format svg, each strategy's knee is marked: the point farthest from the chord between its ends on the log–log axes.",
+            transform: sweepArgument)
+    var sweep: BudgetSweep?
 
     @Option(help: "Strategies, comma-separated: 'preset:NAME', 'greedy', 'genetic', 'exact', and the baselines 'low-rank' and 'bitdelta'. Default: \(Candidate.defaultNames.joined(separator: ",")).",
             transform: candidatesArgument)
@@ -56,7 +63,11 @@ struct CompareCommand: ParsableCommand {
 
     func validate() throws {
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive") }
+        if budgets != nil, sweep != nil { throw ValidationError("--sweep and --budgets are mutually exclusive: give one") }
     }
+
+    /// --budgets, the --sweep's budgets, or the default.
+    var resolvedBudgets: [GivenBudget] { budgets ?? sweep?.budgets ?? Self.defaultBudgets }
 
     func run() throws {
         let candidates = try strategies ?? candidatesArgument(Candidate.defaultNames.joined(separator: ","))
@@ -68,7 +79,7 @@ struct CompareCommand: ParsableCommand {
                 measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
                 objective: objective, progress: progress.step)
             comparison = planning.compare(
-                budgets: budgets, candidates: candidates, storage: StorageModel(accounting: accounting, groupSize: groupSize),
+                budgets: resolvedBudgets, candidates: candidates, storage: StorageModel(accounting: accounting, groupSize: groupSize),
                 scope: scope, menu: bits, seed: seed, clock: { Date().timeIntervalSinceReferenceDate })
         } catch { throw CLIFailure(error) }
         let text = comparison.render(format)

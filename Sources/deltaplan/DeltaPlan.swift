@@ -9,7 +9,7 @@ struct DeltaPlan: AsyncParsableCommand {
         version: DeltaPlanVersion.string,
         subcommands: [
             Demo.self, Synth.self, Inspect.self, CalibrationCommand.self, Analyze.self, Spectrum.self,
-            PlanCommand.self, CompareCommand.self, DiffCommand.self, FleetCommand.self, FootprintCommand.self, Profiles.self,
+            PlanCommand.self, ShowCommand.self, CompareCommand.self, DiffCommand.self, FleetCommand.self, FootprintCommand.self, Profiles.self,
             Compress.self, MergeCommand.self, EvaluateCommand.self, Serve.self,
         ])
 }

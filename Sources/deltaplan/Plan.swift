@@ -66,6 +66,9 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Write the plan JSON here (atomically).")
     var out: String?
 
+    @Option(help: "Also write a picture of the plan here (SVG, atomically): bits per delta parameter and predicted relative error per matrix, layers × matrix kinds.")
+    var plot: String?
+
     @Option(help: "Also print the plan in another tool's form: 'delta-come' (flags of the paper's released compression script; per-type uniform plans only).")
     var export: ExportFormat?
 
@@ -77,6 +80,7 @@ struct PlanCommand: ParsableCommand {
         if profile != nil, storageOptions.maxError != nil {
             throw ValidationError("--max-error needs an error model: plan from an analysis STORE, or give --budget")
         }
+        if let plot { try validateOutputPath(plot, option: "--plot") }
     }
 
     func run() throws {
@@ -86,6 +90,10 @@ struct PlanCommand: ParsableCommand {
         }
         print(planSummary(plan), terminator: "")
         if let out { print("wrote \(out)") }
+        if let plot {
+            try writeAtomically(plan.svg(), to: URL(fileURLWithPath: plot))
+            print("wrote \(plot)")
+        }
         if export == .deltaCome {
             do { print(try plan.deltaComeFlags()) } catch {
                 throw CLIFailure("cannot export to delta-come: \(error.description)")

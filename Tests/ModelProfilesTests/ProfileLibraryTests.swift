@@ -71,3 +71,36 @@ import Testing
         }
     }
 }
+
+@Suite struct MatrixNameTests {
+    /// Every built-in profile's matrices read back as their layer and their template's kind.
+    @Test func profileNamesGiveTheirLayerAndKind() throws {
+        for model in try ProfileLibrary.builtIn().models {
+            for m in model.scaled(by: 1, layers: 3).expandedMatrices() {
+                let name = MatrixName(m.name)
+                #expect(name.layer == m.layer, "\(m.name)")
+                #expect(name.template + ".weight" == m.name.replacingOccurrences(of: ".\(m.layer).", with: ".{layer}."))
+                #expect(m.name.hasSuffix(".\(name.kind).weight"))
+            }
+        }
+    }
+
+    @Test func namesWithoutALayerAreTheirOwnKind() {
+        let embeddings = MatrixName("model.embed_tokens.weight")
+        #expect(embeddings.layer == nil && embeddings.kind == "model.embed_tokens" && embeddings.template == "model.embed_tokens")
+        #expect(MatrixName("lm_head.weight").kind == "lm_head")
+        #expect(MatrixName("weight").kind == "weight")
+        // Only the first number is the layer; an expert's index stays in the kind.
+        let expert = MatrixName("model.layers.7.mlp.experts.3.w1.weight")
+        #expect(expert.layer == 7 && expert.kind == "mlp.experts.3.w1")
+        // A number as the last component is no layer.
+        #expect(MatrixName("blocks.12").layer == nil)
+    }
+
+    @Test func shortLabelsAreTheShortestDistinctSuffixes() {
+        #expect(MatrixName.shortLabels(["self_attn.q_proj", "self_attn.k_proj", "mlp.down_proj"]) == ["q_proj", "k_proj", "down_proj"])
+        #expect(MatrixName.shortLabels(["attention.self.query", "attention.output.dense", "intermediate.dense", "output.dense"])
+                == ["query", "attention.output.dense", "intermediate.dense", "output.dense"])
+        #expect(MatrixName.shortLabels(["a.x", "b.x"]) == ["a.x", "b.x"])
+    }
+}

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import ModelProfiles
 @testable import Optimizer
@@ -98,6 +99,41 @@ import ModelProfiles
         #expect(throws: StrategyNameError.self) { try Candidate(parsing: "fastest", library: library) }
         do { _ = try Candidate(parsing: "preset:nope", library: library); Issue.record("accepted preset:nope") } catch {
             #expect(error.description.contains("no precision preset named 'nope'"))
+        }
+    }
+}
+
+@Suite struct BudgetSweepTests {
+    @Test func nineBudgetsFromOneSixtyFourthToAQuarterArePowersOfRootTwo() throws {
+        let sweep = try BudgetSweep(parsing: "1/64:1/4")
+        #expect(sweep.count == BudgetSweep.defaultCount)
+        let budgets = sweep.budgets
+        #expect(budgets.map(\.text) == ["1/64", "1/45.25", "1/32", "1/22.63", "1/16", "1/11.31", "1/8", "1/5.657", "1/4"])
+        for (i, b) in budgets.enumerated() {
+            guard case let .ratio(alpha) = b.budget else { Issue.record("\(b) is not a ratio"); continue }
+            #expect(abs(alpha / (pow(2, Double(i) / 2) / 64) - 1) < 1e-3)
+            #expect(try GivenBudget(parsing: b.text) == b)  // the text is the budget
+        }
+    }
+
+    @Test func endsMayBeBitsPerParameterAndTheCountIsOptional() throws {
+        let sweep = try BudgetSweep(parsing: "0.25bpp:0.0625:3")
+        #expect(sweep.budgets.map(\.text) == ["1/64", "1/32", "1/16"])
+    }
+
+    @Test(arguments: [
+        ("1/4:1/64", "FROM must be below TO"), ("1/16", "two or three parts"), ("1/64:1/4:2", "COUNT must be a whole number in 3…65"),
+        ("1/64:1/4:x", "COUNT"), ("1/64:1GiB", "is a size"), ("1/64:lots", "'lots' is not a budget"), ("1/64:1/4:9:1", "two or three parts"),
+        ("1/64:2", "'2' is not a budget"),
+    ])
+    func rejectsMalformedSweeps(text: String, reason: String) {
+        do {
+            _ = try BudgetSweep(parsing: text)
+            Issue.record("'\(text)' was accepted")
+        } catch {
+            #expect(error.description.contains("--sweep") && error.description.contains("'\(text)'"), "\(error)")
+            #expect(error.description.contains(reason), "\(error)")
+            #expect(error.description.contains("1/64:1/4"))
         }
     }
 }

@@ -40,6 +40,32 @@ import Testing
         #expect(Outcome(missing).message.contains("nothing.json"))
     }
 
+    /// `plan --plot` and `show --plot` draw the same picture of one plan, `show` prints the summary
+    /// `plan` printed, and a plot that cannot be written (its directory removed after parsing) is
+    /// an error naming it, with nothing left behind.
+    @Test func planAndShowDrawThePlan() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        try await run(["plan", "--profile", "llama-2-7b", "--budget", "1/16", "--out", dir("plan.json"), "--plot", dir("plan.svg")])
+        try await run(["show", dir("plan.json"), "--plot", dir("show.svg")])
+        let plan = try Plan.read(from: URL(fileURLWithPath: dir("plan.json")))
+        let svg = try String(contentsOfFile: dir("plan.svg"), encoding: .utf8)
+        #expect(svg == plan.svg() && svg.hasPrefix("<svg"))
+        #expect(try String(contentsOfFile: dir("show.svg"), encoding: .utf8) == svg)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == ["plan.json", "plan.svg", "show.svg"])
+
+        #expect(parseFailure(["show", dir("plan.json"), "--plot", dir("gone/plot.svg")]) != nil)
+        try FileManager.default.createDirectory(atPath: dir("gone"), withIntermediateDirectories: false)
+        let show = try #require(try DeltaPlan.parseAsRoot(["show", dir("plan.json"), "--plot", dir("gone/plot.svg")]) as? ShowCommand)
+        try FileManager.default.removeItem(atPath: dir("gone"))
+        let failure = try await runFailure(["show", dir("plan.json"), "--plot", dir("plan.json/plot.svg")])
+        #expect(Outcome(failure).message.contains("plan.json is not a directory"))
+        do { try show.run(); Issue.record("wrote into a removed directory") } catch {
+            #expect(Outcome(error).message.contains(dir("gone/plot.svg")), "\(Outcome(error).message)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir("gone")))
+    }
+
     /// The parsed command is the one the arguments name, with their values.
     @Test func parsingSelectsTheSubcommand() throws {
         let plan = try #require(try DeltaPlan.parseAsRoot(["plan", "--profile", "llama-2-7b", "--budget", "850MiB", "--bits", "8,4,2"])

@@ -51,12 +51,23 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("plan store --max-error 0", "--max-error must be a positive number, got 0.0"),
         BadArguments("plan --profile llama-2-7b --max-error 0.1", "--max-error needs an error model"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --calibration c.safetensors", "--calibration goes with a STORE, not --profile"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --plot /nonexistent-deltaplan-dir/plan.svg",
+                     "--plot /nonexistent-deltaplan-dir/plan.svg", "directory /nonexistent-deltaplan-dir does not exist"),
+        BadArguments("plan store --budget 1/16 --plot /", "--plot / is a directory"),
+        BadArguments("plan store --budget 1/16 --plot /proc/version/plan.svg", "/proc/version is not a directory"),
+        // show
+        BadArguments("show plan.json --plot /nonexistent-deltaplan-dir/plan.svg", "directory /nonexistent-deltaplan-dir does not exist"),
         // compare
         BadArguments("compare store --budgets 1/16,x", "invalid --budgets 'x'"),
         BadArguments("compare store --budgets ,", "--budgets lists no budget"),
         BadArguments("compare store --group-size 0", "--group-size must be positive"),
         BadArguments("compare store --bits 16,7", "invalid --bits '16,7'", "unsupported bit-width 7"),
         BadArguments("compare store --strategies exact,fastest", "unknown strategy 'fastest'", "'low-rank', 'bitdelta'"),
+        BadArguments("compare store --sweep 1/4:1/64", "invalid --sweep '1/4:1/64'", "FROM must be below TO", "1/64:1/4"),
+        BadArguments("compare store --sweep 1/64-1/4", "invalid --sweep '1/64-1/4'", "two or three parts separated by ':'"),
+        BadArguments("compare store --sweep 1/64:1/4:100", "COUNT must be a whole number in 3…65"),
+        BadArguments("compare store --sweep 1/64:1GiB", "is a size; a sweep runs over α"),
+        BadArguments("compare store --sweep 1/64:1/4 --budgets 1/16", "--sweep and --budgets are mutually exclusive"),
         BadArguments("compare store --strategies exact,preset:nope", "unknown strategy 'preset:nope'", "no precision preset named 'nope'", "delta-come"),
         // Strategy names are parsed with the arguments, before any store is opened.
         BadArguments("compare missing-store --strategies greedy,bogus", "unknown strategy 'bogus'"),
@@ -137,6 +148,10 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "plan --profile llama-2-7b --budget 850MiB --strategy greedy",
         "plan store --max-error 0.05 --error-unit absolute",
         "compare store --budgets 1/16,1bpp --bits 8,4 --group-size 64",
+        "compare store --sweep 1/64:1/4:5 --format svg",
+        "compare store --sweep 0.25bpp:1/4",
+        "plan --profile llama-2-7b --budget 1/16 --plot plan.svg",
+        "show plan.json --plot /tmp/plan.svg",
         "footprint --profile llama-2-7b --models 1,3 --gpu-memory 80GiB --budget 1bpp",
         "merge --base b --artifact a --out o --dtype f32",
         "serve --data-dir d --workers 1 --port 0",
@@ -174,6 +189,11 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         try compare.validate()
         compare.groupSize = -1
         #expect(throws: ValidationError.self) { try compare.validate() }
+        var sweep = try CompareCommand.parse(["store", "--sweep", "1/64:1/4"])
+        try sweep.validate()
+        #expect(sweep.resolvedBudgets.count == 9)
+        sweep.budgets = CompareCommand.defaultBudgets
+        #expect(throws: ValidationError.self) { try sweep.validate() }
 
         var footprint = try FootprintCommand.parse(["--profile", "llama-2-7b"])
         try footprint.validate()
@@ -194,7 +214,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     /// The root command lists every subcommand the README documents.
     @Test func rootListsEverySubcommand() {
         let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
-        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "compare", "diff", "fleet", "footprint",
+        #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "show", "compare", "diff", "fleet", "footprint",
                           "profiles", "compress", "merge", "evaluate", "serve"])
         #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
     }
