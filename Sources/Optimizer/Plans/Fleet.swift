@@ -206,13 +206,14 @@ public func planFleet(
         var shares = try solveFleet(everyone, extra: λ, bits: budgetBits)
         if !above(shares).isEmpty {
             // Floors as Lagrange multipliers: raise λ_m of a member above its floor, by bisection
-            // on log λ (to 2 %, from 10⁻⁴ Σ w: about ten solves), to the smallest that brings it
-            // under; again for whoever that pushed above, at most two rounds per floor.
+            // on log λ (to 5 %, from 10⁻⁴ Σ w: about eight solves; from a λ already raised, four),
+            // to the smallest that brings it under; again for whoever that pushed above, one
+            // round per floor and one more.
             let totalWeight = members.reduce(0) { $0 + $1.weight } + 1
             var rounds = 0
-            while let i = above(shares).first, rounds < 2 * members.filter({ $0.maxRelativeError != nil }).count {
+            while let i = above(shares).first, rounds <= members.filter({ $0.maxRelativeError != nil }).count {
                 rounds += 1
-                var low = max(λ[i], 1e-4 * totalWeight), high = max(2 * λ[i], totalWeight)
+                var low = max(λ[i], 1e-4 * totalWeight), high = λ[i] > 0 ? 2 * λ[i] : totalWeight
                 var met: [Int: [Allocation]]?
                 while met == nil, high < 1e6 * totalWeight {
                     λ[i] = high
@@ -220,7 +221,7 @@ public func planFleet(
                     if meetsFloor(i, trial[i]!) { met = trial } else { (low, high) = (high, 4 * high) }
                 }
                 guard var best = met else { break }
-                while high > 1.02 * low {
+                while high > 1.05 * low {
                     let mid = (low * high).squareRoot()
                     λ[i] = mid
                     let trial = try solveFleet(everyone, extra: λ, bits: budgetBits)
