@@ -84,7 +84,7 @@ struct CompareCommand: ParsableCommand {
         } catch { throw CLIFailure(error) }
         let text = comparison.render(format)
         if let out {
-            do { try writeAtomically(text, to: URL(fileURLWithPath: out)) } catch { throw CLIFailure(error) }
+            try writeAtomically(text, to: URL(fileURLWithPath: out))
         } else {
             print(text, terminator: "")
         }

@@ -38,8 +38,9 @@ struct Spectrum: ParsableCommand {
 }
 
 /// Writes text to a file with `AtomicFile` (unique temporary name, fsync, rename, directory fsync).
+/// A failure is a run failure (exit 1) naming the path, not a usage error.
 func writeAtomically(_ text: String, to url: URL) throws {
     do { try AtomicFile.write(data: Array(text.utf8), to: url) } catch {
-        throw ValidationError("cannot write \(url.path): \(error)")
+        throw CLIFailure("cannot write \(url.path): \(error)")
     }
 }
