@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "deltaplanTests",
             dependencies: [
-                "deltaplan", "Analysis", "ModelProfiles", "Optimizer",
+                "deltaplan", "Analysis", "LinearAlgebra", "ModelProfiles", "Optimizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
     ],

@@ -5,6 +5,7 @@
 //   deltaplan-bench fleet                       (8 Llama-2-7B-shaped models under one budget)
 //   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
 //   deltaplan-bench quantizers                  (clipping search and input hashing, side by side)
+//   deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]   (the measurement pass, per matrix)
 //
 // Suites print human-readable lines; the svd suite also prints machine-readable
 // `RESULT <key> <seconds>` lines that Benchmarks/run-svd.sh joins with the Python reference.
@@ -12,7 +13,7 @@
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers"
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers\n       deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]"
 switch arguments.first {
 case "svd":
     do {
@@ -36,6 +37,11 @@ case "analyze-svd" where arguments.count == 3:
 case "quantizers":
     do { try runQuantizerBenchmark() } catch {
         print("quantizers failed: \(error)")
+        exit(1)
+    }
+case "measure":
+    do { try runMeasureBenchmark(Array(arguments.dropFirst())) } catch {
+        print("measure failed: \(error)")
         exit(1)
     }
 default:

@@ -74,7 +74,7 @@ public struct Analyzer: Sendable {
     }
 
     /// A selected matrix, before analysis.
-    struct Job {
+    struct Job: Sendable {
         var name: String
         var rows: Int
         var columns: Int
@@ -85,9 +85,15 @@ public struct Analyzer: Sendable {
     }
 
     /// Runs (or resumes) the analysis. `shouldStop` is checked between matrices: when it returns
-    /// true the run stops with the store incomplete and throws `CancellationError`.
+    /// true the run stops with the store incomplete (the matrices running finish and are kept) and
+    /// throws `CancellationError`.
+    ///
+    /// `parallelism`: matrices analyzed at once, each on one BLAS thread, within its memory limit
+    /// by each matrix's estimate; the store is byte-identical for every thread count (each matrix's
+    /// file depends on that matrix alone, the manifest records them by index).
     @discardableResult
     public func run(
+        parallelism: Parallelism = .serial,
         progress: (AnalysisEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
     ) throws -> SpectrumStore {
         let selection = try Selection(include: options.include, exclude: options.exclude)
@@ -112,26 +118,60 @@ public struct Analyzer: Sendable {
         try removeStrayFiles(manifest)
 
         progress(.started(matrices: manifest.matrices.map { ($0.name, $0.rows, $0.columns, $0.status == .done) }))
-        let gramCache = GramCache()
-        for (index, job) in jobs.enumerated() where manifest.matrices[index].status != .done {
-            if shouldStop() { throw CancellationError() }
-            progress(.matrixStarted(index: index, total: jobs.count, name: job.name, rows: job.rows, columns: job.columns))
-            let start = Date()
-            let gram = try job.calibrationEntry.map { entry throws(AnalysisError) in
-                try gramCache.gram(entry, from: calibrationSet!)
-            }
-            let outputs = try job.calibrationEntry.flatMap { entry throws(AnalysisError) in
-                try OutputStatistics.load(module: Selection.moduleName(of: job.name), from: calibrationSet!, entry: entry)
-            }
-            manifest.matrices[index] = try analyze(job, index: index, record: manifest.matrices[index], gram: gram,
-                                                   outputs: outputs, base: baseCheckpoint, finetuned: finetunedCheckpoint)
-            try write(manifest)
-            progress(.matrixFinished(index: index, total: jobs.count, name: job.name, seconds: Date().timeIntervalSince(start)))
+        let gramCache = GramCache(capacity: parallelism.threads)
+        let todo = jobs.indices.filter { manifest.matrices[$0].status != .done }
+        let records = manifest.matrices
+        var starts: [Int: Date] = [:]
+        var writeFailure: AnalysisError?
+        let outcome = runConcurrently(
+            count: todo.count, parallelism: parallelism,
+            estimate: { t in Self.analysisBytes(jobs[todo[t]], options: options) },
+            shouldStop: { writeFailure != nil || shouldStop() },
+            started: { t in
+                let job = jobs[todo[t]]
+                starts[t] = Date()
+                progress(.matrixStarted(index: todo[t], total: jobs.count, name: job.name, rows: job.rows, columns: job.columns))
+            },
+            body: { [self] t in
+                let index = todo[t], job = jobs[index]
+                return Result { () throws(AnalysisError) in
+                    let gram = try job.calibrationEntry.map { entry throws(AnalysisError) in
+                        try gramCache.gram(entry, from: calibrationSet!)
+                    }
+                    let outputs = try job.calibrationEntry.flatMap { entry throws(AnalysisError) in
+                        try OutputStatistics.load(module: Selection.moduleName(of: job.name), from: calibrationSet!, entry: entry)
+                    }
+                    return try analyze(job, index: index, record: records[index], gram: gram, outputs: outputs,
+                                       base: baseCheckpoint, finetuned: finetunedCheckpoint)
+                }
+            },
+            finished: { t, record in
+                let index = todo[t]
+                manifest.matrices[index] = record
+                do throws(AnalysisError) { try write(manifest) } catch { writeFailure = writeFailure ?? error }
+                progress(.matrixFinished(index: index, total: jobs.count, name: jobs[index].name,
+                                         seconds: Date().timeIntervalSince(starts[t] ?? Date())))
+            })
+        if let writeFailure { throw writeFailure }
+        switch outcome {
+        case .completed: break
+        case .stopped: throw CancellationError()
+        case let .failed(_, error): throw error
         }
         manifest.complete = true
         try write(manifest)
         progress(.finished(store: store))
         return try SpectrumStore(at: store)
+    }
+
+    /// What analyzing one matrix holds at its peak, in bytes (for ``Parallelism/memoryLimit``): the
+    /// two weights and the delta, the SVD's copy, thin factors and workspace (`gesdd`: about
+    /// 4·k² + 4·k beyond them), and H.
+    static func analysisBytes(_ job: Job, options: AnalysisOptions) -> Int {
+        let (m, n) = (job.rows, job.columns)
+        let k = min(m, n)
+        let h = job.calibrationEntry == nil ? 0 : n * n
+        return 4 * (5 * m * n + k * (m + n) + 5 * k * k + h)
     }
 
     // MARK: Selection
@@ -313,17 +353,25 @@ extension JSONEncoder {
     }
 }
 
-/// The H of the last calibration entry read (full, or only its diagonal): consecutive matrices
-/// often share one (q/k/v).
-final class GramCache {
-    private var entry: String?
-    private var gram: CalibrationGram?
+/// The H of the last few calibration entries read (full, or only its diagonal): consecutive
+/// matrices often share one (q/k/v). Thread-safe (`@unchecked Sendable`: its state is accessed
+/// with `lock` held); two threads asking for a missing entry at once may both read it.
+final class GramCache: @unchecked Sendable {
+    private let capacity: Int
+    private let lock = NSLock()
+    private var order: [String] = []
+    private var grams: [String: CalibrationGram] = [:]
+
+    init(capacity: Int = 1) { self.capacity = max(1, capacity) }
 
     func gram(_ entry: String, from set: CalibrationSet) throws(AnalysisError) -> CalibrationGram {
-        if entry == self.entry, let gram { return gram }
+        if let gram = lock.withLock({ grams[entry] }) { return gram }
         let g = try set.inputGram(ofEntry: entry)
-        self.entry = entry
-        gram = g
+        lock.withLock {
+            if grams[entry] == nil { order.append(entry) }
+            grams[entry] = g
+            while order.count > capacity { grams[order.removeFirst()] = nil }
+        }
         return g
     }
 }

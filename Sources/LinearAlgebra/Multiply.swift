@@ -66,3 +66,56 @@ public func gram<S: LinearAlgebraScalar>(_ a: some ColumnMajorMatrix<S>, transpo
     }
     return g
 }
+
+/// A rectangular block of a column-major matrix: the elements (i, j) with i in `rows`, j in `columns`.
+public struct MatrixBlock: Sendable, Hashable {
+    public var rows: Range<Int>
+    public var columns: Range<Int>
+
+    public init(rows: Range<Int>, columns: Range<Int>) {
+        self.rows = rows
+        self.columns = columns
+    }
+
+    /// Every element of a `rows × columns` matrix.
+    public static func all(_ m: some ColumnMajorMatrix) -> MatrixBlock { MatrixBlock(rows: 0..<m.rows, columns: 0..<m.columns) }
+}
+
+/// C[cBlock] ← α·op(A[aBlock])·op(B[bBlock]) + β·C[cBlock], in place, by `cblas_sgemm`/`cblas_dgemm`
+/// on the blocks addressed through their matrices' leading dimensions: no copy of any operand.
+///
+/// op(A[aBlock]) must be m×k, op(B[bBlock]) k×n and `cBlock` m×n, every block within its matrix:
+/// our callers compute them, so a mismatch traps. Cost 2·m·n·k flops; rounding as
+/// ``multiply(_:transposeA:_:transposeB:alpha:)``. Empty shapes only scale C[cBlock] by β.
+public func multiplyAdd<S: LinearAlgebraScalar>(
+    _ a: some ColumnMajorMatrix<S>, _ aBlock: MatrixBlock, transposeA: Bool = false,
+    _ b: some ColumnMajorMatrix<S>, _ bBlock: MatrixBlock, transposeB: Bool = false,
+    alpha: S = 1, beta: S = 1, into c: inout Matrix<S>, _ cBlock: MatrixBlock
+) {
+    for (m, block) in [(a.shape, aBlock), (b.shape, bBlock), (c.shape, cBlock)] {
+        precondition(block.rows.lowerBound >= 0 && block.rows.upperBound <= m.rows
+                     && block.columns.lowerBound >= 0 && block.columns.upperBound <= m.columns,
+                     "block \(block.rows)×\(block.columns) outside a \(m) matrix")
+    }
+    let (m, k) = transposeA ? (aBlock.columns.count, aBlock.rows.count) : (aBlock.rows.count, aBlock.columns.count)
+    let (kb, n) = transposeB ? (bBlock.columns.count, bBlock.rows.count) : (bBlock.rows.count, bBlock.columns.count)
+    precondition(k == kb && cBlock.rows.count == m && cBlock.columns.count == n,
+                 "block product \(m)×\(k) · \(kb)×\(n) into \(cBlock.rows.count)×\(cBlock.columns.count)")
+    guard m > 0, n > 0 else { return }
+    let (lda, ldb, ldc) = (a.rows, b.rows, c.rows)
+    c.withUnsafeMutableBufferPointer { pc in
+        let cStart = pc.baseAddress! + cBlock.rows.lowerBound + cBlock.columns.lowerBound * ldc
+        guard k > 0 else {
+            for j in 0..<n { for i in 0..<m { cStart[i + j * ldc] *= beta } }
+            return
+        }
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                          a: pa.baseAddress! + aBlock.rows.lowerBound + aBlock.columns.lowerBound * lda, lda: max(1, lda),
+                          b: pb.baseAddress! + bBlock.rows.lowerBound + bBlock.columns.lowerBound * ldb, ldb: max(1, ldb),
+                          beta: beta, c: cStart, ldc: max(1, ldc))
+            }
+        }
+    }
+}

@@ -41,6 +41,9 @@ public enum CompressionEvent: Sendable {
     case started(matrices: [String], work: [Double], carried: Int)
     case matrixStarted(index: Int, total: Int, name: String)
     case matrixFinished(index: Int, total: Int, name: String, seconds: Double)
+    /// Matrix `index` was quantized by an earlier, interrupted run (its segments are in the work
+    /// directory, ``compressionWorkDirectory(for:)``): reused, not quantized again.
+    case matrixResumed(index: Int, total: Int, name: String)
     case carried(name: String)
     /// Something the user should know that does not stop the compression (the plan was measured
     /// in another segment order, so its predictions do not describe this artifact).
@@ -83,17 +86,27 @@ func resolveOrder(plan: Plan, requested: SegmentOrder?) -> (order: SegmentOrder,
 ///   store's fingerprint: they are whatever the directory holds when `compress` runs.
 /// - Order: `options.order`, else the plan's `segmentOrder`, else error feedback; recorded per
 ///   matrix. A plan measured in another order gets a ``CompressionEvent/warning(_:)``.
-/// - Streaming: one matrix's factors, H and its prepared factor, and the encoded segments at a
-///   time (with error feedback also the earlier segments' V̂ and Û diag(σ̃) of that matrix, at
+/// - Resumable: each matrix's encoded segments are written (atomically) to the work directory
+///   ``compressionWorkDirectory(for:)`` as soon as they are quantized, keyed by the plan's
+///   SHA-256, the store's identity, the calibration and the options; a rerun after an interruption
+///   reuses every matching matrix (``CompressionEvent/matrixResumed(index:total:name:)``) and the
+///   artifact comes out byte-identical to an uninterrupted run's. The work directory is removed
+///   once the artifact is published; a stop or a failure leaves it for the rerun.
+/// - Concurrent: `parallelism.threads` matrices at once (one BLAS thread each, results identical
+///   for every thread count), within `parallelism.memoryLimit` by each matrix's estimate.
+/// - Streaming: per running matrix its factors, H and its prepared factor, and the encoded
+///   segments (with error feedback also the earlier segments' V̂ and Û diag(σ̃) of that matrix, at
 ///   most (h_out + h_in) × stored rank Floats; ΔW itself is never formed); carried tensors are
 ///   compared and copied in place in the checkpoints' mappings, one at a time.
-/// - Atomic: built in a temporary sibling directory, then renamed over `out` (an existing `out`
-///   is replaced only once the new artifact is complete).
-/// - `shouldStop` is checked before each matrix and before the carried tensors: when it returns
-///   true, the temporary directory is removed and `.quantization(.stopped)` thrown.
+/// - Atomic: the artifact is assembled in a temporary sibling directory from the work directory's
+///   segments, then renamed over `out` (an existing `out` is replaced only once the new artifact is
+///   complete).
+/// - `shouldStop` is checked before each matrix and before the artifact is assembled: when it
+///   returns true, `.quantization(.stopped)` is thrown once the running matrices are saved.
 @discardableResult
 public func compress(
     store: SpectrumStore, plan: Plan, calibration: CalibrationSet?, options: CompressionOptions, to out: URL,
+    parallelism: Parallelism = .serial,
     progress: (CompressionEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> ArtifactManifest {
     let planName = options.planPath ?? "<plan>"
@@ -117,7 +130,8 @@ public func compress(
         }
         records.append(record)
     }
-    do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
+    let calibrationKey: String
+    do { calibrationKey = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
     let (order, orderWarning) = resolveOrder(plan: plan, requested: options.order)
 
     // Inputs.
@@ -156,7 +170,70 @@ public func compress(
     let removed = base.tensors.map(\.name).filter { !finetunedNames.contains($0) }
     let modelFileSources = try ModelFiles.collect(in: URL(fileURLWithPath: finetunedPath))
 
-    // Temporary sibling directory.
+    // Matrices, into the work directory (reusing what an interrupted run left there).
+    let planData: Data
+    do { planData = try plan.encoded() } catch { throw .planMismatch(plan: planName, reason: "\(error)") }
+    let planSHA256 = Digest.sha256(planData)
+    let work = try CompressionWork(
+        directory: compressionWorkDirectory(for: out), matrices: plan.matrices.count,
+        key: ["plan_sha256": planSHA256, "store": store.identity, "calibration": calibrationKey, "method": options.method.rawValue,
+              "order": order.rawValue, "dampening": String(options.dampening), "group_size": String(plan.groupSize),
+              "tool": options.toolVersion])
+    let costs = plan.matrices.map { m in Double(m.shape[0]) * Double(m.shape[1]) * Double(max(1, m.segments.last?.end ?? 0)) }
+    progress(.started(matrices: plan.matrices.map(\.name), work: costs, carried: carried.count))
+    if let orderWarning { progress(.warning(orderWarning)) }
+    var matrixRecords = [ArtifactManifest.MatrixRecord?](repeating: nil, count: plan.matrices.count)
+    var todo: [Int] = []
+    for (index, m) in plan.matrices.enumerated() {
+        if let saved = work.saved(index, name: m.name) {
+            matrixRecords[index] = matrixRecord(m, method: saved.method, order: order, groupSize: plan.groupSize,
+                                                calibrationEntry: saved.calibrationEntry, storedBytes: saved.storedBytes,
+                                                warnings: saved.warnings)
+            progress(.matrixResumed(index: index, total: plan.matrices.count, name: m.name))
+        } else {
+            todo.append(index)
+        }
+    }
+    let hessians = HessianCache(capacity: 2 + parallelism.threads)
+    var uses: [String: Int] = [:]
+    for index in todo { if let entry = records[index].calibrationEntry { uses[entry, default: 0] += 1 } }
+    var starts: [Int: Date] = [:]
+    let outcome = runConcurrently(
+        count: todo.count, parallelism: parallelism,
+        estimate: { compressionBytes(plan.matrices[todo[$0]], record: records[todo[$0]], calibrated: calibration != nil) },
+        shouldStop: shouldStop,
+        started: { t in
+            starts[t] = Date()
+            progress(.matrixStarted(index: todo[t], total: plan.matrices.count, name: plan.matrices[todo[t]].name))
+        },
+        body: { [todo, matrixDeclarations, records] t in
+            let index = todo[t]
+            return Result { () throws(ArtifactError) in
+                try compressMatrix(plan.matrices[index], index: index, record: records[index], store: store, calibration: calibration,
+                                   method: options.method, order: order, groupSize: plan.groupSize, dampening: options.dampening,
+                                   declarations: matrixDeclarations[index], hessians: hessians, work: work)
+            }
+        },
+        finished: { t, saved in
+            let index = todo[t]
+            matrixRecords[index] = matrixRecord(plan.matrices[index], method: saved.method, order: order,
+                                                groupSize: plan.groupSize, calibrationEntry: saved.calibrationEntry,
+                                                storedBytes: saved.storedBytes, warnings: saved.warnings)
+            if let entry = records[index].calibrationEntry {
+                uses[entry]! -= 1
+                if uses[entry] == 0 { hessians.release(entry) }
+            }
+            progress(.matrixFinished(index: index, total: plan.matrices.count, name: plan.matrices[index].name,
+                                     seconds: Date().timeIntervalSince(starts[t] ?? Date())))
+        })
+    switch outcome {
+    case .completed: break
+    case .stopped: throw .quantization(.stopped)
+    case let .failed(_, error): throw error
+    }
+    if shouldStop() { throw .quantization(.stopped) }
+
+    // The artifact, assembled in a temporary sibling directory.
     let fm = FileManager.default
     let temporary = try makeTemporaryDirectory(for: out)
     var published = false
@@ -175,65 +252,23 @@ public func compress(
         do { try writer.write(name, bytes: bytes) } catch { throw .checkpoint("\(error)") }
         tensorRecords.append(.init(name: name, dtype: d.dtype.rawValue, shape: d.shape, bytes: bytes.count, sha256: Digest.sha256(bytes)))
     }
-
-    // Matrices.
-    let work = plan.matrices.map { m in Double(m.shape[0]) * Double(m.shape[1]) * Double(max(1, m.segments.last?.end ?? 0)) }
-    progress(.started(matrices: plan.matrices.map(\.name), work: work, carried: carried.count))
-    if let orderWarning { progress(.warning(orderWarning)) }
-    var hessians = HessianCache(capacity: 3)
-    var matrixRecords: [ArtifactManifest.MatrixRecord] = []
-    for (index, (m, record)) in zip(plan.matrices, records).enumerated() {
-        if shouldStop() { throw .quantization(.stopped) }
-        progress(.matrixStarted(index: index, total: plan.matrices.count, name: m.name))
-        let start = Date()
-        let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
-        let method: QuantizationMethod = entry == nil ? .rtn : options.method
-        var warnings: [String] = []
-        var storedBytes = 0
-        let decls = Dictionary(uniqueKeysWithValues: matrixDeclarations[index].map { ($0.name, $0) })
-        if !m.segments.isEmpty {
-            let factors: StoredFactors
-            do { factors = try store.factors(of: record) } catch { throw .quantization(.store(error)) }
-            var hessian: Matrix<Float>?, prepared: PreparedHessian?
-            if let entry, let calibration {
-                do {
-                    (hessian, prepared) = try hessians.get(entry, calibration: calibration,
-                                                           prepare: method == .gptq && m.segments.contains { (2...8).contains($0.bits) },
-                                                           dampening: options.dampening)
-                } catch { throw .quantization(error) }
-            }
-            let segmentOptions = SegmentOptions(method: method, order: order, groupSize: plan.groupSize, dampening: options.dampening)
-            var quantizer: MatrixQuantizer
+    for index in plan.matrices.indices where !matrixDeclarations[index].isEmpty {
+        let part = try work.open(index)
+        for d in matrixDeclarations[index] {
             do {
-                quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
-            } catch { throw .quantization(error) }
-            for j in m.segments.indices {
-                let q: QuantizedSegment
-                do { q = try quantizer.next() } catch { throw .quantization(error) }
-                warnings += q.warnings.map { "segment \(j): \($0)" }
-                let encoded = ArtifactTensor.encode(q, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
-                for name in encoded.keys.sorted() {
-                    let bytes = encoded[name]!
-                    guard let d = decls[name], d.byteCount == bytes.count else {
-                        preconditionFailure("encoded tensor \(name) does not match its declaration")
+                try part.withRawBytes(of: d.name) { raw in
+                    guard raw.count == d.byteCount else {
+                        throw ArtifactError.io(path: work.url(index).path, reason: "\(d.name) has \(raw.count) bytes, \(d.byteCount) declared")
                     }
-                    try bytes.withUnsafeBytes { raw in Result { () throws(ArtifactError) in try put(name, raw, d) } }.get()
-                    storedBytes += bytes.count
+                    try put(d.name, raw, d)
                 }
+            } catch let error as ArtifactError { throw error } catch {
+                throw .io(path: work.url(index).path, reason: "cannot read \(d.name): \(error)")
             }
         }
-        matrixRecords.append(.init(
-            name: m.name, type: m.type.rawValue, shape: m.shape, method: method, order: order, groupSize: plan.groupSize,
-            calibrationEntry: entry,
-            segments: m.segments.enumerated().map { j, s in
-                .init(start: s.start, end: s.end, bits: s.bits, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
-            },
-            planStorageBits: m.storageBits, storedBytes: storedBytes, warnings: warnings))
-        progress(.matrixFinished(index: index, total: plan.matrices.count, name: m.name, seconds: Date().timeIntervalSince(start)))
     }
 
     // Carried tensors.
-    if shouldStop() { throw .quantization(.stopped) }
     var carriedBytes = 0
     for c in carried {
         let declaration = TensorDeclaration(name: c.name, dtype: DType(rawValue: c.dtype)!, shape: c.shape)
@@ -263,16 +298,15 @@ public func compress(
     do { deltaSHA = try Digest.sha256(fileAt: deltaURL) } catch { throw .io(path: deltaURL.path, reason: "\(error)") }
     let headerBytes: Int
     do { headerBytes = try SafetensorsFile(contentsOf: deltaURL).dataStart } catch { throw .checkpoint("\(error)") }
-    let planData: Data
-    do { planData = try plan.encoded() } catch { throw .planMismatch(plan: planName, reason: "\(error)") }
-    let plannedBytes = matrixRecords.reduce(0) { $0 + $1.storedBytes }
+    let finalRecords = matrixRecords.map { $0! }
+    let plannedBytes = finalRecords.reduce(0) { $0 + $1.storedBytes }
     let manifest = ArtifactManifest(
         formatVersion: ArtifactManifest.currentFormatVersion, toolVersion: options.toolVersion, plan: plan,
-        planSHA256: Digest.sha256(planData), planPath: options.planPath,
+        planSHA256: planSHA256, planPath: options.planPath,
         store: .init(path: store.url.path, identity: store.identity, dataFree: store.manifest.dataFree),
         inputs: .init(base: recorded.base, finetuned: recorded.finetuned), dampening: options.dampening,
         delta: .init(name: ArtifactManifest.deltaFileName, size: size, sha256: deltaSHA, headerBytes: headerBytes),
-        matrices: matrixRecords, carried: carried, unchanged: unchanged, removed: removed,
+        matrices: finalRecords, carried: carried, unchanged: unchanged, removed: removed,
         tensors: tensorRecords.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }, modelFiles: modelFiles,
         totals: .init(planStorageBits: plan.totals.storageBits, plannedBytes: plannedBytes,
                       plannedOverPlan: plan.totals.storageBits > 0 ? Double(8 * plannedBytes) / Double(plan.totals.storageBits) : 0,
@@ -280,8 +314,168 @@ public func compress(
     try writeJSON(manifest, to: temporary.appendingPathComponent(ArtifactManifest.fileName))
     try publishDirectory(temporary, as: out)
     published = true
+    work.remove()
     progress(.finished(artifact: out))
     return manifest
+}
+
+/// Where ``compress(store:plan:calibration:options:to:parallelism:progress:shouldStop:)`` keeps each
+/// matrix's encoded segments until the artifact at `out` is published: the hidden sibling
+/// `.NAME.partial`. Remove it to make a rerun start over.
+public func compressionWorkDirectory(for out: URL) -> URL {
+    let name = out.standardizedFileURL.lastPathComponent
+    return out.standardizedFileURL.deletingLastPathComponent().appendingPathComponent(".\(name).partial", isDirectory: true)
+}
+
+/// The artifact's record of matrix `m`.
+private func matrixRecord(
+    _ m: Plan.Matrix, method: QuantizationMethod, order: SegmentOrder, groupSize: Int, calibrationEntry: String?,
+    storedBytes: Int, warnings: [String]
+) -> ArtifactManifest.MatrixRecord {
+    .init(
+        name: m.name, type: m.type.rawValue, shape: m.shape, method: method, order: order, groupSize: groupSize,
+        calibrationEntry: calibrationEntry,
+        segments: m.segments.enumerated().map { j, s in
+            .init(start: s.start, end: s.end, bits: s.bits, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
+        },
+        planStorageBits: m.storageBits, storedBytes: storedBytes, warnings: warnings)
+}
+
+/// Quantizes one planned matrix's segments and saves their encoded tensors in the work directory.
+private func compressMatrix(
+    _ m: Plan.Matrix, index: Int, record: StoreManifest.MatrixRecord, store: SpectrumStore, calibration: CalibrationSet?,
+    method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double,
+    declarations: [TensorDeclaration], hessians: HessianCache, work: CompressionWork
+) throws(ArtifactError) -> CompressionWork.Saved {
+    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+    let method: QuantizationMethod = entry == nil ? .rtn : requested
+    var warnings: [String] = []
+    var payloads: [TensorPayload] = []
+    if !m.segments.isEmpty {
+        let decls = Dictionary(uniqueKeysWithValues: declarations.map { ($0.name, $0) })
+        let factors: StoredFactors
+        do { factors = try store.factors(of: record) } catch { throw .quantization(.store(error)) }
+        var hessian: Matrix<Float>?, prepared: PreparedHessian?
+        if let entry, let calibration {
+            do {
+                (hessian, prepared) = try hessians.get(entry, calibration: calibration,
+                                                       prepare: method == .gptq && m.segments.contains { (2...8).contains($0.bits) },
+                                                       dampening: dampening)
+            } catch { throw .quantization(error) }
+        }
+        let segmentOptions = SegmentOptions(method: method, order: order, groupSize: groupSize, dampening: dampening)
+        var quantizer: MatrixQuantizer
+        do {
+            quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
+        } catch { throw .quantization(error) }
+        for j in m.segments.indices {
+            let q: QuantizedSegment
+            do { q = try quantizer.next() } catch { throw .quantization(error) }
+            warnings += q.warnings.map { "segment \(j): \($0)" }
+            let encoded = ArtifactTensor.encode(q, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
+            for name in encoded.keys.sorted() {
+                let bytes = encoded[name]!
+                guard let d = decls[name], d.byteCount == bytes.count else {
+                    preconditionFailure("encoded tensor \(name) does not match its declaration")
+                }
+                payloads.append(TensorPayload(name: name, dtype: d.dtype, shape: d.shape, contents: .bytes(bytes)))
+            }
+        }
+    }
+    let storedBytes = payloads.reduce(0) { total, p in
+        if case let .bytes(b) = p.contents { return total + b.count }
+        return total
+    }
+    let saved = CompressionWork.Saved(method: method, calibrationEntry: entry, warnings: warnings, storedBytes: storedBytes)
+    try work.save(index, name: m.name, payloads: payloads, saved)
+    return saved
+}
+
+/// What compressing one planned matrix holds at its peak, in bytes (for ``Parallelism/memoryLimit``):
+/// H and its GPTQ preparation, the factors, the earlier segments' V̂ and Û σ̃, and the longest
+/// segment's working products.
+private func compressionBytes(_ m: Plan.Matrix, record: StoreManifest.MatrixRecord, calibrated: Bool) -> Int {
+    let (rows, columns, r) = (record.rows, record.columns, record.storedRank ?? 0)
+    let kept = m.segments.last?.end ?? 0
+    let longest = m.segments.map(\.count).max() ?? 0
+    let hessians = calibrated ? 2 * columns * columns : 0
+    return 4 * (hessians + (r + kept) * (rows + columns) + longest * (6 * columns + 6 * rows))
+}
+
+/// The work directory of one compression: `NNNNN.safetensors` per planned matrix (its encoded
+/// tensors, by their artifact names), whose metadata holds the compression's key, the matrix and
+/// what its record needs. A file whose metadata do not match is ignored and rewritten.
+/// `Sendable`: immutable; files are written atomically, each by one thread.
+struct CompressionWork: Sendable {
+    let directory: URL
+    let key: [String: String]
+
+    struct Saved: Sendable {
+        var method: QuantizationMethod
+        var calibrationEntry: String?
+        var warnings: [String]
+        /// Bytes of the matrix's encoded tensors.
+        var storedBytes: Int
+    }
+
+    /// Creates the directory if needed, removing files for matrices beyond `matrices`.
+    init(directory: URL, matrices: Int, key: [String: String]) throws(ArtifactError) {
+        self.directory = directory
+        self.key = key
+        let fm = FileManager.default
+        do { try fm.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw .io(path: directory.path, reason: "cannot create the work directory: \(error.localizedDescription)")
+        }
+        let keep = Set((0..<matrices).map { Self.fileName($0) })
+        for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where !keep.contains(name) {
+            try? fm.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
+    static func fileName(_ index: Int) -> String { String(format: "%05d.safetensors", index) }
+
+    func url(_ index: Int) -> URL { directory.appendingPathComponent(Self.fileName(index)) }
+
+    private func metadata(_ index: Int, name: String) -> [String: String] {
+        key.merging(["deltaplan.compress.work": "1", "matrix": name, "index": String(index)]) { _, new in new }
+    }
+
+    /// Matrix `index`'s saved record when its file matches this compression.
+    func saved(_ index: Int, name: String) -> Saved? {
+        guard let file = try? SafetensorsFile(contentsOf: url(index)) else { return nil }
+        var expected = metadata(index, name: name)
+        guard let method = file.metadata["method_used"].flatMap(QuantizationMethod.init(rawValue:)),
+              let warningsJSON = file.metadata["warnings"],
+              let warnings = try? JSONDecoder().decode([String].self, from: Data(warningsJSON.utf8)) else { return nil }
+        let entry = file.metadata["calibration_entry"]
+        expected["method_used"] = method.rawValue
+        expected["warnings"] = warningsJSON
+        if let entry { expected["calibration_entry"] = entry }
+        guard file.metadata == expected else { return nil }
+        let storedBytes = file.tensors.reduce(0) { $0 + ($1.byteCount ?? 0) }
+        return Saved(method: method, calibrationEntry: entry, warnings: warnings, storedBytes: storedBytes)
+    }
+
+    func save(_ index: Int, name: String, payloads: [TensorPayload], _ saved: Saved) throws(ArtifactError) {
+        var metadata = metadata(index, name: name)
+        metadata["method_used"] = saved.method.rawValue
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let warnings = (try? encoder.encode(saved.warnings)) ?? Data("[]".utf8)
+        metadata["warnings"] = String(decoding: warnings, as: UTF8.self)
+        if let entry = saved.calibrationEntry { metadata["calibration_entry"] = entry }
+        do { try SafetensorsFile.write(payloads, metadata: metadata, to: url(index)) } catch {
+            throw .io(path: url(index).path, reason: "cannot save the quantized segments: \(error)")
+        }
+    }
+
+    func open(_ index: Int) throws(ArtifactError) -> SafetensorsFile {
+        do { return try SafetensorsFile(contentsOf: url(index)) } catch {
+            throw .io(path: url(index).path, reason: "cannot read the quantized segments: \(error)")
+        }
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: directory) }
 }
 
 /// Whether tensor `name` has the same stored bytes in `a` and `b`, compared in place in the two

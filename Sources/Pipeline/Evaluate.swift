@@ -103,10 +103,13 @@ public struct EvaluationReport: Codable, Sendable, Equatable {
 /// - Inputs are verified against the artifact's recorded fingerprints (size and header hash), the
 ///   store by its identity, the calibration against the store's.
 ///
-/// Streams one matrix at a time (ΔW, ΔŴ, the baselines, and H or X). `shouldStop` is checked
-/// before each matrix (``QuantizationError/stopped`` inside ``ArtifactError/quantization(_:)``).
+/// One matrix at a time per thread (ΔW, ΔŴ, the baselines, and H or X), `parallelism.threads`
+/// matrices at once within `parallelism.memoryLimit` (the report is the same for every thread
+/// count). `shouldStop` is checked before each matrix (``QuantizationError/stopped`` inside
+/// ``ArtifactError/quantization(_:)``); `progress` gets (matrices done, total, name).
 public func evaluate(
     artifact: Artifact, base baseURL: URL, finetuned finetunedURL: URL, calibration: CalibrationSet?, store: SpectrumStore,
+    parallelism: Parallelism = .serial,
     progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> EvaluationReport {
     let m = artifact.manifest
@@ -120,107 +123,33 @@ public func evaluate(
     do { _ = try checkCalibration(store: store, calibration: calibration) } catch { throw .quantization(error) }
     let objective = m.plan.objective ?? .activation
     let sensitivityObjective = store.manifest.supportedSensitivity == .activation ? nil : store.manifest.supportedSensitivity
-    var results: [MatrixEvaluation] = []
-    var cachedEntry: String?, cachedX: Matrix<Float>?, cachedH: Matrix<Float>?
-    for (index, (record, planned)) in zip(m.matrices, m.plan.matrices).enumerated() {
-        if shouldStop() { throw .quantization(.stopped) }
-        let (rows, columns) = (record.shape[0], record.shape[1])
-        let delta = try trueDelta(record.name, base: base, finetuned: finetuned, rows: rows, columns: columns)
-        let deltaHat = try artifact.reconstruction(of: record)
-
-        // Input statistics.
-        var source = "identity", tokens: Int?
-        if let entry = record.calibrationEntry {
-            guard let calibration else {
-                throw .invalidOption(option: "--calibration", reason: "\(record.name) was quantized with calibration entry \(entry); pass the calibration file")
+    var evaluated = [MatrixEvaluation?](repeating: nil, count: m.matrices.count)
+    var done = 0
+    let outcome = runConcurrently(
+        count: m.matrices.count, parallelism: parallelism,
+        estimate: { i in
+            let (rows, columns) = (m.matrices[i].shape[0], m.matrices[i].shape[1])
+            let rank = store.record(named: m.matrices[i].name)?.storedRank ?? 0
+            return 4 * (7 * rows * columns + columns * columns + rank * (rows + columns))
+        },
+        shouldStop: shouldStop,
+        body: { index in
+            Result { () throws(ArtifactError) in
+                try evaluateMatrix(index, artifact: artifact, base: base, finetuned: finetuned, calibration: calibration, store: store,
+                                   objective: objective, sensitivityObjective: sensitivityObjective)
             }
-            guard calibration.entry(for: entry) != nil else {
-                throw .invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no entry \(entry) (needed by \(record.name))")
-            }
-            if cachedEntry != entry {
-                cachedEntry = entry
-                do {
-                    cachedX = try calibration.inputs(ofEntry: entry)
-                    cachedH = cachedX == nil ? try calibration.gram(ofEntry: entry) : nil
-                } catch { throw .quantization(.store(error)) }
-            }
-            source = cachedX != nil ? "inputs" : "gram"
-            tokens = cachedX?.columns ?? calibration.tokenCount(ofEntry: entry)
-        }
-        let x = source == "inputs" ? cachedX : nil, h = source == "gram" ? cachedH : nil
-        func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
-        // The store's sensitivity objective, when it has one.
-        var sensitivity: ((Matrix<Float>) -> Double)?
-        if let sensitivityObjective {
-            guard let calibration, let entry = record.calibrationEntry else {
-                throw .invalidOption(option: "--calibration", reason: "the store has \(sensitivityObjective.rawValue) statistics; pass its calibration file")
-            }
-            do {
-                let module = Selection.moduleName(of: record.name)
-                guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry),
-                      outputs.objective == sensitivityObjective else {
-                    throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(sensitivityObjective.rawValue) statistics for \(module)")
-                }
-                let gram = try calibration.inputGram(ofEntry: entry)
-                sensitivity = { outputs.error(of: $0, gram: gram) }
-            } catch let error as ArtifactError { throw error } catch let error as AnalysisError { throw .quantization(.store(error)) } catch {
-                preconditionFailure("\(error)")
-            }
-        }
-
-        let energy = activation(delta)
-        let weightEnergy = frobenius2(delta)
-        let objectiveEnergy = sensitivity?(delta)
-        func errors(of approximation: Matrix<Float>) -> ReconstructionError {
-            let e = difference(delta, approximation)
-            let a = activation(e)
-            return ReconstructionError(activationError: a, relativeActivationError: energy > 0 ? a / energy : 0,
-                                       relativeWeightError: weightEnergy > 0 ? (frobenius2(e) / weightEnergy).squareRoot() : 0,
-                                       objectiveError: sensitivity?(e))
-        }
-        let planError = errors(of: deltaHat)
-
-        // Low-rank baseline at the same storage.
-        let lowRankRank = planned.storageBits / (16 * (rows + columns) + 16)
-        var lowRankApproximation = Matrix<Float>(rows: rows, columns: columns)
-        var usedRank = 0
-        guard let storeRecord = store.record(named: record.name) else {
-            throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "\(record.name) is not in the store \(store.url.path)")
-        }
-        if lowRankRank > 0 {
-            let factors: StoredFactors
-            do { factors = try store.factors(of: storeRecord) } catch { throw .quantization(.store(error)) }
-            usedRank = min(lowRankRank, factors.storedRank)
-            if usedRank > 0 {
-                let q: QuantizedSegment
-                do {
-                    q = try quantizeSegment(factors, segment: Segment(start: 0, end: usedRank, bits: 16), hessian: nil,
-                                            options: SegmentOptions(order: .paper))
-                } catch { throw .quantization(error) }
-                lowRankApproximation = q.reconstruction
-            }
-        }
-        let lowRank = errors(of: lowRankApproximation)
-
-        // BitDelta baseline.
-        var bitDelta = delta
-        let meanAbs = delta.withUnsafeBufferPointer { p in p.reduce(0.0) { $0 + Double(abs($1)) } } / Double(max(1, rows * columns))
-        let s = Float(Float16(meanAbs))
-        bitDelta.withUnsafeMutableBufferPointer { p in for t in 0..<p.count { p[t] = p[t] >= 0 ? s : -s } }
-        let bitDeltaError = errors(of: bitDelta)
-
-        var ratio: Double?
-        let actualRelative = objective == .activation ? planError.relativeActivationError
-            : objectiveEnergy.map { e in e > 0 ? (planError.objectiveError ?? 0) / e : 0 } ?? planError.relativeActivationError
-        if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = actualRelative / predicted }
-        results.append(MatrixEvaluation(
-            name: record.name, type: record.type, shape: record.shape, errorSource: source,
-            tokens: tokens, activationEnergy: energy,
-            weightEnergy: weightEnergy, objectiveEnergy: objectiveEnergy, plan: planError, predictedError: planned.predictedError,
-            predictedRelativeError: planned.predictedRelativeError, actualOverPredicted: ratio,
-            planStorageBits: planned.storageBits, lowRankRank: usedRank, lowRank: lowRank, bitDelta: bitDeltaError))
-        progress(index + 1, m.matrices.count, record.name)
+        },
+        finished: { index, evaluation in
+            evaluated[index] = evaluation
+            done += 1
+            progress(done, m.matrices.count, m.matrices[index].name)
+        })
+    switch outcome {
+    case .completed: break
+    case .stopped: throw .quantization(.stopped)
+    case let .failed(_, error): throw error
     }
+    let results = evaluated.map { $0! }
     var types: [String] = []
     for r in results where !types.contains(r.type) { types.append(r.type) }
     let strategy = m.plan.strategy.name + (m.plan.strategy.preset.map { ":" + $0 } ?? "")
@@ -303,4 +232,105 @@ func activationNorm(_ e: Matrix<Float>, x: Matrix<Float>?, h: Matrix<Float>?) ->
             return s
         }
     }
+}
+
+/// The evaluation of the artifact's matrix `index` (see ``evaluate(artifact:base:finetuned:calibration:store:parallelism:progress:shouldStop:)``).
+private func evaluateMatrix(
+    _ index: Int, artifact: Artifact, base: Checkpoint, finetuned: Checkpoint, calibration: CalibrationSet?, store: SpectrumStore,
+    objective: ErrorObjective, sensitivityObjective: ErrorObjective?
+) throws(ArtifactError) -> MatrixEvaluation {
+    let m = artifact.manifest
+    let (record, planned) = (m.matrices[index], m.plan.matrices[index])
+    let (rows, columns) = (record.shape[0], record.shape[1])
+    let delta = try trueDelta(record.name, base: base, finetuned: finetuned, rows: rows, columns: columns)
+    let deltaHat = try artifact.reconstruction(of: record)
+
+    // Input statistics.
+    var source = "identity", tokens: Int?
+    var x: Matrix<Float>?, h: Matrix<Float>?
+    if let entry = record.calibrationEntry {
+        guard let calibration else {
+            throw .invalidOption(option: "--calibration", reason: "\(record.name) was quantized with calibration entry \(entry); pass the calibration file")
+        }
+        guard calibration.entry(for: entry) != nil else {
+            throw .invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no entry \(entry) (needed by \(record.name))")
+        }
+        do {
+            x = try calibration.inputs(ofEntry: entry)
+            h = x == nil ? try calibration.gram(ofEntry: entry) : nil
+        } catch { throw .quantization(.store(error)) }
+        source = x != nil ? "inputs" : "gram"
+        tokens = x?.columns ?? calibration.tokenCount(ofEntry: entry)
+    }
+    func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
+    // The store's sensitivity objective, when it has one.
+    var sensitivity: ((Matrix<Float>) -> Double)?
+    if let sensitivityObjective {
+        guard let calibration, let entry = record.calibrationEntry else {
+            throw .invalidOption(option: "--calibration", reason: "the store has \(sensitivityObjective.rawValue) statistics; pass its calibration file")
+        }
+        do {
+            let module = Selection.moduleName(of: record.name)
+            guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry),
+                  outputs.objective == sensitivityObjective else {
+                throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(sensitivityObjective.rawValue) statistics for \(module)")
+            }
+            let gram = try calibration.inputGram(ofEntry: entry)
+            sensitivity = { outputs.error(of: $0, gram: gram) }
+        } catch let error as ArtifactError { throw error } catch let error as AnalysisError { throw .quantization(.store(error)) } catch {
+            preconditionFailure("\(error)")
+        }
+    }
+
+    let energy = activation(delta)
+    let weightEnergy = frobenius2(delta)
+    let objectiveEnergy = sensitivity?(delta)
+    func errors(of approximation: Matrix<Float>) -> ReconstructionError {
+        let e = difference(delta, approximation)
+        let a = activation(e)
+        return ReconstructionError(activationError: a, relativeActivationError: energy > 0 ? a / energy : 0,
+                                   relativeWeightError: weightEnergy > 0 ? (frobenius2(e) / weightEnergy).squareRoot() : 0,
+                                   objectiveError: sensitivity?(e))
+    }
+    let planError = errors(of: deltaHat)
+
+    // Low-rank baseline at the same storage.
+    let lowRankRank = planned.storageBits / (16 * (rows + columns) + 16)
+    var lowRankApproximation = Matrix<Float>(rows: rows, columns: columns)
+    var usedRank = 0
+    guard let storeRecord = store.record(named: record.name) else {
+        throw .planMismatch(plan: m.planPath ?? "<embedded plan>", reason: "\(record.name) is not in the store \(store.url.path)")
+    }
+    if lowRankRank > 0 {
+        let factors: StoredFactors
+        do { factors = try store.factors(of: storeRecord) } catch { throw .quantization(.store(error)) }
+        usedRank = min(lowRankRank, factors.storedRank)
+        if usedRank > 0 {
+            let q: QuantizedSegment
+            do {
+                q = try quantizeSegment(factors, segment: Segment(start: 0, end: usedRank, bits: 16), hessian: nil,
+                                        options: SegmentOptions(order: .paper))
+            } catch { throw .quantization(error) }
+            lowRankApproximation = q.reconstruction
+        }
+    }
+    let lowRank = errors(of: lowRankApproximation)
+
+    // BitDelta baseline.
+    var bitDelta = delta
+    let meanAbs = delta.withUnsafeBufferPointer { p in p.reduce(0.0) { $0 + Double(abs($1)) } } / Double(max(1, rows * columns))
+    let s = Float(Float16(meanAbs))
+    bitDelta.withUnsafeMutableBufferPointer { p in for t in 0..<p.count { p[t] = p[t] >= 0 ? s : -s } }
+    let bitDeltaError = errors(of: bitDelta)
+
+    var ratio: Double?
+    let actualRelative = objective == .activation ? planError.relativeActivationError
+        : objectiveEnergy.map { e in e > 0 ? (planError.objectiveError ?? 0) / e : 0 } ?? planError.relativeActivationError
+    if let predicted = planned.predictedRelativeError, predicted > 0 { ratio = actualRelative / predicted }
+    return MatrixEvaluation(
+        name: record.name, type: record.type, shape: record.shape, errorSource: source,
+        tokens: tokens, activationEnergy: energy,
+        weightEnergy: weightEnergy, objectiveEnergy: objectiveEnergy, plan: planError, predictedError: planned.predictedError,
+        predictedRelativeError: planned.predictedRelativeError, actualOverPredicted: ratio,
+        planStorageBits: planned.storageBits, lowRankRank: usedRank, lowRank: lowRank, bitDelta: bitDeltaError)
 }

@@ -16,7 +16,8 @@ import Quantization
 /// feedback order's dropped-error weights), metadata recording the method actually
 /// used (`rtn` whenever H = I), the segment order, group size, dampening, the calibration file's
 /// fingerprint and the matrix file's SHA-256 (tables written before orders existed have no
-/// `order` and are measured again; format 2: the feedback order's searched clipping ranges). A table whose metadata match is reused (only missing bit-widths are
+/// `order` and are measured again; format 2: the feedback order's searched clipping ranges; format 3:
+/// measured in chunks, whose size is recorded as `chunk_size`). A table whose metadata match is reused (only missing bit-widths are
 /// measured and added); otherwise it is recomputed. Files are written atomically.
 ///
 /// H: the calibration Gram of the matrix's entry; H = I for data-free stores and for matrices
@@ -31,7 +32,7 @@ import Quantization
 /// - Throws: ``QuantizationError/calibrationMismatch(store:reason:)`` for the wrong calibration,
 ///   ``QuantizationError/store(_:)`` for an unreadable store, and the errors of the quantizers.
 public func measuredSpectra(
-    store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions,
+    store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions, parallelism: Parallelism = .serial,
     progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
 ) throws(QuantizationError) -> [MatrixSpectrum] {
     try options.validate()
@@ -40,63 +41,106 @@ public func measuredSpectra(
     do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
         throw .io(path: folder.path, reason: "cannot create the error-table folder: \(error.localizedDescription)")
     }
-    var hessians = HessianCache(capacity: 3)
+    let hessians = HessianCache(capacity: 2 + parallelism.threads)
     let matrices = store.matrices
-    var spectra: [MatrixSpectrum] = []
-    for (index, record) in matrices.enumerated() {
-        if shouldStop() { throw .stopped }
-        let spectrum: (singularValues: [Double], inputEnergy: [Double])
-        do { spectrum = try store.spectrum(of: record) } catch { throw .store(error) }
-        let r = record.storedRank ?? 0
-        let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
-        let method: QuantizationMethod = entry == nil ? .rtn : options.method
-        let fileName = ((record.file ?? record.name) as NSString).lastPathComponent
-        let cache = ErrorTableCache(
-            url: folder.appendingPathComponent(fileName),
-            metadata: [
-                "deltaplan.errors.format": "2",
-                "tensor": record.name,
-                "method": method.rawValue,
-                "order": options.order.rawValue,
-                "group_size": String(options.groupSize),
-                "dampening": String(options.dampening),
-                "calibration": calibrationKey,
-                "matrix_sha256": record.fileSHA256 ?? "",
-                "stored_rank": String(r),
-            ])
-        var (table, dropped) = cache.read(rank: r)
-        let missing = options.bits.filter { table[$0] == nil }
-        let needsDropped = options.order == .feedback && dropped == nil
-        if !missing.isEmpty || needsDropped {
-            let factors: StoredFactors
-            do { factors = try store.factors(of: record) } catch { throw .store(error) }
-            var hessian: Matrix<Float>?, prepared: PreparedHessian?
-            if let entry, let calibration {
-                (hessian, prepared) = try hessians.get(entry, calibration: calibration,
-                                                       prepare: method == .gptq && missing.contains { (2...8).contains($0) },
-                                                       dampening: options.dampening)
+    // An entry's H is released once the last matrix reading it is done.
+    var uses: [String: Int] = [:]
+    for record in matrices { if let entry = record.calibrationEntry { uses[entry, default: 0] += 1 } }
+    var measured = [(spectrum: MatrixSpectrum, cached: Bool)?](repeating: nil, count: matrices.count)
+    var done = 0
+    let outcome = runConcurrently(
+        count: matrices.count, parallelism: parallelism,
+        estimate: { i in measurementBytes(matrices[i], options: options, calibrated: calibration != nil) },
+        shouldStop: shouldStop,
+        body: { index in
+            Result { () throws(QuantizationError) in
+                try measuredSpectrum(store: store, record: matrices[index], calibration: calibration, calibrationKey: calibrationKey,
+                                     options: options, folder: folder, hessians: hessians)
             }
-            if !missing.isEmpty {
-                var measureOptions = options
-                measureOptions.bits = missing
-                let measured = try measure(factors, hessian: hessian, options: measureOptions, preparedV: prepared,
-                                           droppedWeights: needsDropped)
-                table.merge(measured.table) { _, new in new }
-                if needsDropped { dropped = measured.dropped }
-            } else if needsDropped {
-                dropped = droppedErrorWeights(factors, hessian: hessian, order: .feedback, dampening: options.dampening)
+        },
+        finished: { index, value in
+            measured[index] = value
+            if let entry = matrices[index].calibrationEntry {
+                uses[entry]! -= 1
+                if uses[entry] == 0 { hessians.release(entry) }
             }
-            try cache.write(table, dropped: dropped)
-        }
-        spectra.append(MatrixSpectrum(
-            name: record.name, type: record.type, rows: record.rows, columns: record.columns,
-            singularValues: Array(spectrum.singularValues.prefix(r)), inputEnergy: Array(spectrum.inputEnergy.prefix(r)),
-            activationEnergy: record.activationEnergy ?? 0, weightEnergy: record.weightEnergy ?? 0,
-            relativeQuantizationError: table.filter { options.bits.contains($0.key) },
-            droppedWeights: options.order == .feedback ? dropped : nil))
-        progress(index + 1, matrices.count, record.name)
+            done += 1
+            progress(done, matrices.count, matrices[index].name)
+        })
+    switch outcome {
+    case .completed: return measured.map { $0!.spectrum }
+    case .stopped: throw .stopped
+    case let .failed(_, error): throw error
     }
-    return spectra
+}
+
+/// One matrix's spectrum with its table, read from the cache or measured (and cached); `cached`
+/// when nothing had to be measured.
+func measuredSpectrum(
+    store: SpectrumStore, record: StoreManifest.MatrixRecord, calibration: CalibrationSet?, calibrationKey: String,
+    options: MeasurementOptions, folder: URL, hessians: HessianCache
+) throws(QuantizationError) -> (spectrum: MatrixSpectrum, cached: Bool) {
+    let spectrum: (singularValues: [Double], inputEnergy: [Double])
+    do { spectrum = try store.spectrum(of: record) } catch { throw .store(error) }
+    let r = record.storedRank ?? 0
+    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+    let method: QuantizationMethod = entry == nil ? .rtn : options.method
+    let fileName = ((record.file ?? record.name) as NSString).lastPathComponent
+    let cache = ErrorTableCache(
+        url: folder.appendingPathComponent(fileName),
+        metadata: [
+            "deltaplan.errors.format": ErrorTableCache.formatVersion,
+            "tensor": record.name,
+            "method": method.rawValue,
+            "order": options.order.rawValue,
+            "group_size": String(options.groupSize),
+            "dampening": String(options.dampening),
+            "calibration": calibrationKey,
+            "matrix_sha256": record.fileSHA256 ?? "",
+            "stored_rank": String(r),
+            "chunk_size": String(options.chunkSize),
+        ])
+    var (table, dropped) = cache.read(rank: r)
+    let missing = options.bits.filter { table[$0] == nil }
+    let needsDropped = options.order == .feedback && dropped == nil
+    if !missing.isEmpty || needsDropped {
+        let factors: StoredFactors
+        do { factors = try store.factors(of: record) } catch { throw .store(error) }
+        var hessian: Matrix<Float>?, prepared: PreparedHessian?
+        if let entry, let calibration {
+            (hessian, prepared) = try hessians.get(entry, calibration: calibration,
+                                                   prepare: method == .gptq && missing.contains { (2...8).contains($0) },
+                                                   dampening: options.dampening)
+        }
+        if !missing.isEmpty {
+            var measureOptions = options
+            measureOptions.bits = missing
+            let measured = try measure(factors, hessian: hessian, options: measureOptions, preparedV: prepared,
+                                       droppedWeights: needsDropped)
+            table.merge(measured.table) { _, new in new }
+            if needsDropped { dropped = measured.dropped }
+        } else if needsDropped {
+            dropped = droppedErrorWeights(factors, hessian: hessian, order: .feedback, dampening: options.dampening)
+        }
+        try cache.write(table, dropped: dropped)
+    }
+    let result = MatrixSpectrum(
+        name: record.name, type: record.type, rows: record.rows, columns: record.columns,
+        singularValues: Array(spectrum.singularValues.prefix(r)), inputEnergy: Array(spectrum.inputEnergy.prefix(r)),
+        activationEnergy: record.activationEnergy ?? 0, weightEnergy: record.weightEnergy ?? 0,
+        relativeQuantizationError: table.filter { options.bits.contains($0.key) },
+        droppedWeights: options.order == .feedback ? dropped : nil)
+    return (result, missing.isEmpty && !needsDropped)
+}
+
+/// What measuring one matrix holds at its peak, in bytes (for ``Parallelism/memoryLimit``): H and
+/// its GPTQ preparation (h_in² Floats each), the factors, Vᵀ H V (r²), and a width's `r × h_in`
+/// products (Vᵀ, Vᵀ H, GPTQ's working copy and errors, Δ) and a chunk's.
+func measurementBytes(_ record: StoreManifest.MatrixRecord, options: MeasurementOptions, calibrated: Bool) -> Int {
+    let (m, n, r) = (record.rows, record.columns, record.storedRank ?? 0)
+    let c = min(r, options.chunkSize)
+    let hessians = calibrated ? 2 * n * n : 0
+    return 4 * (hessians + r * (m + n) + r * r + 5 * r * n + 4 * c * m) + r * n
 }
 
 /// Checks that `calibration` is the one the store was made with; returns the key recorded in
@@ -125,6 +169,9 @@ func checkCalibration(store: SpectrumStore, calibration: CalibrationSet?) throws
 /// One matrix's cached error table.
 struct ErrorTableCache {
     static let folder = "errors"
+    /// 3: measured in chunks (`chunk_size`); 2: one segment of all stored vectors, with the
+    /// feedback order's searched clipping ranges. Tables of another format are measured again.
+    static let formatVersion = "3"
     var url: URL
     var metadata: [String: String]
 
@@ -167,32 +214,72 @@ struct ErrorTableCache {
 }
 
 /// The last few calibration Grams (and their GPTQ preparations) by entry: q/k/v and gate/up
-/// share entries, and matrices come layer by layer.
-struct HessianCache {
+/// share entries, and matrices come layer by layer. Thread-safe: an entry is read and prepared
+/// once, by the first thread that asks; the others wait for it. `@unchecked Sendable`: every
+/// stored property is accessed with `condition` held.
+final class HessianCache: @unchecked Sendable {
     let capacity: Int
+    private let condition = NSCondition()
     private var order: [String] = []
     private var grams: [String: Matrix<Float>] = [:]
     private var prepared: [String: PreparedHessian] = [:]
+    /// Entries a thread is reading or preparing.
+    private var busy: Set<String> = []
 
     init(capacity: Int) { self.capacity = capacity }
 
-    mutating func get(
+    func get(
         _ entry: String, calibration: CalibrationSet, prepare: Bool, dampening: Double
     ) throws(QuantizationError) -> (Matrix<Float>, PreparedHessian?) {
-        if grams[entry] == nil {
-            let gram: Matrix<Float>
-            do { gram = try calibration.gram(ofEntry: entry) } catch { throw .store(error) }
-            grams[entry] = gram
-            order.append(entry)
-            while order.count > capacity {
-                let old = order.removeFirst()
-                grams[old] = nil
-                prepared[old] = nil
+        condition.lock()
+        while busy.contains(entry) { condition.wait() }
+        if let gram = grams[entry], !prepare || prepared[entry] != nil {
+            defer { condition.unlock() }
+            touch(entry)
+            return (gram, prepare ? prepared[entry] : nil)
+        }
+        busy.insert(entry)
+        var gram = grams[entry]
+        condition.unlock()
+        var made: PreparedHessian?
+        let failure: QuantizationError?
+        do throws(QuantizationError) {
+            if gram == nil {
+                do { gram = try calibration.gram(ofEntry: entry) } catch { throw .store(error) }
             }
+            if prepare {
+                made = try PreparedHessian(hessian: gram!, dampening: dampening, name: "calibration Hessian of \(entry)")
+            }
+            failure = nil
+        } catch { failure = error }
+        condition.lock()
+        defer { condition.broadcast(); condition.unlock() }
+        busy.remove(entry)
+        if let failure { throw failure }
+        grams[entry] = gram
+        if let made { prepared[entry] = made }
+        touch(entry)
+        while order.count > capacity, let old = order.first(where: { !busy.contains($0) && $0 != entry }) {
+            order.removeAll { $0 == old }
+            grams[old] = nil
+            prepared[old] = nil
         }
-        if prepare, prepared[entry] == nil {
-            prepared[entry] = try PreparedHessian(hessian: grams[entry]!, dampening: dampening, name: "calibration Hessian of \(entry)")
-        }
-        return (grams[entry]!, prepare ? prepared[entry] : nil)
+        return (gram!, prepare ? prepared[entry] : nil)
+    }
+
+    /// Forgets `entry` (no later matrix reads it); a thread reading it keeps its copy.
+    func release(_ entry: String) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !busy.contains(entry) else { return }
+        order.removeAll { $0 == entry }
+        grams[entry] = nil
+        prepared[entry] = nil
+    }
+
+    /// Marks `entry` most recently used. Call with `condition` held.
+    private func touch(_ entry: String) {
+        order.removeAll { $0 == entry }
+        order.append(entry)
     }
 }

@@ -1,6 +1,7 @@
 import Analysis
 import ArtifactFormat
 import Foundation
+import LinearAlgebra
 import ModelProfiles
 import Optimizer
 import Quantization
@@ -23,11 +24,12 @@ public struct StorePlanning: Sendable {
     ///   - objective: what plans minimize; nil takes the strongest objective the store's statistics
     ///     support for every matrix (`paired` > `kronecker` > `activation`). A stronger objective
     ///     than the store supports is an error.
+    ///   - parallelism: matrices measured at once (tables identical for every thread count).
     ///   - progress: measurement progress, (done, total, matrix name) after each matrix.
     ///   - shouldStop: checked before each matrix of the measurement pass (``QuantizationError/stopped``).
     public init(
         store url: URL, calibration: URL? = nil, measurement: MeasurementOptions = MeasurementOptions(),
-        objective: ErrorObjective? = nil,
+        objective: ErrorObjective? = nil, parallelism: Parallelism = .serial,
         progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
     ) throws(QuantizationError) {
         do { store = try SpectrumStore(at: url) } catch { throw .store(error) }
@@ -40,7 +42,8 @@ public struct StorePlanning: Sendable {
             throw .invalidOption(option: "--objective", reason: "the store \(url.path) supports the \(supported.rawValue) objective at most (capture output sensitivities with `deltaplan-model capture` for more)")
         }
         self.objective = chosen
-        var spectra = try measuredSpectra(store: store, calibration: set, options: measurement, progress: progress, shouldStop: shouldStop)
+        var spectra = try measuredSpectra(store: store, calibration: set, options: measurement, parallelism: parallelism,
+                                          progress: progress, shouldStop: shouldStop)
         if chosen != .activation {
             for (i, record) in store.matrices.enumerated() {
                 let projection: (weights: [Double], dropped: [Double])?

@@ -26,6 +26,9 @@ public struct PreparedHessian: Sendable {
     public let inverseFactor: Matrix<Float>
     /// The dampening finally used, as a fraction of mean(diag H).
     public let dampening: Double
+    /// λ = dampening · mean(diag H) as added to the diagonal (Float32), dead columns' 1 included
+    /// in the mean: the damped H is H + λI with 1 + λ on dead columns' diagonal.
+    public let lambda: Float
     public let warnings: [QuantizationWarning]
 
     /// - Throws: ``QuantizationError/shapeMismatch(what:expected:found:)`` for a non-square H,
@@ -55,9 +58,10 @@ public struct PreparedHessian: Sendable {
         meanDiagonal /= Double(max(n, 1))
         var damp = dampening
         var factor: Matrix<Float>?
+        var lambda: Float = 0
         for attempt in 0...max(0, maxRetries) {
             // Steps 1–3 into a fresh buffer (the failed attempt's was overwritten in place).
-            let lambda = Float(damp * meanDiagonal)
+            lambda = Float(damp * meanDiagonal)
             let damped: Matrix<Float>
             if let p = permutation {
                 damped = Matrix(rows: n, columns: n) { i, j in i == j ? diagonal(p[i]) + lambda : hessian[p[i], p[j]] }
@@ -79,6 +83,7 @@ public struct PreparedHessian: Sendable {
         self.permutation = permutation
         self.inverseFactor = factor
         self.dampening = damp
+        self.lambda = lambda
         self.warnings = warnings
     }
 }
@@ -137,6 +142,17 @@ public struct GPTQ: Sendable, Hashable {
 
     /// Quantizes `w` with an already prepared Hessian (its act-order and dampening are used).
     public func quantize(_ w: Matrix<Float>, prepared: PreparedHessian) throws(QuantizationError) -> QuantizedWeight {
+        try quantizeKeepingErrors(w, prepared: prepared, keep: false).weight
+    }
+
+    /// ``quantize(_:prepared:)``, and the scaled errors E (`rows × columns`, in processing order):
+    /// eⱼ = (wⱼ′ − ŵⱼ)/U_jj for the error-updated column wⱼ′. In exact arithmetic the total update is
+    /// W − Ŵ = E·U (W with dead columns zeroed, in processing order), so with H_d the damped H that
+    /// U factors (H_d⁻¹ = UᵀU):  (W − Ŵ) H_d (W − Ŵ)ᵀ = E U H_d Uᵀ Eᵀ = E Eᵀ,  GPTQ's loss as a
+    /// `rows × rows` Gram without an n × n product. Nil `errors` unless `keep`.
+    func quantizeKeepingErrors(
+        _ w: Matrix<Float>, prepared: PreparedHessian, keep: Bool
+    ) throws(QuantizationError) -> (weight: QuantizedWeight, errors: Matrix<Float>?) {
         try validateBits(bits)
         guard groupSize > 0, blockSize > 0 else {
             throw .invalidOption(option: "group/block size", reason: "must be positive, got \(groupSize)/\(blockSize)")
@@ -157,12 +173,14 @@ public struct GPTQ: Sendable, Hashable {
             let j = prepared.permutation?[p] ?? p
             if !prepared.dead[j] { work.setColumn(p, to: w.column(j)) }
         }
-        var codes = [UInt8](repeating: 0, count: rows * n)
+        // Codes column by column in processing order (contiguous writes), made row-major at the end.
+        var columnCodes = [UInt8](repeating: 0, count: rows * n)
         var scales = [Float16](repeating: 0, count: rows * groups)
         var zeros = [Float16](repeating: 0, count: rows * groups)
         var grids = [GroupGrid]()
         let hinv = prepared.inverseFactor
 
+        var kept = keep ? Matrix<Float>(rows: rows, columns: n) : nil
         var i1 = 0
         while i1 < n {
             let i2 = min(i1 + block, n), count = i2 - i1
@@ -182,13 +200,16 @@ public struct GPTQ: Sendable, Hashable {
                         let column = pw.baseAddress! + i * rows
                         let e = errors.withUnsafeMutableBufferPointer { $0.baseAddress! + (i - i1) * rows }
                         grids.withUnsafeBufferPointer { pg in
-                            for r in 0..<rows {
-                                let x = column[r]
-                                let q = pg[r].code(x)
-                                let v = pg[r].value(ofCode: q)
-                                codes[r * n + i] = UInt8(q)
-                                column[r] = v
-                                e[r] = (x - v) / d
+                            columnCodes.withUnsafeMutableBufferPointer { pc in
+                                let c = pc.baseAddress! + i * rows
+                                for r in 0..<rows {
+                                    let x = column[r]
+                                    let q = pg[r].code(x)
+                                    let v = pg[r].value(ofCode: q)
+                                    c[r] = UInt8(q)
+                                    column[r] = v
+                                    e[r] = (x - v) / d
+                                }
                             }
                         }
                         for l in (i + 1)..<i2 {
@@ -199,40 +220,45 @@ public struct GPTQ: Sendable, Hashable {
                     }
                 }
             }
-            // Lazy batch update of the columns after the block.
+            // Lazy batch update of the columns after the block: W[:, i₂:] −= E·U[i₁:i₂, i₂:], one
+            // GEMM on the blocks in place.
+            let errorMatrix = Matrix(rows: rows, columns: count, elements: errors)
             if i2 < n {
-                let errorMatrix = Matrix(rows: rows, columns: count, elements: errors)
-                let chunk = 1024
-                var c0 = i2
-                while c0 < n {
-                    let c1 = min(c0 + chunk, n)
-                    let part = Matrix<Float>(rows: count, columns: c1 - c0) { a, b in hinv[i1 + a, c0 + b] }
-                    let update = checked { try multiply(errorMatrix, part) }
-                    work.withUnsafeMutableBufferPointer { pw in
-                        update.withUnsafeBufferPointer { pu in
-                            let base = pw.baseAddress! + c0 * rows
-                            for t in 0..<pu.count { base[t] -= pu[t] }
-                        }
+                multiplyAdd(errorMatrix, .all(errorMatrix), hinv, MatrixBlock(rows: i1..<i2, columns: i2..<n),
+                            alpha: -1, beta: 1, into: &work, MatrixBlock(rows: 0..<rows, columns: i2..<n))
+            }
+            if keep {
+                errorMatrix.withUnsafeBufferPointer { pe in
+                    kept!.withUnsafeMutableBufferPointer { pk in
+                        (pk.baseAddress! + i1 * rows).update(from: pe.baseAddress!, count: rows * count)
                     }
-                    c0 = c1
                 }
             }
             i1 = i2
         }
 
-        // Back to the original column order.
+        // Back to the original column order; codes row-major (`codes[r·n + j]`), by tiles.
         var out = work
         if let permutation = prepared.permutation {
-            var reordered = [UInt8](repeating: 0, count: rows * n)
-            for p in 0..<n {
-                let j = permutation[p]
-                out.setColumn(j, to: work.column(p))
-                for r in 0..<rows { reordered[r * n + j] = codes[r * n + p] }
-            }
-            codes = reordered
+            for p in 0..<n { out.setColumn(permutation[p], to: work.column(p)) }
         }
-        return QuantizedWeight(rows: rows, columns: n, bits: bits, groupSize: group, codes: codes, scales: scales,
-                               zeros: zeros, halfValues: [], permutation: prepared.permutation, dequantized: out,
-                               dampening: prepared.dampening, warnings: prepared.warnings)
+        var codes = [UInt8](repeating: 0, count: rows * n)
+        codes.withUnsafeMutableBufferPointer { pc in
+            columnCodes.withUnsafeBufferPointer { pcc in
+                let tile = 64
+                for r0 in stride(from: 0, to: rows, by: tile) {
+                    for p0 in stride(from: 0, to: n, by: tile) {
+                        for p in p0..<min(p0 + tile, n) {
+                            let j = prepared.permutation?[p] ?? p
+                            for r in r0..<min(r0 + tile, rows) { pc[r * n + j] = pcc[p * rows + r] }
+                        }
+                    }
+                }
+            }
+        }
+        let weight = QuantizedWeight(rows: rows, columns: n, bits: bits, groupSize: group, codes: codes, scales: scales,
+                                     zeros: zeros, halfValues: [], permutation: prepared.permutation, dequantized: out,
+                                     dampening: prepared.dampening, warnings: prepared.warnings)
+        return (weight, kept)
     }
 }

@@ -144,27 +144,10 @@ public struct MatrixQuantizer: Sendable {
             }
         }
 
-        // 2. U toward U* under H_U = S G S.
-        let s = sigmaHat.map { Float($0) }
-        var hu = g
-        for j in 0..<c { for i in 0..<c { hu[i, j] *= s[i] * s[j] } }
-        let uSegment = factors.u.columnSlice(range).matrix
-        let uStar = leastSquaresTarget(c: cMatrix, scale: s, hu: hu, prior: uSegment, dampening: options.dampening,
-                                       warnings: &warnings) ?? uSegment
-        let uq = try SegmentWork.quantizeU(uStar, bits: segment.bits, options: options, calibrated: hessian != nil, hu: hu)
-
-        // 3. σ refit.
-        let refit = refitSingularValues(u: uq.dequantized, g: g, c: cMatrix, prior: s, dampening: options.dampening,
-                                        warnings: &warnings)
-        var sigma = sigmaHat
-        if let refit {
-            let halves = refit.map { Float16($0) }
-            if halves.allSatisfy(\.isFinite) {
-                sigma = halves
-            } else {
-                warnings.append(.feedbackFellBack(system: Self.sigmaSystem, reason: "a refitted value does not fit in F16"))
-            }
-        }
+        // 2–3. U toward U* under H_U = S G S, quantized; σ refitted.
+        let fit = try FeedbackFit(c: cMatrix, g: g, sigmaHat: sigmaHat, uSegment: factors.u.columnSlice(range).matrix,
+                                  bits: segment.bits, options: options, calibrated: hessian != nil, warnings: &warnings)
+        let (uq, sigma, s) = (fit.u, fit.sigma, fit.sigmaHat)
 
         // 4. Keep ΔŴ_j's factors for the next segments.
         let sigmaTilde = sigma.map { Float($0) }
@@ -178,11 +161,55 @@ public struct MatrixQuantizer: Sendable {
 
         var result = QuantizedSegment(segment: segment, rows: hOut, columns: hIn, vt: vq, u: uq, singularValues: sigma)
         result.feedbackWarnings = warnings
-        return SegmentWork(result: result, products: .feedback(.init(uStar: uStar, sigmaHat: s, vHatH: vHatH, g: g)))
+        return SegmentWork(result: result, products: .feedback(.init(uStar: fit.uStar, sigmaHat: s, vHatH: vHatH, g: g)))
     }
 
     static let targetSystem = "least-squares target of U (Σ̂ V̂ᵀ H V̂ Σ̂)"
     static let sigmaSystem = "σ refit ((ÛᵀÛ) ∘ (V̂ᵀ H V̂))"
+}
+
+/// Steps 2–3 of error feedback for one segment (``MatrixQuantizer``), given C = T H V̂
+/// (`h_out × c`) and G = V̂ᵀ H V̂: U toward its least-squares target U* under H_U = S G S (the SVD's
+/// U_seg when the damped system stays singular), quantized, and σ refitted (σ̂ kept when the refit
+/// fails or leaves F16). The measurement pass runs the same steps on its chunks.
+struct FeedbackFit {
+    /// F16(σ_seg) as Float: S.
+    let sigmaHat: [Float]
+    /// H_U = S G S.
+    let hu: Matrix<Float>
+    let uStar: Matrix<Float>
+    let u: QuantizedWeight
+    /// σ̃ (σ̂ after a fallback).
+    let sigma: [Float16]
+
+    init(
+        c: Matrix<Float>, g: Matrix<Float>, sigmaHat halves: [Float16], uSegment: Matrix<Float>, bits: Int,
+        options: SegmentOptions, calibrated: Bool, warnings: inout [QuantizationWarning]
+    ) throws(QuantizationError) {
+        let n = halves.count
+        let s = halves.map { Float($0) }
+        var hu = g
+        for j in 0..<n { for i in 0..<n { hu[i, j] *= s[i] * s[j] } }
+        let uStar = leastSquaresTarget(c: c, scale: s, hu: hu, prior: uSegment, dampening: options.dampening,
+                                       warnings: &warnings) ?? uSegment
+        let uq = try SegmentWork.quantizeU(uStar, bits: bits, options: options, calibrated: calibrated, hu: hu)
+        let refit = refitSingularValues(u: uq.dequantized, g: g, c: c, prior: s, dampening: options.dampening,
+                                        warnings: &warnings)
+        var sigma = halves
+        if let refit {
+            let refitted = refit.map { Float16($0) }
+            if refitted.allSatisfy(\.isFinite) {
+                sigma = refitted
+            } else {
+                warnings.append(.feedbackFellBack(system: MatrixQuantizer.sigmaSystem, reason: "a refitted value does not fit in F16"))
+            }
+        }
+        self.sigmaHat = s
+        self.hu = hu
+        self.uStar = uStar
+        self.u = uq
+        self.sigma = sigma
+    }
 }
 
 /// U* = (C S + λ U_p D)(H_U + λD)⁻¹ (see ``MatrixQuantizer``), `h_out × c`; nil when the damped

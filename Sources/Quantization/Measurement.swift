@@ -17,14 +17,24 @@ public struct MeasurementOptions: Sendable, Hashable {
     public var dampening: Double
     /// The bit-widths to measure: 1…8 and 16.
     public var bits: [Int]
+    /// The most vectors measured as one segment: the stored vectors are split into
+    /// ⌈r / chunkSize⌉ consecutive chunks of (nearly) equal length, each quantized on its own
+    /// (``measureQuantizationErrors(_:hessian:options:preparedV:)``).
+    public var chunkSize: Int
 
-    public init(method: QuantizationMethod = .default, order: SegmentOrder = .default, groupSize: Int = StorageModel.defaultGroupSize, dampening: Double = QuantizationMethod.defaultDampening,
-                bits: [Int] = [16, 8, 4, 3, 2, 1]) {
+    /// ``chunkSize``'s default: a few times the group size, as long as a plan's longer segments
+    /// (BENCHMARKS.md, "measurement pass").
+    public static let defaultChunkSize = 256
+
+    public init(method: QuantizationMethod = .default, order: SegmentOrder = .default, groupSize: Int = StorageModel.defaultGroupSize,
+                dampening: Double = QuantizationMethod.defaultDampening, bits: [Int] = [16, 8, 4, 3, 2, 1],
+                chunkSize: Int = defaultChunkSize) {
         self.method = method
         self.order = order
         self.groupSize = groupSize
         self.dampening = dampening
         self.bits = bits
+        self.chunkSize = chunkSize
     }
 
     package func validate() throws(QuantizationError) {
@@ -35,6 +45,7 @@ public struct MeasurementOptions: Sendable, Hashable {
             throw .invalidOption(option: "bits", reason: "give each bit-width once, got \(bits)")
         }
         guard groupSize > 0 else { throw .invalidOption(option: "group size", reason: "must be positive, got \(groupSize)") }
+        guard chunkSize > 0 else { throw .invalidOption(option: "chunk size", reason: "must be positive, got \(chunkSize)") }
         guard dampening >= 0, dampening.isFinite else {
             throw .invalidOption(option: "dampening", reason: "must be a finite fraction ≥ 0, got \(dampening)")
         }
@@ -44,33 +55,30 @@ public struct MeasurementOptions: Sendable, Hashable {
 /// eᵢ(k) for every stored vector i and every k in `options.bits`: the relative activation error of
 /// vector i quantized at k bits, measured by quantizing the way the backend does.
 ///
-/// For each k, all stored vectors [0, r) are quantized as one segment in `options.order`
-/// (``quantizeSegment(_:segment:hessian:options:preparedV:)``; with error feedback U is quantized
-/// toward its least-squares target given V̂ for the whole stored-rank ΔW and σ is refitted, as
-/// ``MatrixQuantizer`` does for a plan's first segment) and the segment's activation error is
-/// split over its vectors. Paper: ``attributedErrors(of:factors:hessian:)`` (V part per row, U
-/// part and the V–U cross term per column of δU = U − Û). Feedback: the same split around U's
-/// least-squares target instead of the SVD's U (``attributeFeedback(_:factors:vtH:feedback:)``:
-/// the V part is what the least-squares combination of V̂ᵀ X misses of σᵢ vᵢᵀ X, the U part U's
-/// quantization relative to U* after the σ refit); around the SVD's U, δU would carry U*'s
-/// compensation and its per-vector parts, large and of both signs, predicted nothing (a plan's
-/// total came out negative). Either split sums exactly to the segment's error. Then
+/// The stored vectors [0, r) are split into ⌈r / `options.chunkSize`⌉ consecutive chunks of
+/// (nearly) equal length. For each chunk and each k, the chunk is quantized as one segment in
+/// `options.order`, the way the backend quantizes a plan's only segment of a matrix whose stored
+/// rank is the chunk (V̂ᵀ by GPTQ under H; with error feedback U toward its least-squares target
+/// given V̂ — the chunk's own vectors — and σ refitted, as ``MatrixQuantizer`` does), and the
+/// segment's activation error is split over its vectors (``ChunkMeasurement``: V part per row,
+/// U part and cross term per column, around the SVD's U in the paper's order and around U's
+/// least-squares target with feedback; either split sums exactly to the segment's error). Then
 /// eᵢ(k) = εᵢ(k) / (σᵢ² gᵢ), and 0 when σᵢ² gᵢ = 0 (a vector that carries no activation).
 ///
-/// Approximation: a plan's segments are shorter than [0, r), so the vectors of a real segment see
-/// other grids and another H_U, and a short segment has fewer later columns of U for GPTQ to push
-/// its rounding error into (and, with feedback, fewer inputs V̂ᵀ X to fit with); the error model
-/// also drops cross terms between segments. On the test suite's 96 × 160 synthetic matrix with a
-/// strongly correlated H, in the paper's order an 8+3+2 plan keeping 40 of 64 vectors has its
-/// quantized part predicted at 0.62× the actual error (the total, with the dropped vectors,
-/// within 20%), and a plan keeping all 64 at 0.85× (feedback: 0.85× too): the measured eᵢ(k)
-/// are optimistic for short segments.
+/// Approximation: a plan's segments have other lengths than the chunks, so their vectors see other
+/// grids and another H_U (GPTQ pushes the rounding error of a segment's early columns of U into its
+/// later ones, and with feedback U* fits more vectors with more inputs in a longer segment); the
+/// error model also drops cross terms between segments. On the development pair, chunks of 256
+/// predict plans as well as one segment of all r vectors did (BENCHMARKS.md, "measurement pass").
+/// GPTQ quantizes the rows of Vᵀ independently, so V̂ is the same whatever the chunks.
 ///
-/// Cost per k, for an h_out × h_in matrix with r vectors: GPTQ of an r × h_in and an h_out × r
-/// weight (≈ r·h_in² + h_out·r² flops of GEMM plus (5/3)·r³ for H_U's factor) and ≈ 2·r·h_in²
-/// + 3·r²·max(h_in, h_out) flops of products; plus, once, (5/3)·h_in³ for H's factor (pass it
-/// as `preparedV` to share it) and r·h_in² for Vᵀ H. Feedback adds ≈ r²·(h_in + 3·h_out) flops
-/// of products and a Float64 r × r Cholesky with h_out right-hand sides (``MatrixQuantizer``).
+/// Cost, for an h_out × h_in matrix with r vectors in chunks of c: once, r·h_in² for Vᵀ H (and,
+/// for `droppedWeights`, r²·h_in for Vᵀ H V); per k, GPTQ of the r × h_in rows of Vᵀ (≈ r·h_in²;
+/// 16 and 1 bits: a triangular solve of the same cost instead) and, per chunk, products of
+/// c²·(h_in + h_out) flops (the segment's Grams come from GPTQ's own errors: no V̂ᵀ H,
+/// ``ChunkMeasurement``) and GPTQ of U (h_out·c² plus c³): r·c·(h_in + h_out) in all instead of
+/// r²·(h_in + h_out). Memory: a few `c × h_in` and `h_out × c` matrices, r² for Vᵀ H V.
+/// Pass H's GPTQ preparation as `preparedV` to share it across matrices.
 public func measureQuantizationErrors(
     _ factors: StoredFactors, hessian: Matrix<Float>?, options: MeasurementOptions, preparedV: PreparedHessian? = nil
 ) throws(QuantizationError) -> [Int: [Double]] {
@@ -78,7 +86,7 @@ public func measureQuantizationErrors(
 }
 
 /// ``measureQuantizationErrors(_:hessian:options:preparedV:)``, and with `droppedWeights` also
-/// ``droppedErrorWeights(_:hessian:order:dampening:)`` from the same Vᵀ H.
+/// ``droppedErrorWeights(_:hessian:order:dampening:)`` (feedback order) from the same Vᵀ H.
 package func measure(
     _ factors: StoredFactors, hessian: Matrix<Float>?, options: MeasurementOptions, preparedV: PreparedHessian?,
     droppedWeights: Bool
@@ -90,30 +98,44 @@ package func measure(
         throw .shapeMismatch(what: "stored spectrum (σ, g)", expected: Shape(rows: r, columns: 2),
                              found: Shape(rows: min(factors.inputEnergy.count, factors.singularValues.count), columns: 2))
     }
+    if let hessian, hessian.rows != factors.v.rows || hessian.columns != factors.v.rows {
+        throw .shapeMismatch(what: "calibration Hessian", expected: Shape(rows: factors.v.rows, columns: factors.v.rows), found: hessian.shape)
+    }
     let method: QuantizationMethod = hessian == nil ? .rtn : options.method
     let segmentOptions = SegmentOptions(method: method, order: options.order, groupSize: options.groupSize, dampening: options.dampening)
     var prepared = preparedV
     if prepared == nil, method == .gptq, let hessian, options.bits.contains(where: { (2...8).contains($0) }) {
         prepared = try PreparedHessian(hessian: hessian, dampening: options.dampening, name: "calibration Hessian")
     }
-    let vtH = try applyHessian(factors.v.transposed(), hessian)
+    let measurement = try MatrixMeasurement(factors, hessian: hessian, prepared: prepared, options: segmentOptions,
+                                            chunkSize: options.chunkSize)
     var table: [Int: [Double]] = [:]
     for k in options.bits {
-        var quantizer = try MatrixQuantizer(factors, segments: [Segment(start: 0, end: r, bits: k)], hessian: hessian,
-                                            options: segmentOptions, preparedV: prepared)
-        let work = try quantizer.nextWork()
-        let errors = switch work.products {
-        case let .paper(bh, hu): attribute(work.result, factors: factors, vtH: vtH, bh: bh, hu: hu)
-        case let .feedback(products): attributeFeedback(work.result, factors: factors, vtH: vtH, feedback: products)
-        }
+        let errors = try measurement.errors(bits: k)
         table[k] = (0..<r).map { i in
             let sigma = Double(factors.singularValues[i])
             let weight = sigma * sigma * factors.inputEnergy[i]
             return weight > 0 && weight.isFinite ? errors[i] / weight : 0
         }
     }
-    let dropped = droppedWeights ? feedbackDroppedWeights(factors, vtH: vtH, dampening: options.dampening) : nil
+    let dropped = droppedWeights ? feedbackDroppedWeights(factors, gram: measurement.fullGram(), dampening: options.dampening) : nil
     return (table, dropped)
+}
+
+/// ⌈rank / size⌉ consecutive ranges covering [0, rank), their lengths differing by at most one
+/// (the longer ones first).
+func measurementChunks(rank: Int, size: Int) -> [Range<Int>] {
+    precondition(rank >= 0 && size > 0)
+    guard rank > 0 else { return [] }
+    let count = (rank + size - 1) / size
+    let (base, extra) = rank.quotientAndRemainder(dividingBy: count)
+    var ranges: [Range<Int>] = [], start = 0
+    for j in 0..<count {
+        let end = start + base + (j < extra ? 1 : 0)
+        ranges.append(start..<end)
+        start = end
+    }
+    return ranges
 }
 
 /// The weights wᵢ of the error model's dropped part: dropping the stored vectors from K on costs
@@ -140,7 +162,8 @@ public func droppedErrorWeights(
 ) -> [Double] {
     guard order == .feedback, factors.storedRank > 0 else { return paperDroppedWeights(factors) }
     let vtH = hessian.map { h in checked { try multiply(factors.v, transposeA: true, h) } } ?? factors.v.transposed()
-    return feedbackDroppedWeights(factors, vtH: vtH, dampening: dampening)
+    let gram = checked { try multiply(vtH, factors.v) }
+    return feedbackDroppedWeights(factors, gram: gram, dampening: dampening)
 }
 
 /// σᵢ² gᵢ.
@@ -148,11 +171,12 @@ func paperDroppedWeights(_ factors: StoredFactors) -> [Double] {
     (0..<factors.storedRank).map { i in Double(factors.singularValues[i]) * Double(factors.singularValues[i]) * factors.inputEnergy[i] }
 }
 
-/// ``droppedErrorWeights(_:hessian:order:dampening:)`` in the feedback order, given V_rᵀ H (`r × h_in`).
-func feedbackDroppedWeights(_ factors: StoredFactors, vtH: Matrix<Float>, dampening: Double) -> [Double] {
+/// ``droppedErrorWeights(_:hessian:order:dampening:)`` in the feedback order, given the Gram
+/// V_rᵀ H V_r (`r × r`).
+func feedbackDroppedWeights(_ factors: StoredFactors, gram g: Matrix<Float>, dampening: Double) -> [Double] {
     let r = factors.storedRank
     guard r > 0 else { return [] }
-    let g = checked { try multiply(vtH, factors.v) }
+    precondition(g.rows == r && g.columns == r)
     let diagonal = (0..<r).map { Double(g[$0, $0]) }
     let positive = diagonal.filter { $0 > 0 }
     let fill = positive.isEmpty ? 1 : positive.reduce(0, +) / Double(positive.count)

@@ -87,24 +87,58 @@ struct GroupGrid {
         }
         guard hi > lo else { scale = 0; zero = symmetric ? ((maxq + 1) / 2).rounded(.down) : 0; return }
         scale = try Self.roundUpToHalf((hi - lo) / maxq)
-        zero = symmetric ? ((maxq + 1) / 2).rounded(.down) : (-lo / scale).rounded(.toNearestOrEven)
+        // |−lo/scale| ≤ maxq ≤ 255: roundToEven is exact there, except that it turns −0 (lo = 0) into +0,
+        // which the stored F16 zero would show.
+        let z = -lo / scale
+        zero = symmetric ? ((maxq + 1) / 2).rounded(.down) : z == 0 ? z : roundToEven(z)
     }
 
-    /// The smallest F16 value ≥ x (x > 0).
+    /// A grid with these scale and zero.
+    init(scale: Float, zero: Float, maxq: Float) {
+        self.scale = scale
+        self.zero = zero
+        self.maxq = maxq
+    }
+
+    /// The smallest F16 value ≥ x (x > 0), by the bits of x (F16 conversions are library calls on
+    /// baseline x86-64): for a normal F16, x's Float32 mantissa rounded up to 10 bits (a carry
+    /// moves to the exponent); below 2⁻¹⁴, the next multiple of 2⁻²⁴ (F16's subnormal spacing).
+    /// The same value as Float16(x), then `nextUp` when it fell below x (tested).
     static func roundUpToHalf(_ x: Float) throws(QuantizationError) -> Float {
-        var h = Float16(x)
-        if Float(h) < x { h = h.nextUp }
-        guard h.isFinite else { throw .notRepresentableInF16(what: "quantization scale", value: Double(x)) }
-        return Float(h)
+        guard x <= 65504 else { throw .notRepresentableInF16(what: "quantization scale", value: Double(x)) }
+        if x >= 0x1p-14 {
+            let bits = x.bitPattern
+            let dropped: UInt32 = (1 << 13) - 1
+            return bits & dropped == 0 ? x : Float(bitPattern: (bits & ~dropped) + (1 << 13))
+        }
+        return (x * 0x1p24).rounded(.up) * 0x1p-24
     }
 
     /// The code of `w`: clamp(round(w/scale) + zero, 0, maxq) (ties to even); `zero` when scale = 0.
+    ///
+    /// Rounds with ``roundToEven(_:)`` (two additions) rather than `rounded(.toNearestOrEven)`, which
+    /// baseline x86-64 code compiles to a call of `rintf`: the same code for every input (see there).
     @inline(__always) func code(_ w: Float) -> Float {
         guard scale > 0 else { return zero }
-        return Swift.min(Swift.max((w / scale).rounded(.toNearestOrEven) + zero, 0), maxq)
+        return Swift.min(Swift.max(roundToEven(w / scale) + zero, 0), maxq)
     }
 
     @inline(__always) func value(ofCode q: Float) -> Float { scale * (q - zero) }
+}
+
+/// 1.5·2²³: adding and subtracting it rounds a Float of magnitude below 2²² to the nearest integer,
+/// ties to even (the sum lies in (2²³, 2²⁴), where the spacing of Floats is 1, and the constant is even).
+let roundingMagic: Float = 12_582_912
+
+/// round(x) ties to even for |x| < 2²², by (x + 1.5·2²³) − 1.5·2²³. Beyond, off by at most 2 with the
+/// right sign, which the clamp of a code to [0, 2^bits − 1] (bits ≤ 8) makes irrelevant: every
+/// caller clamps. Exact IEEE additions (Swift never reassociates them).
+@inline(__always) func roundToEven(_ x: Float) -> Float { (x + roundingMagic) - roundingMagic }
+
+/// ``roundToEven(_:)`` on eight values.
+@inline(__always) func roundToEven(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let magic = SIMD8<Float>(repeating: roundingMagic)
+    return (x + magic) - magic
 }
 
 func validateBits(_ bits: Int, allowed: ClosedRange<Int> = 2...8) throws(QuantizationError) {

@@ -81,35 +81,137 @@ func rowGrids(
 private func rowGrids(
     _ p: UnsafeBufferPointer<Float>, rows: Int, columns range: Range<Int>, bits: Int, symmetric: Bool, clipSearch: Bool
 ) throws(QuantizationError) -> [GroupGrid] {
+    let extremes = rowMinMax(p, rows: rows, columns: range)
     var grids = [GroupGrid]()
     grids.reserveCapacity(rows)
-    var values = [Float](repeating: 0, count: clipSearch ? range.count : 0)
-    for (r, (lo, hi)) in rowMinMax(p, rows: rows, columns: range).enumerated() {
-        var best = try GroupGrid(minimum: lo, maximum: hi, bits: bits, symmetric: symmetric)
-        if clipSearch {
-            // The row's values once, contiguous (a column-major row is strided by `rows`), and each
-            // trial stopped as soon as it cannot beat the best: the same choice, fewer operations.
-            for (k, j) in range.enumerated() { values[k] = p[r + j * rows] }
-            func squaredError(_ grid: GroupGrid, below bound: Double) -> Double {
-                var e = 0.0
-                for x in values {
-                    let d = Double(grid.value(ofCode: grid.code(x)) - x)
-                    e += d * d
-                    if e >= bound { return e }
-                }
-                return e
+    for (lo, hi) in extremes { grids.append(try GroupGrid(minimum: lo, maximum: hi, bits: bits, symmetric: symmetric)) }
+    guard clipSearch, !range.isEmpty else { return grids }
+    // Eight rows at a time (consecutive rows are contiguous in column-major storage), the rest one
+    // by one. Both evaluate a trial exactly as the scalar loop did (the same Float operations, the
+    // squared errors summed in Double in column order), so they choose the same grids.
+    var first = 0
+    var hints = [Int](repeating: 0, count: ClipSearch.lanes)
+    while first + ClipSearch.lanes <= rows {
+        try ClipSearch.searchLanes(p, rows: rows, first: first, columns: range, bits: bits, symmetric: symmetric,
+                                   extremes: extremes, grids: &grids, hints: &hints)
+        first += ClipSearch.lanes
+    }
+    var values = [Float](repeating: 0, count: range.count)
+    for r in first..<rows {
+        // The row's values once, contiguous (a column-major row is strided by `rows`), and each
+        // trial stopped as soon as it cannot beat the best: the same choice, fewer operations.
+        for (k, j) in range.enumerated() { values[k] = p[r + j * rows] }
+        func squaredError(_ grid: GroupGrid, below bound: Double) -> Double {
+            var e = 0.0
+            for x in values {
+                let d = Double(grid.value(ofCode: grid.code(x)) - x)
+                e += d * d
+                if e >= bound { return e }
             }
-            var bestError = squaredError(best, below: .infinity)
-            for step in 1..<80 {
-                let shrink = Float(100 - step) / 100
-                let grid = try GroupGrid(minimum: lo * shrink, maximum: hi * shrink, bits: bits, symmetric: symmetric)
-                let e = squaredError(grid, below: bestError)
-                if e < bestError { best = grid; bestError = e }
-            }
+            return e
         }
-        grids.append(best)
+        let (lo, hi) = extremes[r]
+        var best = grids[r]
+        var bestError = squaredError(best, below: .infinity)
+        for step in 1..<ClipSearch.trials {
+            let grid = try GroupGrid(minimum: lo * ClipSearch.shrink(step), maximum: hi * ClipSearch.shrink(step), bits: bits, symmetric: symmetric)
+            let e = squaredError(grid, below: bestError)
+            if e < bestError { best = grid; bestError = e }
+        }
+        grids[r] = best
     }
     return grids
+}
+
+/// The clipping search of ``rowGrids(_:columns:bits:symmetric:clipSearch:)``: trial `step` shrinks
+/// the min–max range by (100 − step)/100, steps 0…79; the first trial with the least Σ (ŵ − w)² wins.
+enum ClipSearch {
+    static let trials = 80
+    static let lanes = 8
+
+    @inline(__always) static func shrink(_ step: Int) -> Float { Float(100 - step) / 100 }
+
+    /// The search for rows `first ..< first + 8` at once, one row per SIMD lane. A lane's error is
+    /// Σⱼ Double(ŵⱼ − wⱼ)² over the columns in order, as the scalar loop sums it; the code and value
+    /// of each element are the scalar ``GroupGrid/code(_:)`` and ``GroupGrid/value(ofCode:)`` (IEEE
+    /// division, ``roundToEven(_:)``, clamp; a lane with scale 0 takes its zero).
+    ///
+    /// Each lane first tries its `hints` step (the step the same lane of the previous block chose:
+    /// neighbouring rows tend to clip alike), then every step in order; a lane keeps the least
+    /// error, ties going to the smaller step — the scalar search's choice, whatever the order. A
+    /// trial stops once every lane's partial sum exceeds its best (or equals it at a later step:
+    /// partial sums of squares never decrease, so a stopped lane could not have won), which a good
+    /// hint makes early for most steps. `hints` becomes this block's choices. Cost per trial
+    /// evaluated: one division and ~12 vector operations per 8 values.
+    static func searchLanes(
+        _ p: UnsafeBufferPointer<Float>, rows: Int, first: Int, columns range: Range<Int>, bits: Int, symmetric: Bool,
+        extremes: [(Float, Float)], grids: inout [GroupGrid], hints: inout [Int]
+    ) throws(QuantizationError) {
+        let base = UnsafeRawPointer(p.baseAddress! + first)
+        let stride = rows * MemoryLayout<Float>.stride
+        let maxqValue = Float((1 << bits) - 1)
+        let maxq = SIMD8<Float>(repeating: maxqValue)
+        let zeros = SIMD8<Float>()
+        /// Σ (ŵ − w)² per lane, stopped once no lane can beat (best, bestStep) at step `step`.
+        func squaredErrors(_ scale: SIMD8<Float>, _ zero: SIMD8<Float>, step: SIMD8<Int32>,
+                           best: SIMD8<Double>, bestStep: SIMD8<Int32>) -> SIMD8<Double> {
+            var e = SIMD8<Double>()
+            let flat = scale .<= zeros
+            let anyFlat = any(flat)
+            let later = step .> bestStep
+            var j = range.lowerBound
+            while j < range.upperBound {
+                let stop = Swift.min(j + 16, range.upperBound)
+                while j < stop {
+                    let x = (base + j * stride).loadUnaligned(as: SIMD8<Float>.self)
+                    var q = roundToEven(x / scale) + zero
+                    q = q.replacing(with: zeros, where: q .< zeros)
+                    q = q.replacing(with: maxq, where: q .> maxq)
+                    if anyFlat { q = q.replacing(with: zero, where: flat) }
+                    let d = SIMD8<Double>(scale * (q - zero) - x)
+                    e += d * d
+                    j += 1
+                }
+                let above = e .> best, equal = e .== best
+                var done = true
+                for l in 0..<lanes where !(above[l] || (equal[l] && later[l])) { done = false; break }
+                if done { break }
+            }
+            return e
+        }
+        func grid(_ lane: Int, step: Int) throws(QuantizationError) -> GroupGrid {
+            let (lo, hi) = extremes[first + lane]
+            guard step > 0 else { return grids[first + lane] }
+            let shrink = Self.shrink(step)
+            return try GroupGrid(minimum: lo * shrink, maximum: hi * shrink, bits: bits, symmetric: symmetric)
+        }
+        var bestScale = SIMD8<Float>(), bestZero = SIMD8<Float>()
+        var bestError = SIMD8<Double>(repeating: .infinity), bestStep = SIMD8<Int32>(repeating: Int32(trials))
+        var scale = SIMD8<Float>(), zero = SIMD8<Float>(), steps = SIMD8<Int32>()
+        // The hinted steps, then every step in order.
+        for pass in -1..<trials {
+            for l in 0..<lanes {
+                let step = pass < 0 ? hints[l] : pass
+                let g = try grid(l, step: step)
+                scale[l] = g.scale
+                zero[l] = g.zero
+                steps[l] = Int32(step)
+            }
+            let e = squaredErrors(scale, zero, step: steps, best: bestError, bestStep: bestStep)
+            let better = e .< bestError
+            let tie = e .== bestError
+            for l in 0..<lanes where better[l] || (tie[l] && steps[l] < bestStep[l]) {
+                bestScale[l] = scale[l]
+                bestZero[l] = zero[l]
+                bestError[l] = e[l]
+                bestStep[l] = steps[l]
+            }
+        }
+        for l in 0..<lanes {
+            grids[first + l] = GroupGrid(scale: bestScale[l], zero: bestZero[l], maxq: maxqValue)
+            hints[l] = Int(bestStep[l])
+        }
+    }
 }
 
 /// Per row, the minimum and maximum over the columns in `range` of a column-major buffer.

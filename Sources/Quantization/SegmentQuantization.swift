@@ -353,17 +353,7 @@ func attribute(_ q: QuantizedSegment, factors: StoredFactors, vtH: Matrix<Float>
     du.withUnsafeMutableBufferPointer { pd in
         q.u.dequantized.withUnsafeBufferPointer { pq in for t in 0..<pd.count { pd[t] -= pq[t] } }
     }
-    let duHu = checked { try multiply(du, hu) }
-    let hOut = q.rows
-    du.withUnsafeBufferPointer { pd in
-        duHu.withUnsafeBufferPointer { ph in
-            for i in 0..<c {
-                var sum = 0.0
-                for r in 0..<hOut { sum += Double(pd[r + i * hOut]) * Double(ph[r + i * hOut]) }
-                errors[i] += sum
-            }
-        }
-    }
+    for (i, x) in columnDots(du, checked { try multiply(du, hu) }).enumerated() { errors[i] += x }
     let d = checked { try multiply(ah, b, transposeB: true) }        // A H Bᵀ, c × c
     let m = checked { try multiply(du, transposeA: true, u) }         // δUᵀ U, c × c
     for i in 0..<c {
@@ -463,4 +453,19 @@ func attributeFeedback(
         errors[i] += 2 * sum
     }
     return errors
+}
+
+/// Σᵣ a[r, i]·b[r, i] for every column i of two matrices of one shape, summed in Double.
+func columnDots(_ a: Matrix<Float>, _ b: Matrix<Float>) -> [Double] {
+    precondition(a.shape == b.shape, "column dots of \(a.shape) and \(b.shape)")
+    let rows = a.rows
+    return a.withUnsafeBufferPointer { pa in
+        b.withUnsafeBufferPointer { pb in
+            (0..<a.columns).map { i in
+                var sum = 0.0
+                for r in 0..<rows { sum += Double(pa[r + i * rows]) * Double(pb[r + i * rows]) }
+                return sum
+            }
+        }
+    }
 }

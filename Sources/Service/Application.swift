@@ -49,11 +49,9 @@ public func buildApplication(_ configuration: ServiceConfiguration, runners: Job
                              logger: Logger = Logger(label: "deltaplan.serve"),
                              onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
     let state = try buildState(configuration, runners: runners, logger: logger)
-    // Jobs run on their own threads; with several workers, share the cores instead of letting each
-    // OpenBLAS call use all of them.
-    if configuration.workers > 1 {
-        BLASThreads.count = max(1, ProcessInfo.processInfo.activeProcessorCount / configuration.workers)
-    }
+    // Jobs run on their own threads, each on its share of the cores (WorkerPool.jobParallelism):
+    // matrices in parallel, each on one OpenBLAS thread, so the workers never oversubscribe the cores.
+    BLASThreads.count = 1
     return Application(
         router: buildRouter(state),
         configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),

@@ -38,6 +38,7 @@ extension JobRunner {
                 calibration: p.calibration.map { URL(fileURLWithPath: $0) }, options: p.options, store: store)
             var total = 0, done = 0
             try analyzer.run(
+                parallelism: context.parallelism,
                 progress: { event in
                     switch event {
                     case let .started(matrices):

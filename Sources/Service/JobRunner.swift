@@ -2,6 +2,7 @@ import Analysis
 import ArtifactFormat
 import Checkpoint
 import Foundation
+import LinearAlgebra
 import ModelProfiles
 import Optimizer
 import Pipeline
@@ -27,16 +28,20 @@ public struct JobContext: Sendable {
     public var reportProgress: @Sendable (Double, String) -> Void
     /// Non-nil once the job should stop; checked between units of work (matrices).
     public var stopReason: @Sendable () -> StopReason?
+    /// The job's share of the cores: matrices it works on at once (the worker pool divides the
+    /// cores among its workers, so that busy workers do not oversubscribe them).
+    public var parallelism: Parallelism
 
     public init(id: String, kind: JobKind, parameters: Data, dataDirectory: URL,
                 reportProgress: @escaping @Sendable (Double, String) -> Void,
-                stopReason: @escaping @Sendable () -> StopReason?) {
+                stopReason: @escaping @Sendable () -> StopReason?, parallelism: Parallelism = .serial) {
         self.id = id
         self.kind = kind
         self.parameters = parameters
         self.dataDirectory = dataDirectory
         self.reportProgress = reportProgress
         self.stopReason = stopReason
+        self.parallelism = parallelism
     }
 
     public var shouldStop: Bool { stopReason() != nil }
@@ -215,7 +220,7 @@ extension JobRunner {
         return try StorePlanning(
             store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
             measurement: MeasurementOptions(method: method ?? .default, order: order ?? .default, groupSize: groupSize),
-            objective: objective,
+            objective: objective, parallelism: context.parallelism,
             progress: { done, total, name in
                 context.reportProgress(0.9 * Double(done) / Double(max(total, 1)), "measured \(name)")
             },
@@ -241,17 +246,20 @@ extension JobRunner {
             options: CompressionOptions(method: p.method ?? .default, order: p.order, dampening: p.dampening ?? QuantizationMethod.defaultDampening,
                                         base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
                                         planPath: p.planFile, toolVersion: DeltaPlanVersion.string),
-            to: out,
+            to: out, parallelism: context.parallelism,
             progress: { event in
-                if case .matrixFinished = event {
+                switch event {
+                case .matrixFinished, .matrixResumed:
                     done += 1
                     context.reportProgress(done / total, "compressed \(Int(done)) of \(Int(total)) matrices")
+                default: break
                 }
             },
             shouldStop: { context.shouldStop })
         return out.path
     } discard: { context in
         try? FileManager.default.removeItem(at: artifactDirectory(context))
+        try? FileManager.default.removeItem(at: compressionWorkDirectory(for: artifactDirectory(context)))
     }
 
     private static func artifactDirectory(_ context: JobContext) -> URL {
@@ -267,7 +275,7 @@ extension JobRunner {
         let calibration = try calibrationSet(p.calibration, for: store)
         let report = try evaluate(
             artifact: artifact, base: URL(fileURLWithPath: p.base), finetuned: URL(fileURLWithPath: p.finetuned),
-            calibration: calibration, store: store,
+            calibration: calibration, store: store, parallelism: context.parallelism,
             progress: { done, total, name in context.reportProgress(Double(done) / Double(max(total, 1)), "evaluated \(name)") },
             shouldStop: { context.shouldStop })
         let url = evaluationFile(context)

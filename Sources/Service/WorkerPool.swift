@@ -1,4 +1,5 @@
 import Foundation
+import LinearAlgebra
 import Logging
 
 /// A fixed number of dedicated threads that take queued jobs from the ``JobStore`` and run them.
@@ -78,6 +79,12 @@ final class WorkerPool: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Each job's share of the cores: all of them over the number of workers (at least one), so
+    /// that the workers together use every core and no more.
+    static func jobParallelism(workers: Int) -> Parallelism {
+        Parallelism(threads: max(1, Parallelism.machineThreads / max(workers, 1)))
+    }
+
     private func stopReason(for id: String) -> StopReason? {
         condition.withLock {
             if cancelRequests.contains(id) { return .cancelled }
@@ -121,7 +128,8 @@ final class WorkerPool: @unchecked Sendable {
                     logger.error("cannot record progress of job \(id): \(error)")
                 }
             },
-            stopReason: { [self] in stopReason(for: id) })
+            stopReason: { [self] in stopReason(for: id) },
+            parallelism: Self.jobParallelism(workers: workerCount))
         let runner = runners[job.kind]
         let start = Date()
         logger.info("job \(job.id) (\(job.kind.rawValue)) started, attempt \(job.attempts)")

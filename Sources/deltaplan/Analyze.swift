@@ -1,6 +1,7 @@
 import Analysis
 import ArgumentParser
 import Foundation
+import LinearAlgebra
 import Reporting
 
 /// `deltaplan analyze`: SVD of every selected delta into a spectrum store.
@@ -48,6 +49,8 @@ struct Analyze: ParsableCommand {
     @Option(help: "The spectrum store directory to write (or resume).")
     var out: String
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func validate() throws {
         if let maxRank, maxRank < 1 { throw ValidationError("--max-rank must be at least 1, got \(maxRank)") }
         if powerIterations < 0 { throw ValidationError("--power-iterations must not be negative") }
@@ -61,7 +64,7 @@ struct Analyze: ParsableCommand {
                                      allowMissingCalibration: allowMissingCalibration, seed: seed,
                                      powerIterations: powerIterations),
             store: URL(fileURLWithPath: out))
-        let store = try analyzer.runWithProgress()
+        let store = try analyzer.runWithProgress(parallelism: threadOptions.parallelism())
         let statistics = store.manifest.supportedObjective.map { objective in
             " (calibration format \(store.manifest.calibrationFile?.formatVersion ?? 1): statistics support the \(objective.rawValue) objective)"
         }
@@ -72,24 +75,26 @@ struct Analyze: ParsableCommand {
 
 extension Analyzer {
     /// Runs with a terminal progress line; the ETA weighs each matrix by its SVD cost m·n·min(m, n).
-    func runWithProgress() throws -> SpectrumStore {
+    func runWithProgress(parallelism: Parallelism = .serial) throws -> SpectrumStore {
         let progress = TerminalProgress(label: "analyze")
-        var costs: [Double] = [], done = 0.0, total = 0.0
-        return try run(progress: { event in
+        var costs: [Double] = [], done = 0.0, total = 0.0, finished = 0
+        return try run(parallelism: parallelism, progress: { event in
             switch event {
             case let .started(matrices):
                 // Only the work left counts toward the ETA.
                 costs = matrices.map { $0.alreadyDone ? 0 : Double($0.rows) * Double($0.columns) * Double(min($0.rows, $0.columns)) }
                 total = costs.reduce(0, +)
                 let resumed = matrices.filter(\.alreadyDone).count
+                finished = resumed
                 if resumed > 0 { progress.note("resuming: \(resumed) of \(matrices.count) matrices already done") }
             case let .skipped(tensor, reason):
                 progress.note("skipped \(tensor): \(reason)")
-            case let .matrixStarted(index, count, name, rows, columns):
-                progress.update(done: done, total: total, step: index + 1, steps: count, current: "\(name) \(rows)×\(columns)")
+            case let .matrixStarted(_, count, name, rows, columns):
+                progress.update(done: done, total: total, step: finished, steps: count, current: "\(name) \(rows)×\(columns)")
             case let .matrixFinished(index, count, name, seconds):
                 done += costs[index]
-                progress.update(done: done, total: total, step: index + 1, steps: count,
+                finished += 1
+                progress.update(done: done, total: total, step: finished, steps: count,
                                 current: "\(name) in \(Format.duration(seconds))", finished: true)
             case let .finished(store):
                 progress.finish("analyze: done, store \(store.path)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Checkpoint
+import LinearAlgebra
 import ModelProfiles
 import Optimizer
 import Quantization
@@ -67,6 +68,24 @@ extension Strategy: ExpressibleByArgument {
         do throws(StrategyNameError) { return try Candidate(parsing: String(name), library: library) } catch {
             throw ValidationError(error.description)
         }
+    }
+}
+
+/// `--threads`: how many matrices a heavy command works on at once.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Cores to use: matrices worked on at once, each on one BLAS thread; the output is byte-identical for every N (default: the number of cores).",
+        valueName: "N"))
+    var threads: Int = Parallelism.machineThreads
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    /// The parallelism of `--threads`, with OpenBLAS set to one thread (each matrix runs on one).
+    func parallelism() -> Parallelism {
+        BLASThreads.count = 1
+        return Parallelism(threads: threads)
     }
 }
 

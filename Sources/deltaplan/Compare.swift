@@ -61,6 +61,8 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Write the output here instead of standard output.")
     var out: String?
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func validate() throws {
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive") }
         if budgets != nil, sweep != nil { throw ValidationError("--sweep and --budgets are mutually exclusive: give one") }
@@ -77,7 +79,8 @@ struct CompareCommand: ParsableCommand {
             let planning = try StorePlanning(
                 store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
                 measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
-                objective: objective, progress: progress.step)
+                objective: objective, parallelism: threadOptions.parallelism(), progress: progress.step)
+            progress.finish("measure: done")
             comparison = planning.compare(
                 budgets: resolvedBudgets, candidates: candidates, storage: StorageModel(accounting: accounting, groupSize: groupSize),
                 scope: scope, menu: bits, seed: seed, clock: { Date().timeIntervalSinceReferenceDate })

@@ -44,8 +44,10 @@ struct Compress: ParsableCommand {
     @Option(help: "The base checkpoint, if it moved since the analysis (checked by size and header hash).")
     var base: String?
 
-    @Option(help: "The artifact directory to write (atomically).")
+    @Option(help: "The artifact directory to write (atomically). An interrupted run keeps the matrices it quantized in the hidden sibling .NAME.partial, and a rerun with the same plan and options resumes from them.")
     var out: String
+
+    @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         let store: SpectrumStore
@@ -55,7 +57,7 @@ struct Compress: ParsableCommand {
         let calibrationSet: CalibrationSet?
         do { calibrationSet = try store.calibrationSet(given: calibration.map { URL(fileURLWithPath: $0) }) } catch { throw CLIFailure(error) }
         let progress = TerminalProgress(label: "compress")
-        var work: [Double] = [], done = 0.0, total = 0.0
+        var work: [Double] = [], done = 0.0, total = 0.0, finished = 0, resumed = 0
         let manifest: ArtifactManifest
         do {
             manifest = try compress(
@@ -63,18 +65,28 @@ struct Compress: ParsableCommand {
                 options: CompressionOptions(method: method, order: order, dampening: dampening, base: base.map { URL(fileURLWithPath: $0) },
                                             finetuned: finetuned.map { URL(fileURLWithPath: $0) }, planPath: self.plan,
                                             toolVersion: DeltaPlanVersion.string),
-                to: URL(fileURLWithPath: out),
+                to: URL(fileURLWithPath: out), parallelism: threadOptions.parallelism(),
                 progress: { event in
                     switch event {
                     case let .started(_, w, carried):
                         work = w
                         total = w.reduce(0, +)
                         progress.note("\(w.count) planned matrices, \(carried) carried tensors")
-                    case let .matrixStarted(index, count, name):
-                        progress.update(done: done, total: total, step: index + 1, steps: count, current: name)
+                    case let .matrixResumed(index, _, _):
+                        // Only the work left counts toward the ETA.
+                        total -= work[index]
+                        finished += 1
+                        resumed += 1
+                    case let .matrixStarted(_, count, name):
+                        if resumed > 0 {
+                            progress.note("resuming: \(resumed) of \(count) matrices already quantized")
+                            resumed = 0
+                        }
+                        progress.update(done: done, total: total, step: finished, steps: count, current: name)
                     case let .matrixFinished(index, count, name, seconds):
                         done += work[index]
-                        progress.update(done: done, total: total, step: index + 1, steps: count,
+                        finished += 1
+                        progress.update(done: done, total: total, step: finished, steps: count,
                                         current: "\(name) in \(Format.duration(seconds))", finished: true)
                     case .carried: break
                     case let .warning(text): progress.note("warning: \(text)")

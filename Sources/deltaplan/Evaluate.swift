@@ -37,6 +37,8 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Output format: table, markdown or json.")
     var format: OutputFormat = .table
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func run() throws {
         let report: EvaluationReport
         let progress = TerminalProgress(label: "evaluate")
@@ -49,7 +51,8 @@ struct EvaluateCommand: ParsableCommand {
             }
             report = try evaluate(
                 artifact: artifact, base: URL(fileURLWithPath: base), finetuned: URL(fileURLWithPath: finetuned),
-                calibration: try spectrumStore.calibrationSet(given: calibration.map { URL(fileURLWithPath: $0) }), store: spectrumStore
+                calibration: try spectrumStore.calibrationSet(given: calibration.map { URL(fileURLWithPath: $0) }), store: spectrumStore,
+                parallelism: threadOptions.parallelism()
             ) { done, total, name in
                 progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name, finished: done == total)
             }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LinearAlgebra
 import Optimizer
 import Pipeline
 import Quantization
@@ -69,6 +70,8 @@ struct FleetCommand: ParsableCommand {
         guard groupSize > 0 else { throw ValidationError("--group-size must be positive, got \(groupSize)") }
     }
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     /// `--weight` by name; every name must be a store's.
     func weights() throws -> [String: Double] { try perModel(weight, option: "weight", symbol: "W") }
 
@@ -92,7 +95,8 @@ struct FleetCommand: ParsableCommand {
 
     func run() throws {
         let weights = try weights(), floors = try maxErrors()
-        let members = try measuredStores(namedStores(store), measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize))
+        let members = try measuredStores(namedStores(store), measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
+                                     parallelism: threadOptions.parallelism())
             .map { FleetStore(name: $0.name, planning: $0.planning, weight: weights[$0.name] ?? 1, maxRelativeError: floors[$0.name]) }
         let fleet: FleetPlan
         do {
@@ -119,12 +123,14 @@ func namedStores(_ items: [String]) throws -> [(name: String, path: String)] {
 }
 
 /// Each store with its error model measured (progress per store), weight 1, no floor.
-func measuredStores(_ stores: [(name: String, path: String)], measurement: MeasurementOptions) throws -> [FleetStore] {
+func measuredStores(
+    _ stores: [(name: String, path: String)], measurement: MeasurementOptions, parallelism: Parallelism
+) throws -> [FleetStore] {
     try stores.map { name, path in
         let progress = TerminalProgress(label: "measure \(name)")
         do {
             return FleetStore(name: name, planning: try StorePlanning(store: URL(fileURLWithPath: path), measurement: measurement,
-                                                                      progress: progress.step))
+                                                                      parallelism: parallelism, progress: progress.step))
         } catch { throw CLIFailure(error) }
     }
 }

@@ -48,6 +48,8 @@ struct FootprintCommand: ParsableCommand {
                                valueName: "name=store"))
     var store: [String] = []
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func parsedModels() throws -> [Int] {
         let parts = models.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? 0) > 0 }) else {
@@ -98,7 +100,7 @@ struct FootprintCommand: ParsableCommand {
             throw CLIFailure("\(gib(g)) holds no deltas: the base takes \(gib(f.modelBytes))"
                              + (carried > 0 ? " and \(stores.count) × \(gib(carried)) of carried tensors" : ""))
         }
-        let members = try measuredStores(stores, measurement: MeasurementOptions(groupSize: groupSize))
+        let members = try measuredStores(stores, measurement: MeasurementOptions(groupSize: groupSize), parallelism: threadOptions.parallelism())
         let fleet: FleetPlan
         do {
             fleet = try planFleet(members, budget: .bytes(left), storage: StorageModel(accounting: .artifact, groupSize: groupSize),

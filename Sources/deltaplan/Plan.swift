@@ -66,6 +66,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Write the plan JSON here (atomically).")
     var out: String?
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     @Option(help: "Also write a picture of the plan here (SVG, atomically): bits per delta parameter and predicted relative error per matrix, layers × matrix kinds.")
     var plot: String?
 
@@ -117,8 +119,9 @@ struct PlanCommand: ParsableCommand {
             planning = try StorePlanning(
                 store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
                 measurement: MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize),
-                objective: objective, progress: progress.step)
+                objective: objective, parallelism: threadOptions.parallelism(), progress: progress.step)
         } catch { throw CLIFailure(error) }
+        progress.finish("measure: done")
         let scope = scope ?? parsed.defaultScope
         do {
             if let target = storageOptions.target {

@@ -57,13 +57,13 @@ import LinearAlgebra
         #expect(Matrix<Double>(rows: 0, columns: 3).isFinite)
     }
 
+    /// Set to 1 and read back; not set higher again: the tests that compare bytes made at
+    /// different moments of the test process run with one OpenBLAS thread, as the CLI does
+    /// (threaded kernels split sums differently).
     @Test func blasThreadCountRoundTrips() {
-        let original = BLASThreads.count
-        #expect(original >= 1)
+        #expect(BLASThreads.count >= 1)
         BLASThreads.count = 1
         #expect(BLASThreads.count == 1)
-        BLASThreads.count = original
-        #expect(BLASThreads.count == original)
     }
 }
 

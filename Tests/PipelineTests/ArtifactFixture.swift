@@ -2,6 +2,7 @@ import Analysis
 import ArtifactFormat
 import Checkpoint
 import Foundation
+import LinearAlgebra
 import ModelProfiles
 import Optimizer
 import Pipeline
@@ -46,6 +47,9 @@ struct ArtifactFixture: Sendable {
     static func get() throws -> ArtifactFixture { try shared.get() }
 
     private init() throws {
+        // One OpenBLAS thread, as the CLI runs every stage: tests compare this fixture's bytes with
+        // stores and artifacts made later in the process (threaded kernels split sums differently).
+        BLASThreads.count = 1
         directory = try Self.makeDirectory()
         let library = try ProfileLibrary.builtIn()
         let profile = try library.model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 1)

@@ -209,7 +209,9 @@ import Testing
 
     // MARK: Measurement and API
 
-    /// The measurement's split around U* sums to the segment's error, at every width.
+    /// The measurement's split around U* sums to the segment's error, at every width: within
+    /// 2·10⁻⁴, 10⁻³ at 16 bits (an error of about 10⁻⁷ of the vectors' energy, where the Float32
+    /// products' rounding shows; with one OpenBLAS thread, as the CLI runs, 5·10⁻⁴ was measured).
     @Test(arguments: [16, 8, 3, 2, 1])
     func feedbackAttributionSumsToTheSegmentError(bits: Int) throws {
         for h in [Self.hessian, nil] as [Matrix<Float>?] {
@@ -219,7 +221,7 @@ import Testing
             let errors = attributeFeedback(work.result, factors: f, vtH: try applyHessian(f.v.transposed(), h), feedback: try #require(work.feedback))
             let actual = Fixture.activationError(Fixture.product(f, 0..<64), work.result.reconstruction, h)
             let sum = errors.reduce(0, +)
-            #expect(abs(sum - actual) <= 2e-4 * actual + 1e-9, "\(bits) bits: attributed \(sum) vs actual \(actual)")
+            #expect(abs(sum - actual) <= (bits == 16 ? 1e-3 : 2e-4) * actual + 1e-9, "\(bits) bits: attributed \(sum) vs actual \(actual)")
         }
     }
 

@@ -44,8 +44,8 @@ import Testing
     }
 
     /// The paper's measurement is the old split of the paper's segment (up to the rounding of the
-    /// products, which ``attributedErrors(of:factors:hessian:)`` recomputes; the tables' bytes
-    /// depend on the BLAS thread count through the larger products, so no digest pins them).
+    /// products: the measurement forms its Grams from `c × c` products, K − Q − Qᵀ + N, where
+    /// ``attributedErrors(of:factors:hessian:)`` multiplies by H; so no digest pins the tables).
     @Test func measurementIsThePaperSplit() throws {
         let f = Self.factors, h = Self.hessian
         let table = try measureQuantizationErrors(f, hessian: h, options: MeasurementOptions(order: .paper, bits: [3]))
@@ -54,7 +54,7 @@ import Testing
         let scale = split.reduce(0) { $0 + abs($1) }   // the terms cancel: compare at the segment's scale
         for i in 0..<64 {
             let w = Double(f.singularValues[i]) * Double(f.singularValues[i]) * f.inputEnergy[i]
-            #expect(abs(table[3]![i] * w - split[i]) <= 1e-6 * scale, "vector \(i)")
+            #expect(abs(table[3]![i] * w - split[i]) <= 1e-5 * scale, "vector \(i)")
         }
     }
 }

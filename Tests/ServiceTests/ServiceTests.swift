@@ -442,14 +442,15 @@ struct ServiceAPITests {
             try await waitForFirstMatrix(client, id)
             return id
         }
-        // The stopped server put the job back in the queue, with one matrix in the store.
+        // The stopped server put the job back in the queue, with the matrices it had running in the
+        // store (the job works on cores / workers matrices at once; each running one finishes).
         let store = try JobStore(path: data.appendingPathComponent("jobs.sqlite").path)
         let stopped = try #require(try store.jobNow(id: id))
         #expect(stopped.state == .queued)
         #expect(stopped.attempts == 1)
         #expect(throws: AnalysisError.self) { try SpectrumStore(at: data.appendingPathComponent("analyses/\(id)")) }
         let partial = try SpectrumStore(at: data.appendingPathComponent("analyses/\(id)"), requireComplete: false)
-        #expect(partial.matrices.count == 1)
+        #expect(partial.matrices.count >= 1)
 
         try await withServer(configuration) { client in
             let job = try await waitForJob(client, id, states: ["succeeded", "failed", "cancelled"])

@@ -1,5 +1,6 @@
 import Analysis
 import Foundation
+import LinearAlgebra
 import ModelProfiles
 import Optimizer
 import Testing
@@ -45,6 +46,9 @@ actor KillFixtures {
         let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 16, layers: 1)
         let pair = try SyntheticPair(profile: profile, seed: 11, tokens: 256, sampleRows: 0).write(to: root.appendingPathComponent("pair"))
         let storeURL = root.appendingPathComponent("store")
+        // One OpenBLAS thread, as the CLI and the service run every stage (`--threads`): the store's
+        // bytes depend on how OpenBLAS splits its sums.
+        BLASThreads.count = 1
         let store = try Analyzer(base: pair.base, finetuned: pair.finetuned, calibration: pair.calibration,
                                  options: AnalysisOptions(), store: storeURL).run()
         let plan = root.appendingPathComponent("plan.json")
@@ -109,7 +113,7 @@ struct KillTests {
         #expect(try fileContents(under: store) == fileContents(under: fixture.store))
     }
 
-    @Test("compress killed after its first matrix: no artifact, merge refuses the path and the leftover; a rerun writes the uninterrupted artifact")
+    @Test("compress killed after its first matrix: no artifact, merge refuses the path and the work left; a rerun resumes from the saved matrices to the uninterrupted artifact")
     func compressKilled() async throws {
         let fixture = try await KillFixtures.shared.get()
         let dir = try TemporaryDirectory()
@@ -120,14 +124,16 @@ struct KillTests {
         try child.kill9(when: { child.errors.contains("compress: [") })
         #expect(child.wasKilled)
 
-        // Nothing at the destination; only a hidden temporary directory without a manifest.
+        // Nothing at the destination; only the hidden work directory with the matrices quantized
+        // so far (each file whole: written atomically), and no manifest.
         #expect(!FileManager.default.fileExists(atPath: artifact.path))
+        let work = dir.url.appendingPathComponent(".artifact.partial")
         let leftovers = listing(dir.url, hidden: true).filter { $0.hasPrefix(".artifact.") }
-        #expect(leftovers.count == 1 && leftovers.allSatisfy { $0.hasSuffix(".tmp") }, "\(leftovers)")
-        for name in leftovers {
-            #expect(!FileManager.default.fileExists(atPath: dir.url.appendingPathComponent(name).appendingPathComponent("manifest.json").path))
-        }
-        for path in [artifact.path] + leftovers.map({ dir.url.appendingPathComponent($0).path }) {
+        #expect(leftovers == [work.lastPathComponent], "\(leftovers)")
+        let saved = listing(work).filter { $0.hasSuffix(".safetensors") }
+        #expect((1..<7).contains(saved.count), "\(saved.count) matrices saved")
+        #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("manifest.json").path))
+        for path in [artifact.path, work.path] {
             let merge = try DeltaplanProcess.run(["merge", "--base", fixture.pair.base.path, "--artifact", path, "--out", dir("merged")],
                                                  logs: dir.url)
             #expect(merge.status != 0)
@@ -135,9 +141,49 @@ struct KillTests {
         }
         #expect(!FileManager.default.fileExists(atPath: dir("merged")))
 
+        // The rerun quantizes only the other matrices and ends with the uninterrupted bytes.
         let rerun = try DeltaplanProcess.run(arguments, logs: dir.url)
         #expect(rerun.status == 0, "\(rerun.errors)")
+        #expect(rerun.errors.contains("resuming: \(saved.count) of 7 matrices already quantized"), "\(rerun.errors)")
         #expect(try fileContents(under: artifact) == fileContents(under: fixture.artifact))
+        #expect(!FileManager.default.fileExists(atPath: work.path))
+    }
+
+    @Test("plan's measurement pass killed after its first matrix: no plan, the finished error tables stay; a rerun measures only the others")
+    func measurementKilled() async throws {
+        let fixture = try await KillFixtures.shared.get()
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        // A copy of the store: the measurement pass writes its tables into the store.
+        let store = dir.url.appendingPathComponent("store")
+        try FileManager.default.copyItem(at: fixture.store, to: store)
+        let plan = dir.url.appendingPathComponent("plan.json")
+        let arguments = ["plan", store.path, "--budget", "1/16", "--out", plan.path]
+        let child = try DeltaplanProcess(arguments, logs: dir.url)
+        try child.kill9(when: { child.errors.contains("measure: [") })
+        #expect(child.wasKilled)
+        #expect(!FileManager.default.fileExists(atPath: plan.path))
+
+        let tables = store.appendingPathComponent("errors").appendingPathComponent(SegmentOrder.default.rawValue)
+        func identities() throws -> [String: Int] {
+            var out: [String: Int] = [:]
+            for name in listing(tables) {
+                let attributes = try FileManager.default.attributesOfItem(atPath: tables.appendingPathComponent(name).path)
+                out[name] = try #require(attributes[.systemFileNumber] as? Int)
+            }
+            return out
+        }
+        let left = try identities()
+        #expect((1..<7).contains(left.count), "\(left.count) tables written")
+
+        // The rerun keeps every finished table as it is (files are replaced, never rewritten in
+        // place: the same inode is the same file) and measures the others.
+        let rerun = try DeltaplanProcess.run(arguments, logs: dir.url)
+        #expect(rerun.status == 0, "\(rerun.errors)")
+        #expect(FileManager.default.fileExists(atPath: plan.path))
+        let after = try identities()
+        #expect(after.count == 7)
+        for (name, inode) in left { #expect(after[name] == inode, "\(name) was measured again") }
     }
 
     @Test("merge killed while writing its shard: no merged checkpoint, inspect refuses the path; a rerun writes the uninterrupted merge")

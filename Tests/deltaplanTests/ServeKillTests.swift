@@ -15,7 +15,11 @@ struct ServeProcess {
     let port: Int
 
     init(dataDirectory: URL, allowRoot: URL, logs: URL) throws {
-        child = try DeltaplanProcess(["serve", "--data-dir", dataDirectory.path, "--allow-root", allowRoot.path, "--port", "0"],
+        // Two workers: each job works on cores / 2 matrices at once (one on this 2-core machine), as
+        // slow as before `--threads`, so that the kill lands mid-job even when other suites hold the
+        // test threads.
+        child = try DeltaplanProcess(["serve", "--data-dir", dataDirectory.path, "--allow-root", allowRoot.path, "--port", "0",
+                                      "--workers", "2"],
                                      logs: logs)
         let prefix = "listening on http://127.0.0.1:"
         let child = self.child
@@ -92,14 +96,12 @@ struct ServeKillTests {
             "planFile": fixture.plan.path, "base": fixture.pair.base.path, "finetuned": fixture.pair.finetuned.path,
             "calibration": fixture.pair.calibration.path,
         ]).json["id"] as? String)
-        // The moment: compress's temporary directory holds its delta file, being written.
+        // The moment: compress's work directory holds a quantized matrix (the artifact is assembled
+        // from the work directory once every matrix is saved).
         let artifacts = data.appendingPathComponent("artifacts")
         let artifact = artifacts.appendingPathComponent(compression)
-        try server.child.kill9(when: {
-            listing(artifacts, hidden: true).contains { name in
-                name.hasPrefix(".\(compression).") && !listing(artifacts.appendingPathComponent(name), hidden: true).isEmpty
-            }
-        })
+        let work = artifacts.appendingPathComponent(".\(compression).partial")
+        try server.child.kill9(when: { listing(work).contains { $0.hasSuffix(".safetensors") } })
         #expect(server.child.wasKilled)
 
         #expect(!FileManager.default.fileExists(atPath: artifact.path))
@@ -118,7 +120,8 @@ struct ServeKillTests {
                                               logs: dir.url)
         #expect(merged.status == 0, "\(merged.errors)")
         #expect(try fileContents(under: dir.url.appendingPathComponent("merged")) == fileContents(under: fixture.merged))
-        // The killed run's temporary directory is still there, hidden, and refused as an artifact.
+        // The work directory went with the publication; any temporary directory left is refused.
+        #expect(!FileManager.default.fileExists(atPath: work.path))
         let leftovers = listing(artifacts, hidden: true).filter { $0.hasPrefix(".\(compression).") }
         for name in leftovers {
             let refused = try DeltaplanProcess.run(["merge", "--base", fixture.pair.base.path, "--artifact",
