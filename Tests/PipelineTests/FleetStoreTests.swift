@@ -67,4 +67,36 @@ import Testing
             #expect((a, b) == ("math", "chat"))
         }
     }
+
+    /// A fleet's plans are ordinary plans of their stores: compressed and evaluated, their
+    /// predictions are as true as those of the store's own plan at the same size (actual/predicted
+    /// within 5 % as close to 1).
+    @Test func fleetPlansPredictAsWellAsSingleModelPlans() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-fleet-eval-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let (paths, first) = try Self.store(root.appendingPathComponent("a"), seed: 5)
+        let (_, second) = try Self.store(root.appendingPathComponent("b"), seed: 5)
+        let stores = [FleetStore(name: "math", planning: try StorePlanning(store: first.url), weight: 3),
+                      FleetStore(name: "code", planning: try StorePlanning(store: second.url), weight: 1)]
+        let fleet = try planFleet(stores, budget: .ratio(1.0 / 16), storage: StorageModel(), menu: BitMenu.default, strategy: .exact, seed: 0)
+        // Weights 3 : 1 on equal deltas: the shares differ, so the plans are not the single-model plan.
+        #expect(fleet.summary.members[0].storageBits > fleet.summary.members[1].storageBits)
+        let calibration = try CalibrationSet(url: paths.calibration)
+        func actualOverPredicted(_ plan: Plan, _ store: SpectrumStore, _ name: String) throws -> Double {
+            let out = root.appendingPathComponent("artifact-\(name)")
+            _ = try compress(store: store, plan: plan, calibration: calibration, options: CompressionOptions(toolVersion: "test"), to: out)
+            let report = try evaluate(artifact: try Artifact(at: out), base: paths.base, finetuned: paths.finetuned,
+                                      calibration: calibration, store: store)
+            return try #require(report.total.actualOverPredicted)
+        }
+        for (i, store) in [first, second].enumerated() {
+            let name = fleet.summary.members[i].name
+            let ratio = try actualOverPredicted(fleet.plans[i], store, name)
+            // The reference: the store planned alone by exact in the share the fleet gave it.
+            let single = try stores[i].planning.plan(budget: .bytes(fleet.summary.members[i].storageBits / 8 + 1), storage: StorageModel(),
+                                                     scope: .global, menu: BitMenu.default, strategy: .exact, seed: 0)
+            let reference = abs(log(try actualOverPredicted(single, store, "single-\(name)")))
+            #expect(abs(log(ratio)) <= reference + 0.05, "\(name): actual/predicted \(ratio), single-model |log| \(reference)")
+        }
+    }
 }
