@@ -149,16 +149,17 @@ public func planFleet(
             } catch { throw .planning(error) }
         }
     } else {
-        func own(_ member: FleetMember) -> PlanningProblem {
-            PlanningProblem(models: member.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0, scope: .global, menu: menu)
+        // Each member alone (its unscaled error models), built once: the floors' checks run per trial.
+        let owns = members.map {
+            PlanningProblem(models: $0.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0, scope: .global, menu: menu)
         }
         // Each floored member's smallest plan meeting its floor (alone), computed when needed.
         var floors: [Int: (bits: Int, solution: Solution)] = [:]
         func computeFloors() throws(FleetPlanningError) {
             for (i, member) in members.enumerated() {
-                guard let floor = member.maxRelativeError, floors[i] == nil else { continue }
+                guard let floor = member.maxRelativeError else { continue }
                 do {
-                    let (bits, solution) = try solve(own(member), strategy: strategy, seed: seed, target: ErrorTarget(error: floor, unit: .relative))
+                    let (bits, solution) = try solve(owns[i], strategy: strategy, seed: seed, target: ErrorTarget(error: floor, unit: .relative))
                     floors[i] = (bits, solution)
                 } catch {
                     switch error {
@@ -195,7 +196,7 @@ public func planFleet(
         }
         func meetsFloor(_ i: Int, _ allocations: [Allocation]) -> Bool {
             guard let floor = members[i].maxRelativeError else { return true }
-            return own(members[i]).predictedError(allocations) <= floor * members[i].energy
+            return owns[i].predictedError(allocations) <= floor * members[i].energy
         }
         func above(_ shares: [Int: [Allocation]]) -> [Int] {
             shares.keys.sorted().filter { !meetsFloor($0, shares[$0]!) }
@@ -253,7 +254,7 @@ public func planFleet(
                 members.indices.reduce(0) { total, i in
                     let energy = members[i].energy
                     guard energy > 0 else { return total }
-                    let error = c.fixed.contains(i) ? floors[i]!.solution.predictedError : own(members[i]).predictedError(c.shares[i]!)
+                    let error = c.fixed.contains(i) ? floors[i]!.solution.predictedError : owns[i].predictedError(c.shares[i]!)
                     return total + members[i].weight * error / energy
                 }
             }
@@ -261,7 +262,7 @@ public func planFleet(
             shares = candidates.min { objective($0) < objective($1) }!.shares
         }
         for (i, member) in members.enumerated() {
-            var share = own(member)
+            var share = owns[i]
             if let allocations = shares[i] {
                 share.budgetBits = share.storageBits(allocations)
                 plans.append(plan(
