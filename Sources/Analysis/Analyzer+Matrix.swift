@@ -68,7 +68,7 @@ extension Analyzer {
                 activationEnergy = gram.quadraticTrace(delta)
             }
             bitDelta = (gram.quadraticTrace(signApproximation.residual), signApproximation.residual.squaredFrobeniusNorm)
-            projection = outputs?.project(delta: delta, sigma: sigma, u: u, v: v, inputEnergy: inputEnergy, gram: gram,
+            projection = outputs?.project(delta: delta, sigma: sigma, u: u, v: v, hv: hv, inputEnergy: inputEnergy, gram: gram,
                                           bitDeltaResidual: signApproximation.residual)
         } else {
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), v.column($0)) }
@@ -91,6 +91,7 @@ extension Analyzer {
         ]
         if let projection {
             payloads += [doubles("objective_weight", projection.vectorWeights), doubles("objective_dropped", projection.dropped)]
+            if let feedback = projection.droppedFeedback { payloads.append(doubles("objective_dropped_feedback", feedback)) }
         }
         do {
             try SafetensorsFile.write(payloads, metadata: ["tensor": job.name], to: url)

@@ -37,9 +37,35 @@ struct ObjectiveProjection {
     /// dropped[j], j = 0…r: the objective's cost of dropping every vector from j on (the stored
     /// ones from j, and all unstored ones); dropped[0] = L(ΔW).
     var dropped: [Double]
+    /// droppedFeedback[j], j = 0…r (`paired` only): dropped[j] when error feedback's kept segments
+    /// absorb what they can of the dropped stored vectors (their least-squares U under H), see
+    /// ``OutputStatistics/feedbackDropped(a:b:sigma:vtHV:unstored:scale:)``. Equal to dropped[j] at
+    /// j = 0 (nothing kept) and j = r (nothing stored is dropped).
+    var droppedFeedback: [Double]?
     /// The objective's cost of the BitDelta residual ΔW − s·sign(ΔW).
     var bitDeltaError: Double
 }
+
+/// Error feedback's Gram V_rᵀ H V_r (`r × r`) symmetrized in Float64 and damped as its least-squares
+/// solves are (`dampening` times each positive diagonal entry added to it, the mean positive
+/// diagonal for the others); nil when it is not positive definite after that.
+public func dampedFeedbackGram(_ g: Matrix<Float>, dampening: Double) -> Matrix<Double>? {
+    let r = g.rows
+    precondition(g.columns == r)
+    let diagonal = (0..<r).map { Double(g[$0, $0]) }
+    let positive = diagonal.filter { $0 > 0 }
+    let fill = positive.isEmpty ? 1 : positive.reduce(0, +) / Double(positive.count)
+    let damped = Matrix<Double>(rows: r, columns: r) { i, j in
+        i == j ? max(diagonal[i], 0) + dampening * (diagonal[i] > 0 ? diagonal[i] : fill)
+            : (Double(g[i, j]) + Double(g[j, i])) / 2
+    }
+    guard r > 0, let l = try? cholesky(damped), l.isFinite else { return nil }
+    return l
+}
+
+/// The dampening of error feedback's least-squares solves, used for the absorbed dropped costs a
+/// store records; `QuantizationMethod.defaultDampening` (GPTQ's and feedback's default) is this value.
+public let feedbackDampening = 0.01
 
 extension OutputStatistics {
     /// L(E) of an error E (h_out × h_in) under this objective: (N/n) Σₜ (gₜᵀ E xₜ)² for `paired`
@@ -70,7 +96,7 @@ extension OutputStatistics {
     ///   over the stored vectors from j plus what they leave of L(ΔW) (the additive model, as the
     ///   activation objective's). Cost: G U (2·h_out²·r) and L(ΔW) (2·h_out·h_in·(h_in + h_out)).
     func project(
-        delta: Matrix<Float>, sigma: [Float], u: Matrix<Float>, v: Matrix<Float>, inputEnergy: [Double],
+        delta: Matrix<Float>, sigma: [Float], u: Matrix<Float>, v: Matrix<Float>, hv: Matrix<Float>, inputEnergy: [Double],
         gram: CalibrationGram, bitDeltaResidual: Matrix<Float>
     ) -> ObjectiveProjection {
         let r = u.columns
@@ -98,7 +124,10 @@ extension OutputStatistics {
                     }
                 }
             }
-            return ObjectiveProjection(objective: .paired, vectorWeights: weights, dropped: dropped,
+            let vtHV = checked { try multiply(v, transposeA: true, hv) }
+            var feedback = Self.feedbackDropped(a: a, b: b, sigma: sigma, vtHV: vtHV, unstored: residual, scale: scale)
+            feedback?[0] = dropped[0]  // nothing kept, nothing absorbed: L(ΔW) (equal up to rounding)
+            return ObjectiveProjection(objective: .paired, vectorWeights: weights, dropped: dropped, droppedFeedback: feedback,
                                        bitDeltaError: error(of: bitDeltaResidual, gram: gram))
         case let .kronecker(outputGram, tokens):
             let n = Double(tokens)
@@ -110,6 +139,44 @@ extension OutputStatistics {
             return ObjectiveProjection(objective: .kronecker, vectorWeights: weights, dropped: dropped,
                                        bitDeltaError: error(of: bitDeltaResidual, gram: gram))
         }
+    }
+}
+
+extension OutputStatistics {
+    /// The paired objective's dropped costs with error feedback: keeping the first j stored vectors,
+    /// U's least-squares fit under H over V_j absorbs from each dropped vector i ≥ j its part
+    /// V_j M_j⁻¹ V_jᵀ H vᵢ (M = VᵀHV, damped as the fit is), leaving
+    /// E_j = Σ_{i≥j} σᵢ uᵢ (vᵢ − V_j M_j⁻¹ V_jᵀ H vᵢ)ᵀ plus the unstored part of ΔW (not absorbed).
+    ///
+    /// With M = L Lᵀ (Cholesky) and zₜ = L⁻¹ bₜ, the absorbed vᵢᵀxₜ is Σ_{m=j}^{i} L_{im} z_{mt}, so
+    /// gₜᵀ E_j xₜ = residualₜ + Σ_{m≥j} q_{mt} with q = Z ∘ Lᵀ(diag(σ) A): a suffix sum per row,
+    /// and droppedFeedback[j] = (N/n) Σₜ (residualₜ + Σ_{m≥j} q_{mt})² for every j in O(r·n) after
+    /// two r × r × n products. `unstored`: cₜ − Σᵢ σᵢ aᵢₜ bᵢₜ (what the stored vectors leave).
+    /// nil when M is not positive definite even damped (the un-credited `dropped` then stands).
+    static func feedbackDropped(
+        a: Matrix<Float>, b: Matrix<Float>, sigma: [Float], vtHV: Matrix<Float>, unstored: [Double], scale: Double
+    ) -> [Double]? {
+        let (r, n) = (a.rows, a.columns)
+        guard r > 0, let l = dampedFeedbackGram(vtHV, dampening: feedbackDampening) else { return nil }
+        let z = checked { try solveTriangular(l, Matrix<Double>(b)) }                       // r × n
+        let sa = Matrix<Double>(rows: r, columns: n) { i, t in Double(sigma[i]) * Double(a[i, t]) }
+        let c = checked { try multiply(l, transposeA: true, sa) }                           // r × n
+        var suffix = unstored
+        var dropped = [Double](repeating: 0, count: r + 1)
+        dropped[r] = scale * suffix.reduce(0) { $0 + $1 * $1 }
+        z.withUnsafeBufferPointer { pz in
+            c.withUnsafeBufferPointer { pc in
+                for j in stride(from: r - 1, through: 0, by: -1) {
+                    var total = 0.0
+                    for t in 0..<n {
+                        suffix[t] += pz[t * r + j] * pc[t * r + j]
+                        total += suffix[t] * suffix[t]
+                    }
+                    dropped[j] = scale * total
+                }
+            }
+        }
+        return dropped.allSatisfy(\.isFinite) ? dropped : nil
     }
 }
 

@@ -63,18 +63,23 @@ public struct SpectrumStore: Sendable {
         }
     }
 
-    /// wᵢ and the dropped-suffix costs under the record's sensitivity objective; nil without one.
-    public func objectiveProjection(of record: StoreManifest.MatrixRecord) throws(AnalysisError) -> (weights: [Double], dropped: [Double])? {
+    /// wᵢ and the dropped-suffix costs under the record's sensitivity objective (`feedback`: with
+    /// error feedback's absorption, `paired` stores analyzed since it was added); nil without one.
+    public func objectiveProjection(
+        of record: StoreManifest.MatrixRecord
+    ) throws(AnalysisError) -> (weights: [Double], dropped: [Double], feedback: [Double]?)? {
         guard record.objective != nil else { return nil }
         let file = try open(record)
         let r = record.storedRank ?? 0
         do {
             let weights = try file.doubles("objective_weight"), dropped = try file.doubles("objective_dropped")
-            guard weights.count == r, dropped.count == r + 1 else {
+            let feedback = file.tensors.contains { $0.name == "objective_dropped_feedback" }
+                ? try file.doubles("objective_dropped_feedback") : nil
+            guard weights.count == r, dropped.count == r + 1, (feedback?.count ?? r + 1) == r + 1 else {
                 throw AnalysisError.storeCorrupt(store: url.path, file: record.file ?? record.name,
-                                                 reason: "objective_weight has \(weights.count) values and objective_dropped \(dropped.count), the stored rank is \(r)")
+                                                 reason: "objective_weight has \(weights.count) values, objective_dropped \(dropped.count) and objective_dropped_feedback \(feedback?.count ?? 0); the stored rank is \(r)")
             }
-            return (weights, dropped)
+            return (weights, dropped, feedback)
         } catch let error as AnalysisError {
             throw error
         } catch {

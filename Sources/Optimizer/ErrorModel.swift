@@ -3,9 +3,9 @@
 ///
 /// Under a sensitivity objective the same structure holds with σᵢ² wᵢ in place of σᵢ² gᵢ, except
 /// that the cost of the dropped vectors is the store's exact `dropped` suffix (the paired
-/// objective keeps the cross terms between dropped vectors, which need not vanish there). That
-/// suffix is the cost of truncating the SVD: the part of it that error feedback's kept segments
-/// absorb is not credited (an upper bound).
+/// objective keeps the cross terms between dropped vectors, which need not vanish there): the
+/// cost of truncating the SVD, or with error feedback (paired stores) the cost of what the kept
+/// vectors' least-squares U leaves of the dropped ones (`StorePlanning` picks the suffix).
 ///
 /// With ΔW = Σᵢ σᵢ uᵢ vᵢᵀ and orthonormal U, the error of dropping vector i is exactly σᵢ² gᵢ
 /// (gᵢ = vᵢᵀ H vᵢ) and dropped vectors do not interact; with error feedback the kept vectors absorb

@@ -46,12 +46,14 @@ public struct StorePlanning: Sendable {
                                           progress: progress, shouldStop: shouldStop)
         if chosen != .activation {
             for (i, record) in store.matrices.enumerated() {
-                let projection: (weights: [Double], dropped: [Double])?
+                let projection: (weights: [Double], dropped: [Double], feedback: [Double]?)?
                 do { projection = try store.objectiveProjection(of: record) } catch { throw .store(error) }
                 guard let projection, record.objective == chosen else {
                     throw .invalidOption(option: "--objective", reason: "\(record.name) has no \(chosen.rawValue) statistics in \(url.path)")
                 }
-                spectra[i].sensitivity = .init(objective: chosen, vectorWeights: projection.weights, dropped: projection.dropped)
+                // With error feedback the kept segments absorb part of the dropped vectors.
+                let dropped = measurement.order == .feedback ? projection.feedback ?? projection.dropped : projection.dropped
+                spectra[i].sensitivity = .init(objective: chosen, vectorWeights: projection.weights, dropped: dropped)
             }
         }
         self.spectra = spectra

@@ -177,14 +177,8 @@ func feedbackDroppedWeights(_ factors: StoredFactors, gram g: Matrix<Float>, dam
     let r = factors.storedRank
     guard r > 0 else { return [] }
     precondition(g.rows == r && g.columns == r)
+    guard let l = dampedFeedbackGram(g, dampening: dampening) else { return paperDroppedWeights(factors) }
     let diagonal = (0..<r).map { Double(g[$0, $0]) }
-    let positive = diagonal.filter { $0 > 0 }
-    let fill = positive.isEmpty ? 1 : positive.reduce(0, +) / Double(positive.count)
-    let damped = Matrix<Double>(rows: r, columns: r) { i, j in
-        i == j ? (diagonal[i] > 0 ? diagonal[i] : 0) + dampening * (diagonal[i] > 0 ? diagonal[i] : fill)
-            : (Double(g[i, j]) + Double(g[j, i])) / 2
-    }
-    guard let l = try? cholesky(damped), l.isFinite else { return paperDroppedWeights(factors) }
     let sigma2 = (0..<r).map { Double(factors.singularValues[$0]) * Double(factors.singularValues[$0]) }
     return (0..<r).map { m in
         var w = -dampening * sigma2[m] * max(diagonal[m], 0)

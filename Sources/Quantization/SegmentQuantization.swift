@@ -11,8 +11,9 @@ public enum QuantizationMethod: String, Sendable, Codable, CaseIterable {
 
     /// What the CLI, the service and the library take when none is given.
     public static let `default` = QuantizationMethod.gptq
-    /// GPTQ damping as a fraction of mean(diag H), when none is given.
-    public static let defaultDampening = 0.01
+    /// GPTQ damping as a fraction of mean(diag H), when none is given; error feedback's solves use
+    /// it too, and so do the absorbed dropped costs `analyze` records (Analysis's value).
+    public static let defaultDampening = feedbackDampening
 }
 
 /// How segments are quantized.

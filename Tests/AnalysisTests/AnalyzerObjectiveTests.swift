@@ -56,7 +56,7 @@ import Testing
             let u = Matrix<Double>(factors.u), v = Matrix<Double>(factors.v)
             let sigma = factors.singularValues.map(Double.init)
             let r = factors.storedRank
-            let (weights, dropped) = try #require(try store.objectiveProjection(of: record))
+            let (weights, dropped, feedback) = try #require(try store.objectiveProjection(of: record))
             #expect(weights.count == r && dropped.count == r + 1)
 
             // L(E) = (N/n) Σₜ (gₜᵀ E xₜ)², in Float64 from ΔW itself.
@@ -77,6 +77,8 @@ import Testing
                 #expect(relativeDifference(dropped[j], try truncationError(keeping: j)) < 2e-3, "\(record.name) dropped[\(j)]")
             }
             #expect(relativeDifference(record.objectiveEnergy!, dropped[0]) < 1e-12)
+            try checkFeedbackSuffix(try #require(feedback), dropped: dropped, record: record, factors: factors, delta: delta,
+                                    h: Matrix<Double>(try calibration.gram(ofEntry: record.calibrationEntry!)), objective: objective)
             let ug = try multiply(u, transposeA: true, gs), vx = try multiply(v, transposeA: true, x)
             for i in Set([0, r / 3, r - 1]) {
                 let w = scale * (0..<x.columns).reduce(0.0) { $0 + pow(ug[i, $1] * vx[i, $1], 2) }
@@ -90,6 +92,44 @@ import Testing
             let residual = delta.map { $0 - (($0 > 0) ? s : ($0 < 0 ? -s : 0)) }
             #expect(relativeDifference(record.bitDeltaObjectiveError!, try objective(residual)) < 1e-3)
         }
+    }
+
+    /// The absorbed suffix against its definition, built explicitly in Float64: keeping j vectors,
+    /// each dropped stored vector i loses its part V_j M̃_j⁻¹ V_jᵀ H vᵢ (M̃: VᵀHV with its diagonal
+    /// damped as error feedback's solves are) and the unstored part of ΔW stays whole.
+    func checkFeedbackSuffix(
+        _ feedback: [Double], dropped: [Double], record: StoreManifest.MatrixRecord, factors: StoredFactors,
+        delta: Matrix<Double>, h: Matrix<Double>, objective: (Matrix<Double>) throws -> Double
+    ) throws {
+        let r = factors.storedRank
+        #expect(feedback.count == r + 1)
+        let u = Matrix<Double>(factors.u), v = Matrix<Double>(factors.v)
+        let sigma = factors.singularValues.map(Double.init)
+        let m = try multiply(v, transposeA: true, try multiply(h, v))
+        var unstored = delta
+        for i in 0..<r { for c in 0..<delta.columns { for row in 0..<delta.rows { unstored[row, c] -= sigma[i] * u[row, i] * v[c, i] } } }
+        func absorbed(keeping j: Int) throws -> Double {
+            guard j > 0 else { return try objective(delta) }
+            let damped = Matrix<Double>(rows: j, columns: j) { a, b in m[a, b] + (a == b ? feedbackDampening * m[a, a] : 0) }
+            let rhs = Matrix<Double>(rows: j, columns: r - j) { a, b in m[a, j + b] }
+            var coefficients = rhs                                           // M̃_j⁻¹ M_{<j, ≥j}
+            try solveCholesky(try cholesky(damped), &coefficients)
+            var e = unstored
+            for i in j..<r {
+                for c in 0..<delta.columns {
+                    var vi = v[c, i]
+                    for a in 0..<j { vi -= v[c, a] * coefficients[a, i - j] }
+                    for row in 0..<delta.rows { e[row, c] += sigma[i] * u[row, i] * vi }
+                }
+            }
+            return try objective(e)
+        }
+        #expect(feedback[0] == dropped[0], "\(record.name): nothing kept, nothing absorbed")
+        for j in Set([1, r / 3, r / 2, r - 1, r]) {
+            #expect(relativeDifference(feedback[j], try absorbed(keeping: j)) < 2e-3, "\(record.name) feedback[\(j)]")
+        }
+        // The fit absorbs something: at half the rank, less is left than the plain truncation's.
+        #expect(feedback[r / 2] < dropped[r / 2], "\(record.name): nothing absorbed")
     }
 
     @Test func kroneckerWeightsAndEnergyMatchFloat64() throws {
@@ -109,7 +149,8 @@ import Testing
             let g = Matrix<Double>(try #require(try calibration.outputGram(ofModule: record.moduleName)))
             let factors = try store.factors(of: record)
             let u = Matrix<Double>(factors.u), v = Matrix<Double>(factors.v)
-            let (weights, dropped) = try #require(try store.objectiveProjection(of: record))
+            let (weights, dropped, feedback) = try #require(try store.objectiveProjection(of: record))
+            #expect(feedback == nil, "only the paired objective has an absorbed suffix")
             let gu = try multiply(g, u), hv = try multiply(h, v)
             for i in Set([0, factors.storedRank / 2, factors.storedRank - 1]) {
                 let ugu = (0..<u.rows).reduce(0.0) { $0 + u[$1, i] * gu[$1, i] }
