@@ -11,7 +11,8 @@ import LinearAlgebra
 /// - `input_energy`: F64 `[r]`, gᵢ = vᵢᵀ H vᵢ;
 /// - with output statistics (the record's `objective`): `objective_weight` F64 `[r]`, wᵢ, the
 ///   objective's cost of the unit error uᵢ vᵢᵀ, and `objective_dropped` F64 `[r + 1]`, the cost of
-///   dropping every vector from j on (see `ObjectiveProjection`);
+///   dropping every vector from j on (see `ObjectiveProjection`), and for the paired objective
+///   `objective_dropped_feedback` F64 `[r + 1]`, the same after error feedback's absorption;
 /// where r is the stored rank.
 public struct SpectrumStore: Sendable {
     public static let manifestName = "manifest.json"
