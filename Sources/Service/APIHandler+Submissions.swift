@@ -67,7 +67,8 @@ extension APIHandler {
                 case let .infeasible(.infeasibleBudget(unit, bits, smallest)):
                     throw APIError.infeasibleBudget(message: error.description, unit: unit, budgetBits: bits, smallestFeasibleBits: smallest)
                 case .presetOutsideMenu, .infeasible(.bitWidthUnavailable): throw APIError.invalidField(field: "bits", reason: error.description)
-                case .strategyNeedsErrorModel: throw APIError.invalidPlanRequest(message: error.description)
+                case .strategyNeedsErrorModel, .infeasible(.pinsExceedBudget), .infeasible(.pinnedPresetInfeasible):
+                    throw APIError.invalidPlanRequest(message: error.description)
                 }
             }
             let encoded = try plan.encoded()
