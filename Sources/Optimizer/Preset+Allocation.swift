@@ -13,6 +13,8 @@ public enum PlanningError: Error, Equatable, CustomStringConvertible {
     case pinsExceedBudget(budgetBits: Int, pinnedBits: Int, pins: [PinCost])
     /// A preset pin's fixed segments need `smallestBits` in `matrix`, more than its share of the budget.
     case pinnedPresetInfeasible(pin: String, matrix: String, shareBits: Int, smallestBits: Int)
+    /// Pins or bits-for rules that do not fit the matrices (``OverrideError``).
+    case overrides(OverrideError)
 
     /// What one pin costs: the bits of the matrices it fixed.
     public struct PinCost: Sendable, Equatable {
@@ -36,6 +38,7 @@ public enum PlanningError: Error, Equatable, CustomStringConvertible {
         case let .pinnedPresetInfeasible(pin, matrix, share, smallest):
             return "pin '\(pin)': the preset's fixed segments need \(bits(smallest)) in \(matrix), "
                 + "more than its share of the budget, \(bits(share))"
+        case let .overrides(error): return error.description
         }
     }
 }

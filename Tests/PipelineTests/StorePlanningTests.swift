@@ -152,7 +152,7 @@ private func temporaryDirectory() -> URL {
         let (_, store) = try analyzedPair(dir)
         let library = try ProfileLibrary.builtIn()
         let planning = try StorePlanning(store: store.url)
-        let comparison = planning.compare(
+        let comparison = try planning.compare(
             budgets: [try GivenBudget(parsing: "1/3")],
             candidates: try ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"].map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: nil, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })

@@ -43,13 +43,14 @@ extension Overrides {
     ///   - ranks: each matrix's stored rank (the most vectors a pin may keep; `fill` takes them all).
     ///   - available: each matrix's measured widths.
     ///   - menu: the plan's menu (`--bits`), descending.
+    ///   - library: where preset pins' presets come from (nil: the built-in presets).
     /// - Throws: a rule that matches nothing (``OverrideError/noMatch(kind:rule:matrices:)``); two
     ///   pins (or two bits-for rules) that match one matrix and differ; a bits-for rule whose
     ///   widths miss the menu; a pin that keeps more vectors than stored, uses a width its matrix
     ///   cannot (menu, bits-for, measured), or names an unknown preset.
     /// Complexity: O(rules · matrices) regular-expression searches.
     public func resolve(
-        names: [String], ranks: [Int], available: [Set<Int>], menu: [Int], library: ProfileLibrary
+        names: [String], ranks: [Int], available: [Set<Int>], menu: [Int], library: ProfileLibrary? = nil
     ) throws(OverrideError) -> ResolvedOverrides {
         precondition(names.count == ranks.count && names.count == available.count, "one rank and width set per matrix")
         func matches(_ pattern: String) -> [Int] {
@@ -125,7 +126,7 @@ extension Overrides {
 extension PlanningProblem {
     /// This problem with `overrides` resolved against its matrices (stored ranks, measured widths,
     /// ``menu``): ``Overrides/resolve(names:ranks:available:menu:library:)``.
-    public func applying(_ overrides: Overrides, library: ProfileLibrary) throws(OverrideError) -> PlanningProblem {
+    public func applying(_ overrides: Overrides, library: ProfileLibrary? = nil) throws(OverrideError) -> PlanningProblem {
         var problem = self
         problem.overrides = try overrides.resolve(
             names: models.map(\.spectrum.name), ranks: models.map(\.spectrum.storedRank),

@@ -30,9 +30,9 @@ public struct Overrides: Sendable, Equatable, Codable {
         self.init(pins: parsedPins, bitsFor: parsedBits)
     }
 
-    /// Every preset a pin names exists in `library` (checked before any work, and again when pins
-    /// are resolved).
-    public func checkPresets(in library: ProfileLibrary) throws(OverrideError) {
+    /// Every preset a pin names exists in `library` (nil: the built-in presets); checked before any
+    /// work, and again when pins are resolved.
+    public func checkPresets(in library: ProfileLibrary? = nil) throws(OverrideError) {
         for pin in pins { _ = try pin.preset(in: library) }
     }
 }
@@ -128,11 +128,15 @@ public struct Pin: Sendable, Equatable, Codable, CustomStringConvertible {
         return .segments(parts)
     }
 
-    /// The preset a ``Spec/preset(_:)`` pin names; nil for other specs.
-    public func preset(in library: ProfileLibrary) throws(OverrideError) -> PrecisionPreset? {
+    /// The preset a ``Spec/preset(_:)`` pin names, from `library` (nil: the built-in presets);
+    /// nil for other specs.
+    public func preset(in library: ProfileLibrary? = nil) throws(OverrideError) -> PrecisionPreset? {
         guard case let .preset(text) = spec else { return nil }
         let name = text.hasPrefix("preset:") ? String(text.dropFirst("preset:".count)) : text
-        do { return try library.preset(named: name) } catch {
+        do throws(ProfileError) {
+            let presets = if let library { library } else { try ProfileLibrary.builtIn() }
+            return try presets.preset(named: name)
+        } catch {
             throw .unknownPreset(pin: description, reason: error.description)
         }
     }
