@@ -56,6 +56,22 @@ import Testing
         let tensor = try #require(artifact.manifest.tensors.first { $0.name == kept + ".dense" })
         #expect(tensor.dtype == "F16" && tensor.shape == q.shape)
         #expect(try #require(artifact.matrix(named: dropped)).storedBytes == 0)
+        // Dense matrices came with format 3: a manifest claiming format 2, or a record that is not
+        // dense where the plan's matrix is, is refused naming the matrix.
+        for (label, change) in [("format 2", { (m: inout ArtifactManifest) in m.formatVersion = 2 }),
+                                ("not dense", { (m: inout ArtifactManifest) in
+                                    m.matrices = m.matrices.map { var r = $0; if r.name == kept { r.dense = nil }; return r } })] {
+            let copy = dir.appendingPathComponent("artifact-\(label.replacingOccurrences(of: " ", with: "-"))")
+            try FileManager.default.copyItem(at: artifactURL, to: copy)
+            try rewriteManifest(copy, change)
+            do {
+                _ = try Artifact(at: copy)
+                Issue.record("\(label): accepted")
+            } catch {
+                guard case let .corrupt(_, file, reason) = error else { Issue.record("\(label): \(error)"); continue }
+                #expect(file == "manifest.json" && reason.contains("dense"), "\(label): \(reason)")
+            }
+        }
 
         // Merge: exact in Float32, the base for the dropped matrix, the fine-tuned weight in BF16.
         let base = try Checkpoint(at: paths.base), finetuned = try Checkpoint(at: paths.finetuned)
