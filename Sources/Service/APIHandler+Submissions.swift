@@ -131,15 +131,19 @@ extension APIHandler {
                 throw APIError.invalidField(field: "members[\(i)].maxError", reason: FleetPlanningError.floorsNeedSearch(strategy: strategyName).description)
             }
         }
+        _ = try validator.overrides(pins: r.pins, bitsFor: r.bitsFor, store: nil, menu: options.bits, measurement: options.measurement)
         var members: [FleetJobParameters.Member] = []
         for (i, m) in r.members.enumerated() {
             let (analysis, storePath) = try await succeededAnalysis(m.analysis, field: "members[\(i)].analysis")
             members.append(.init(name: m.name, analysis: analysis, analysisStore: storePath, weight: m.weight ?? 1,
                                  maxRelativeError: m.maxError))
+            _ = try validator.overrides(pins: r.pins, bitsFor: r.bitsFor, store: storePath, menu: options.bits,
+                                        measurement: options.measurement)
         }
         let parameters = FleetJobParameters(members: members, budget: r.budget, strategy: strategyName, bits: options.bits,
                                             seed: options.seed, accounting: options.accounting, groupSize: options.groupSize,
-                                            order: options.order ?? .default, method: options.method ?? .default)
+                                            order: options.order ?? .default, method: options.method ?? .default,
+                                            pins: r.pins, bitsFor: r.bitsFor)
         return .accepted(try accepted(try await store.create(kind: .fleet, parameters: try parameters.parametersJSON())))
     }
 

@@ -194,7 +194,8 @@ extension JobRunner {
         }
         let fleet = try planFleet(stores, budget: try GivenBudget(parsing: p.budget),
                                   storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize), menu: p.bits,
-                                  strategy: try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn()), seed: p.seed)
+                                  strategy: try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn()), seed: p.seed,
+                                  overrides: try Overrides(jobPins: p.pins, bitsFor: p.bitsFor))
         let out = fleetDirectory(context)
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         try fleet.write(names: stores.map(\.name), to: out)

@@ -110,6 +110,9 @@ public struct FleetJobParameters: Codable, Sendable, Equatable {
     public var groupSize: Int
     public var order: SegmentOrder
     public var method: QuantizationMethod
+    /// As ``PlanJobParameters``, for every member.
+    public var pins: [String]?
+    public var bitsFor: [String]?
 }
 
 /// The parameters of a merge job, as validated by `POST /v1/merges`.

@@ -142,11 +142,12 @@ struct ServiceParityTests {
         let cliFleet = dir.url.appendingPathComponent("cli-fleet")
         try runCLI(["fleet", "--store", "math=\(store)", "--store", "code=\(secondStore)", "--weight", "math=2", "--max-error", "code=0.5",
                     "--budget", "1/12", "--strategy", "genetic", "--bits", "8,4,3,2", "--seed", "4", "--accounting", "paper",
-                    "--group-size", "64", "--order", "paper", "--method", "rtn", "--out", cliFleet.path], logs: dir.url)
+                    "--group-size", "64", "--order", "paper", "--method", "rtn", "--pin", "o_proj=drop", "--bits-for", "mlp=8,4,2",
+                    "--out", cliFleet.path], logs: dir.url)
         let fleet = try await server.submit("/v1/fleets", [
             "members": [["name": "math", "analysis": analysis, "weight": 2], ["name": "code", "analysis": second, "maxError": 0.5]],
             "budget": "1/12", "strategy": "genetic", "bits": [8, 4, 3, 2], "seed": 4, "accounting": "paper", "groupSize": 64,
-            "order": "paper", "method": "rtn",
+            "order": "paper", "method": "rtn", "pins": ["o_proj=drop"], "bitsFor": ["mlp=8,4,2"],
         ])
         let fleetDirectory = URL(fileURLWithPath: try #require(try await server.succeeded(fleet)["result"] as? String))
         let cliFleetFiles = try fileContents(under: cliFleet)
@@ -154,6 +155,9 @@ struct ServiceParityTests {
         #expect(try fileContents(under: fleetDirectory) == cliFleetFiles)
         #expect(try await server.body("/v1/fleets/\(fleet)") == cliFleetFiles["fleet.json"])
         #expect(try await server.body("/v1/fleets/\(fleet)/plans/code") == cliFleetFiles["code.json"])
+        let codePlan = try Plan.decode(try #require(cliFleetFiles["code.json"]), file: "code.json")
+        #expect(codePlan.overrides?.pins.map(\.description) == ["o_proj=drop"])
+        #expect(codePlan.matrices.filter { $0.pin != nil }.allSatisfy { $0.segments.isEmpty && $0.name.contains("o_proj") })
 
         // The pinned plan compressed by each face: the same artifact, the kept matrix stored dense.
         let cliPinnedArtifact = dir.url.appendingPathComponent("cli-pinned-artifact")

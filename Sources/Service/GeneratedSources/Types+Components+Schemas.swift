@@ -1292,7 +1292,7 @@ extension Components {
                 ])
             }
         }
-        /// Several succeeded analyses of fine-tunes of one base (analyses of another base are refused) planned under one budget, minimising Σ weight · relative error (a preset strategy gives every member the same α instead: the baseline). The error-model options apply to every member.
+        /// Several succeeded analyses of fine-tunes of one base (analyses of another base are refused) planned under one budget, minimising Σ weight · relative error (a preset strategy gives every member the same α instead: the baseline). The error-model options, pins and bitsFor apply to every member.
         ///
         /// - Remark: Generated from `#/components/schemas/FleetRequest`.
         internal struct FleetRequest: Codable, Hashable, Sendable {
@@ -1318,6 +1318,10 @@ extension Components {
             internal var order: Components.Schemas.SegmentOrder?
             /// - Remark: Generated from `#/components/schemas/FleetRequest/method`.
             internal var method: Components.Schemas.QuantizationMethod?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/pins`.
+            internal var pins: Components.Schemas.Pins?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/bitsFor`.
+            internal var bitsFor: Components.Schemas.BitsFor?
             /// Creates a new `FleetRequest`.
             ///
             /// - Parameters:
@@ -1330,6 +1334,8 @@ extension Components {
             ///   - groupSize:
             ///   - order:
             ///   - method:
+            ///   - pins:
+            ///   - bitsFor:
             internal init(
                 members: [Components.Schemas.FleetMember],
                 budget: Swift.String,
@@ -1339,7 +1345,9 @@ extension Components {
                 accounting: Components.Schemas.Accounting? = nil,
                 groupSize: Components.Schemas.GroupSize? = nil,
                 order: Components.Schemas.SegmentOrder? = nil,
-                method: Components.Schemas.QuantizationMethod? = nil
+                method: Components.Schemas.QuantizationMethod? = nil,
+                pins: Components.Schemas.Pins? = nil,
+                bitsFor: Components.Schemas.BitsFor? = nil
             ) {
                 self.members = members
                 self.budget = budget
@@ -1350,6 +1358,8 @@ extension Components {
                 self.groupSize = groupSize
                 self.order = order
                 self.method = method
+                self.pins = pins
+                self.bitsFor = bitsFor
             }
             internal enum CodingKeys: String, CodingKey {
                 case members
@@ -1361,6 +1371,8 @@ extension Components {
                 case groupSize
                 case order
                 case method
+                case pins
+                case bitsFor
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1400,6 +1412,14 @@ extension Components {
                     Components.Schemas.QuantizationMethod.self,
                     forKey: .method
                 )
+                self.pins = try container.decodeIfPresent(
+                    Components.Schemas.Pins.self,
+                    forKey: .pins
+                )
+                self.bitsFor = try container.decodeIfPresent(
+                    Components.Schemas.BitsFor.self,
+                    forKey: .bitsFor
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "members",
                     "budget",
@@ -1409,7 +1429,9 @@ extension Components {
                     "accounting",
                     "groupSize",
                     "order",
-                    "method"
+                    "method",
+                    "pins",
+                    "bitsFor"
                 ])
             }
         }
