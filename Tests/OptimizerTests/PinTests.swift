@@ -339,5 +339,19 @@ import Testing
             m[5]["segments"] = [["start": 0, "end": 1, "bits": 3]]
         }
         #expect(wrongWidth?.contains("matrices[5].segments[0].bits") == true, "\(wrongWidth ?? "accepted")")
+        // A pattern that would take exponential time to match a name is read without matching it
+        // (plans, and the plans artifacts embed, are validated without running their patterns).
+        var hostile = good
+        var overridesObject = try #require(good["overrides"] as? [String: Any])
+        var pinObjects = try #require(overridesObject["pins"] as? [[String: Any]])
+        pinObjects[0]["pattern"] = "^(a|aa)*$"
+        overridesObject["pins"] = pinObjects
+        hostile["overrides"] = overridesObject
+        var hostileMatrices = try #require(good["matrices"] as? [[String: Any]])
+        hostileMatrices[1]["name"] = String(repeating: "a", count: 200) + "b"
+        hostileMatrices[1]["pin"] = pinObjects[0]
+        hostile["matrices"] = hostileMatrices
+        let decoded = try Plan.decode(try JSONSerialization.data(withJSONObject: hostile), file: "hostile.json")
+        #expect(decoded.matrices[1].pin?.pattern == "^(a|aa)*$")
     }
 }
