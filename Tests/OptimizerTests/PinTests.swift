@@ -257,6 +257,10 @@ import Testing
         #expect(try refusal(["m1=keep"], ["q_proj=8"]) == .noMatch(kind: "bits-for rule", rule: "q_proj=8", matrices: 6))
         #expect(try refusal(["^m[01]$=keep", "^m[12]$=drop"]) == .conflict(kind: "pin", matrix: "m1", first: "^m[01]$=keep", second: "^m[12]$=drop"))
         #expect(try refusal(["^m[01]$=keep", "m1=keep"]) == nil)  // overlapping, but saying the same
+        let rank1 = problem.models[1].spectrum.storedRank
+        #expect(try refusal(["^m[01]$=8:2,3:fill", "m1=8:2,3:\(rank1 - 2)", "^m[1]$=8:2,3:fill"]) == nil)  // the same segments
+        #expect(try refusal(["m1=single-3", "^m1$=preset:single-3"]) == nil)
+        #expect(try refusal(["m1=8:2,3:fill", "m1=8:2,3:1"]) == .conflict(kind: "pin", matrix: "m1", first: "m1=8:2,3:fill", second: "m1=8:2,3:1"))
         #expect(try refusal([], ["m1=8,4", "^m=8,2"]) == .conflict(kind: "bits-for rule", matrix: "m1", first: "m1=8,4", second: "^m=8,2"))
         let rank = problem.models[3].spectrum.storedRank
         #expect(try refusal(["m3=8:\(rank),2:1"]) == .beyondRank(pin: "m3=8:\(rank),2:1", matrix: "m3", vectors: rank + 1, storedRank: rank))

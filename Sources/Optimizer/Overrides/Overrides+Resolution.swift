@@ -45,7 +45,8 @@ extension Overrides {
     ///   - menu: the plan's menu (`--bits`), descending.
     ///   - library: where preset pins' presets come from (nil: the built-in presets).
     /// - Throws: a rule that matches nothing (``OverrideError/noMatch(kind:rule:matrices:)``); two
-    ///   pins (or two bits-for rules) that match one matrix and differ; a bits-for rule whose
+    ///   pins that match one matrix and fix it differently (or two bits-for rules with different
+    ///   widths); a bits-for rule whose
     ///   widths miss the menu; a pin that keeps more vectors than stored, uses a width its matrix
     ///   cannot (menu, bits-for, measured), or names an unknown preset.
     /// Complexity: O(rules · matrices) regular-expression searches.
@@ -84,12 +85,6 @@ extension Overrides {
             guard !matched.isEmpty else { throw .noMatch(kind: "pin", rule: pin.description, matrices: names.count) }
             let preset = try pin.preset(in: library)
             for m in matched {
-                if let first = resolved.pins[m] {
-                    guard first.pin.spec == pin.spec else {
-                        throw .conflict(kind: "pin", matrix: names[m], first: first.pin.description, second: pin.description)
-                    }
-                    continue
-                }
                 let widths = (resolved.menus[m] ?? menu).filter(available[m].contains)
                 func check(_ bits: Int) throws(OverrideError) {
                     guard widths.contains(bits) else {
@@ -115,6 +110,14 @@ extension Overrides {
                     guard let preset else { preconditionFailure("a preset pin resolves to a preset") }
                     for s in preset.segments { try check(s.bits) }
                     form = .preset(preset)
+                }
+                // Pins that fix the matrix alike agree (`8:2,3:fill` and `8:2,3:30` at rank 32,
+                // `single-3` and `preset:single-3`); the first is recorded.
+                if let first = resolved.pins[m] {
+                    guard first.form == form else {
+                        throw .conflict(kind: "pin", matrix: names[m], first: first.pin.description, second: pin.description)
+                    }
+                    continue
                 }
                 resolved.pins[m] = PinnedMatrix(pin: pin, form: form)
             }
