@@ -22,6 +22,8 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
     /// An option or argument is out of range.
     case invalidOption(option: String, reason: String)
     case checkpoint(String)
+    /// A value the format cannot hold (a kept ΔW beyond F16's range): `tensor` names the matrix.
+    case unrepresentable(tensor: String, reason: String)
     case quantization(QuantizationError)
     case io(path: String, reason: String)
 
@@ -33,6 +35,7 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
         case let .modelFile(path, reason): "model file \(path) of the fine-tuned checkpoint cannot be carried: \(reason)"
         case let .invalidOption(option, reason): "\(option): \(reason)"
         case let .checkpoint(message): message
+        case let .unrepresentable(tensor, reason): "\(tensor): \(reason)"
         case let .quantization(error): error.description
         case let .io(path, reason): "\(path): \(reason)"
         }
@@ -45,11 +48,12 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
 /// SHA-256 and the embedded plan's SHA-256 are verified when an artifact is opened
 /// (``Artifact/init(at:)``).
 ///
-/// Format 2 added ``modelFiles``; format 1 artifacts (no model files) are still read.
+/// Format 2 added ``modelFiles``; format 3 dense matrices (``MatrixRecord/dense``, a `keep` pin's
+/// ΔW stored whole in F16). Formats 1 (no model files) and 2 (no dense matrices) are still read.
 public struct ArtifactManifest: Codable, Sendable, Equatable {
-    public static let currentFormatVersion = 2
+    public static let currentFormatVersion = 3
     /// The versions readers accept.
-    public static let readableFormatVersions: ClosedRange<Int> = 1...2
+    public static let readableFormatVersions: ClosedRange<Int> = 1...3
     public static let fileName = "manifest.json"
     public static let deltaFileName = "delta.safetensors"
 
@@ -173,6 +177,10 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         /// The calibration entry of H (nil: H = I).
         public var calibrationEntry: String?
         public var segments: [SegmentRecord]
+        /// True when ΔW is stored whole as the F16 tensor `<name>.dense` (`[h_out, h_in]`, row-major;
+        /// the plan's `dense`, a `keep` pin): `segments` is then empty. Absent otherwise (and
+        /// before format 3).
+        public var dense: Bool?
         /// The plan's storage bits for this matrix.
         public var planStorageBits: Int
         /// Bytes of this matrix's tensors in `delta.safetensors`.
@@ -182,9 +190,12 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         /// The order the segments were quantized in: `order`, or `paper` for older artifacts.
         public var effectiveOrder: SegmentOrder { order ?? .paper }
 
+        /// Whether the matrix is stored dense (``dense`` true).
+        public var isDense: Bool { dense == true }
+
         public init(
             name: String, type: LayerTypeName, shape: [Int], method: QuantizationMethod, order: SegmentOrder? = nil,
-            groupSize: Int, calibrationEntry: String? = nil, segments: [SegmentRecord], planStorageBits: Int,
+            groupSize: Int, calibrationEntry: String? = nil, segments: [SegmentRecord], dense: Bool? = nil, planStorageBits: Int,
             storedBytes: Int, warnings: [String]
         ) {
             self.name = name
@@ -195,6 +206,7 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
             self.groupSize = groupSize
             self.calibrationEntry = calibrationEntry
             self.segments = segments
+            self.dense = dense
             self.planStorageBits = planStorageBits
             self.storedBytes = storedBytes
             self.warnings = warnings
@@ -280,8 +292,24 @@ public enum ArtifactTensor {
     public static let vCodes = ".v.codes", vScales = ".v.scales", vZeros = ".v.zeros", vValues = ".v.values"
     public static let uCodes = ".u.codes", uScales = ".u.scales", uZeros = ".u.zeros", uValues = ".u.values"
     public static let sigma = ".sigma"
+    /// A dense matrix's ΔW: `<matrix>.dense`.
+    public static let dense = ".dense"
 
     public static func prefix(matrix: String, segment: Int) -> String { "\(matrix).seg\(segment)" }
+
+    /// The declaration of a dense matrix's ΔW: F16 `[h_out, h_in]`, row-major (the checkpoint's layout).
+    public static func denseDeclaration(matrix: String, rows: Int, columns: Int) -> TensorDeclaration {
+        TensorDeclaration(name: matrix + dense, dtype: .f16, shape: [rows, columns])
+    }
+
+    /// Every tensor declaration of a planned matrix, in order: its segments', or its dense ΔW.
+    public static func declarations(of matrix: Plan.Matrix, groupSize: Int) -> [TensorDeclaration] {
+        let (rows, columns) = (matrix.shape[0], matrix.shape[1])
+        if matrix.dense { return [denseDeclaration(matrix: matrix.name, rows: rows, columns: columns)] }
+        return matrix.segments.enumerated().flatMap { j, s in
+            declarations(prefix: prefix(matrix: matrix.name, segment: j), segment: s, rows: rows, columns: columns, groupSize: groupSize)
+        }
+    }
 
     /// The declarations of one segment's tensors, in suffix order (see `Docs/artifact-format.md`).
     /// Codes: the row-major codes of the whole weight as one stream of `count·k` bits packed into
@@ -327,7 +355,7 @@ public enum ArtifactTensor {
         return out
     }
 
-    static func halfBytes(_ values: [Float16]) -> [UInt8] {
+    package static func halfBytes(_ values: [Float16]) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(values.count * 2)
         for v in values {
@@ -485,6 +513,17 @@ public struct Artifact: Sendable {
             guard a.planStorageBits == p.storageBits else {
                 throw corrupt(name, "\(at).planStorageBits \(a.planStorageBits) differs from the plan's \(p.storageBits)")
             }
+            guard a.isDense == p.dense else {
+                throw corrupt(name, "\(at).dense is \(a.isDense), the plan's matrix is \(p.dense ? "" : "not ")dense")
+            }
+            if a.isDense {
+                guard m.formatVersion >= 3 else { throw corrupt(name, "\(at) is dense, which formatVersion \(m.formatVersion) has not (3 added it)") }
+                let d = ArtifactTensor.denseDeclaration(matrix: a.name, rows: a.shape[0], columns: a.shape[1])
+                guard let t = m.tensors.first(where: { $0.name == d.name }), t.dtype == d.dtype.rawValue, t.shape == d.shape else {
+                    throw corrupt(name, "tensor \(d.name) is missing from the tensor table or has the wrong dtype or shape")
+                }
+                tensorNames.remove(d.name)
+            }
             for (j, (s, segment)) in zip(a.segments, p.segments).enumerated() {
                 guard s.prefix == ArtifactTensor.prefix(matrix: a.name, segment: j) else {
                     throw corrupt(name, "\(at).segments[\(j)].prefix is \(s.prefix)")
@@ -580,9 +619,17 @@ public struct Artifact: Sendable {
         return out
     }
 
-    /// ΔŴ of a matrix, `h_out × h_in` column-major.
+    /// ΔŴ of a matrix, `h_out × h_in` column-major: Σ Û diag(σ̂) V̂ᵀ over its segments, or a
+    /// dense matrix's F16 ΔW converted exactly to Float32.
     public func reconstruction(of record: ArtifactManifest.MatrixRecord) throws(ArtifactError) -> Matrix<Float> {
-        reconstruct(try segments(of: record), rows: record.shape[0], columns: record.shape[1])
+        let (rows, columns) = (record.shape[0], record.shape[1])
+        guard record.isDense else { return reconstruct(try segments(of: record), rows: rows, columns: columns) }
+        let values = try finiteHalves(record.name + ArtifactTensor.dense)
+        var out = Matrix<Float>(rows: rows, columns: columns)
+        out.withUnsafeMutableBufferPointer { o in
+            for r in 0..<rows { for c in 0..<columns { o[r + c * rows] = Float(values[r * columns + c]) } }
+        }
+        return out
     }
 
     private func weight(_ prefix: String, v: Bool, rows: Int, columns: Int, bits: Int, groupSize: Int) throws(ArtifactError) -> QuantizedWeight {

@@ -4,9 +4,16 @@
 /// fewer bits), so an allocation is fully described by its count per bit-width: the vectors are
 /// laid out in descending bit-width order, `[0, c₁₆) → 16 bits`, `[c₁₆, c₁₆ + c₈) → 8 bits`, …;
 /// everything past ``rank`` is dropped (0 bits).
+///
+/// One allocation is not a count vector: ``dense``, the delta ΔW kept whole as a dense F16
+/// `h_out × h_in` tensor instead of singular vectors (what a `keep` pin asks for). It has no
+/// segments and no vectors; ``StorageModel`` counts it as the dense size and ``ErrorModel``
+/// predicts no error for it (the F16 rounding is not modelled).
 public struct Allocation: Hashable, Sendable {
     /// Vector counts keyed by bit-width (only positive widths, only positive counts).
     public private(set) var counts: [Int: Int]
+    /// Whether ΔW is stored dense (``dense``) rather than as singular vectors; `counts` is then empty.
+    public private(set) var isDense = false
 
     public init(counts: [Int: Int] = [:]) {
         precondition(counts.keys.allSatisfy { $0 > 0 }, "allocations list positive bit-widths only")
@@ -29,6 +36,13 @@ public struct Allocation: Hashable, Sendable {
 
     public static let empty = Allocation()
 
+    /// ΔW kept whole, as a dense F16 tensor (no singular vectors).
+    public static let dense: Allocation = {
+        var a = Allocation()
+        a.isDense = true
+        return a
+    }()
+
     /// Number of vectors kept (at any positive bit-width).
     public var rank: Int { counts.values.reduce(0, +) }
 
@@ -36,6 +50,7 @@ public struct Allocation: Hashable, Sendable {
 
     public mutating func setCount(_ count: Int, bits: Int) {
         precondition(bits > 0 && count >= 0)
+        precondition(!isDense, "a dense allocation has no vector counts")
         counts[bits] = count > 0 ? count : nil
     }
 

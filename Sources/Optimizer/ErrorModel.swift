@@ -49,14 +49,18 @@ public struct ErrorModel: Sendable {
     /// Bit-widths this matrix can be allocated (those with measured errors).
     public var availableBits: [Int] { prefixQuantized.keys.sorted(by: >) }
 
-    /// Whether `allocation` fits this matrix: rank within the stored vectors, only measured bit-widths.
+    /// Whether `allocation` fits this matrix: rank within the stored vectors, only measured
+    /// bit-widths (a ``Allocation/dense`` allocation always fits).
     public func admits(_ allocation: Allocation) -> Bool {
-        allocation.rank <= spectrum.storedRank && allocation.counts.keys.allSatisfy { prefixQuantized[$0] != nil }
+        allocation.isDense || allocation.rank <= spectrum.storedRank && allocation.counts.keys.allSatisfy { prefixQuantized[$0] != nil }
     }
 
-    /// Predicted ‖(ΔW − ΔŴ)X‖² of `allocation`. Precondition: ``admits(_:)``.
+    /// Predicted ‖(ΔW − ΔŴ)X‖² of `allocation`. Precondition: ``admits(_:)``. A
+    /// ``Allocation/dense`` allocation predicts 0: its only error is the F16 rounding of ΔW
+    /// (relative ≈ 2⁻²² per element in the normal range), which the model does not count.
     public func error(of allocation: Allocation) -> Double {
         precondition(admits(allocation), "allocation \(allocation.counts) does not fit \(spectrum.name)")
+        if allocation.isDense { return 0 }
         var total = suffixDropped[allocation.rank]
         for s in allocation.segments { total += quantizedError(bits: s.bits, from: s.start, to: s.end) }
         return total

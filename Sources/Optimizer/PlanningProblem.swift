@@ -12,24 +12,33 @@ public enum Scope: String, Sendable, Codable, CaseIterable {
 }
 
 /// A search's input: the matrices with their error models, how storage is counted, the total
-/// budget, who shares it, and the bit-widths a plan may use.
+/// budget, who shares it, the bit-widths a plan may use, and what the user fixed beforehand
+/// (pins and per-matrix menus, ``applying(_:library:)``).
 public struct PlanningProblem: Sendable {
     public var models: [ErrorModel]
     public var storage: StorageModel
-    /// Total budget over all matrices, in bits (same accounting as `storage`).
+    /// Total budget over all matrices, in bits (same accounting as `storage`), pinned ones included.
     public var budgetBits: Int
     public var scope: Scope
     /// Allowed positive bit-widths, descending (0, dropping, is always allowed).
     public var menu: [Int]
+    /// Pinned matrices and per-matrix menus; ``ResolvedOverrides/none`` when there are none.
+    public var overrides: ResolvedOverrides
 
-    public init(models: [ErrorModel], storage: StorageModel, budgetBits: Int, scope: Scope, menu: [Int]) {
+    public init(
+        models: [ErrorModel], storage: StorageModel, budgetBits: Int, scope: Scope, menu: [Int],
+        overrides: ResolvedOverrides = .none
+    ) {
         precondition(menu.allSatisfy { $0 > 0 } && menu == menu.sorted(by: >) && Set(menu).count == menu.count,
                      "the menu lists distinct positive bit-widths in descending order")
+        precondition(overrides.pins.keys.allSatisfy(models.indices.contains) && overrides.menus.keys.allSatisfy(models.indices.contains),
+                     "overrides index the problem's matrices")
         self.models = models
         self.storage = storage
         self.budgetBits = budgetBits
         self.scope = scope
         self.menu = menu
+        self.overrides = overrides
     }
 
     /// A set of matrices sharing one budget, and that budget in bits.
@@ -42,7 +51,8 @@ public struct PlanningProblem: Sendable {
 
     /// The budget units of ``scope``: one for `global`, one per layer type for `type` (sorted by
     /// type), one per matrix for `matrix`. A unit's budget is the total's share of its dense F16
-    /// size, rounded down, so units never exceed the total.
+    /// size, rounded down, so units never exceed the total. (With pins, the search's units are
+    /// those of the unpinned matrices under what the pins leave: ``solve(_:strategy:seed:)``.)
     public var units: [Unit] {
         budgetUnits(
             for: models.map { MatrixShape(name: $0.spectrum.name, type: $0.spectrum.type, rows: $0.spectrum.rows, columns: $0.spectrum.columns) },

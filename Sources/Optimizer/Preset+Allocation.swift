@@ -6,17 +6,39 @@ import Reporting
 public enum PlanningError: Error, Equatable, CustomStringConvertible {
     /// The budget of `unit` cannot hold the smallest plan the strategy can make there.
     case infeasibleBudget(unit: String, budgetBits: Int, smallestFeasibleBits: Int)
-    /// A mix needs `bits`-bit vectors, which a member of `unit` cannot use (not in the menu, or
-    /// no measured error at that width).
+    /// A mix needs `bits`-bit vectors, which a member of `unit` cannot use (not in the menu or
+    /// its `--bits-for` menu, or no measured error at that width).
     case bitWidthUnavailable(unit: String, bits: Int)
+    /// The pins alone need `pinnedBits`, more than the budget: each pin's bits and matrices.
+    case pinsExceedBudget(budgetBits: Int, pinnedBits: Int, pins: [PinCost])
+    /// A preset pin's fixed segments need `smallestBits` in `matrix`, more than its share of the budget.
+    case pinnedPresetInfeasible(pin: String, matrix: String, shareBits: Int, smallestBits: Int)
+    /// Pins or bits-for rules that do not fit the matrices (``OverrideError``).
+    case overrides(OverrideError)
+
+    /// What one pin costs: the bits of the matrices it fixed.
+    public struct PinCost: Sendable, Equatable {
+        public var pin: String
+        public var matrices: Int
+        public var bits: Int
+    }
 
     public var description: String {
+        func bits(_ n: Int) -> String { "\(n) bits (\(Format.bytes(Double(n) / 8)))" }
         switch self {
         case let .infeasibleBudget(unit, budget, smallest):
-            "budget infeasible for \(unit): \(budget) bits given, the smallest feasible is \(smallest) bits"
+            return "budget infeasible for \(unit): \(budget) bits given, the smallest feasible is \(smallest) bits"
                 + " (\(Format.bytes(Double(smallest) / 8)))"
         case let .bitWidthUnavailable(unit, bits):
-            "\(bits)-bit vectors are not available for \(unit): the width is not in the menu or was not measured"
+            return "\(bits)-bit vectors are not available for \(unit): the width is not in the menu (--bits, --bits-for) or was not measured"
+        case let .pinsExceedBudget(budget, pinned, pins):
+            let each = pins.map { "'\($0.pin)' \(bits($0.bits)) on \($0.matrices) matri\($0.matrices == 1 ? "x" : "ces")" }
+            return "the pins alone need \(bits(pinned)), more than the budget of \(bits(budget)) by \(bits(pinned - budget)): "
+                + each.joined(separator: ", ")
+        case let .pinnedPresetInfeasible(pin, matrix, share, smallest):
+            return "pin '\(pin)': the preset's fixed segments need \(bits(smallest)) in \(matrix), "
+                + "more than its share of the budget, \(bits(share))"
+        case let .overrides(error): return error.description
         }
     }
 }

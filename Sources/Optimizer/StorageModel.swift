@@ -55,9 +55,12 @@ public struct StorageModel: Hashable, Sendable {
         return payload + metadata + 16 * count
     }
 
-    /// Bits of a whole allocation in a `rows × columns` matrix.
+    /// Bits of a whole allocation in a `rows × columns` matrix: Σ of its segments, or for a
+    /// ``Allocation/dense`` one the F16 size of ΔW, ``denseBits(rows:columns:)`` (under either
+    /// accounting: every one of its bits is payload).
     public func bits(of allocation: Allocation, rows: Int, columns: Int) -> Int {
-        allocation.counts.reduce(0) { $0 + segmentBits(bits: $1.key, count: $1.value, rows: rows, columns: columns) }
+        if allocation.isDense { return Self.denseBits(rows: rows, columns: columns) }
+        return allocation.counts.reduce(0) { $0 + segmentBits(bits: $1.key, count: $1.value, rows: rows, columns: columns) }
     }
 
     /// The F16 size of the delta itself, `16 · h_out · h_in` bits: what α is relative to.

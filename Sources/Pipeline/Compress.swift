@@ -148,11 +148,7 @@ public func compress(
     var declarations: [TensorDeclaration] = []
     var matrixDeclarations: [[TensorDeclaration]] = []
     for m in plan.matrices {
-        var decls: [TensorDeclaration] = []
-        for (j, s) in m.segments.enumerated() {
-            decls += ArtifactTensor.declarations(prefix: ArtifactTensor.prefix(matrix: m.name, segment: j), segment: s,
-                                                 rows: m.shape[0], columns: m.shape[1], groupSize: plan.groupSize)
-        }
+        let decls = ArtifactTensor.declarations(of: m, groupSize: plan.groupSize)
         matrixDeclarations.append(decls)
         declarations += decls
     }
@@ -209,7 +205,11 @@ public func compress(
         body: { [todo, matrixDeclarations, records] t in
             let index = todo[t]
             return Result { () throws(ArtifactError) in
-                try compressMatrix(plan.matrices[index], index: index, record: records[index], store: store, calibration: calibration,
+                if plan.matrices[index].dense {
+                    return try keepMatrix(plan.matrices[index], index: index, record: records[index], store: store, base: base,
+                                          finetuned: finetuned, declaration: matrixDeclarations[index][0], work: work)
+                }
+                return try compressMatrix(plan.matrices[index], index: index, record: records[index], store: store, calibration: calibration,
                                    method: options.method, order: order, groupSize: plan.groupSize, dampening: options.dampening,
                                    declarations: matrixDeclarations[index], hessians: hessians, work: work)
             }
@@ -338,7 +338,44 @@ private func matrixRecord(
         segments: m.segments.enumerated().map { j, s in
             .init(start: s.start, end: s.end, bits: s.bits, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
         },
-        planStorageBits: m.storageBits, storedBytes: storedBytes, warnings: warnings)
+        dense: m.dense ? true : nil, planStorageBits: m.storageBits, storedBytes: storedBytes, warnings: warnings)
+}
+
+/// Stores a dense matrix (a `keep` pin): ΔW = W_ft − W_base in Float32, rounded to F16 (nearest
+/// even), row-major, saved in the work directory as the one tensor `declaration`. Its only error
+/// is that rounding (at most 2⁻¹¹ of each element in F16's normal range, 2⁻²⁵ absolute below it).
+/// Nothing is quantized (the record says `rtn`); the calibration entry is recorded as for a
+/// factored matrix, so that `evaluate` measures its error with the same statistics.
+///
+/// - Throws: ``ArtifactError/unrepresentable(tensor:reason:)`` when an element of ΔW is beyond
+///   F16's range (±65504) or not finite, naming the matrix and the element.
+private func keepMatrix(
+    _ m: Plan.Matrix, index: Int, record: StoreManifest.MatrixRecord, store: SpectrumStore, base: Checkpoint, finetuned: Checkpoint,
+    declaration: TensorDeclaration, work: CompressionWork
+) throws(ArtifactError) -> CompressionWork.Saved {
+    let (ft, b): ([Float], [Float])
+    do {
+        ft = try finetuned.floats(m.name)
+        b = try base.floats(m.name)
+    } catch { throw .checkpoint("\(error)") }
+    guard ft.count == m.shape[0] * m.shape[1], b.count == ft.count else {
+        throw .inputMismatch(input: "base/fine-tuned", path: m.name, reason: "\(b.count) / \(ft.count) elements, the plan's shape \(m.shape) has \(m.shape[0] * m.shape[1])")
+    }
+    var halves = [Float16](repeating: 0, count: ft.count)
+    for t in halves.indices {
+        let delta = ft[t] - b[t], half = Float16(delta)
+        guard half.isFinite else {
+            throw .unrepresentable(tensor: m.name, reason: "ΔW element \(t) (row \(t / m.shape[1]), column \(t % m.shape[1])) is \(delta), "
+                                   + "beyond F16's range: the matrix cannot be kept dense; pin it to segments instead")
+        }
+        halves[t] = half
+    }
+    let bytes = ArtifactTensor.halfBytes(halves)
+    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+    let saved = CompressionWork.Saved(method: .rtn, calibrationEntry: entry, warnings: [], storedBytes: bytes.count)
+    try work.save(index, name: m.name, payloads: [TensorPayload(name: declaration.name, dtype: declaration.dtype, shape: declaration.shape,
+                                                              contents: .bytes(bytes))], saved)
+    return saved
 }
 
 /// Quantizes one planned matrix's segments and saves their encoded tensors in the work directory.
@@ -396,6 +433,7 @@ private func compressMatrix(
 /// segment's working products.
 private func compressionBytes(_ m: Plan.Matrix, record: StoreManifest.MatrixRecord, calibrated: Bool) -> Int {
     let (rows, columns, r) = (record.rows, record.columns, record.storedRank ?? 0)
+    if m.dense { return 4 * 3 * rows * columns }  // the two weights in Float32 and the F16 delta
     let kept = m.segments.last?.end ?? 0
     let longest = m.segments.map(\.count).max() ?? 0
     let hessians = calibrated ? 2 * columns * columns : 0

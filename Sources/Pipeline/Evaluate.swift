@@ -169,11 +169,18 @@ func summarize(_ group: String, _ rows: [MatrixEvaluation], objective: ErrorObje
     let weight = rows.reduce(0) { $0 + $1.weightEnergy }
     func relative(_ f: (MatrixEvaluation) -> Double) -> Double { energy > 0 ? rows.reduce(0) { $0 + f($1) } / energy : 0 }
     let planRelative = relative { $0.plan.activationError }
-    // Predicted: Σ predicted errors over Σ predicted energies (energy = error / relative error).
+    // Predicted: Σ predicted errors over Σ predicted energies (energy = error / relative error; a
+    // row predicted exactly 0, such as a matrix kept dense, adds no error and its measured energy
+    // in the plan's objective).
     var predicted: Double?
-    if rows.allSatisfy({ $0.predictedError != nil && ($0.predictedRelativeError ?? 0) > 0 }) {
+    if rows.allSatisfy({ $0.predictedError != nil && ($0.predictedRelativeError ?? 0) > 0 || $0.predictedError == 0 }) {
         let errors = rows.reduce(0) { $0 + $1.predictedError! }
-        let energies = rows.reduce(0) { $0 + $1.predictedError! / $1.predictedRelativeError! }
+        let energies = rows.reduce(0) { total, row in
+            guard row.predictedError! != 0 else {
+                return total + (objective == .activation ? row.activationEnergy : row.objectiveEnergy ?? row.activationEnergy)
+            }
+            return total + row.predictedError! / row.predictedRelativeError!
+        }
         predicted = energies > 0 ? errors / energies : nil
     }
     let weightError = rows.reduce(0.0) { $0 + $1.weightEnergy * $1.plan.relativeWeightError * $1.plan.relativeWeightError }

@@ -49,11 +49,12 @@ public struct FleetStore {
     }
 }
 
-/// `deltaplan fleet`: the stores' plans under one budget (``planFleet(_:budget:storage:menu:strategy:seed:toolVersion:)``),
+/// `deltaplan fleet`: the stores' plans under one budget (``planFleet(_:budget:storage:menu:strategy:seed:toolVersion:overrides:library:)``),
 /// after checking that every store is a fine-tune of the same base (same base files: names, sizes
-/// and SHA-256 of headers and contents).
+/// and SHA-256 of headers and contents); `overrides` (pins, bits-for rules) apply to every store.
 public func planFleet(
-    _ stores: [FleetStore], budget: GivenBudget, storage: StorageModel, menu: [Int], strategy: Strategy, seed: UInt64
+    _ stores: [FleetStore], budget: GivenBudget, storage: StorageModel, menu: [Int], strategy: Strategy, seed: UInt64,
+    overrides: Overrides = Overrides()
 ) throws -> FleetPlan {
     var seen = Set<String>()
     for s in stores {
@@ -78,7 +79,7 @@ public func planFleet(
                     maxRelativeError: $0.maxRelativeError)
     }
     var fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: strategy, seed: seed,
-                              toolVersion: DeltaPlanVersion.string)
+                              toolVersion: DeltaPlanVersion.string, overrides: overrides)
     for i in fleet.plans.indices { fleet.plans[i].segmentOrder = stores[i].planning.measurement.order }
     return fleet
 }

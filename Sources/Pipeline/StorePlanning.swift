@@ -59,6 +59,21 @@ public struct StorePlanning: Sendable {
         self.spectra = spectra
     }
 
+    /// Resolves `overrides` against `store`'s matrices as its manifest lists them (names, stored
+    /// ranks; every width of `measurement` taken as measured), before any measurement pass: a
+    /// pattern that matches nothing, a conflict or a count beyond a stored rank is reported at
+    /// once, with the error planning would give after measuring.
+    public static func check(
+        _ overrides: Overrides, against store: SpectrumStore, menu: [Int], measurement: MeasurementOptions,
+        library: ProfileLibrary? = nil
+    ) throws(OverrideError) {
+        guard !overrides.isEmpty else { return }
+        let records = store.matrices
+        _ = try overrides.resolve(
+            names: records.map(\.name), ranks: records.map { $0.storedRank ?? 0 },
+            available: records.map { _ in Set(measurement.bits) }, menu: menu.filter(measurement.bits.contains), library: library)
+    }
+
     /// The problem of planning this store under `budget`.
     public func problem(budget: Budget, storage: StorageModel, scope: Scope, menu: [Int]) -> PlanningProblem {
         let bits = budget.bits(forShapes: spectra.map { ($0.rows, $0.columns) })
@@ -66,12 +81,26 @@ public struct StorePlanning: Sendable {
         return PlanningProblem(models: spectra.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: scope, menu: usable)
     }
 
-    /// A plan of this store: the same bytes for the same store, budget, options and seed. Greedy
-    /// and genetic plans also record their gap to the `exact` plan at the same budget.
+    /// The problem of planning this store under `budget` with pins and bits-for rules
+    /// (``PlanningProblem/applying(_:library:)``; `library`: the presets of preset pins, nil the
+    /// built-in ones). The budget counts every matrix, pinned ones included.
+    public func problem(
+        budget: Budget, storage: StorageModel, scope: Scope, menu: [Int], overrides: Overrides, library: ProfileLibrary? = nil
+    ) throws(PlanningError) -> PlanningProblem {
+        let problem = problem(budget: budget, storage: storage, scope: scope, menu: menu)
+        guard !overrides.isEmpty else { return problem }
+        do { return try problem.applying(overrides, library: library) } catch { throw .overrides(error) }
+    }
+
+    /// A plan of this store: the same bytes for the same store, budget, options, overrides and
+    /// seed. Greedy and genetic plans also record their gap to the `exact` plan at the same budget.
+    /// Pinned matrices get their pins and spend their bits first; the strategy plans the others
+    /// with what is left (``solve(_:strategy:seed:)``).
     public func plan(
-        budget: GivenBudget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
+        budget: GivenBudget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64,
+        overrides: Overrides = Overrides(), library: ProfileLibrary? = nil
     ) throws(PlanningError) -> Plan {
-        let problem = problem(budget: budget.budget, storage: storage, scope: scope, menu: menu)
+        let problem = try problem(budget: budget.budget, storage: storage, scope: scope, menu: menu, overrides: overrides, library: library)
         var plan = try makePlan(
             problem, strategy: strategy, seed: seed, budget: .init(given: budget.text, bits: problem.budgetBits),
             source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
@@ -81,11 +110,16 @@ public struct StorePlanning: Sendable {
     }
 
     /// The plan with the smallest budget whose predicted error meets `target` (in the store's
-    /// objective; ``makePlan(_:strategy:seed:target:source:toolVersion:)``), recording the target.
+    /// objective, over every matrix, pinned ones included;
+    /// ``makePlan(_:strategy:seed:target:source:toolVersion:)``), recording the target.
     public func plan(
-        target: ErrorTarget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64
+        target: ErrorTarget, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64,
+        overrides: Overrides = Overrides(), library: ProfileLibrary? = nil
     ) throws(TargetError) -> Plan {
-        var problem = problem(budget: .ratio(1), storage: storage, scope: scope, menu: menu)
+        var problem: PlanningProblem
+        do {
+            problem = try self.problem(budget: .ratio(1), storage: storage, scope: scope, menu: menu, overrides: overrides, library: library)
+        } catch { throw .planning(error) }
         var plan = try makePlan(
             problem, strategy: strategy, seed: seed, target: target,
             source: .init(kind: "store", name: store.url.lastPathComponent, hash: store.identity),
@@ -116,11 +150,24 @@ extension StorePlanning {
     /// Baselines (``Candidate``): `low-rank` is the `preset:low-rank` plan (top vectors at 16 bits);
     /// `bitdelta` is sign(ΔW) times one scale per matrix at 1 bit per parameter whatever the budget,
     /// with the error `analyze` measured on the weights (not a plan; one row per budget for the plot).
+    ///
+    /// `overrides`: pins and bits-for rules every strategy's plan honours (the pinned matrices
+    /// spend their bits first in every row, so rows stay comparable); `bitdelta` is not a plan and
+    /// ignores them, which the comparison's notes say.
+    ///
+    /// - Throws: ``PlanningError/overrides(_:)`` when the rules do not fit the store's matrices
+    ///   (a strategy that fails at a budget is a note, not an error).
     public func compare(
         budgets: [GivenBudget], candidates: [Candidate], storage: StorageModel, scope: Scope?, menu: [Int], seed: UInt64,
-        clock: () -> Double
-    ) -> Comparison {
+        overrides: Overrides = Overrides(), library: ProfileLibrary? = nil, clock: () -> Double
+    ) throws(PlanningError) -> Comparison {
         var rows: [Comparison.Row] = [], notes: [String] = []
+        // Resolved once: the matching depends on the names, ranks and menu, not on the budget or scope.
+        let resolved = try problem(budget: .ratio(1), storage: storage, scope: .global, menu: menu, overrides: overrides,
+                                   library: library).overrides
+        if !overrides.pins.isEmpty, candidates.contains(where: { $0.strategy == nil }) {
+            notes.append("bitdelta is not a plan: its rows ignore the pins (sign(ΔW) of every matrix)")
+        }
         let energy = spectra.reduce(0) { $0 + $1.objectiveEnergy }
         let dense = spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
         func byType(_ errors: [Double]) -> [String: Double] {
@@ -134,7 +181,8 @@ extension StorePlanning {
             var problems: [Scope: PlanningProblem] = [:]
             func problem(_ scope: Scope) -> PlanningProblem {
                 if let p = problems[scope] { return p }
-                let p = self.problem(budget: budget, storage: storage, scope: scope, menu: menu)
+                var p = self.problem(budget: budget, storage: storage, scope: scope, menu: menu)
+                p.overrides = resolved
                 problems[scope] = p
                 return p
             }

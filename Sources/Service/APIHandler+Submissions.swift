@@ -43,7 +43,7 @@ extension APIHandler {
         if let profileName = r.profile {
             for (field, given) in [("objective", options.objective != nil), ("order", options.order != nil),
                                    ("method", options.method != nil), ("calibration", r.calibration != nil),
-                                   ("maxError", r.maxError != nil)] where given {
+                                   ("maxError", r.maxError != nil), ("pins", r.pins != nil), ("bitsFor", r.bitsFor != nil)] where given {
                 throw APIError.invalidField(field: field, reason: "applies to plans from an analysis (a profile plan has no error model)")
             }
             let budgetText = r.budget ?? ""
@@ -67,7 +67,8 @@ extension APIHandler {
                 case let .infeasible(.infeasibleBudget(unit, bits, smallest)):
                     throw APIError.infeasibleBudget(message: error.description, unit: unit, budgetBits: bits, smallestFeasibleBits: smallest)
                 case .presetOutsideMenu, .infeasible(.bitWidthUnavailable): throw APIError.invalidField(field: "bits", reason: error.description)
-                case .strategyNeedsErrorModel: throw APIError.invalidPlanRequest(message: error.description)
+                case .strategyNeedsErrorModel, .infeasible(.pinsExceedBudget), .infeasible(.pinnedPresetInfeasible), .infeasible(.overrides):
+                    throw APIError.invalidPlanRequest(message: error.description)
                 }
             }
             let encoded = try plan.encoded()
@@ -77,12 +78,15 @@ extension APIHandler {
         let (analysis, storePath) = try await succeededAnalysis(r.analysis ?? "", field: "analysis")
         let calibration = try r.calibration.map { text throws(APIError) in try validator.path(text, field: "calibration") }
         if let budget = r.budget { _ = try validator.budget(budget, field: "budget") }
+        _ = try validator.overrides(pins: r.pins, bitsFor: r.bitsFor, store: storePath, menu: options.bits,
+                                    measurement: options.measurement)
         let parameters = PlanJobParameters(analysis: analysis, analysisStore: storePath, budget: r.budget, strategy: strategyName,
                                            scope: scope, bits: options.bits, seed: options.seed,
                                            accounting: options.accounting, groupSize: options.groupSize,
                                            objective: options.objective, order: options.order, method: options.method,
                                            calibration: calibration,
-                                           target: r.maxError.map { ErrorTarget(error: $0, unit: libraryValue(r.errorUnit ?? .relative, as: ErrorTarget.Unit.self)) })
+                                           target: r.maxError.map { ErrorTarget(error: $0, unit: libraryValue(r.errorUnit ?? .relative, as: ErrorTarget.Unit.self)) },
+                                           pins: r.pins, bitsFor: r.bitsFor)
         return .accepted(try accepted(try await store.create(kind: .plan, parameters: try parameters.parametersJSON())))
     }
 
@@ -96,11 +100,13 @@ extension APIHandler {
                                       groupSize: r.groupSize, objective: r.objective, order: r.order, method: r.method,
                                       validator: validator)
         let calibration = try r.calibration.map { text throws(APIError) in try validator.path(text, field: "calibration") }
+        _ = try validator.overrides(pins: r.pins, bitsFor: r.bitsFor, store: storePath, menu: options.bits,
+                                    measurement: options.measurement)
         let parameters = ComparisonJobParameters(analysis: analysis, analysisStore: storePath, budgets: r.budgets, strategies: strategies,
                                                  scope: options.scope, seed: options.seed, accounting: options.accounting,
                                                  groupSize: options.groupSize, bits: options.bits,
                                                  objective: options.objective, order: options.order, method: options.method,
-                                                 calibration: calibration)
+                                                 calibration: calibration, pins: r.pins, bitsFor: r.bitsFor)
         return .accepted(try accepted(try await store.create(kind: .comparison, parameters: try parameters.parametersJSON())))
     }
 
@@ -125,15 +131,19 @@ extension APIHandler {
                 throw APIError.invalidField(field: "members[\(i)].maxError", reason: FleetPlanningError.floorsNeedSearch(strategy: strategyName).description)
             }
         }
+        _ = try validator.overrides(pins: r.pins, bitsFor: r.bitsFor, store: nil, menu: options.bits, measurement: options.measurement)
         var members: [FleetJobParameters.Member] = []
         for (i, m) in r.members.enumerated() {
             let (analysis, storePath) = try await succeededAnalysis(m.analysis, field: "members[\(i)].analysis")
             members.append(.init(name: m.name, analysis: analysis, analysisStore: storePath, weight: m.weight ?? 1,
                                  maxRelativeError: m.maxError))
+            _ = try validator.overrides(pins: r.pins, bitsFor: r.bitsFor, store: storePath, menu: options.bits,
+                                        measurement: options.measurement)
         }
         let parameters = FleetJobParameters(members: members, budget: r.budget, strategy: strategyName, bits: options.bits,
                                             seed: options.seed, accounting: options.accounting, groupSize: options.groupSize,
-                                            order: options.order ?? .default, method: options.method ?? .default)
+                                            order: options.order ?? .default, method: options.method ?? .default,
+                                            pins: r.pins, bitsFor: r.bitsFor)
         return .accepted(try accepted(try await store.create(kind: .fleet, parameters: try parameters.parametersJSON())))
     }
 

@@ -141,11 +141,13 @@ extension JobRunner {
                                          order: p.order, method: p.method, context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
         let storage = StorageModel(accounting: p.accounting, groupSize: p.groupSize)
+        let overrides = try Overrides(jobPins: p.pins, bitsFor: p.bitsFor)
         let plan = if let target = p.target {
-            try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed)
+            try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed,
+                              overrides: overrides)
         } else {
             try planning.plan(budget: try GivenBudget(parsing: p.budget ?? ""), storage: storage, scope: p.scope, menu: p.bits,
-                              strategy: strategy, seed: p.seed)
+                              strategy: strategy, seed: p.seed, overrides: overrides)
         }
         try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
         try plan.write(to: context.planFile)
@@ -162,12 +164,12 @@ extension JobRunner {
         let planning = try storePlanning(p.analysisStore, calibration: p.calibration, groupSize: p.groupSize, objective: p.objective,
                                          order: p.order, method: p.method, context: context)
         let library = try ProfileLibrary.builtIn()
-        let comparison = planning.compare(
+        let comparison = try planning.compare(
             budgets: try p.budgets.map { try GivenBudget(parsing: $0) },
             candidates: try p.strategies.map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize),
             scope: p.scope, menu: p.bits ?? BitMenu.default, seed: p.seed,
-            clock: { Date().timeIntervalSinceReferenceDate })
+            overrides: try Overrides(jobPins: p.pins, bitsFor: p.bitsFor), clock: { Date().timeIntervalSinceReferenceDate })
         let url = comparisonFile(context)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try AtomicFile.write(data: Array(comparison.render(.json).utf8), to: url)
@@ -192,7 +194,8 @@ extension JobRunner {
         }
         let fleet = try planFleet(stores, budget: try GivenBudget(parsing: p.budget),
                                   storage: StorageModel(accounting: p.accounting, groupSize: p.groupSize), menu: p.bits,
-                                  strategy: try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn()), seed: p.seed)
+                                  strategy: try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn()), seed: p.seed,
+                                  overrides: try Overrides(jobPins: p.pins, bitsFor: p.bitsFor))
         let out = fleetDirectory(context)
         try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         try fleet.write(names: stores.map(\.name), to: out)

@@ -2,6 +2,7 @@ import Analysis
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Quantization
 
 /// The parameters of a plan job (a plan from an analysis store), as validated by `POST /v1/plans`.
@@ -27,6 +28,10 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     public var calibration: String?
     /// A quality target instead of a budget (`plan --max-error`).
     public var target: ErrorTarget?
+    /// `plan --pin` and `--bits-for` as given (``Overrides``' texts); nil when none (and in jobs
+    /// persisted before pins).
+    public var pins: [String]?
+    public var bitsFor: [String]?
 }
 
 /// The parameters of a comparison job, as validated by `POST /v1/comparisons`.
@@ -47,6 +52,15 @@ public struct ComparisonJobParameters: Codable, Sendable, Equatable {
     public var order: SegmentOrder?
     public var method: QuantizationMethod?
     public var calibration: String?
+    public var pins: [String]?
+    public var bitsFor: [String]?
+}
+
+extension Overrides {
+    /// The pins and bits-for rules a job's parameters record (parsed as the request's were).
+    init(jobPins pins: [String]?, bitsFor: [String]?) throws(OverrideError) {
+        try self.init(pins: pins ?? [], bitsFor: bitsFor ?? [])
+    }
 }
 
 /// The parameters of a compression job, as validated by `POST /v1/compressions`.
@@ -96,6 +110,9 @@ public struct FleetJobParameters: Codable, Sendable, Equatable {
     public var groupSize: Int
     public var order: SegmentOrder
     public var method: QuantizationMethod
+    /// As ``PlanJobParameters``, for every member.
+    public var pins: [String]?
+    public var bitsFor: [String]?
 }
 
 /// The parameters of a merge job, as validated by `POST /v1/merges`.
@@ -149,6 +166,38 @@ struct RequestValidator: Sendable {
         try roots.resolve(text, field: field)
     }
 
+    /// `pins` and `bitsFor` with the library's parser (``Overrides/init(pins:bitsFor:pinField:bitsForField:)``),
+    /// the presets pins name checked; and, given an analysis store, matched against its matrices
+    /// (``StorePlanning/check(_:against:menu:measurement:library:)``) so that a pattern that
+    /// matches nothing is a 400, not a failed job.
+    func overrides(
+        pins: [String]?, bitsFor: [String]?, store: String?, menu: [Int], measurement: MeasurementOptions
+    ) throws(APIError) -> Overrides {
+        func field(_ error: OverrideError) -> String {
+            switch error {
+            case let .malformed(field, _, _): field
+            case .emptyMenu: "bitsFor"
+            case let .noMatch(kind, _, _), let .conflict(kind, _, _, _): kind == "pin" ? "pins" : "bitsFor"
+            case .unknownPreset, .beyondRank, .widthUnavailable: "pins"
+            }
+        }
+        let overrides: Overrides
+        do throws(OverrideError) {
+            overrides = try Overrides(pins: pins ?? [], bitsFor: bitsFor ?? [], pinField: { "pins[\($0)]" },
+                                      bitsForField: { "bitsFor[\($0)]" })
+            try overrides.checkPresets(in: library)
+        } catch { throw .invalidField(field: field(error), reason: error.description) }
+        guard let store, !overrides.isEmpty else { return overrides }
+        let opened: SpectrumStore
+        do { opened = try SpectrumStore(at: URL(fileURLWithPath: store)) } catch {
+            throw .internalError("cannot open the analysis store \(store): \(error)")
+        }
+        do throws(OverrideError) {
+            try StorePlanning.check(overrides, against: opened, menu: menu, measurement: measurement, library: library)
+        } catch { throw .invalidField(field: field(error), reason: error.description) }
+        return overrides
+    }
+
     /// `include`/`exclude` must compile as the analyzer's patterns.
     func selection(include: [String], exclude: [String]) throws(APIError) {
         do { _ = try Selection(include: include, exclude: exclude) } catch {
@@ -172,6 +221,10 @@ struct PlanOptions {
 
     var accounting: Accounting { storage.accounting }
     var groupSize: Int { storage.groupSize }
+    /// The measurement these options ask for (the defaults where not given).
+    var measurement: MeasurementOptions {
+        MeasurementOptions(method: method ?? .default, order: order ?? .default, groupSize: groupSize)
+    }
 
     init(scope: Components.Schemas.Scope?, bits: Components.Schemas.BitsMenu?, seed: Int?, accounting: Components.Schemas.Accounting?,
          groupSize: Int?, objective: Components.Schemas.Objective?, order: Components.Schemas.SegmentOrder?,

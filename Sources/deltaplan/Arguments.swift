@@ -71,6 +71,36 @@ extension Strategy: ExpressibleByArgument {
     }
 }
 
+/// `--pin`: ``Pin/init(parsing:field:)``.
+@Sendable func pinArgument(_ text: String) throws -> Pin {
+    do { return try Pin(parsing: text) } catch { throw ValidationError(error.description) }
+}
+
+/// `--bits-for`: ``BitsFor/init(parsing:field:)``.
+@Sendable func bitsForArgument(_ text: String) throws -> BitsFor {
+    do { return try BitsFor(parsing: text) } catch { throw ValidationError(error.description) }
+}
+
+/// `--pin` and `--bits-for`, repeatable: what the user fixes before the search (``Overrides``).
+struct OverrideOptions: ParsableArguments {
+    @Option(name: .customLong("pin"), help: ArgumentHelp(
+        "Fix every matrix whose name REGEX matches (unanchored) before the search; repeatable. SPEC: a preset name (applied to the matrix alone at its share of the budget), segments BITS:COUNT from the widest ('8:2,3:32,2:fill'; 'fill' = the stored vectors left), 'keep' (ΔW carried dense in F16, 16 bits per parameter counted against the budget) or 'drop' (Δ̂ = 0). Pinned matrices spend their bits first; the strategy plans the others with what is left.",
+        valueName: "REGEX=SPEC"), transform: pinArgument)
+    var pins: [Pin] = []
+
+    @Option(name: .customLong("bits-for"), help: ArgumentHelp(
+        "Restrict the widths of every matrix whose name REGEX matches to BITS (comma-separated, within --bits); repeatable.",
+        valueName: "REGEX=BITS"), transform: bitsForArgument)
+    var bitsFor: [BitsFor] = []
+
+    var overrides: Overrides { Overrides(pins: pins, bitsFor: bitsFor) }
+
+    /// A preset a pin names must exist, before any work.
+    func validate() throws {
+        do { try overrides.checkPresets() } catch { throw ValidationError(error.description) }
+    }
+}
+
 /// `--threads`: how many matrices a heavy command works on at once.
 struct ThreadOptions: ParsableArguments {
     @Option(help: ArgumentHelp(

@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Foundation
 import ModelProfiles
@@ -55,6 +56,8 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "Random seed of stochastic strategies.")
     var seed: UInt64 = 0
 
+    @OptionGroup var overrideOptions: OverrideOptions
+
     @Option(help: "Output format: table, markdown, json or svg (a plot of relative error against budget).")
     var format: ComparisonFormat = .table
 
@@ -76,14 +79,18 @@ struct CompareCommand: ParsableCommand {
         let progress = TerminalProgress(label: "measure")
         let comparison: Comparison
         do {
+            let measurement = MeasurementOptions(method: method, order: order, groupSize: groupSize)
+            try StorePlanning.check(overrideOptions.overrides, against: SpectrumStore(at: URL(fileURLWithPath: store)), menu: bits,
+                                    measurement: measurement)
             let planning = try StorePlanning(
                 store: URL(fileURLWithPath: store), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
+                measurement: measurement,
                 objective: objective, parallelism: threadOptions.parallelism(), progress: progress.step)
             progress.finish("measure: done")
-            comparison = planning.compare(
+            comparison = try planning.compare(
                 budgets: resolvedBudgets, candidates: candidates, storage: StorageModel(accounting: accounting, groupSize: groupSize),
-                scope: scope, menu: bits, seed: seed, clock: { Date().timeIntervalSinceReferenceDate })
+                scope: scope, menu: bits, seed: seed, overrides: overrideOptions.overrides,
+                clock: { Date().timeIntervalSinceReferenceDate })
         } catch { throw CLIFailure(error) }
         let text = comparison.render(format)
         if let out {

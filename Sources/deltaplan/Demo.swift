@@ -44,7 +44,7 @@ struct Demo: ParsableCommand {
         let measuring = TerminalProgress(label: "measure")
         let planning = try StorePlanning(store: store.url, progress: measuring.step)
         let library = try ProfileLibrary.builtIn()
-        let comparison = planning.compare(
+        let comparison = try planning.compare(
             budgets: [32, 20, 16].map { .ratio(1 / Double($0)) },
             candidates: try Candidate.defaultNames.map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: .global, menu: BitMenu.default,

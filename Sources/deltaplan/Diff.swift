@@ -23,7 +23,8 @@ struct DiffCommand: ParsableCommand {
     }
 }
 
-/// The diff as two tables: the matrices whose segments differ, then every layer type.
+/// The diff as two tables: the matrices whose segments differ (a matrix a pin fixed says so,
+/// with the pin's spec), then every layer type.
 func diffText(_ diff: PlanDiff, a: String, b: String) -> String {
     func bpp(_ bits: Int, _ parameters: Int) -> String { String(format: "%.4f", Double(bits) / Double(max(parameters, 1))) }
     func error(_ e: Double?) -> String { e.map { String(format: "%.4e", $0) } ?? "—" }
@@ -31,8 +32,9 @@ func diffText(_ diff: PlanDiff, a: String, b: String) -> String {
         guard let x, let y, x > 0 else { return "—" }
         return String(format: "%+.1f%%", (y / x - 1) * 100)
     }
-    func mix(_ segments: [Segment]) -> String {
-        segments.isEmpty ? "none" : segments.map { "\($0.bits)×\($0.count)" }.joined(separator: " + ")
+    func mix(_ side: PlanDiff.Side) -> String {
+        let mix = side.dense ? "dense F16" : side.segments.isEmpty ? "none" : side.segments.map { "\($0.bits)×\($0.count)" }.joined(separator: " + ")
+        return mix + (side.pin.map { " (pin \($0.spec))" } ?? "")
     }
     var text = "a = \(a)\nb = \(b)\n"
     if diff.matrices.isEmpty {
@@ -40,7 +42,7 @@ func diffText(_ diff: PlanDiff, a: String, b: String) -> String {
     } else {
         var rows = [["matrix", "a segments", "b segments", "a bits/param", "b bits/param", "a error", "b error", "error b/a"]]
         for m in diff.matrices {
-            rows.append([m.name, mix(m.a.segments), mix(m.b.segments), bpp(m.a.storageBits, m.parameters), bpp(m.b.storageBits, m.parameters),
+            rows.append([m.name, mix(m.a), mix(m.b), bpp(m.a.storageBits, m.parameters), bpp(m.b.storageBits, m.parameters),
                          error(m.a.predictedError), error(m.b.predictedError), change(m.a.predictedError, m.b.predictedError)])
         }
         text += "\(diff.matrices.count) matrices differ:\n" + alignedTable(rows, rightAligned: Set(3..<8))

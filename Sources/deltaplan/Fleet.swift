@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Foundation
 import LinearAlgebra
@@ -59,6 +60,9 @@ struct FleetCommand: ParsableCommand {
     @Option(help: "Output directory (replaced atomically).")
     var out: String
 
+    /// `--pin` and `--bits-for`, applied to every model's matrices (fine-tunes of one base share their names).
+    @OptionGroup var overrideOptions: OverrideOptions
+
     func validate() throws {
         guard !store.isEmpty else { throw ValidationError("give at least one --store NAME=STORE") }
         _ = try namedStores(store)
@@ -95,13 +99,19 @@ struct FleetCommand: ParsableCommand {
 
     func run() throws {
         let weights = try weights(), floors = try maxErrors()
-        let members = try measuredStores(namedStores(store), measurement: MeasurementOptions(method: method, order: order, groupSize: groupSize),
-                                     parallelism: threadOptions.parallelism())
+        let measurement = MeasurementOptions(method: method, order: order, groupSize: groupSize)
+        let overrides = overrideOptions.overrides
+        for (name, path) in try namedStores(store) {
+            do { try StorePlanning.check(overrides, against: SpectrumStore(at: URL(fileURLWithPath: path)), menu: bits, measurement: measurement) } catch {
+                throw CLIFailure("fleet member '\(name)': \(error)")
+            }
+        }
+        let members = try measuredStores(namedStores(store), measurement: measurement, parallelism: threadOptions.parallelism())
             .map { FleetStore(name: $0.name, planning: $0.planning, weight: weights[$0.name] ?? 1, maxRelativeError: floors[$0.name]) }
         let fleet: FleetPlan
         do {
             fleet = try planFleet(members, budget: budget, storage: StorageModel(accounting: accounting, groupSize: groupSize),
-                                  menu: bits, strategy: strategy, seed: seed)
+                                  menu: bits, strategy: strategy, seed: seed, overrides: overrides)
             try fleet.write(names: members.map(\.name), to: URL(fileURLWithPath: out))
         } catch { throw CLIFailure(error) }
         print(fleetTable(fleet.summary), terminator: "")

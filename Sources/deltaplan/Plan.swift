@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Foundation
 import ModelProfiles
@@ -63,6 +64,8 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Random seed of stochastic strategies (recorded in the plan).")
     var seed: UInt64 = 0
 
+    @OptionGroup var overrideOptions: OverrideOptions
+
     @Option(help: "Write the plan JSON here (atomically).")
     var out: String?
 
@@ -81,6 +84,9 @@ struct PlanCommand: ParsableCommand {
         if profile != nil, calibration != nil { throw ValidationError("--calibration goes with a STORE, not --profile") }
         if profile != nil, storageOptions.maxError != nil {
             throw ValidationError("--max-error needs an error model: plan from an analysis STORE, or give --budget")
+        }
+        if profile != nil, !overrideOptions.overrides.isEmpty {
+            throw ValidationError("--pin and --bits-for need an analysis STORE (its stored ranks and measured widths), not --profile")
         }
         if let plot { try validateOutputPath(plot, option: "--plot") }
     }
@@ -114,21 +120,26 @@ struct PlanCommand: ParsableCommand {
     func planFromStore(_ path: String) throws -> Plan {
         let parsed = try resolvedStrategy()
         let progress = TerminalProgress(label: "measure")
+        let measurement = MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize)
         let planning: StorePlanning
         do {
+            try StorePlanning.check(overrideOptions.overrides, against: SpectrumStore(at: URL(fileURLWithPath: path)), menu: bits,
+                                    measurement: measurement)
             planning = try StorePlanning(
                 store: URL(fileURLWithPath: path), calibration: calibration.map { URL(fileURLWithPath: $0) },
-                measurement: MeasurementOptions(method: method, order: order, groupSize: storageOptions.groupSize),
+                measurement: measurement,
                 objective: objective, parallelism: threadOptions.parallelism(), progress: progress.step)
         } catch { throw CLIFailure(error) }
         progress.finish("measure: done")
         let scope = scope ?? parsed.defaultScope
         do {
+            let overrides = overrideOptions.overrides
             if let target = storageOptions.target {
-                return try planning.plan(target: target, storage: storageOptions.storage, scope: scope, menu: bits, strategy: parsed, seed: seed)
+                return try planning.plan(target: target, storage: storageOptions.storage, scope: scope, menu: bits, strategy: parsed,
+                                         seed: seed, overrides: overrides)
             }
             return try planning.plan(budget: storageOptions.budget!, storage: storageOptions.storage, scope: scope, menu: bits,
-                                     strategy: parsed, seed: seed)
+                                     strategy: parsed, seed: seed, overrides: overrides)
         } catch { throw CLIFailure(error) }
     }
 
@@ -150,30 +161,47 @@ struct PlanCommand: ParsableCommand {
 }
 
 /// One line per distinct (type, shape, allocation) with how many matrices share it, then totals.
+/// A plan made with pins or bits-for rules lists them, with the matrices each fixed, and gets a
+/// column saying which rows are pinned (and which are kept dense) or restricted.
 func planSummary(_ plan: Plan) -> String {
-    struct Key: Hashable { var type: LayerType; var shape: [Int]; var segments: [Segment] }
+    struct Key: Hashable { var type: LayerType; var shape: [Int]; var segments: [Segment]; var dense: Bool; var pin: String?; var bits: [Int]? }
     var groups: [Key: Int] = [:], order: [Key] = []
     for m in plan.matrices {
-        let key = Key(type: m.type, shape: m.shape, segments: m.segments)
+        let key = Key(type: m.type, shape: m.shape, segments: m.segments, dense: m.dense, pin: m.pin?.spec.description, bits: m.bits)
         if groups[key] == nil { order.append(key) }
         groups[key, default: 0] += 1
     }
-    let widths = plan.bits
-    var rows = [["type", "shape", "matrices"] + widths.map { "\($0)-bit" } + ["rank", "storage each"]]
+    let widths = plan.bits, overridden = plan.overrides != nil
+    var rows = [["type", "shape", "matrices"] + widths.map { "\($0)-bit" } + ["rank", "storage each"] + (overridden ? ["fixed"] : [])]
     for key in order {
         let a = Allocation(segments: key.segments)
-        let bitsEach = plan.matrices.first { $0.type == key.type && $0.shape == key.shape && $0.segments == key.segments }!.storageBits
+        let bitsEach = plan.matrices.first { $0.type == key.type && $0.shape == key.shape && $0.segments == key.segments && $0.dense == key.dense }!.storageBits
+        var fixed: [String] = []
+        if let pin = key.pin { fixed.append("pin \(pin)" + (key.dense ? " (dense F16)" : "")) }
+        if let bits = key.bits { fixed.append("bits \(BitMenu.text(bits))") }
         rows.append([key.type.rawValue, "\(key.shape[0])×\(key.shape[1])", "\(groups[key]!)"]
-                    + widths.map { "\(a.count(bits: $0))" } + ["\(a.rank)", Format.bytes(Double(bitsEach) / 8)])
+                    + widths.map { "\(a.count(bits: $0))" } + ["\(a.rank)", Format.bytes(Double(bitsEach) / 8)]
+                    + (overridden ? [fixed.isEmpty ? "—" : fixed.joined(separator: ", ")] : []))
     }
-    let t = plan.totals
     var text = """
         plan: \(plan.source.kind) \(plan.source.name), budget \(plan.budget.given) = \(plan.budget.bits) bits \
         (\(Format.bytes(Double(plan.budget.bits) / 8))), \(plan.accounting.rawValue) accounting, group size \(plan.groupSize), \
         scope \(plan.scope.rawValue), strategy \(plan.strategy.name)\(plan.strategy.preset.map { ":" + $0 } ?? "")
 
         """
-    text += alignedTable(rows, rightAligned: Set(2..<(rows[0].count)))
+    if let overrides = plan.overrides {
+        for pin in overrides.pins {
+            let fixed = plan.matrices.filter { $0.pin == pin }
+            text += "pin '\(pin)': \(fixed.count) matri\(fixed.count == 1 ? "x" : "ces"), "
+                + "\(Format.bytes(Double(fixed.reduce(0) { $0 + $1.storageBits }) / 8))\n"
+        }
+        for rule in overrides.bitsFor {
+            let count = plan.matrices.filter { $0.bits == plan.bits.filter(rule.bits.contains) }.count
+            text += "bits-for '\(rule)': \(count) matri\(count == 1 ? "x" : "ces")\n"
+        }
+    }
+    text += alignedTable(rows, rightAligned: Set(2..<(rows[0].count - (overridden ? 1 : 0))))
+    let t = plan.totals
     text += String(format: "total: %ld bits (%@), α = %.6f (1/%.2f), %.4f bits per parameter",
                    t.storageBits, Format.bytes(Double(t.storageBits) / 8), t.alpha, 1 / t.alpha, t.bitsPerParameter)
     if let e = t.predictedError, let r = t.predictedRelativeError {

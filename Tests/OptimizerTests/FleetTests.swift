@@ -46,6 +46,56 @@ import ModelProfiles
         #expect(abs(recomputed - fleet.summary.weightedRelativeError) <= 1e-12 * max(1, recomputed))
     }
 
+    /// Pins and bits-for rules apply to every member: each plan holds its pins and records them,
+    /// restricted matrices use only their widths, with or without a quality floor; and the fleet
+    /// is never worse than every model alone at the fleet's α with the same pins (tiny models,
+    /// where `exact` is the optimum).
+    @Test(arguments: 0..<8 as Range<UInt64>)
+    func pinsHoldInEveryMember(seed: UInt64) throws {
+        var members = [Self.member("a", seed: seed, weight: 1, scale: 1), Self.member("b", seed: seed + 100, weight: 2, scale: 20)]
+        let storage = StorageModel(groupSize: 4)
+        let overrides = try Overrides(pins: ["^m0$=8:1"], bitsFor: ["^m1$=3,2"])
+        let budget = GivenBudget.ratio(0.25 + 0.02 * Double(seed % 4))
+        for floored in [false, true] {
+            if floored { members[1].maxRelativeError = 0.6 }
+            let fleet: FleetPlan
+            do {
+                fleet = try planFleet(members, budget: budget, storage: storage, menu: [8, 3, 2], strategy: .exact, seed: 0,
+                                      toolVersion: "test", overrides: overrides)
+            } catch {
+                // Only a floor the budget cannot meet may stop it.
+                guard floored, case .floorsExceedBudget = error else { Issue.record("seed \(seed): \(error)"); continue }
+                continue
+            }
+            #expect(fleet.summary.storageBits <= fleet.summary.budget.bits, "seed \(seed)")
+            for (member, plan) in zip(members, fleet.plans) {
+                #expect(plan.overrides == overrides)
+                #expect(plan.matrices[0].segments == [Segment(start: 0, end: 1, bits: 8)], "seed \(seed) \(member.name)")
+                #expect(plan.matrices[0].pin == overrides.pins[0] && plan.matrices[1].bits == [3, 2])
+                #expect(plan.matrices[1].segments.allSatisfy { [3, 2].contains($0.bits) })
+                if let floor = member.maxRelativeError { #expect((plan.totals.predictedRelativeError ?? 1) <= floor * (1 + 1e-12)) }
+            }
+            guard !floored else { continue }
+            let dense = members.flatMap(\.spectra).reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
+            let alpha = Double(fleet.summary.budget.bits) / Double(dense)
+            var baseline = 0.0
+            for m in members {
+                let mDense = m.spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
+                let problem = try PlanningProblem(models: m.spectra.map(ErrorModel.init), storage: storage,
+                                                  budgetBits: Int((alpha * Double(mDense)).rounded(.down)), scope: .global, menu: [8, 3, 2])
+                    .applying(overrides)
+                guard let alone = try? solve(problem, strategy: .exact, seed: 0) else { baseline = .infinity; break }
+                baseline += m.weight * alone.predictedError / m.energy
+            }
+            #expect(fleet.summary.weightedRelativeError <= baseline * (1 + 1e-9), "seed \(seed)")
+        }
+        // A rule that matches no matrix of a member names the member.
+        #expect(throws: FleetPlanningError.overrides(member: "a", .noMatch(kind: "pin", rule: "q_proj=keep", matrices: 2))) {
+            try planFleet(members, budget: budget, storage: storage, menu: [8, 3, 2], strategy: .exact, seed: 0, toolVersion: "test",
+                          overrides: try Overrides(pins: ["q_proj=keep"], bitsFor: []))
+        }
+    }
+
     /// A heavier weight buys a model more of the budget; a preset gives every model the same α.
     @Test func weightsMoveBitsAndPresetsShareAlpha() throws {
         let storage = StorageModel(groupSize: 4)

@@ -52,5 +52,9 @@ import ModelProfiles
         #expect((try? fp16.deltaComeFlags()) == "--attn_fp16_col 3 --mlp_fp16_col 0 --attn_int8_col 0 --mlp_int8_col 0 --attn_int4_col 0 --mlp_int4_col 0 --attn_int3_col 0 --mlp_int3_col 0 --attn_int2_col 6 --mlp_int2_col 5 --bits 2")
         let onlyFP16 = Self.handPlan([.attention: [Segment(start: 0, end: 3, bits: 16)], .mlp: [Segment(start: 0, end: 3, bits: 16)]])
         #expect(throws: ExportError.nothingQuantized) { try onlyFP16.deltaComeFlags() }
+        // A kept (dense) matrix has no segments, which the script would read as zero columns.
+        var kept = Self.handPlan([.attention: [], .mlp: [Segment(start: 0, end: 5, bits: 2)]])
+        kept.matrices[0].dense = true
+        #expect(throws: ExportError.denseMatrix(matrix: "attention.w")) { try kept.deltaComeFlags() }
     }
 }

@@ -73,10 +73,13 @@ import Testing
     @Test func fieldsAndNullsAreWritten() throws {
         let plan = try Self.smallPlan()
         let object = try #require(JSONSerialization.jsonObject(with: plan.encoded()) as? [String: Any])
-        #expect(object["formatVersion"] as? Int == 1)
+        #expect(object["formatVersion"] as? Int == Plan.currentFormatVersion)
         let matrices = try #require(object["matrices"] as? [[String: Any]])
         #expect(matrices.count == 14)
         #expect(matrices[0]["predictedError"] is NSNull)
+        // Format 2's fields are written whether or not they apply.
+        #expect(object["overrides"] is NSNull)
+        #expect(matrices[0]["pin"] is NSNull && matrices[0]["bits"] is NSNull && matrices[0]["dense"] as? Bool == false)
         #expect(matrices[0]["shape"] as? [Int] == [512, 512])
         let source = try #require(object["source"] as? [String: Any])
         #expect(source["kind"] as? String == "profile")
@@ -106,10 +109,29 @@ import Testing
         let good = try #require(JSONSerialization.jsonObject(with: Self.smallPlan().encoded()) as? [String: Any])
         func data(_ o: [String: Any]) throws -> Data { try JSONSerialization.data(withJSONObject: o) }
 
-        var v2 = good
-        v2["formatVersion"] = 2
-        #expect(throws: PlanFileError.unsupportedVersion(file: "p.json", found: 2, supported: 1)) {
-            try Plan.decode(data(v2), file: "p.json")
+        var v3 = good
+        v3["formatVersion"] = 3
+        #expect(throws: PlanFileError.unsupportedVersion(file: "p.json", found: 3, supported: 2)) {
+            try Plan.decode(data(v3), file: "p.json")
+        }
+        // A format-1 plan (written before pins: no `overrides`, `dense`, `pin`, `bits`) still reads,
+        // as the same plan; one that claims format 1 but has format 2's fields does not.
+        var v1 = good
+        v1["formatVersion"] = 1
+        v1["overrides"] = nil
+        v1["matrices"] = try #require(good["matrices"] as? [[String: Any]]).map { m in
+            m.filter { !["dense", "pin", "bits"].contains($0.key) }
+        }
+        var old = try Plan.decode(data(v1), file: "v1.json")
+        #expect(old.formatVersion == 1)
+        old.formatVersion = Plan.currentFormatVersion
+        #expect(old == (try Self.smallPlan()))
+        var v1Pinned = good
+        v1Pinned["formatVersion"] = 1
+        v1Pinned["overrides"] = ["pins": [["pattern": "q_proj", "spec": "drop"]], "bitsFor": []]
+        #expect(throws: PlanFileError.invalid(file: "p.json", field: "formatVersion",
+                                              reason: "1 has no pins, bits-for rules or dense matrices (formatVersion 2 added them)")) {
+            try Plan.decode(data(v1Pinned), file: "p.json")
         }
         var noVersion = good
         noVersion["formatVersion"] = nil

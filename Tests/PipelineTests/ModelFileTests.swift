@@ -14,7 +14,7 @@ import Testing
     @Test func compressRecordsTheModelFiles() throws {
         let f = try ArtifactFixture.get()
         let a = try Artifact(at: f.exactArtifact)
-        #expect(a.manifest.formatVersion == 2)
+        #expect(a.manifest.formatVersion == ArtifactManifest.currentFormatVersion)
         let records = try #require(a.manifest.modelFiles)
         #expect(records.map(\.name) == f.modelFiles.keys.sorted())
         let folder = a.url.appendingPathComponent("model-files")
@@ -28,7 +28,7 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() == f.modelFiles.keys.sorted())
         // The delta file says which format it belongs to.
         let delta = try SafetensorsFile(contentsOf: a.url.appendingPathComponent("delta.safetensors"))
-        #expect(delta.metadata["deltaplan.artifact.format"] == "2")
+        #expect(delta.metadata["deltaplan.artifact.format"] == String(ArtifactManifest.currentFormatVersion))
     }
 
     /// Merge writes every model file byte-identical to the fine-tuned original, nothing from the
@@ -261,8 +261,12 @@ extension ArtifactRejectionTests {
         let unlisted = try f.copy(f.exactArtifact, as: "v2-unlisted-\(UUID().uuidString)")
         try rewriteManifest(unlisted) { m in m.modelFiles = nil }
         try expectCorrupt(unlisted, mentioning: "modelFiles is missing")
-        let v3 = try f.copy(f.exactArtifact, as: "v3-\(UUID().uuidString)")
-        try rewriteManifest(v3) { m in m.formatVersion = 3 }
-        try expectCorrupt(v3, mentioning: "formatVersion 3")
+        // Format 2 (before dense matrices) still reads; a version after this build's is refused.
+        let v2 = try f.copy(f.exactArtifact, as: "v2-\(UUID().uuidString)")
+        try rewriteManifest(v2) { m in m.formatVersion = 2 }
+        #expect(try Artifact(at: v2).manifest.formatVersion == 2)
+        let v4 = try f.copy(f.exactArtifact, as: "v4-\(UUID().uuidString)")
+        try rewriteManifest(v4) { m in m.formatVersion = 4 }
+        try expectCorrupt(v4, mentioning: "formatVersion 4")
     }
 }

@@ -9,8 +9,9 @@ import Pipeline
 import Quantization
 import Testing
 
-/// A small analyzed synthetic pair whose calibration keeps every token as `.inputs`.
-private func analyzedPair(_ dir: URL, seed: UInt64 = 2) throws -> (SyntheticPair.Paths, SpectrumStore) {
+/// A small analyzed synthetic pair (Llama-2-7B at 1/64 scale, one layer) whose calibration keeps
+/// every token as `.inputs`.
+func analyzedPair(_ dir: URL, seed: UInt64 = 2) throws -> (SyntheticPair.Paths, SpectrumStore) {
     let profile = try ProfileLibrary.builtIn().model(named: "llama-2-7b").scaled(by: 1.0 / 64, layers: 1)
     let paths = try SyntheticPair(profile: profile, seed: seed, tokens: 160, sampleRows: 160).write(to: dir)
     let store = try Analyzer(base: paths.base, finetuned: paths.finetuned, calibration: paths.calibration,
@@ -18,7 +19,7 @@ private func analyzedPair(_ dir: URL, seed: UInt64 = 2) throws -> (SyntheticPair
     return (paths, store)
 }
 
-private func temporaryDirectory() -> URL {
+func temporaryDirectory() -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-planning-\(UUID().uuidString)")
     try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
@@ -152,7 +153,7 @@ private func temporaryDirectory() -> URL {
         let (_, store) = try analyzedPair(dir)
         let library = try ProfileLibrary.builtIn()
         let planning = try StorePlanning(store: store.url)
-        let comparison = planning.compare(
+        let comparison = try planning.compare(
             budgets: [try GivenBudget(parsing: "1/3")],
             candidates: try ["exact", "greedy", "preset:delta-come", "low-rank", "bitdelta"].map { try Candidate(parsing: $0, library: library) },
             storage: StorageModel(), scope: nil, menu: [16, 8, 4, 3, 2, 1], seed: 1, clock: { 0 })

@@ -1,6 +1,7 @@
 import Analysis
 import Foundation
 import ModelProfiles
+import Optimizer
 import Testing
 @testable import deltaplan
 #if canImport(Glibc)
@@ -66,28 +67,73 @@ struct ServiceParityTests {
         #expect(try await server.body("/v1/plans/\(targetPlan)") == cliTargetBytes)
         #expect(String(decoding: cliTargetBytes, as: UTF8.self).contains("\"target\""))
 
+        // A plan with pins (every form) and a bits-for rule: the same bytes; and the same errors,
+        // from the one parser and the same check against the store (a 400 from the service).
+        try? FileManager.default.removeItem(at: measured)
+        let pins = ["q_proj=keep", "o_proj=drop", "v_proj=8:2,3:fill", "k_proj=single-3"], bitsFor = ["mlp=8,4,2"]
+        let cliPinnedPlan = dir.url.appendingPathComponent("cli-pinned-plan.json")
+        try runCLI(["plan", store, "--budget", "1/4", "--strategy", "greedy", "--seed", "2", "--out", cliPinnedPlan.path]
+                   + pins.flatMap { ["--pin", $0] } + bitsFor.flatMap { ["--bits-for", $0] }, logs: dir.url)
+        try? FileManager.default.removeItem(at: measured)
+        let pinnedPlan = try await server.submit("/v1/plans", [
+            "analysis": analysis, "budget": "1/4", "strategy": "greedy", "seed": 2, "pins": pins, "bitsFor": bitsFor,
+        ])
+        let pinnedPlanFile = try #require(try await server.succeeded(pinnedPlan)["result"] as? String)
+        let cliPinnedBytes = try Data(contentsOf: cliPinnedPlan)
+        #expect(try await server.body("/v1/plans/\(pinnedPlan)") == cliPinnedBytes)
+        let pinnedMatrices = try #require((try JSONSerialization.jsonObject(with: cliPinnedBytes) as? [String: Any])?["matrices"] as? [[String: Any]])
+        #expect(pinnedMatrices.filter { $0["dense"] as? Bool == true }.count == 1)
+        for (bad, field) in [("q_proj=8:2,8:3", "pins[0]"), ("q_proj=kep", "pins"), ("lm_head=keep", "pins"), ("q_proj=16:100000", "pins")] {
+            let cli = try DeltaplanProcess.run(["plan", store, "--budget", "1/4", "--pin", bad, "--out", dir.url.appendingPathComponent("x.json").path],
+                                               logs: dir.url)
+            #expect(cli.status != 0)
+            let response = try await server.request("POST", "/v1/plans", json: ["analysis": analysis, "budget": "1/4", "pins": [bad]])
+            #expect(response.status == 400, "\(bad): \(response.json)")
+            let message = try #require((response.json["error"] as? [String: Any])?["message"] as? String)
+            // The library's message, with the field each face names (the option or the request field).
+            let library: (String) -> String = { name in
+                do throws(OverrideError) {
+                    let overrides = try Overrides(pins: [bad], bitsFor: [], pinField: { _ in name })
+                    try overrides.checkPresets()
+                    return "(parsed)"
+                } catch { return "\(error)" }
+            }
+            let cliText = library("--pin"), serviceText = library("pins[0]")
+            if cliText == "(parsed)" {
+                // Found against the store: the very same text from both faces.
+                let tail = try #require(message.components(separatedBy: "field '\(field)': ").last)
+                #expect(cli.errors.contains(tail), "\(bad): CLI says \(cli.errors), the service \(message)")
+            } else {
+                #expect(cli.errors.contains(cliText), "\(bad): \(cli.errors)")
+                #expect(message == "field '\(field)': \(serviceText)", "\(bad): \(message)")
+            }
+        }
+
         // A comparison of strategies and both baselines at two budgets; only the time each took differs.
         try? FileManager.default.removeItem(at: measured)
         let cliComparison = dir.url.appendingPathComponent("cli-comparison.json")
         try runCLI(["compare", store, "--budgets", "1/16,1/10", "--strategies", "greedy,exact,preset:delta-come,low-rank,bitdelta",
                     "--seed", "3", "--scope", "matrix", "--bits", "16,8,3,2", "--accounting", "paper", "--group-size", "32",
                     "--order", "paper", "--method", "rtn", "--calibration", pair.calibration.path, "--format", "json",
-                    "--out", cliComparison.path], logs: dir.url)
+                    "--pin", "o_proj=drop", "--bits-for", "mlp=8,3,2", "--out", cliComparison.path], logs: dir.url)
         try? FileManager.default.removeItem(at: measured)
         let comparison = try await server.submit("/v1/comparisons", [
             "analysis": analysis, "budgets": ["1/16", "1/10"], "strategies": ["greedy", "exact", "preset:delta-come", "low-rank", "bitdelta"],
             "seed": 3, "scope": "matrix", "bits": [16, 8, 3, 2], "accounting": "paper", "groupSize": 32, "order": "paper",
-            "method": "rtn", "calibration": pair.calibration.path,
+            "method": "rtn", "calibration": pair.calibration.path, "pins": ["o_proj=drop"], "bitsFor": ["mlp=8,3,2"],
         ])
         let comparisonFile = try #require(try await server.succeeded(comparison)["result"] as? String)
         let cliComparisonBytes = try Data(contentsOf: cliComparison)
         #expect(try withoutTimes(Data(contentsOf: URL(fileURLWithPath: comparisonFile))) == withoutTimes(cliComparisonBytes))
         #expect(try withoutTimes(await server.body("/v1/comparisons/\(comparison)")) == withoutTimes(cliComparisonBytes))
         // Every row was compared, and only `seconds` was set aside: one per row; 5 candidates × 2
-        // budgets are rows or notes (a preset that does not fit a budget).
+        // budgets are rows or notes (a preset that does not fit a budget, low-rank's 16 bits that
+        // the bits-for rule takes from the MLP matrices), and one note says that bitdelta ignores the pins.
         let parsed = try #require(try JSONSerialization.jsonObject(with: cliComparisonBytes) as? [String: Any])
-        let rows = (parsed["rows"] as? [Any])?.count ?? 0, notes = (parsed["notes"] as? [Any])?.count ?? 0
-        #expect(rows + notes == 10 && rows >= 8, "\(rows) rows, notes: \(parsed["notes"] ?? "")")
+        let rows = (parsed["rows"] as? [Any])?.count ?? 0, noteTexts = parsed["notes"] as? [String] ?? []
+        #expect(rows + noteTexts.count == 11 && rows >= 6, "\(rows) rows, notes: \(noteTexts)")
+        #expect(noteTexts.filter { $0.hasPrefix("low-rank") && $0.contains("16-bit vectors are not available for model.layers.0.mlp.") }.count == 2, "\(noteTexts)")
+        #expect(noteTexts.contains { $0.contains("bitdelta is not a plan: its rows ignore the pins") })
         #expect(try timesRemoved(from: cliComparisonBytes) == rows)
 
         // A fleet of two analyses of the pair (the second with another seed), one with a quality floor.
@@ -96,11 +142,12 @@ struct ServiceParityTests {
         let cliFleet = dir.url.appendingPathComponent("cli-fleet")
         try runCLI(["fleet", "--store", "math=\(store)", "--store", "code=\(secondStore)", "--weight", "math=2", "--max-error", "code=0.5",
                     "--budget", "1/12", "--strategy", "genetic", "--bits", "8,4,3,2", "--seed", "4", "--accounting", "paper",
-                    "--group-size", "64", "--order", "paper", "--method", "rtn", "--out", cliFleet.path], logs: dir.url)
+                    "--group-size", "64", "--order", "paper", "--method", "rtn", "--pin", "o_proj=drop", "--bits-for", "mlp=8,4,2",
+                    "--out", cliFleet.path], logs: dir.url)
         let fleet = try await server.submit("/v1/fleets", [
             "members": [["name": "math", "analysis": analysis, "weight": 2], ["name": "code", "analysis": second, "maxError": 0.5]],
             "budget": "1/12", "strategy": "genetic", "bits": [8, 4, 3, 2], "seed": 4, "accounting": "paper", "groupSize": 64,
-            "order": "paper", "method": "rtn",
+            "order": "paper", "method": "rtn", "pins": ["o_proj=drop"], "bitsFor": ["mlp=8,4,2"],
         ])
         let fleetDirectory = URL(fileURLWithPath: try #require(try await server.succeeded(fleet)["result"] as? String))
         let cliFleetFiles = try fileContents(under: cliFleet)
@@ -108,6 +155,19 @@ struct ServiceParityTests {
         #expect(try fileContents(under: fleetDirectory) == cliFleetFiles)
         #expect(try await server.body("/v1/fleets/\(fleet)") == cliFleetFiles["fleet.json"])
         #expect(try await server.body("/v1/fleets/\(fleet)/plans/code") == cliFleetFiles["code.json"])
+        let codePlan = try Plan.decode(try #require(cliFleetFiles["code.json"]), file: "code.json")
+        #expect(codePlan.overrides?.pins.map(\.description) == ["o_proj=drop"])
+        #expect(codePlan.matrices.filter { $0.pin != nil }.allSatisfy { $0.segments.isEmpty && $0.name.contains("o_proj") })
+
+        // The pinned plan compressed by each face: the same artifact, the kept matrix stored dense.
+        let cliPinnedArtifact = dir.url.appendingPathComponent("cli-pinned-artifact")
+        try runCLI(["compress", store, "--plan", pinnedPlanFile, "--base", pair.base.path, "--finetuned", pair.finetuned.path,
+                    "--calibration", pair.calibration.path, "--out", cliPinnedArtifact.path], logs: dir.url)
+        let pinnedCompression = try await server.submit("/v1/compressions", ["plan": pinnedPlan].merging(paths) { a, _ in a })
+        let pinnedArtifact = try #require(try await server.succeeded(pinnedCompression)["result"] as? String)
+        let cliPinnedFiles = try fileContents(under: cliPinnedArtifact)
+        #expect(try fileContents(under: URL(fileURLWithPath: pinnedArtifact)) == cliPinnedFiles)
+        #expect(String(decoding: cliPinnedFiles["manifest.json"] ?? Data(), as: UTF8.self).contains("q_proj.weight.dense"))
 
         // A compression of the service's plan, with the quantizer options away from their defaults.
         let cliArtifact = dir.url.appendingPathComponent("cli-artifact")

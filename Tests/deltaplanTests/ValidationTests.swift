@@ -55,6 +55,14 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
                      "--plot /nonexistent-deltaplan-dir/plan.svg", "directory /nonexistent-deltaplan-dir does not exist"),
         BadArguments("plan store --budget 1/16 --plot /", "--plot / is a directory"),
         BadArguments("plan store --budget 1/16 --plot /proc/version/plan.svg", "/proc/version is not a directory"),
+        BadArguments("plan store --budget 1/16 --pin q_proj", "invalid --pin 'q_proj'", "expected REGEX=SPEC"),
+        BadArguments("plan store --budget 1/16 --pin q_proj=8:2,8:30", "invalid --pin 'q_proj=8:2,8:30'", "strictly decrease"),
+        BadArguments("plan store --budget 1/16 --pin q_proj=2:fill,8:2", "invalid --pin 'q_proj=2:fill,8:2'", "only the last segment"),
+        BadArguments("plan store --budget 1/16 --pin (=keep", "invalid --pin '(=keep'", "not a valid regular expression"),
+        BadArguments("plan store --budget 1/16 --pin q_proj=kep", "pin 'q_proj=kep'", "no precision preset named 'kep'", "'keep'"),
+        BadArguments("plan store --budget 1/16 --bits-for mlp=8,5", "invalid --bits-for 'mlp=8,5'", "unsupported bit-width 5"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --pin q_proj=keep", "--pin and --bits-for need an analysis STORE"),
+        BadArguments("compare store --pin q_proj=3:x", "invalid --pin 'q_proj=3:x'", "positive integer or 'fill'"),
         // show
         BadArguments("show plan.json --plot /nonexistent-deltaplan-dir/plan.svg", "directory /nonexistent-deltaplan-dir does not exist"),
         // compare

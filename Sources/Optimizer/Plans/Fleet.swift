@@ -87,6 +87,8 @@ public enum FleetPlanningError: Error, Equatable, CustomStringConvertible {
     case floorsExceedBudget(budgetBits: Int, smallestBits: Int)
     /// Presets give every member the same α, which floors would contradict.
     case floorsNeedSearch(strategy: String)
+    /// Pins or bits-for rules that do not fit a member's matrices.
+    case overrides(member: String, OverrideError)
 
     public var description: String {
         switch self {
@@ -99,6 +101,7 @@ public enum FleetPlanningError: Error, Equatable, CustomStringConvertible {
                 + "the smallest budget that meets every floor is \(smallest) bits (\(Format.bytes(Double(smallest) / 8)))"
         case let .floorsNeedSearch(strategy):
             "quality floors need a search strategy (exact, genetic or greedy); \(strategy) gives every model the same α"
+        case let .overrides(member, error): "fleet member '\(member)': \(error.description)"
         }
     }
 }
@@ -123,13 +126,26 @@ public enum FleetPlanningError: Error, Equatable, CustomStringConvertible {
 /// every floor. Every floored member's plan records its floor as the budget's target. Cost: about
 /// ten fleet solves per floor and round, and one search per floor and budget bisection step.
 ///
+/// Pins and bits-for rules (`overrides`) apply to every member's matrices (fine-tunes of one base
+/// share their names): each is resolved against each member, the pinned matrices spend their bits
+/// first in every solve (``solve(_:strategy:seed:)``), and each plan records them. A budget that
+/// cannot hold the floors counts the fixed pins of the members without one.
+///
 /// Each member's plan carries its own (unscaled) predictions, and its budget record is its share:
 /// the bits the fleet gave it (`given`: `fleet share of B`). Deterministic for a seed.
 public func planFleet(
     _ members: [FleetMember], budget: GivenBudget, storage: StorageModel, menu: [Int], strategy: Strategy, seed: UInt64,
-    toolVersion: String
+    toolVersion: String, overrides: Overrides = Overrides(), library: ProfileLibrary? = nil
 ) throws(FleetPlanningError) -> FleetPlan {
     precondition(!members.isEmpty, "a fleet has members")
+    // Each member's problem alone (its unscaled error models, its pins), built once.
+    var owns: [PlanningProblem] = []
+    for member in members {
+        let own = PlanningProblem(models: member.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0, scope: .global, menu: menu)
+        do { owns.append(overrides.isEmpty ? own : try own.applying(overrides, library: library)) } catch {
+            throw .overrides(member: member.name, error)
+        }
+    }
     let all = members.flatMap(\.spectra)
     let budgetBits = budget.budget.bits(forShapes: all.map { ($0.rows, $0.columns) })
     let dense = all.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) }
@@ -138,21 +154,16 @@ public func planFleet(
     if case .preset = strategy {
         if members.contains(where: { $0.maxRelativeError != nil }) { throw .floorsNeedSearch(strategy: strategy.name) }
         let alpha = dense > 0 ? Double(budgetBits) / Double(dense) : 0
-        for member in members {
-            let problem = PlanningProblem(
-                models: member.spectra.map(ErrorModel.init), storage: storage,
-                budgetBits: Int((alpha * Double(member.spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) })).rounded(.down)),
-                scope: strategy.defaultScope, menu: menu)
+        for (i, member) in members.enumerated() {
+            var problem = owns[i]
+            problem.budgetBits = Int((alpha * Double(member.spectra.reduce(0) { $0 + StorageModel.denseBits(rows: $1.rows, columns: $1.columns) })).rounded(.down))
+            problem.scope = strategy.defaultScope
             do {
                 plans.append(try makePlan(problem, strategy: strategy, seed: seed, budget: .init(given: shareText, bits: problem.budgetBits),
                                           source: member.source, toolVersion: toolVersion))
             } catch { throw .planning(error) }
         }
     } else {
-        // Each member alone (its unscaled error models), built once: the floors' checks run per trial.
-        let owns = members.map {
-            PlanningProblem(models: $0.spectra.map(ErrorModel.init), storage: storage, budgetBits: 0, scope: .global, menu: menu)
-        }
         // Each floored member's smallest plan meeting its floor (alone), computed when needed.
         var floors: [Int: (bits: Int, solution: Solution)] = [:]
         func computeFloors() throws(FleetPlanningError) {
@@ -169,8 +180,9 @@ public func planFleet(
                     }
                 }
             }
-            // The members without a floor can keep nothing.
+            // The members without a floor can keep nothing but their fixed pins.
             let smallest = floors.values.reduce(0) { $0 + $1.bits }
+                + members.indices.filter { floors[$0] == nil }.reduce(0) { $0 + owns[$1].fixedPinBits }
             if budgetBits < smallest { throw .floorsExceedBudget(budgetBits: budgetBits, smallestBits: smallest) }
         }
         // The fleet over `free` members, member m's errors weighted w_m + λ_m, in `bits`: each
@@ -181,11 +193,21 @@ public func planFleet(
                 let energy = members[i].energy
                 return members[i].spectra.map { $0.scaled(by: energy > 0 ? (members[i].weight + λ[i]) / energy : 0) }
             }
-            let problem = PlanningProblem(models: scaled.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: .global, menu: menu)
+            // Every free member's pins and menus, at its matrices' place in the fleet.
+            var pinned = ResolvedOverrides(rules: overrides), place = 0
+            for i in free {
+                for (m, pin) in owns[i].overrides.pins { pinned.pins[place + m] = pin }
+                for (m, own) in owns[i].overrides.menus { pinned.menus[place + m] = own }
+                place += members[i].spectra.count
+            }
+            let problem = PlanningProblem(models: scaled.map(ErrorModel.init), storage: storage, budgetBits: bits, scope: .global, menu: menu,
+                                          overrides: pinned)
             let allocations: [Allocation]
             do { allocations = try solve(problem, strategy: strategy, seed: seed).allocations } catch {
                 guard case .infeasibleBudget = error, members.contains(where: { $0.maxRelativeError != nil }) else { throw .planning(error) }
-                allocations = Array(repeating: Allocation(segments: []), count: scaled.count)
+                // Nothing but the pins (whose bits the floors' check counted).
+                let fixed = (try? problem.pinnedAllocations()) ?? [:]
+                allocations = scaled.indices.map { fixed[$0] ?? .empty }
             }
             var shares: [Int: [Allocation]] = [:], offset = 0
             for i in free {

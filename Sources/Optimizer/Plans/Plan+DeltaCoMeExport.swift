@@ -10,6 +10,8 @@ public enum ExportError: Error, Equatable, CustomStringConvertible {
     /// `--bits` for both types, and an empty column range would fail there.
     case widthNotShared(bits: Int, usedBy: LayerType)
     case nothingQuantized
+    /// A matrix is kept dense (a `keep` pin), which the script cannot express.
+    case denseMatrix(matrix: String)
 
     public var description: String {
         func show(_ c: [Int: Int]) -> String {
@@ -24,6 +26,8 @@ public enum ExportError: Error, Equatable, CustomStringConvertible {
             "\(bits)-bit vectors are used by \(type.rawValue) matrices only; the Delta-CoMe script quantizes each width of --bits for both attention and MLP and cannot take an empty range"
         case .nothingQuantized:
             "the plan has no quantized (8/4/3/2-bit) vectors; the Delta-CoMe script needs at least one width in --bits"
+        case let .denseMatrix(matrix):
+            "\(matrix) is kept dense (a 'keep' pin); the Delta-CoMe script stores every matrix as singular vectors"
         }
     }
 }
@@ -39,11 +43,12 @@ extension Plan {
     /// --bits 8 3 2`. Every count flag is printed (the script's defaults for int4/3/2 are None).
     /// `--bits` lists the quantized widths used, descending (16-bit columns go through `fp16_col`).
     ///
-    /// - Throws: ``ExportError`` when counts differ within a type, a width is unsupported, or a
-    ///   quantized width is used by only one type.
+    /// - Throws: ``ExportError`` when counts differ within a type, a width is unsupported, a
+    ///   quantized width is used by only one type, or a matrix is kept dense.
     public func deltaComeFlags() throws(ExportError) -> String {
         var perType: [LayerType: (name: String, counts: [Int: Int])] = [:]
         for m in matrices {
+            guard !m.dense else { throw .denseMatrix(matrix: m.name) }
             let counts = m.allocation.counts
             for k in counts.keys where !Self.deltaComeWidths.contains(where: { $0.bits == k }) {
                 throw .unsupportedBits(matrix: m.name, bits: k)

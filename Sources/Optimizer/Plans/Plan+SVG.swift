@@ -77,7 +77,8 @@ extension Plan {
                                  colors: .magmaReversed, scale: .logarithmic(1e-3...1), legendTitle: "error / ‖ΔW X‖²")
         for (i, m) in matrices.enumerated() {
             let place = grid.places[i]
-            let mix = m.segments.isEmpty ? "dropped" : m.segments.map { "\($0.bits)×\($0.count)" }.joined(separator: " + ")
+            let mix = (m.dense ? "kept dense (F16)" : m.segments.isEmpty ? "dropped" : m.segments.map { "\($0.bits)×\($0.count)" }.joined(separator: " + "))
+                + (m.pin.map { ", pinned '\($0)'" } ?? "")
             bitsPanel.cells.append(.init(row: place.row, column: place.column, span: place.span, value: bpp[i],
                                          tooltip: "\(m.name): \(mix), \(String(format: "%.4f", bpp[i])) bits/param"))
             let error = m.predictedRelativeError.flatMap { $0 > 0 ? $0 : nil }
@@ -93,7 +94,12 @@ extension Plan {
                 errorPanel.scale = .logarithmic(high > low ? low...high : low / 2...high * 2)
             }
             if positive.count < matrices.count {
-                errorPanel.missingLabel = errors.count < matrices.count ? "no prediction" : "≤ 0 (a sample estimate)"
+                // Non-positive: a matrix kept dense (0: its F16 rounding is not predicted), or a
+                // paired objective's sample estimate.
+                let kept = matrices.contains { $0.dense }
+                let estimates = matrices.contains { !$0.dense && ($0.predictedRelativeError ?? 1) <= 0 }
+                errorPanel.missingLabel = errors.count < matrices.count ? "no prediction"
+                    : kept && estimates ? "0 (kept dense) or ≤ 0 (a sample estimate)" : kept ? "0 (kept dense)" : "≤ 0 (a sample estimate)"
             }
         }
         var title = "Plan: \(strategy.name)\(strategy.preset.map { ":" + $0 } ?? "") at \(budget.given), \(source.name)"

@@ -7,9 +7,14 @@ import ModelProfiles
 ///
 /// Encoding is deterministic (sorted keys, shortest round-trip Double formatting, optional values
 /// written as `null`), so equal plans give byte-identical files.
+///
+/// Format 2 added pins and bits-for rules (``overrides``, ``Matrix/pin``, ``Matrix/bits``) and
+/// dense matrices (``Matrix/dense``, a `keep` pin); format 1 plans (none of them) are still read.
 public struct Plan: Codable, Sendable, Equatable {
-    /// The format version this build writes and reads.
-    public static let currentFormatVersion = 1
+    /// The format version this build writes.
+    public static let currentFormatVersion = 2
+    /// The versions readers accept.
+    public static let readableFormatVersions: ClosedRange<Int> = 1...2
 
     /// Where the plan's matrices came from.
     public struct Source: Codable, Sendable, Equatable {
@@ -68,25 +73,53 @@ public struct Plan: Codable, Sendable, Equatable {
         public var shape: [Int]
         /// Consecutive from 0, strictly decreasing bits; vectors past the last `end` are dropped.
         public var segments: [Segment]
+        /// ΔW is stored whole as a dense F16 `h_out × h_in` tensor (a `keep` pin); `segments` is
+        /// then empty. False in format-1 plans.
+        public var dense: Bool
         public var storageBits: Int
         /// Predicted ‖(ΔW − ΔŴ)X‖²; null for shape-only plans.
         @EncodedAsNull public var predictedError: Double?
         /// `predictedError / ‖ΔW X‖²`; null for shape-only plans.
         @EncodedAsNull public var predictedRelativeError: Double?
+        /// The pin that fixed this matrix before the search (one of the plan's ``Plan/overrides``);
+        /// null when the search planned it.
+        @EncodedAsNull public var pin: Pin?
+        /// The widths this matrix could use, from a bits-for rule (a subset of the plan's `bits`);
+        /// null: the plan's.
+        @EncodedAsNull public var bits: [Int]?
 
-        public init(name: String, type: LayerType, shape: [Int], segments: [Segment], storageBits: Int,
-                    predictedError: Double? = nil, predictedRelativeError: Double? = nil) {
+        public init(name: String, type: LayerType, shape: [Int], segments: [Segment], dense: Bool = false, storageBits: Int,
+                    predictedError: Double? = nil, predictedRelativeError: Double? = nil, pin: Pin? = nil, bits: [Int]? = nil) {
+            precondition(!dense || segments.isEmpty, "a dense matrix has no segments")
             self.name = name
             self.type = type
             self.shape = shape
             self.segments = segments
+            self.dense = dense
             self.storageBits = storageBits
             self.predictedError = predictedError
             self.predictedRelativeError = predictedRelativeError
+            self.pin = pin
+            self.bits = bits
         }
 
-        /// The allocation the segments describe.
-        public var allocation: Allocation { Allocation(segments: segments) }
+        /// Decodes every field; `dense` absent (a format-1 plan) is false.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            type = try c.decode(LayerType.self, forKey: .type)
+            shape = try c.decode([Int].self, forKey: .shape)
+            segments = try c.decode([Segment].self, forKey: .segments)
+            dense = try c.decodeIfPresent(Bool.self, forKey: .dense) ?? false
+            storageBits = try c.decode(Int.self, forKey: .storageBits)
+            _predictedError = try c.decode(EncodedAsNull<Double>.self, forKey: .predictedError)
+            _predictedRelativeError = try c.decode(EncodedAsNull<Double>.self, forKey: .predictedRelativeError)
+            _pin = try c.decode(EncodedAsNull<Pin>.self, forKey: .pin)
+            _bits = try c.decode(EncodedAsNull<[Int]>.self, forKey: .bits)
+        }
+
+        /// The allocation the segments describe (``Allocation/dense`` for a dense matrix).
+        public var allocation: Allocation { dense ? .dense : Allocation(segments: segments) }
     }
 
     public struct Totals: Codable, Sendable, Equatable {
@@ -169,6 +202,8 @@ public struct Plan: Codable, Sendable, Equatable {
     /// should use; null for shape-only plans (nothing measured) and for plans written before
     /// orders existed (those were measured in the paper's order).
     @EncodedAsNull public var segmentOrder: SegmentOrder?
+    /// The pins and bits-for rules the plan was made with, as given; null when none.
+    @EncodedAsNull public var overrides: Overrides?
 
     /// Builds a plan from its matrices, computing the totals.
     ///
@@ -178,7 +213,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public init(
         toolVersion: String, source: Source, budget: BudgetRecord, storage: StorageModel, scope: Scope,
         strategy: StrategyRecord, bits: [Int], matrices: [Matrix], objectiveEnergies: [Double]? = nil,
-        objective: ErrorObjective? = nil, report: Report = Report(), segmentOrder: SegmentOrder? = nil
+        objective: ErrorObjective? = nil, report: Report = Report(), segmentOrder: SegmentOrder? = nil,
+        overrides: Overrides? = nil
     ) {
         precondition((objectiveEnergies == nil) == (objective == nil), "energies and their objective go together")
         self.objective = objective
@@ -209,6 +245,7 @@ public struct Plan: Codable, Sendable, Equatable {
             predictedError: error, predictedRelativeError: relative)
         self.report = report
         self.segmentOrder = segmentOrder
+        self.overrides = overrides.flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Records the gap to the exact optimum's predicted error `exactError` (greedy and genetic plans).
@@ -233,7 +270,7 @@ public enum PlanFileError: Error, Equatable, CustomStringConvertible {
         case let .unreadable(file, reason): "cannot read plan \(file): \(reason)"
         case let .unwritable(file, reason): "cannot write plan \(file): \(reason)"
         case let .unsupportedVersion(file, found, supported):
-            "plan \(file) has formatVersion \(found); this build reads formatVersion \(supported) only"
+            "plan \(file) has formatVersion \(found); this build reads formatVersion \(Plan.readableFormatVersions.lowerBound) to \(supported)"
         case let .invalid(file, field, reason): "invalid plan \(file), field '\(field)': \(reason)"
         }
     }
@@ -276,7 +313,7 @@ extension Plan {
     public static func decode(_ data: Data, file: String) throws(PlanFileError) -> Plan {
         struct Version: Decodable { var formatVersion: Int }
         let version: Version = try decodeMapping(Version.self, data, file: file)
-        guard version.formatVersion == currentFormatVersion else {
+        guard readableFormatVersions.contains(version.formatVersion) else {
             throw .unsupportedVersion(file: file, found: version.formatVersion, supported: currentFormatVersion)
         }
         let plan: Plan = try decodeMapping(Plan.self, data, file: file)
@@ -304,6 +341,32 @@ extension Plan {
         }
     }
 
+    /// A matrix's pin, menu and dense form against the plan: a pin is one of ``overrides``';
+    /// `keep` ⇔ dense (with no segments), `drop` ⇒ no segments; a menu is a subset of ``bits``,
+    /// given when the plan has bits-for rules, and holds the segments' widths. (Whether a rule's
+    /// pattern matches the matrix is not checked: a hostile plan's pattern could take exponential
+    /// time to match, and readers of artifacts validate the plan they embed.)
+    private func validateOverrides(of m: Matrix, at: String, fail: (String, String) -> PlanFileError) throws(PlanFileError) {
+        if m.dense {
+            if !m.segments.isEmpty { throw fail("\(at).segments", "must be empty: the matrix is dense") }
+            if m.pin?.spec != .keep { throw fail("\(at).dense", "a dense matrix is one a 'keep' pin fixed; its pin is \(m.pin.map { "'\($0)'" } ?? "null")") }
+        }
+        if let pin = m.pin {
+            guard overrides?.pins.contains(pin) == true else { throw fail("\(at).pin", "'\(pin)' is not one of the plan's overrides.pins") }
+            if pin.spec == .keep, !m.dense { throw fail("\(at).dense", "must be true: the matrix is pinned 'keep'") }
+            if pin.spec == .drop, !m.segments.isEmpty { throw fail("\(at).segments", "must be empty: the matrix is pinned 'drop'") }
+        }
+        if let own = m.bits {
+            if own.isEmpty || own != own.sorted(by: >) || Set(own).count != own.count || !own.allSatisfy(bits.contains) {
+                throw fail("\(at).bits", "must list distinct widths of the plan's bits \(bits) in descending order, got \(own)")
+            }
+            guard overrides?.bitsFor.isEmpty == false else { throw fail("\(at).bits", "the plan has no overrides.bitsFor rule") }
+            for (j, s) in m.segments.enumerated() where !own.contains(s.bits) {
+                throw fail("\(at).segments[\(j)].bits", "\(s.bits) is not in the matrix's bits \(own)")
+            }
+        }
+    }
+
     /// Semantic checks a decoder cannot make. Sums and products of the file's numbers are checked
     /// for overflow: a hostile plan gets a named error, never a trap.
     func validate(file: String) throws(PlanFileError) {
@@ -314,6 +377,9 @@ extension Plan {
         if bits.isEmpty || bits != bits.sorted(by: >) || Set(bits).count != bits.count
             || !bits.allSatisfy(ProfileLibrary.bitWidths.contains) {
             throw fail("bits", "must list distinct widths from \(ProfileLibrary.bitWidths.sorted(by: >)) in descending order, got \(bits)")
+        }
+        if formatVersion == 1, overrides != nil || matrices.contains(where: { $0.dense || $0.pin != nil || $0.bits != nil }) {
+            throw fail("formatVersion", "1 has no pins, bits-for rules or dense matrices (formatVersion 2 added them)")
         }
         var seen: [String: Int] = [:]
         var denseBits = 0, storageBits = 0
@@ -343,6 +409,10 @@ extension Plan {
             if expected > min(m.shape[0], m.shape[1]) {
                 throw fail("\(at).segments", "keeps \(expected) vectors, more than the rank \(min(m.shape[0], m.shape[1]))")
             }
+            if m.dense, m.storageBits != matrixBits {
+                throw fail("\(at).storageBits", "is \(m.storageBits); a dense matrix takes 16 · h_out · h_in = \(matrixBits) bits")
+            }
+            try validateOverrides(of: m, at: at, fail: fail)
             if m.storageBits < 0 { throw fail("\(at).storageBits", "must not be negative") }
             let (sum, overflow) = storageBits.addingReportingOverflow(m.storageBits)
             if overflow { throw fail("\(at).storageBits", "\(m.storageBits) makes the plan's storage bits overflow 64 bits") }

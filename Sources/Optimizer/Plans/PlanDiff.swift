@@ -6,8 +6,12 @@ import ModelProfiles
 public struct PlanDiff: Sendable, Equatable {
     public struct Side: Sendable, Equatable {
         public var segments: [Segment]
+        /// ΔW stored dense (a `keep` pin).
+        public var dense: Bool
         public var storageBits: Int
         public var predictedError: Double?
+        /// The pin that fixed the matrix in this plan, if one did.
+        public var pin: Pin?
     }
 
     public struct MatrixRow: Sendable, Equatable {
@@ -30,7 +34,7 @@ public struct PlanDiff: Sendable, Equatable {
         public var b: Totals
     }
 
-    /// The matrices whose segments differ, in plan `a`'s order.
+    /// The matrices whose segments (or dense form) differ, in plan `a`'s order.
     public var matrices: [MatrixRow]
     /// Every layer type of the plans, in `LayerType` order.
     public var types: [TypeRow]
@@ -52,10 +56,12 @@ public struct PlanDiff: Sendable, Equatable {
         if let extra = planB.matrices.first(where: { !namesA.contains($0.name) }) {
             throw .invalid(file: a, field: "matrices", reason: "has no matrix '\(extra.name)', which \(b) plans")
         }
-        func side(_ m: Plan.Matrix) -> Side { Side(segments: m.segments, storageBits: m.storageBits, predictedError: m.predictedError) }
+        func side(_ m: Plan.Matrix) -> Side {
+            Side(segments: m.segments, dense: m.dense, storageBits: m.storageBits, predictedError: m.predictedError, pin: m.pin)
+        }
         matrices = planA.matrices.compactMap { m in
             let other = byName[m.name]!
-            guard other.segments != m.segments else { return nil }
+            guard other.segments != m.segments || other.dense != m.dense else { return nil }
             return MatrixRow(name: m.name, type: m.type, parameters: m.shape[0] * m.shape[1], a: side(m), b: side(other))
         }
         types = LayerType.allCases.compactMap { type in

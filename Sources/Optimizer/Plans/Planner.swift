@@ -64,17 +64,19 @@ func plan(
     of solution: Solution, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64, budget: Plan.BudgetRecord,
     source: Plan.Source, toolVersion: String
 ) -> Plan {
-    let matrices = zip(problem.models, solution.allocations).map { model, a in
+    let matrices = zip(problem.models, solution.allocations).enumerated().map { m, pair in
+        let (model, a) = pair
         let s = model.spectrum, e = model.error(of: a)
         return Plan.Matrix(
-            name: s.name, type: s.type, shape: [s.rows, s.columns], segments: a.segments,
+            name: s.name, type: s.type, shape: [s.rows, s.columns], segments: a.segments, dense: a.isDense,
             storageBits: problem.storage.bits(of: a, rows: s.rows, columns: s.columns),
-            predictedError: e, predictedRelativeError: model.relative(e))
+            predictedError: e, predictedRelativeError: model.relative(e),
+            pin: problem.overrides.pins[m]?.pin, bits: problem.overrides.menus[m])
     }
     return Plan(
         toolVersion: toolVersion, source: source, budget: budget, storage: problem.storage, scope: problem.scope,
         strategy: .init(strategy, seed: seed), bits: problem.menu, matrices: matrices,
         objectiveEnergies: problem.models.map(\.spectrum.objectiveEnergy),
         objective: problem.models.first?.spectrum.objective ?? .activation,
-        report: .init(solution.report, predictedError: solution.predictedError))
+        report: .init(solution.report, predictedError: solution.predictedError), overrides: problem.overrides.rules)
 }

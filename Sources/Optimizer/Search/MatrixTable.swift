@@ -11,19 +11,21 @@ struct MatrixTable {
     let rank: Int
     /// The problem's menu, descending.
     let widths: [Int]
-    /// Levels this matrix may use (in the menu and measured), ascending (widest first).
+    /// Levels this matrix may use (in its menu and measured), ascending (widest first).
     let usable: [Int]
     let prefix: [Double]
     let dropped: [Double]
     let storage: StorageModel
 
-    init(_ model: ErrorModel, menu: [Int], storage: StorageModel) {
+    /// `allowed`: the widths of the problem's `menu` this matrix may use (its `--bits-for` menu);
+    /// nil: all of them.
+    init(_ model: ErrorModel, menu: [Int], allowed: [Int]? = nil, storage: StorageModel) {
         let r = model.spectrum.storedRank
         rows = model.spectrum.rows
         columns = model.spectrum.columns
         rank = r
         widths = menu
-        let available = Set(model.availableBits)
+        let available = Set(model.availableBits).intersection(allowed ?? menu)
         usable = menu.indices.filter { available.contains(menu[$0]) }
         var p = [Double](repeating: 0, count: menu.count * (r + 1))
         for l in usable {

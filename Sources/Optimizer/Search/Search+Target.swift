@@ -46,10 +46,11 @@ public enum TargetError: Error, Equatable, CustomStringConvertible {
 }
 
 /// The plan of `strategy` with the smallest budget whose predicted error meets `target`, and that
-/// budget (`problem.budgetBits` is ignored; `problem.scope` shares each trial budget as usual).
+/// budget (`problem.budgetBits` is ignored; `problem.scope` shares each trial budget as usual, and
+/// pins take their bits from each trial budget first, a preset pin its share of it).
 ///
 /// Bisection on the budget in whole bits between 0 and the dense F16 size of the planned
-/// matrices: a budget is good when the strategy's plan there (the same search, repair included)
+/// matrices (plus the bits of any fixed pins): a budget is good when the strategy's plan there (the same search, repair included)
 /// predicts at most the target. The result is minimal to the bit: one bit less, the strategy's
 /// plan misses the target (for `exact` on problems small enough for its exact knapsack, no plan
 /// within that budget meets it). Budgets no plan fits count as missing. O(log₂(dense bits)) ≈ 40
@@ -71,7 +72,9 @@ public func solve(
         guard let solution = try? attempt(bits), solution.predictedError <= allowed else { return nil }
         return solution
     }
+    // Every matrix dense, plus what fixed pins need (a 16-bit pin of every vector can exceed it).
     let dense = problem.models.reduce(0) { $0 + StorageModel.denseBits(rows: $1.spectrum.rows, columns: $1.spectrum.columns) }
+        + problem.fixedPinBits
     guard var best = meets(dense) else {
         let smallest: Solution
         do { smallest = try attempt(dense) } catch { throw .planning(error) }

@@ -11,7 +11,9 @@ struct SearchContext {
 
     init(_ problem: PlanningProblem) {
         self.problem = problem
-        tables = problem.models.map { MatrixTable($0, menu: problem.menu, storage: problem.storage) }
+        tables = problem.models.indices.map {
+            MatrixTable(problem.models[$0], menu: problem.menu, allowed: problem.overrides.menus[$0], storage: problem.storage)
+        }
         units = problem.units
         levels = problem.menu.count
     }
@@ -32,7 +34,8 @@ struct SearchContext {
     func solution(_ counts: [Int], report: SearchReport) -> Solution {
         let allocations = tables.indices.map { tables[$0].allocation(counts[$0 * levels ..< ($0 + 1) * levels]) }
         for (m, a) in allocations.enumerated() {
-            precondition(problem.models[m].admits(a), "search produced an inadmissible allocation")
+            precondition(problem.models[m].admits(a) && a.counts.keys.allSatisfy(problem.menu(of: m).contains),
+                         "search produced an inadmissible allocation")
         }
         for unit in units {
             let bits = unit.members.reduce(0) {

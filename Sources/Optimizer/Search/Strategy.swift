@@ -128,14 +128,19 @@ public struct Solution: Sendable, Equatable {
 /// Searches the allocation of `problem` with `strategy`.
 ///
 /// Every unit of ``PlanningProblem/units`` stays within its own budget, and every allocation is
-/// admitted by its model and uses only widths of ``PlanningProblem/menu``. `seed` feeds the
-/// genetic search's ``MersenneTwister``; the other strategies are deterministic.
+/// admitted by its model and uses only widths of its ``PlanningProblem/menu(of:)``. `seed` feeds
+/// the genetic search's ``MersenneTwister``; the other strategies are deterministic. Pinned
+/// matrices (``PlanningProblem/overrides``) get their pins, and the strategy plans the others
+/// with the bits the pins leave (``solvePinned(_:strategy:seed:)``).
 ///
 /// - Throws: ``PlanningError/infeasibleBudget(unit:budgetBits:smallestFeasibleBits:)`` when a
 ///   unit's budget cannot hold one vector at the cheapest width of its cheapest matrix (or a
 ///   preset's fixed segments); ``PlanningError/bitWidthUnavailable(unit:bits:)`` when a preset
-///   (or the greedy's shared mix) needs a width some member cannot use.
+///   (or the greedy's shared mix) needs a width some member cannot use; the pins' errors
+///   (``PlanningError/pinsExceedBudget(budgetBits:pinnedBits:pins:)``,
+///   ``PlanningError/pinnedPresetInfeasible(pin:matrix:shareBits:smallestBits:)``).
 public func solve(_ problem: PlanningProblem, strategy: Strategy, seed: UInt64) throws(PlanningError) -> Solution {
+    if !problem.overrides.pins.isEmpty { return try solvePinned(problem, strategy: strategy, seed: seed) }
     let context = SearchContext(problem)
     try context.checkBudgets()
     switch strategy {

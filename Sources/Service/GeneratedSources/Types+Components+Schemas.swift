@@ -766,6 +766,14 @@ extension Components {
         ///
         /// - Remark: Generated from `#/components/schemas/BitsMenu`.
         internal typealias BitsMenu = [Components.Schemas.BitsMenuPayload]
+        /// As the CLI's repeated --pin: 'REGEX=SPEC' each, parsed by the same parser (same errors). Every matrix whose name REGEX matches (unanchored) is fixed before the search to SPEC: a preset name (at the matrix's share of the budget), segments BITS:COUNT from the widest ('8:2,3:32,2:fill'), 'keep' (ΔW dense in F16) or 'drop'. A pattern that matches nothing, two pins that disagree on a matrix, or pins that alone exceed the budget are errors.
+        ///
+        /// - Remark: Generated from `#/components/schemas/Pins`.
+        internal typealias Pins = [Swift.String]
+        /// As the CLI's repeated --bits-for: 'REGEX=16,8,4' each, restricting the widths of every matrix whose name REGEX matches (within bits).
+        ///
+        /// - Remark: Generated from `#/components/schemas/BitsFor`.
+        internal typealias BitsFor = [Swift.String]
         /// - Remark: Generated from `#/components/schemas/Seed`.
         internal typealias Seed = Swift.Int
         /// Quantization group size, for the storage model and the error model.
@@ -893,7 +901,7 @@ extension Components {
                 ])
             }
         }
-        /// Exactly one of analysis or profile, and exactly one of budget or maxError (a quality target: the smallest plan whose predicted error meets it; plans from an analysis only). With an analysis, calibration defaults to the one the store records; method, objective, order, calibration, maxError and errorUnit apply to plans from an analysis only.
+        /// Exactly one of analysis or profile, and exactly one of budget or maxError (a quality target: the smallest plan whose predicted error meets it; plans from an analysis only). With an analysis, calibration defaults to the one the store records; method, objective, order, calibration, maxError, errorUnit, pins and bitsFor apply to plans from an analysis only.
         ///
         /// - Remark: Generated from `#/components/schemas/PlanRequest`.
         internal struct PlanRequest: Codable, Hashable, Sendable {
@@ -937,6 +945,10 @@ extension Components {
             internal var method: Components.Schemas.QuantizationMethod?
             /// - Remark: Generated from `#/components/schemas/PlanRequest/calibration`.
             internal var calibration: Components.Schemas.Path?
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/pins`.
+            internal var pins: Components.Schemas.Pins?
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/bitsFor`.
+            internal var bitsFor: Components.Schemas.BitsFor?
             /// Creates a new `PlanRequest`.
             ///
             /// - Parameters:
@@ -955,6 +967,8 @@ extension Components {
             ///   - order:
             ///   - method:
             ///   - calibration:
+            ///   - pins:
+            ///   - bitsFor:
             internal init(
                 analysis: Swift.String? = nil,
                 profile: Swift.String? = nil,
@@ -970,7 +984,9 @@ extension Components {
                 objective: Components.Schemas.Objective? = nil,
                 order: Components.Schemas.SegmentOrder? = nil,
                 method: Components.Schemas.QuantizationMethod? = nil,
-                calibration: Components.Schemas.Path? = nil
+                calibration: Components.Schemas.Path? = nil,
+                pins: Components.Schemas.Pins? = nil,
+                bitsFor: Components.Schemas.BitsFor? = nil
             ) {
                 self.analysis = analysis
                 self.profile = profile
@@ -987,6 +1003,8 @@ extension Components {
                 self.order = order
                 self.method = method
                 self.calibration = calibration
+                self.pins = pins
+                self.bitsFor = bitsFor
             }
             internal enum CodingKeys: String, CodingKey {
                 case analysis
@@ -1004,6 +1022,8 @@ extension Components {
                 case order
                 case method
                 case calibration
+                case pins
+                case bitsFor
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1067,6 +1087,14 @@ extension Components {
                     Components.Schemas.Path.self,
                     forKey: .calibration
                 )
+                self.pins = try container.decodeIfPresent(
+                    Components.Schemas.Pins.self,
+                    forKey: .pins
+                )
+                self.bitsFor = try container.decodeIfPresent(
+                    Components.Schemas.BitsFor.self,
+                    forKey: .bitsFor
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "analysis",
                     "profile",
@@ -1082,7 +1110,9 @@ extension Components {
                     "objective",
                     "order",
                     "method",
-                    "calibration"
+                    "calibration",
+                    "pins",
+                    "bitsFor"
                 ])
             }
         }
@@ -1118,6 +1148,10 @@ extension Components {
             internal var method: Components.Schemas.QuantizationMethod?
             /// - Remark: Generated from `#/components/schemas/ComparisonRequest/calibration`.
             internal var calibration: Components.Schemas.Path?
+            /// - Remark: Generated from `#/components/schemas/ComparisonRequest/pins`.
+            internal var pins: Components.Schemas.Pins?
+            /// - Remark: Generated from `#/components/schemas/ComparisonRequest/bitsFor`.
+            internal var bitsFor: Components.Schemas.BitsFor?
             /// Creates a new `ComparisonRequest`.
             ///
             /// - Parameters:
@@ -1133,6 +1167,8 @@ extension Components {
             ///   - order:
             ///   - method:
             ///   - calibration:
+            ///   - pins:
+            ///   - bitsFor:
             internal init(
                 analysis: Swift.String,
                 budgets: [Swift.String],
@@ -1145,7 +1181,9 @@ extension Components {
                 objective: Components.Schemas.Objective? = nil,
                 order: Components.Schemas.SegmentOrder? = nil,
                 method: Components.Schemas.QuantizationMethod? = nil,
-                calibration: Components.Schemas.Path? = nil
+                calibration: Components.Schemas.Path? = nil,
+                pins: Components.Schemas.Pins? = nil,
+                bitsFor: Components.Schemas.BitsFor? = nil
             ) {
                 self.analysis = analysis
                 self.budgets = budgets
@@ -1159,6 +1197,8 @@ extension Components {
                 self.order = order
                 self.method = method
                 self.calibration = calibration
+                self.pins = pins
+                self.bitsFor = bitsFor
             }
             internal enum CodingKeys: String, CodingKey {
                 case analysis
@@ -1173,6 +1213,8 @@ extension Components {
                 case order
                 case method
                 case calibration
+                case pins
+                case bitsFor
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1224,6 +1266,14 @@ extension Components {
                     Components.Schemas.Path.self,
                     forKey: .calibration
                 )
+                self.pins = try container.decodeIfPresent(
+                    Components.Schemas.Pins.self,
+                    forKey: .pins
+                )
+                self.bitsFor = try container.decodeIfPresent(
+                    Components.Schemas.BitsFor.self,
+                    forKey: .bitsFor
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "analysis",
                     "budgets",
@@ -1236,11 +1286,13 @@ extension Components {
                     "objective",
                     "order",
                     "method",
-                    "calibration"
+                    "calibration",
+                    "pins",
+                    "bitsFor"
                 ])
             }
         }
-        /// Several succeeded analyses of fine-tunes of one base (analyses of another base are refused) planned under one budget, minimising Σ weight · relative error (a preset strategy gives every member the same α instead: the baseline). The error-model options apply to every member.
+        /// Several succeeded analyses of fine-tunes of one base (analyses of another base are refused) planned under one budget, minimising Σ weight · relative error (a preset strategy gives every member the same α instead: the baseline). The error-model options, pins and bitsFor apply to every member.
         ///
         /// - Remark: Generated from `#/components/schemas/FleetRequest`.
         internal struct FleetRequest: Codable, Hashable, Sendable {
@@ -1266,6 +1318,10 @@ extension Components {
             internal var order: Components.Schemas.SegmentOrder?
             /// - Remark: Generated from `#/components/schemas/FleetRequest/method`.
             internal var method: Components.Schemas.QuantizationMethod?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/pins`.
+            internal var pins: Components.Schemas.Pins?
+            /// - Remark: Generated from `#/components/schemas/FleetRequest/bitsFor`.
+            internal var bitsFor: Components.Schemas.BitsFor?
             /// Creates a new `FleetRequest`.
             ///
             /// - Parameters:
@@ -1278,6 +1334,8 @@ extension Components {
             ///   - groupSize:
             ///   - order:
             ///   - method:
+            ///   - pins:
+            ///   - bitsFor:
             internal init(
                 members: [Components.Schemas.FleetMember],
                 budget: Swift.String,
@@ -1287,7 +1345,9 @@ extension Components {
                 accounting: Components.Schemas.Accounting? = nil,
                 groupSize: Components.Schemas.GroupSize? = nil,
                 order: Components.Schemas.SegmentOrder? = nil,
-                method: Components.Schemas.QuantizationMethod? = nil
+                method: Components.Schemas.QuantizationMethod? = nil,
+                pins: Components.Schemas.Pins? = nil,
+                bitsFor: Components.Schemas.BitsFor? = nil
             ) {
                 self.members = members
                 self.budget = budget
@@ -1298,6 +1358,8 @@ extension Components {
                 self.groupSize = groupSize
                 self.order = order
                 self.method = method
+                self.pins = pins
+                self.bitsFor = bitsFor
             }
             internal enum CodingKeys: String, CodingKey {
                 case members
@@ -1309,6 +1371,8 @@ extension Components {
                 case groupSize
                 case order
                 case method
+                case pins
+                case bitsFor
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1348,6 +1412,14 @@ extension Components {
                     Components.Schemas.QuantizationMethod.self,
                     forKey: .method
                 )
+                self.pins = try container.decodeIfPresent(
+                    Components.Schemas.Pins.self,
+                    forKey: .pins
+                )
+                self.bitsFor = try container.decodeIfPresent(
+                    Components.Schemas.BitsFor.self,
+                    forKey: .bitsFor
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "members",
                     "budget",
@@ -1357,7 +1429,9 @@ extension Components {
                     "accounting",
                     "groupSize",
                     "order",
-                    "method"
+                    "method",
+                    "pins",
+                    "bitsFor"
                 ])
             }
         }

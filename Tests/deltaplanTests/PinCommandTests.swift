@@ -1,0 +1,61 @@
+import Foundation
+import ModelProfiles
+import Optimizer
+import Testing
+@testable import deltaplan
+
+/// `plan STORE --pin … --bits-for …` through the CLI: the plan it writes, what `show` and `diff`
+/// say about pinned matrices, and its errors (each naming the pin).
+@Suite struct PinCommandTests {
+    @Test func pinnedPlansAreWrittenShownAndDiffed() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (_, store) = try analyzedPair(in: dir)
+        try await run(["plan", store, "--budget", "1/4", "--pin", "q_proj=keep", "--pin", "o_proj=drop", "--pin", "v_proj=single-3",
+                       "--bits-for", "mlp=8,2", "--out", dir("pinned.json"), "--plot", dir("pinned.svg")])
+        try await run(["plan", store, "--budget", "1/4", "--out", dir("free.json")])
+        let pinned = try Plan.read(from: URL(fileURLWithPath: dir("pinned.json")))
+        let free = try Plan.read(from: URL(fileURLWithPath: dir("free.json")))
+        let q = try #require(pinned.matrices.first { $0.name.contains("q_proj") })
+        #expect(q.dense && q.pin?.description == "q_proj=keep")
+        #expect(pinned.matrices.first { $0.name.contains("o_proj") }?.segments == [])
+        #expect(pinned.matrices.filter { $0.name.contains("mlp") }.allSatisfy { $0.bits == [8, 2] && $0.segments.allSatisfy { [8, 2].contains($0.bits) } })
+        #expect(pinned.totals.storageBits <= pinned.budget.bits)
+
+        let summary = planSummary(pinned)
+        #expect(summary.contains("pin 'q_proj=keep': 1 matrix"), "\(summary)")
+        #expect(summary.contains("pin 'v_proj=single-3': 1 matrix"), "\(summary)")
+        #expect(summary.contains("bits-for 'mlp=8,2': 3 matrices"), "\(summary)")
+        #expect(summary.contains("pin keep (dense F16)") && summary.contains("bits 8,2"), "\(summary)")
+        #expect(!planSummary(free).contains("pin"))
+
+        let diff = diffText(try PlanDiff(free, pinned), a: "free", b: "pinned")
+        #expect(diff.contains("dense F16 (pin keep)") && diff.contains("none (pin drop)"), "\(diff)")
+        let svg = try String(contentsOfFile: dir("pinned.svg"), encoding: .utf8)
+        #expect(svg.contains("kept dense (F16), pinned 'q_proj=keep'") && svg.contains("0 (kept dense)"))
+    }
+
+    /// Errors found against the store name the pin, before the measurement pass; pins over the
+    /// budget say by how much.
+    @Test func pinsThatDoNotFitAreRunFailures() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (_, store) = try analyzedPair(in: dir)
+        func message(_ arguments: [String]) async throws -> String {
+            Outcome(try await runFailure(["plan", store, "--budget", "1/16", "--out", dir("p.json")] + arguments)).message
+        }
+        let none = try await message(["--pin", "lm_head=keep"])
+        #expect(none.contains("pin 'lm_head=keep' matches none of the 7 planned matrices"), "\(none)")
+        // Checked before measuring: no error tables were written.
+        #expect(!FileManager.default.fileExists(atPath: URL(fileURLWithPath: store).appendingPathComponent("errors").path))
+        let conflict = try await message(["--pin", "proj=drop", "--pin", "q_proj=keep"])
+        #expect(conflict.contains("pins 'proj=drop' and 'q_proj=keep' both match model.layers.0.self_attn.q_proj.weight"), "\(conflict)")
+        let rank = try await message(["--pin", "q_proj=8:100000"])
+        #expect(rank.contains("keeps 100000 vectors of model.layers.0.self_attn.q_proj.weight"), "\(rank)")
+        let empty = try await message(["--bits-for", "mlp=16", "--bits", "8,4,2"])
+        #expect(empty.contains("bits-for rule 'mlp=16' leaves") && empty.contains("no width"), "\(empty)")
+        let over = try await message(["--pin", "proj=keep"])
+        #expect(over.contains("the pins alone need") && over.contains("more than the budget of") && over.contains("'proj=keep'"), "\(over)")
+        #expect(!FileManager.default.fileExists(atPath: dir("p.json")))
+    }
+}
