@@ -76,7 +76,10 @@ def main():
     for r in rows:
         if "skipped" in r:
             continue
-        f = fidelity[r["name"]]
+        f = fidelity.get(r["name"])
+        if f is None:  # a run cut short: its plans stand, but it has no end-to-end figure
+            r["skipped"] = f"{r['name']}: not in fidelity.json (no end-to-end figure)"
+            continue
         r["e2e"] = f["relative_error"]
         r["cosine"] = f.get("mean_cosine")
         s = score.get(r["name"])
