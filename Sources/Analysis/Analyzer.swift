@@ -335,6 +335,7 @@ public struct Analyzer: Sendable {
         for name in present where !keep.contains(name) {
             try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
         }
+        AtomicFile.removeLeftovers(of: store.appendingPathComponent(SpectrumStore.manifestName))
     }
 
     private func write(_ manifest: StoreManifest) throws(AnalysisError) {

@@ -44,6 +44,20 @@ public enum AtomicFile {
             .appendingPathComponent(".\(destination.lastPathComponent).\(UUID().uuidString).\(kind)")
     }
 
+    /// Removes the temporary siblings `.<name>.<UUID>.tmp` of `destination` that writers killed
+    /// before their rename left behind (files or directories); `destination` itself is untouched.
+    /// Only for a destination that nothing else is writing at the time (a writer's live temporary
+    /// would go too). Removal is best effort: what cannot be removed stays.
+    public static func removeLeftovers(of destination: URL) {
+        let directory = destination.deletingLastPathComponent()
+        let prefix = ".\(destination.lastPathComponent)."
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        for name in names where name.hasPrefix(prefix) && name.hasSuffix(".tmp")
+            && UUID(uuidString: String(name.dropFirst(prefix.count).dropLast(".tmp".count))) != nil {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
     // MARK: Directories
 
     /// Creates an empty temporary directory `.<name>.<UUID>.tmp` beside `destination` (and the

@@ -20,6 +20,9 @@ import Testing
         }
         #expect(finished == 3)
         #expect(throws: AnalysisError.self) { try SpectrumStore(at: dir("store")) }
+        // What a kill during a manifest write leaves: the writer's temporary beside the manifest.
+        let leftover = dir("store/.manifest.json.\(UUID().uuidString).tmp")
+        try Data("{\"partial".utf8).write(to: leftover)
         var resumedFrom = -1
         try analyzer("store").run(progress: { event in
             if case let .started(matrices) = event { resumedFrom = matrices.filter(\.alreadyDone).count }
@@ -28,6 +31,9 @@ import Testing
         try analyzer("fresh").run()
         let resumed = try Data(contentsOf: dir("store/manifest.json")), fresh = try Data(contentsOf: dir("fresh/manifest.json"))
         #expect(resumed == fresh)
+        #expect(!FileManager.default.fileExists(atPath: leftover.path))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir("store").path).sorted()
+                == FileManager.default.contentsOfDirectory(atPath: dir("fresh").path).sorted())
     }
 
     /// A half-written matrix (its file damaged, or a stray temporary file) is detected and redone.

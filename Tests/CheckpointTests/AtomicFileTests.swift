@@ -33,6 +33,22 @@ import Testing
         #expect(try dir.contents() == ["out.bin"])
     }
 
+    /// What killed writers left beside a destination goes; the destination, other files' temporaries
+    /// and names that only look alike stay.
+    @Test func removesLeftoversOfOneDestination() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let url = dir.file("out.bin")
+        try AtomicFile.write(data: Array("kept".utf8), to: url)
+        let uuid = UUID().uuidString
+        let stay = [".out.bin.not-a-uuid.tmp", ".out.bin.\(uuid).old", ".other.bin.\(uuid).tmp", "out.bin.\(uuid).tmp"]
+        for name in stay + [".out.bin.\(uuid).tmp"] { try Data("x".utf8).write(to: dir.file(name)) }
+        try FileManager.default.createDirectory(at: dir.file(".out.bin.\(UUID().uuidString).tmp"), withIntermediateDirectories: false)
+        AtomicFile.removeLeftovers(of: url)
+        #expect(try dir.contents() == (stay + ["out.bin"]).sorted())
+        #expect(try Data(contentsOf: url) == Data("kept".utf8))
+    }
+
     /// Writers at offsets (as `SafetensorsWriter` does) produce the bytes at those offsets.
     @Test func writesAtOffsets() throws {
         let dir = try TemporaryDirectory()

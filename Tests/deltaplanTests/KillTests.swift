@@ -110,7 +110,7 @@ struct KillTests {
         let rerun = try DeltaplanProcess.run(arguments, logs: dir.url)
         #expect(rerun.status == 0, "\(rerun.errors)")
         #expect(rerun.errors.contains("resuming: \(left.matrices.count) of 7 matrices already done"), "\(rerun.errors)")
-        #expect(try fileContents(under: store) == fileContents(under: fixture.store))
+        #expect(try differingFiles(store, fixture.store) == [])
     }
 
     @Test("compress killed after its first matrix: no artifact, merge refuses the path and the work left; a rerun resumes from the saved matrices to the uninterrupted artifact")
@@ -145,7 +145,7 @@ struct KillTests {
         let rerun = try DeltaplanProcess.run(arguments, logs: dir.url)
         #expect(rerun.status == 0, "\(rerun.errors)")
         #expect(rerun.errors.contains("resuming: \(saved.count) of 7 matrices already quantized"), "\(rerun.errors)")
-        #expect(try fileContents(under: artifact) == fileContents(under: fixture.artifact))
+        #expect(try differingFiles(artifact, fixture.artifact) == [])
         #expect(!FileManager.default.fileExists(atPath: work.path))
     }
 
@@ -216,6 +216,6 @@ struct KillTests {
 
         let rerun = try DeltaplanProcess.run(arguments, logs: dir.url)
         #expect(rerun.status == 0, "\(rerun.errors)")
-        #expect(try fileContents(under: merged) == fileContents(under: fixture.merged))
+        #expect(try differingFiles(merged, fixture.merged) == [])
     }
 }

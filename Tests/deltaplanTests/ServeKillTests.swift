@@ -89,7 +89,7 @@ struct ServeKillTests {
         #expect(state(job) == "succeeded", "\(job)")
         #expect(job["attempts"] as? Int == 2, "\(job)")
         // The resumed store is the uninterrupted one, byte for byte: its identity is the fixture plan's source.
-        #expect(try fileContents(under: store) == fileContents(under: fixture.store))
+        #expect(try differingFiles(store, fixture.store) == [])
 
         // Compression of the fixture's plan (its source is this store's identity).
         let compression = try #require(try await server.request("POST", "/v1/compressions", json: [
@@ -119,7 +119,7 @@ struct ServeKillTests {
         let merged = try DeltaplanProcess.run(["merge", "--base", fixture.pair.base.path, "--artifact", artifact.path, "--out", dir("merged")],
                                               logs: dir.url)
         #expect(merged.status == 0, "\(merged.errors)")
-        #expect(try fileContents(under: dir.url.appendingPathComponent("merged")) == fileContents(under: fixture.merged))
+        #expect(try differingFiles(dir.url.appendingPathComponent("merged"), fixture.merged) == [])
         // The work directory went with the publication; any temporary directory left is refused.
         #expect(!FileManager.default.fileExists(atPath: work.path))
         let leftovers = listing(artifacts, hidden: true).filter { $0.hasPrefix(".\(compression).") }

@@ -112,3 +112,11 @@ func fileContents(under directory: URL) throws -> [String: Data] {
     }
     return out
 }
+
+/// The relative paths whose contents differ between two directory trees (present in one only, or
+/// with other bytes), sorted: empty when the trees are byte-identical. Names what differs, where a
+/// comparison of the whole trees would only say that something does.
+func differingFiles(_ directory: URL, _ reference: URL) throws -> [String] {
+    let (a, b) = (try fileContents(under: directory), try fileContents(under: reference))
+    return Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+}
