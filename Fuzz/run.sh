@@ -66,10 +66,13 @@ if [ ! -f "$seeds/.complete" ]; then
     plan "$files/store" --budget 1/4 --strategy preset:low-rank                             # 6
     plan "$files/store-datafree" --budget 1/4 --strategy exact --bits 16,4,1,0              # 7
     plan "$files/store-q" --budget 1/4                                                      # 8
+    plan "$files/store" --budget 1/4 --pin 'q_proj=keep' --pin 'down_proj=8:2,3:8,2:fill' --pin 'o_proj=drop' \
+        --bits-for 'gate_proj=8,4,0'                                                        # 9: overrides, pins
     compress() { "$deltaplan" compress "$@" >/dev/null; }
     compress "$files/store-q" --plan "$files/plan-8.json" --out "$files/artifact-q"        # the manifest target's directory
     compress "$files/store-datafree" --plan "$files/plan-7.json" --out "$files/artifact-datafree"
     compress "$files/store-q" --plan "$files/plan-8.json" --method rtn --order paper --out "$files/artifact-rtn" 2>/dev/null
+    compress "$files/store" --plan "$files/plan-9.json" --out "$files/artifact-pins"        # a dense (kept) matrix
 
     # safetensors: real files up to 64 KiB whole; larger ones (and the real pair's) as their header alone.
     header_only() {  # FILE OUT: the 8-byte length and the JSON header, no data
