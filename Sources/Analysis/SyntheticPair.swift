@@ -8,7 +8,7 @@ import ModelProfiles
 /// What it models:
 /// - base weights: N(0, 0.02²) projections and embeddings, norms near 1, small biases;
 /// - each projection's delta ΔW = U·diag(σ)·Vᵀ with random orthogonal U and V (``RandomOrthogonal``:
-///   four layers of Haar 128-blocks and permutations, exactly orthogonal, entries Gaussian-like)
+///   four layers of Haar 64-blocks and permutations, exactly orthogonal, entries Gaussian-like)
 ///   and the spectrum of ``DeltaSpectrum``, fitted to the real development pair: a power law
 ///   (t + t_h)^(−p) in the relative index t = (i + ½)/r times a Marchenko–Pastur edge, with p and
 ///   t_h drawn per matrix around the attention or MLP fit; no constant floor. Scaled so that
@@ -25,13 +25,13 @@ import ModelProfiles
 /// What it does not model: the structure of real fine-tuning deltas beyond their spectrum
 /// (aligned singular vectors across layers, sparsity), real token statistics, attention.
 ///
-/// Deterministic for a seed, whatever the parallelism: every tensor (every 16M-element chunk of
+/// Deterministic for a seed, whatever the parallelism: every tensor (every 4M-element chunk of
 /// an embedding-sized one) draws from its own ``Xoshiro256`` seeded by the seed and the tensor's
 /// name, and each is computed by the same single-threaded code (set ``BLASThreads/count`` to 1
 /// when running with more than one thread, as `--threads` does).
 ///
-/// Cost per m × n projection (n ≤ m): about 2·m·n·128·7 flops of block GEMMs for U and V
-/// (against 4–5·n³ for the QRs of Gaussian matrices this replaced) and 2·m·n Gaussian draws.
+/// Cost per m × n projection: about 2·m·n·64·7 flops of block GEMMs for U and V (against
+/// 4–5·n³ for the QRs of Gaussian matrices this replaced) and m·n Gaussian draws.
 /// Memory: about four m·n Float buffers per matrix in flight, plus one calibration Gram; the
 /// calibration is streamed entry by entry (``CalibrationWriter``).
 public struct SyntheticPair: Sendable {
@@ -87,15 +87,20 @@ public struct SyntheticPair: Sendable {
             let finetuned = try ShardedCheckpointWriter(directory: paths.finetuned, tensors: declarations,
                                                         maxShardBytes: maxShardBytes, metadata: metadata)
             let calibration = try CalibrationWriter(url: paths.calibration, entries: entries.map(\.0), aliases: aliases)
+            let workspace = Workspace()
+            var piece = [Float](repeating: 0, count: Self.pieceElements)
             var failure: Error?
             var done = 0
             let outcome = runConcurrently(
                 count: work.count, parallelism: parallelism, estimate: { work[$0].estimatedBytes(tokens: tokens) },
                 shouldStop: { failure != nil },
-                body: { i in Result<Output, Never>.success(self.generate(work[i])) },
+                body: { i in Result<Output, Never>.success(self.generate(work[i], workspace: workspace)) },
                 finished: { i, output in
                     do {
                         switch output {
+                        case let .projection(m, delta):
+                            try writeProjection(m, delta: delta, base: base, finetuned: finetuned, piece: &piece)
+                            workspace.give(delta)
                         case let .tensor(name, start, baseValues, finetunedValues):
                             try baseValues.withUnsafeBufferPointer { values in
                                 Result { () throws(CheckpointError) in try base.write(name, floats: values, startingAt: start) }
@@ -125,8 +130,7 @@ public struct SyntheticPair: Sendable {
         return paths
     }
 
-    /// One unit of work: a projection (base and fine-tuned), a chunk of another tensor, or a
-    /// calibration entry.
+    /// One unit of work: a projection's delta, a chunk of another tensor, or a calibration entry.
     enum Work: Sendable {
         case matrix(ProfileMatrix)
         case chunk(ProfileTensor, elements: Range<Int>, index: Int)
@@ -143,7 +147,7 @@ public struct SyntheticPair: Sendable {
         /// Bytes held while it runs and until it is written (for ``runConcurrently``'s memory limit).
         func estimatedBytes(tokens: Int) -> Int {
             switch self {
-            case let .matrix(m): 4 * 4 * m.rows * m.columns
+            case let .matrix(m): 3 * 4 * m.rows * m.columns
             case let .chunk(_, elements, _): 2 * 4 * elements.count
             case let .calibration(layout, _): 4 * (2 * layout.width * layout.width + 3 * layout.width * tokens)
             }
@@ -151,13 +155,39 @@ public struct SyntheticPair: Sendable {
     }
 
     enum Output: Sendable {
+        /// A projection's ΔW, row-major; its base is drawn as it is written.
+        case projection(ProfileMatrix, delta: [Float])
         /// Elements `start ..< start + base.count` of a tensor, in both checkpoints (row-major).
         case tensor(name: String, start: Int, base: [Float], finetuned: [Float])
         case calibration(CalibrationEntry)
     }
 
-    /// Elements per chunk of a non-projection tensor: whole rows, up to 2²⁴ elements.
-    static let chunkElements = 1 << 24
+    /// Elements drawn, encoded and written at a time when a projection's base is streamed.
+    static let pieceElements = 1 << 20
+
+    /// Writes a projection: its base W ~ N(0, 0.02²) drawn in pieces (row-major, from the base
+    /// generator) and, beside each, the same piece of W + ΔW. Memory: one piece.
+    func writeProjection(_ m: ProfileMatrix, delta: [Float], base: ShardedCheckpointWriter, finetuned: ShardedCheckpointWriter,
+                         piece: inout [Float]) throws(CheckpointError) {
+        var g = generator(m.name, "base")
+        for start in stride(from: 0, to: delta.count, by: piece.count) {
+            let count = min(piece.count, delta.count - start)
+            try piece.withUnsafeMutableBufferPointer { p throws(CheckpointError) in
+                let values = UnsafeMutableBufferPointer(rebasing: p[0..<count])
+                g.fillGaussian(values, sigma: Self.baseSigma)
+                try base.write(m.name, floats: UnsafeBufferPointer(values), startingAt: start)
+                delta.withUnsafeBufferPointer { d in for i in 0..<count { values[i] += d[start + i] } }
+                try finetuned.write(m.name, floats: UnsafeBufferPointer(values), startingAt: start)
+            }
+        }
+    }
+
+    /// The standard deviation of base projections and embeddings.
+    static let baseSigma = 0.02
+
+    /// Elements per chunk of a non-projection tensor: whole rows, up to 2²² elements (16 MiB
+    /// of Float: small enough for the allocator to reuse rather than map afresh each time).
+    static let chunkElements = 1 << 22
 
     /// A non-projection tensor in chunks of whole rows of at most `size` elements (at least one row).
     static func chunks(of t: ProfileTensor, size limit: Int = chunkElements) -> [Work] {
@@ -169,23 +199,16 @@ public struct SyntheticPair: Sendable {
         }
     }
 
-    func generate(_ work: Work) -> Output {
+    func generate(_ work: Work, workspace: Workspace) -> Output {
         switch work {
         case let .matrix(m):
-            // Checkpoints are row-major [h_out, h_in]: the column-major h_in × h_out matrices below.
-            var g = generator(m.name, "base")
-            let w = Matrix<Float>.gaussian(rows: m.columns, columns: m.rows, sigma: 0.02, using: &g)
-            var finetuned = delta(for: m, baseNorm: w.frobeniusNorm)
-            finetuned.withUnsafeMutableBufferPointer { f in
-                w.withUnsafeBufferPointer { b in for i in f.indices { f[i] += b[i] } }
-            }
-            return .tensor(name: m.name, start: 0, base: w.elements, finetuned: finetuned.elements)
+            return .projection(m, delta: delta(for: m, workspace: workspace).elements)
         case let .chunk(t, elements, index):
             let isNorm = t.name.lowercased().contains("norm") && t.name.hasSuffix(".weight")
             let isBias = t.name.hasSuffix(".bias")
             var g = generator(t.name, "base", chunk: index), change = generator(t.name, "finetune", chunk: index)
             var base = [Float](repeating: 0, count: elements.count), finetuned = base
-            base.withUnsafeMutableBufferPointer { g.fillGaussian($0, sigma: isNorm || isBias ? 0.01 : 0.02) }
+            base.withUnsafeMutableBufferPointer { g.fillGaussian($0, sigma: isNorm || isBias ? 0.01 : Self.baseSigma) }
             finetuned.withUnsafeMutableBufferPointer { change.fillGaussian($0, sigma: 0.001) }
             for i in base.indices {
                 if isNorm { base[i] += 1 }
@@ -207,31 +230,44 @@ public struct SyntheticPair: Sendable {
         return Xoshiro256(seed: hash)
     }
 
-    /// ΔWᵀ of one projection, column-major h_in × h_out (the row-major [h_out, h_in] checkpoint
-    /// layout): V·diag(σ)·Uᵀ with σ of ``DeltaSpectrum`` scaled to the target norm.
-    func delta(for m: ProfileMatrix, baseNorm: Double) -> Matrix<Float> {
+    /// ΔW of one projection as the column-major h_in × h_out matrix ΔWᵀ (the row-major
+    /// [h_out, h_in] checkpoint layout): V·diag(σ)·Uᵀ with σ of ``DeltaSpectrum`` scaled to
+    /// ‖ΔW‖_F = (3% + 1.5%·depth)·0.02·√(h_out·h_in), that share of the base's expected norm (its
+    /// drawn norm is within about 1/√(h_out·h_in) of it). Buffers come from `workspace`.
+    func delta(for m: ProfileMatrix, workspace: Workspace = Workspace()) -> Matrix<Float> {
         var g = generator(m.name, "delta")
         let spectrum = DeltaSpectrum.family(of: m.type).draw(using: &g)
         let depth = profile.layers > 1 ? Double(m.layer) / Double(profile.layers - 1) : 0
-        let target = (0.03 + 0.015 * depth) * baseNorm
+        let target = (0.03 + 0.015 * depth) * Self.baseSigma * Double(m.rows * m.columns).squareRoot()
         let sigma = spectrum.values(rows: m.rows, columns: m.columns).map { Float($0 * target) }
         let left = RandomOrthogonal<Float>(order: m.rows, using: &g)
         let right = RandomOrthogonal<Float>(order: m.columns, using: &g)
-        // [(U·diag(σ))ᵀ; 0], h_in × h_out, then V·(…) = V·diag(σ)·Uᵀ.
-        func scaledLeft() -> Matrix<Float> {
-            let transposed = left.columns(scaledBy: sigma).transposed()
-            guard transposed.rows < m.columns else { return transposed }
-            var padded = Matrix<Float>(rows: m.columns, columns: m.rows)
-            padded.withUnsafeMutableBufferPointer { p in
-                transposed.withUnsafeBufferPointer { t in
+        // [diag(σ)·Uᵀ; 0], h_in × h_out, then V·(…) = V·diag(σ)·Uᵀ.
+        let r = sigma.count
+        var rows = workspace.take(rows: r, columns: m.rows)
+        var scratch = workspace.take(rows: r, columns: m.rows)
+        left.transposedColumns(scaledBy: sigma, into: &rows, scratch: &scratch)
+        var z = rows
+        if r < m.columns {
+            z = workspace.take(rows: m.columns, columns: m.rows)
+            z.withUnsafeMutableBufferPointer { p in
+                rows.withUnsafeBufferPointer { t in
                     for j in 0..<m.rows {
-                        (p.baseAddress! + j * m.columns).update(from: t.baseAddress! + j * transposed.rows, count: transposed.rows)
+                        (p.baseAddress! + j * m.columns).update(from: t.baseAddress! + j * r, count: r)
+                        (p.baseAddress! + j * m.columns + r).initialize(repeating: 0, count: m.columns - r)
                     }
                 }
             }
-            return padded
+            workspace.give(rows.elements)
         }
-        return right.applied(to: scaledLeft())
+        rows = Matrix(rows: 0, columns: 0)
+        if scratch.count != z.count {
+            workspace.give(scratch.elements)
+            scratch = workspace.take(rows: z.rows, columns: z.columns)
+        }
+        right.apply(to: &z, scratch: &scratch)
+        workspace.give(scratch.elements)
+        return z
     }
 
     /// The calibration entries (one per input group, in profile order, with its group) and the

@@ -156,7 +156,7 @@ public final class SafetensorsWriter {
 
     /// Writes elements `start ..< start + floats.count` (row-major) of a declared floating-point
     /// tensor, converted as ``write(_:floats:)`` does: a tensor can be streamed in pieces, in any
-    /// order, and counts as written once they cover it. Memory: one encoded piece.
+    /// order, and counts as written once they cover it. Memory: 2²⁰ encoded elements.
     /// - Throws: `unexpectedTensor` for an undeclared or already complete tensor, or a piece that
     ///   overlaps one already written or ends past the tensor; `unsupportedConversion` for an
     ///   integer or BOOL dtype.
@@ -187,11 +187,17 @@ public final class SafetensorsWriter {
         else {
             throw .unexpectedTensor(path: url.path, tensor: name, reason: "piece \(range) overlaps one already written")
         }
-        let encoded = UnsafeMutableRawBufferPointer.allocate(byteCount: floats.count * dtype.byteSize, alignment: 8)
+        // Encoded and written 2²⁰ elements at a time: one small buffer, reused, rather than a
+        // fresh (page-faulting) copy of the whole piece.
+        let step = 1 << 20
+        let encoded = UnsafeMutableRawBufferPointer.allocate(byteCount: min(floats.count, step) * dtype.byteSize, alignment: 8)
         defer { encoded.deallocate() }
-        ElementConversion.encode(floats, as: dtype, into: encoded)
-        if !encoded.isEmpty {
-            try file!.write(UnsafeRawBufferPointer(encoded), at: dataStart + info.dataOffsets.lowerBound + start * dtype.byteSize)
+        for offset in stride(from: 0, to: floats.count, by: step) {
+            let count = min(step, floats.count - offset)
+            let part = UnsafeMutableRawBufferPointer(rebasing: encoded[0 ..< count * dtype.byteSize])
+            ElementConversion.encode(UnsafeBufferPointer(rebasing: floats[offset ..< offset + count]), as: dtype, into: part)
+            try file!.write(UnsafeRawBufferPointer(part),
+                            at: dataStart + info.dataOffsets.lowerBound + (start + offset) * dtype.byteSize)
         }
         if !range.isEmpty { pieces[index].insert(range, at: position) }
         if pieces[index].reduce(0, { $0 + $1.count }) == elements {

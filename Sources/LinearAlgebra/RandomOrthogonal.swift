@@ -7,10 +7,10 @@
 /// QR and the product with it cost 4–5·n³ flops, most of `deltaplan synth`'s time; applying Q to
 /// an n × k matrix here costs 2·n·k·blockSize flops per layer (GEMMs of blockSize² blocks). Q is
 /// orthogonal to rounding (every block is a Householder QR's Q). It is not Haar, but after L = 4
-/// layers of 128-blocks every entry of Q is a sum over about 128³ products of block entries, and
-/// the entries of its columns are Gaussian to within an excess kurtosis of 0.005 at n = 4096 and
-/// 11008 (0.03 and 0.13 with three layers, 2.0 with two at 4096); a matrix with at most
-/// `blockSize` rows is one block: exactly Haar.
+/// layers of 64-blocks every entry of Q is a sum over about 64⁴/n products of block entries, and
+/// the entries of its columns are Gaussian to within an excess kurtosis of 0.015 at n = 4096 and
+/// 0.05 at n = 11008 (with 128-blocks: 0.005; with three layers of 64: 1.1; Haar: 0); a matrix
+/// with at most `blockSize` rows is one block: exactly Haar.
 ///
 /// Deterministic for a generator state: the blocks are QRs (`geqrf`/`orgqr`) of Gaussian
 /// matrices drawn in order, their columns' signs fixed by R's diagonal (which makes each block Haar).
@@ -29,7 +29,7 @@ public struct RandomOrthogonal<Scalar: LinearAlgebraScalar>: Sendable {
     /// Draws the layers from `generator`: Gaussian blocks (column-major, block after block), then
     /// the permutation, layer after layer. `layers` defaults to 1 when `order ≤ blockSize` (one
     /// Haar block) and 4 otherwise.
-    public init(order: Int, blockSize: Int = 128, layers: Int? = nil, using generator: inout Xoshiro256) {
+    public init(order: Int, blockSize: Int = 64, layers: Int? = nil, using generator: inout Xoshiro256) {
         precondition(order >= 0 && blockSize >= 1, "RandomOrthogonal needs order ≥ 0 and blockSize ≥ 1")
         let count = layers ?? (order <= blockSize ? 1 : 4)
         precondition(count >= 1, "at least one layer")
@@ -85,20 +85,86 @@ public struct RandomOrthogonal<Scalar: LinearAlgebraScalar>: Sendable {
                 }
             }
         }
-        return apply(layers.dropFirst(), to: consume y)
+        var scratch = Matrix<Scalar>(rows: 0, columns: 0)
+        apply(layers.dropFirst(), to: &y, scratch: &scratch)
+        return y
+    }
+
+    /// (Q·diag(`scales`) restricted to Q's first `scales.count` columns)ᵀ = diag(s)·Q[:, :k]ᵀ,
+    /// `scales.count × order`: the transpose of ``columns(scaledBy:)`` without a transpose.
+    public func transposedColumns(scaledBy scales: [Scalar]) -> Matrix<Scalar> {
+        var x = Matrix<Scalar>(rows: scales.count, columns: order)
+        var scratch = Matrix<Scalar>(rows: 0, columns: 0)
+        transposedColumns(scaledBy: scales, into: &x, scratch: &scratch)
+        return x
+    }
+
+    /// ``transposedColumns(scaledBy:)`` into `x` (`scales.count × order`, overwritten), with
+    /// `scratch` as the other buffer of the block products (reshaped, or replaced if it holds
+    /// a different number of elements; its contents are overwritten): for callers that reuse
+    /// their buffers.
+    ///
+    /// Computed as [diag(s), 0]·Qᵀ = [diag(s), 0]·B₁ᵀP₁ᵀ⋯B_LᵀP_Lᵀ: column operations, so every
+    /// block product reads and writes contiguous columns and every permutation moves whole
+    /// columns. The first layer is written directly; about 2·order·k·blockSize·(L − 1) flops.
+    public func transposedColumns(scaledBy scales: [Scalar], into x: inout Matrix<Scalar>, scratch: inout Matrix<Scalar>) {
+        let k = scales.count
+        precondition(k <= order && x.rows == k && x.columns == order, "\(k) columns of a \(order) × \(order) matrix into \(x.shape)")
+        guard k > 0 else { return }
+        let first = layers[0]
+        x.withUnsafeMutableBufferPointer { p in
+            UnsafeMutableRawBufferPointer(p).initializeMemory(as: UInt8.self, repeating: 0)
+            for (b, block) in first.blocks.enumerated() {
+                let start = b * blockSize
+                guard start < k else { break }
+                block.withUnsafeBufferPointer { q in
+                    // Row i of [diag(s), 0]·B₁ᵀ is sᵢ·(column i of B₁)ᵀ; P₁ᵀ moves column c to permutation[c].
+                    for i in start..<min(k, start + block.columns) {
+                        let s = scales[i]
+                        for c in 0..<block.rows { p[i + first.permutation[start + c] * k] = q[c + (i - start) * block.rows] * s }
+                    }
+                }
+            }
+        }
+        reshape(&scratch, rows: k, columns: order)
+        for layer in layers.dropFirst() {
+            for (b, block) in layer.blocks.enumerated() {
+                let columns = b * blockSize ..< b * blockSize + block.rows
+                multiplyAdd(x, MatrixBlock(rows: 0..<k, columns: columns), block, .all(block), transposeB: true, beta: 0,
+                            into: &scratch, MatrixBlock(rows: 0..<k, columns: columns))
+            }
+            scratch.withUnsafeBufferPointer { source in
+                x.withUnsafeMutableBufferPointer { target in
+                    // Raw copies: typed ones would go through value witnesses in unspecialized code.
+                    let bytes = k * MemoryLayout<Scalar>.stride
+                    for c in 0..<order {
+                        UnsafeMutableRawPointer(target.baseAddress! + layer.permutation[c] * k)
+                            .copyMemory(from: source.baseAddress! + c * k, byteCount: bytes)
+                    }
+                }
+            }
+        }
     }
 
     /// Q·A for an `order × k` matrix A (2·order·k·blockSize flops per layer, one scratch copy of A).
     public func applied(to a: consuming Matrix<Scalar>) -> Matrix<Scalar> {
-        precondition(a.rows == order, "Q is \(order) × \(order), A has \(a.rows) rows")
-        return apply(layers[...], to: consume a)
+        var y = consume a
+        var scratch = Matrix<Scalar>(rows: 0, columns: 0)
+        apply(to: &y, scratch: &scratch)
+        return y
     }
 
-    private func apply(_ layers: ArraySlice<Layer>, to a: consuming Matrix<Scalar>) -> Matrix<Scalar> {
-        var y = consume a
+    /// A ← Q·A in place, with `scratch` as the other buffer (reshaped, or replaced if it holds a
+    /// different number of elements; its contents are overwritten).
+    public func apply(to a: inout Matrix<Scalar>, scratch: inout Matrix<Scalar>) {
+        precondition(a.rows == order, "Q is \(order) × \(order), A has \(a.rows) rows")
+        apply(layers[...], to: &a, scratch: &scratch)
+    }
+
+    private func apply(_ layers: ArraySlice<Layer>, to y: inout Matrix<Scalar>, scratch product: inout Matrix<Scalar>) {
         let k = y.columns
-        guard k > 0, order > 0, !layers.isEmpty else { return y }
-        var product = Matrix<Scalar>(rows: order, columns: k)
+        guard k > 0, order > 0, !layers.isEmpty else { return }
+        reshape(&product, rows: order, columns: k)
         for layer in layers {
             for (b, block) in layer.blocks.enumerated() {
                 let rows = b * blockSize ..< b * blockSize + block.rows
@@ -108,14 +174,31 @@ public struct RandomOrthogonal<Scalar: LinearAlgebraScalar>: Sendable {
             product.withUnsafeBufferPointer { source in
                 y.withUnsafeMutableBufferPointer { target in
                     layer.permutation.withUnsafeBufferPointer { permutation in
-                        for j in 0..<k {
-                            let from = source.baseAddress! + j * order, to = target.baseAddress! + j * order
-                            for i in 0..<order { to[permutation[i]] = from[i] }
+                        // Concrete loops: this generic type is not specialized in its callers' modules.
+                        switch Scalar.precision {
+                        case .single: scatterRows(floatBuffer(source), into: floatBuffer(target), permutation, order: order)
+                        case .double: scatterRows(doubleBuffer(source), into: doubleBuffer(target), permutation, order: order)
                         }
                     }
                 }
             }
         }
-        return y
+    }
+}
+
+/// `m` as a `rows × columns` matrix: its storage reused when it holds that many elements
+/// (contents left as they are), else a new matrix of zeros.
+private func reshape<S: LinearAlgebraScalar>(_ m: inout Matrix<S>, rows: Int, columns: Int) {
+    guard m.rows != rows || m.columns != columns else { return }
+    m = m.count == rows * columns ? Matrix(rows: rows, columns: columns, elements: m.elements) : Matrix(rows: rows, columns: columns)
+}
+
+/// target[permutation[i] + j·order] = source[i + j·order] for every column j. Free and called
+/// with concrete `T`, so it is specialized even where `RandomOrthogonal` is not.
+private func scatterRows<T>(_ source: UnsafeBufferPointer<T>, into target: UnsafeMutableBufferPointer<T>,
+                            _ permutation: UnsafeBufferPointer<Int>, order: Int) {
+    for j in 0..<source.count / order {
+        let from = source.baseAddress! + j * order, to = target.baseAddress! + j * order
+        for i in 0..<order { to[permutation[i]] = from[i] }
     }
 }

@@ -64,23 +64,67 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
     /// Tsang, 2000) on one 64-bit draw (8 bits of layer, 1 of sign, 52 of abscissa) about 99% of
     /// the time; the wedges and the tail beyond r ≈ 3.654 take a few uniforms more.
     public mutating func gaussian(sigma: Double = 1) -> Double {
-        Ziggurat.tables.withTables { k, w, f in sigma * standardNormal(k, w, f) }
+        let (k, w, f) = Ziggurat.tables.pointers
+        return sigma * standardNormal(k, w, f)
     }
 
-    /// Fills `values` with independent N(0, σ²) draws (computed in Double, rounded to Float), in order.
+    /// Fills `values` with independent N(0, σ²) draws, in order: two per 64-bit draw (its low
+    /// then its high 32 bits: 8 bits of layer, 1 of sign, 23 of abscissa, Float's resolution),
+    /// computed in Double and rounded to Float. About twice as fast as ``gaussian(sigma:)`` per value.
     public mutating func fillGaussian(_ values: UnsafeMutableBufferPointer<Float>, sigma: Double = 1) {
         guard let out = values.baseAddress else { return }
-        Ziggurat.tables.withTables { k, w, f in
-            for i in 0..<values.count { out[i] = Float(sigma * standardNormal(k, w, f)) }
+        let n = values.count
+        // The loop runs on a local copy of the state, which no closure captures (so it stays in
+        // registers), written back at the end.
+        let (k, w, f) = Ziggurat.tables.pointers32
+        var g = self
+        var i = 0
+        while i + 1 < n {
+            let bits = g.next()
+            out[i] = Float(sigma * g.standardNormal32(UInt32(truncatingIfNeeded: bits), k, w, f))
+            out[i + 1] = Float(sigma * g.standardNormal32(UInt32(truncatingIfNeeded: bits >> 32), k, w, f))
+            i += 2
         }
+        if i < n { out[i] = Float(sigma * g.standardNormal32(UInt32(truncatingIfNeeded: g.next()), k, w, f)) }
+        self = g
     }
 
     /// Fills `values` with independent N(0, σ²) draws, in order.
     public mutating func fillGaussian(_ values: UnsafeMutableBufferPointer<Double>, sigma: Double = 1) {
         guard let out = values.baseAddress else { return }
-        Ziggurat.tables.withTables { k, w, f in
-            for i in 0..<values.count { out[i] = sigma * standardNormal(k, w, f) }
+        let (k, w, f) = Ziggurat.tables.pointers
+        var g = self
+        for i in 0..<values.count { out[i] = sigma * g.standardNormal(k, w, f) }
+        self = g
+    }
+
+    /// The 32-bit ziggurat step of ``fillGaussian(_:sigma:)``: `bits` first, fresh 32-bit draws
+    /// (the low half of ``next()``) after a rejection.
+    @inline(__always) mutating func standardNormal32(
+        _ first: UInt32, _ k: UnsafePointer<UInt32>, _ w: UnsafePointer<Double>, _ f: UnsafePointer<Double>
+    ) -> Double {
+        var bits = first
+        while true {
+            let layer = Int(bits & 0xff)
+            let negative = bits & 0x100 != 0
+            let abscissa = bits >> 9
+            let x = Double(abscissa) * w[layer]
+            // The sign without a branch: it is a coin flip, which a branch would miss half the time.
+            if abscissa < k[layer] { return Double(bitPattern: x.bitPattern | UInt64(bits & 0x100) << 55) }
+            if layer == 0 { return negative ? -tail() : tail() }
+            if (f[layer - 1] - f[layer]) * uniform() + f[layer] < exp(-0.5 * x * x) { return negative ? -x : x }
+            bits = UInt32(truncatingIfNeeded: next())
         }
+    }
+
+    /// A draw from the normal tail beyond r (Marsaglia, 1964).
+    @inline(__always) mutating func tail() -> Double {
+        var a = 0.0, b = 0.0
+        repeat {
+            a = -log(1 - uniform()) / Ziggurat.r
+            b = -log(1 - uniform())
+        } while b + b <= a * a
+        return Ziggurat.r + a
     }
 
     @inline(__always) mutating func standardNormal(
@@ -92,16 +136,8 @@ public struct Xoshiro256: RandomNumberGenerator, Sendable {
             let negative = bits & 0x100 != 0
             let abscissa = bits >> 12
             let x = Double(abscissa) * w[layer]
-            if abscissa < k[layer] { return negative ? -x : x }
-            if layer == 0 {
-                // The tail beyond r (Marsaglia, 1964).
-                var a = 0.0, b = 0.0
-                repeat {
-                    a = -log(1 - uniform()) / Ziggurat.r
-                    b = -log(1 - uniform())
-                } while b + b <= a * a
-                return negative ? -(Ziggurat.r + a) : Ziggurat.r + a
-            }
+            if abscissa < k[layer] { return Double(bitPattern: x.bitPattern | (bits & 0x100) << 55) }
+            if layer == 0 { return negative ? -tail() : tail() }
             if (f[layer - 1] - f[layer]) * uniform() + f[layer] < exp(-0.5 * x * x) { return negative ? -x : x }
         }
     }
@@ -125,7 +161,8 @@ extension Matrix {
 /// The ziggurat's 256 layers for the standard normal density f(x) = exp(−x²/2): layer i covers
 /// [0, xᵢ] with xᵢ decreasing from the base strip (layer 0, which includes the tail) to 0; every
 /// layer has area v. `k[i]` is the fast-accept threshold on the 52-bit abscissa, `w[i]` its scale
-/// and `f[i]` = f(xᵢ). Computed once (Marsaglia and Tsang's recurrence, in Double).
+/// and `f[i]` = f(xᵢ); `k32` and `w32` the same for a 23-bit abscissa. Computed once (Marsaglia
+/// and Tsang's recurrence, in Double).
 final class Ziggurat: Sendable {
     static let r = 3.654_152_885_361_008_8
     static let v = 0.004_928_673_233_99
@@ -135,11 +172,15 @@ final class Ziggurat: Sendable {
     nonisolated(unsafe) private let k: UnsafeMutablePointer<UInt64>
     nonisolated(unsafe) private let w: UnsafeMutablePointer<Double>
     nonisolated(unsafe) private let f: UnsafeMutablePointer<Double>
+    nonisolated(unsafe) private let k32: UnsafeMutablePointer<UInt32>
+    nonisolated(unsafe) private let w32: UnsafeMutablePointer<Double>
 
     private init() {
         k = .allocate(capacity: 256)
         w = .allocate(capacity: 256)
         f = .allocate(capacity: 256)
+        k32 = .allocate(capacity: 256)
+        w32 = .allocate(capacity: 256)
         let scale = 0x1p52
         var x = Self.r, previous = x
         let q = Self.v / exp(-0.5 * x * x)
@@ -156,17 +197,23 @@ final class Ziggurat: Sendable {
             f[i] = exp(-0.5 * x * x)
             w[i] = x / scale
         }
+        for i in 0..<256 {
+            k32[i] = UInt32(k[i] >> 29)
+            w32[i] = w[i] * 0x1p29
+        }
     }
 
     deinit {
         k.deallocate()
         w.deallocate()
         f.deallocate()
+        k32.deallocate()
+        w32.deallocate()
     }
 
-    @inline(__always) func withTables<R>(
-        _ body: (UnsafePointer<UInt64>, UnsafePointer<Double>, UnsafePointer<Double>) throws -> R
-    ) rethrows -> R {
-        try body(k, w, f)
-    }
+    /// The 52-bit tables (k, w, f). They live as long as the process (`tables` is a static).
+    var pointers: (UnsafePointer<UInt64>, UnsafePointer<Double>, UnsafePointer<Double>) { (UnsafePointer(k), UnsafePointer(w), UnsafePointer(f)) }
+
+    /// The 23-bit tables (k32, w32, f).
+    var pointers32: (UnsafePointer<UInt32>, UnsafePointer<Double>, UnsafePointer<Double>) { (UnsafePointer(k32), UnsafePointer(w32), UnsafePointer(f)) }
 }

@@ -21,15 +21,22 @@ import LinearAlgebra
     /// within about five standard errors, P(|x| > 3) and P(|x| > 4) within 6 and 8 of theirs, and
     /// the counts in 0.5-wide bins on [−4, 4] within 6 standard errors (the ziggurat's layers,
     /// wedges and tail each have their own code path).
-    @Test func gaussianMatchesTheNormalDistribution() {
+    /// Float fills take two values per 64-bit draw (23-bit abscissae), Double fills one (52-bit).
+    @Test(arguments: [false, true]) func gaussianMatchesTheNormalDistribution(double: Bool) {
         var g = Xoshiro256(seed: 2024)
         let n = 2_000_000
-        var values = [Float](repeating: 0, count: n)
-        values.withUnsafeMutableBufferPointer { g.fillGaussian($0) }
+        var values = [Double](repeating: 0, count: n)
+        if double {
+            values.withUnsafeMutableBufferPointer { g.fillGaussian($0) }
+        } else {
+            var floats = [Float](repeating: 0, count: n)
+            floats.withUnsafeMutableBufferPointer { g.fillGaussian($0) }
+            values = floats.map { Double($0) }
+        }
         var m1 = 0.0, m2 = 0.0, m4 = 0.0, beyond3 = 0, beyond4 = 0
         var bins = [Int](repeating: 0, count: 16)
         for v in values {
-            let x = Double(v)
+            let x = v
             m1 += x; m2 += x * x; m4 += x * x * x * x
             if abs(x) > 3 { beyond3 += 1 }
             if abs(x) > 4 { beyond4 += 1 }
@@ -71,10 +78,13 @@ import LinearAlgebra
     /// and `columns(scaledBy:)` agrees with `applied(to:)` on the identity's columns.
     @Test(arguments: orders) func orthonormalFloat(order: Int) {
         var g = Xoshiro256(seed: UInt64(order))
-        let q = RandomOrthogonal<Float>(order: order, blockSize: 128, using: &g)
+        let q = RandomOrthogonal<Float>(order: order, using: &g)
         let k = min(order, 40)
         let columns = q.columns(scaledBy: [Float](repeating: 1, count: min(order, 150)))
         #expect(Ref.orthonormalityError(columnsOf: columns) < 50 * Double(Float.ulpOfOne))
+        // The column-operation route gives the transpose.
+        let rows = q.transposedColumns(scaledBy: [Float](repeating: 1, count: min(order, 150)))
+        #expect(Ref.relativeError(rows, columns.transposed()) < 10 * Double(Float.ulpOfOne))
         var identity = Matrix<Float>(rows: order, columns: k)
         for j in 0..<k { identity[j, j] = 1 }
         let applied = q.applied(to: identity)
@@ -86,15 +96,18 @@ import LinearAlgebra
         let q = RandomOrthogonal<Double>(order: order, blockSize: 16, using: &g)
         let unit = q.columns(scaledBy: [Double](repeating: 1, count: order))
         #expect(Ref.orthonormalityError(columnsOf: unit) < 100 * Double.ulpOfOne)
-        // Q·diag(s) on k < order columns is Q's first k columns scaled.
+        // Q·diag(s) on k < order columns is Q's first k columns scaled; its transpose likewise.
         let scales = (0..<min(order, 7)).map { Double($0) + 0.5 }
-        let scaled = q.columns(scaledBy: scales)
+        let scaled = q.columns(scaledBy: scales), rows = q.transposedColumns(scaledBy: scales)
         for j in scales.indices {
-            for i in 0..<order { #expect(abs(scaled[i, j] - unit[i, j] * scales[j]) < 1e-12) }
+            for i in 0..<order {
+                #expect(abs(scaled[i, j] - unit[i, j] * scales[j]) < 1e-12)
+                #expect(abs(rows[j, i] - unit[i, j] * scales[j]) < 1e-12)
+            }
         }
     }
 
-    /// With the default four layers of 128-blocks over 2000 rows, the entries of the columns
+    /// With the default four layers of 64-blocks over 2000 rows, the entries of the columns
     /// look Gaussian: √n·Qᵢⱼ has variance 1 and kurtosis 3 (within 0.15: 200 000 entries give it a
     /// standard error near 0.01; two layers would leave an excess of about 2).
     @Test func entriesAreDelocalised() {
