@@ -4,8 +4,9 @@
 Usage (from the repository root; needs numpy, scipy, safetensors and torch for BF16):
 
     python3 Benchmarks/synth_spectrum_fit.py [--pair ../shared/pairs/minilm-kjv]
-    python3 Benchmarks/synth_spectrum_fit.py --synth DIR   # DIR from `deltaplan synth --profile bert-base
-                                                           #   --scale 0.5 --layers 6 --out DIR`
+    python3 Benchmarks/synth_spectrum_fit.py --synth synth=DIR [--synth before=DIR2 ...]
+        # each DIR from `deltaplan synth --profile bert-base --scale 0.5 --layers 6 --seed 1 --out DIR`
+        # (the development pair's shapes: 6 layers of 384x384 attention, 1536x384 and 384x1536 MLP)
 
 The model (`SyntheticPair`'s doc comment, `DeltaSpectrum` in Swift): for an m x n delta with
 r = min(m, n), aspect c = r / max(m, n) and relative index t_i = (i - 1/2) / r, i = 1 ... r,
@@ -78,7 +79,9 @@ def statistics(s):
     effective = float(np.exp(-np.sum(nz * np.log(nz))))
     at = lambda k: float(cum[min(k, len(cum)) - 1])
     rank90 = int(np.searchsorted(cum, 0.9) + 1)
-    return {"top2": at(2), "top34": at(34), "top128": at(128), "top968": at(968), "eff": effective, "r90": rank90}
+    tail = float(1 - cum[len(cum) // 2 - 1])
+    return {"top2": at(2), "top34": at(34), "top128": at(128), "top968": at(968), "eff": effective, "r90": rank90,
+            "tail": tail}
 
 
 def module_type(name):
@@ -136,7 +139,8 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
     ap.add_argument("--pair", default=os.path.join(here, "..", "..", "shared", "pairs", "minilm-kjv"))
-    ap.add_argument("--synth", help="a `deltaplan synth` output directory to compare with the pair")
+    ap.add_argument("--synth", action="append", default=[],
+                    help="LABEL=DIR: a `deltaplan synth` output directory to compare with the pair (repeatable)")
     ap.add_argument("--json", help="write the fitted constants here")
     args = ap.parse_args()
 
@@ -181,12 +185,15 @@ def main():
               f"{st['top968']:.3f} | {st['eff']:.0f} | {st['r90']} |")
 
     if args.synth:
-        syn = spectra(load_deltas(args.synth))
+        sources = [("dev pair", dev)]
+        for item in args.synth:
+            label, _, directory = item.partition("=")
+            sources.append((label, spectra(load_deltas(directory))))
         print(f"\n## Development pair vs `synth` at its shapes (mean, min-max over the matrices of a type)\n")
-        print("| type | source | matrices | top-2 | top-34 | top-128 | eff. rank | ‖ΔW‖/‖W‖ |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| type | source | matrices | top-2 | top-34 | top-128 | last half | eff. rank | ‖ΔW‖/‖W‖ |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for kind in ("attention", "mlp"):
-            for label, spec in (("dev pair", dev), ("synth", syn)):
+            for label, spec in sources:
                 rows = []
                 for k, (s, shape, rel) in spec.items():
                     if module_type(k) == kind:
@@ -195,10 +202,10 @@ def main():
                         rows.append(st)
                 if not rows:
                     continue
-                sm = summarise(rows, ["top2", "top34", "top128", "eff", "rel"])
+                sm = summarise(rows, ["top2", "top34", "top128", "tail", "eff", "rel"])
                 cell = lambda k, f: f"{sm[k][0]:{f}} ({sm[k][1]:{f}}–{sm[k][2]:{f}})"
                 print(f"| {kind} | {label} | {len(rows)} | {cell('top2', '.3f')} | {cell('top34', '.3f')} | "
-                      f"{cell('top128', '.3f')} | {cell('eff', '.0f')} | {cell('rel', '.3f')} |")
+                      f"{cell('top128', '.3f')} | {cell('tail', '.3f')} | {cell('eff', '.0f')} | {cell('rel', '.3f')} |")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,32 @@ public struct SyntheticPair: Sendable {
     public var tokens: Int
     public var sampleRows: Int
     public var maxShardBytes: Int
+    public var spectra: Spectra
+
+    /// The deltas' singular values.
+    public enum Spectra: Sendable, Hashable {
+        /// ``DeltaSpectrum``, fitted to a real fine-tune: the default.
+        case fitted
+        /// The model before the fit: σᵢ ∝ (i + 1)^(−p) + 0.03, p = 0.85 (attention) or 0.65 (MLP)
+        /// ± 0.1 per matrix. A constant floor that puts half the energy of a 4096-wide delta in
+        /// flat noise; kept for tests whose thresholds were calibrated on it.
+        case powerLawWithFloor
+
+        func values(for m: ProfileMatrix, using generator: inout Xoshiro256) -> [Double] {
+            switch self {
+            case .fitted:
+                return DeltaSpectrum.family(of: m.type).draw(using: &generator).values(rows: m.rows, columns: m.columns)
+            case .powerLawWithFloor:
+                let exponent = (m.type == .attention ? 0.85 : 0.65) + 0.2 * (generator.uniform() - 0.5)
+                let sigma = (0..<min(m.rows, m.columns)).map { pow(Double($0 + 1), -exponent) + 0.03 }
+                let norm = sigma.reduce(0) { $0 + $1 * $1 }.squareRoot()
+                return sigma.map { $0 / norm }
+            }
+        }
+    }
 
     public init(profile: ModelProfile, seed: UInt64 = 0, dtype: DType = .bf16, tokens: Int = 512,
-                sampleRows: Int = 128, maxShardBytes: Int = 5 << 30) {
+                sampleRows: Int = 128, maxShardBytes: Int = 5 << 30, spectra: Spectra = .fitted) {
         precondition(dtype.isFloatingPoint, "synthetic checkpoints are floating point")
         precondition(tokens > 0 && sampleRows >= 0)
         self.profile = profile
@@ -52,6 +75,7 @@ public struct SyntheticPair: Sendable {
         self.tokens = tokens
         self.sampleRows = sampleRows
         self.maxShardBytes = maxShardBytes
+        self.spectra = spectra
     }
 
     /// The three paths `write(to:)` creates inside its directory.
@@ -231,15 +255,15 @@ public struct SyntheticPair: Sendable {
     }
 
     /// ΔW of one projection as the column-major h_in × h_out matrix ΔWᵀ (the row-major
-    /// [h_out, h_in] checkpoint layout): V·diag(σ)·Uᵀ with σ of ``DeltaSpectrum`` scaled to
+    /// [h_out, h_in] checkpoint layout): V·diag(σ)·Uᵀ with σ of ``spectra`` scaled to
     /// ‖ΔW‖_F = (3% + 1.5%·depth)·0.02·√(h_out·h_in), that share of the base's expected norm (its
     /// drawn norm is within about 1/√(h_out·h_in) of it). Buffers come from `workspace`.
     func delta(for m: ProfileMatrix, workspace: Workspace = Workspace()) -> Matrix<Float> {
         var g = generator(m.name, "delta")
-        let spectrum = DeltaSpectrum.family(of: m.type).draw(using: &g)
+        let values = spectra.values(for: m, using: &g)
         let depth = profile.layers > 1 ? Double(m.layer) / Double(profile.layers - 1) : 0
         let target = (0.03 + 0.015 * depth) * Self.baseSigma * Double(m.rows * m.columns).squareRoot()
-        let sigma = spectrum.values(rows: m.rows, columns: m.columns).map { Float($0 * target) }
+        let sigma = values.map { Float($0 * target) }
         let left = RandomOrthogonal<Float>(order: m.rows, using: &g)
         let right = RandomOrthogonal<Float>(order: m.columns, using: &g)
         // [diag(σ)·Uᵀ; 0], h_in × h_out, then V·(…) = V·diag(σ)·Uᵀ.

@@ -112,19 +112,20 @@ private struct Energy {
 }
 
 @Suite struct SyntheticDeltaTests {
-    /// The delta of every matrix has exactly the requested singular values: an independent
-    /// Float64 SVD (`gesdd`) of the generated ΔW against the spectrum scaled to its target norm,
-    /// within 10⁻⁵ of the largest (Float rounding through the block products).
-    @Test func deltaHasTheRequestedSpectrum() throws {
+    /// The delta of every matrix has exactly the requested singular values, with either spectra:
+    /// an independent Float64 SVD (`gesdd`) of the generated ΔW against the spectrum scaled to its
+    /// target norm (4.5% of the base's expected norm in the last layer), within 10⁻⁵ of the
+    /// largest (Float rounding through the block products).
+    @Test(arguments: [SyntheticPair.Spectra.fitted, .powerLawWithFloor])
+    func deltaHasTheRequestedSpectrum(spectra: SyntheticPair.Spectra) throws {
         let profile = try tinyProfile(layers: 2)
-        let pair = SyntheticPair(profile: profile, seed: 12)
+        let pair = SyntheticPair(profile: profile, seed: 12, spectra: spectra)
         for m in profile.expandedMatrices() where m.layer == 1 {
-            let baseNorm = 2.5
-            let delta = pair.delta(for: m, baseNorm: baseNorm)
+            let delta = pair.delta(for: m)
             #expect(delta.rows == m.columns && delta.columns == m.rows)
             var g = pair.generator(m.name, "delta")
-            let target = 0.045 * baseNorm  // the last layer
-            let expected = DeltaSpectrum.family(of: m.type).draw(using: &g).values(rows: m.rows, columns: m.columns).map { $0 * target }
+            let target = 0.045 * 0.02 * Double(m.rows * m.columns).squareRoot()
+            let expected = spectra.values(for: m, using: &g).map { $0 * target }
             let actual = try svd(Matrix<Double>(delta), vectors: .none).singularValues
             #expect(actual.count == expected.count)
             for i in expected.indices {
