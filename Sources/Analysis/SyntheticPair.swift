@@ -269,8 +269,7 @@ public struct SyntheticPair: Sendable {
         // [diag(σ)·Uᵀ; 0], h_in × h_out, then V·(…) = V·diag(σ)·Uᵀ.
         let r = sigma.count
         var rows = workspace.take(rows: r, columns: m.rows)
-        var scratch = workspace.take(rows: r, columns: m.rows)
-        left.transposedColumns(scaledBy: sigma, into: &rows, scratch: &scratch)
+        left.transposedColumns(scaledBy: sigma, into: &rows)
         var z = rows
         if r < m.columns {
             z = workspace.take(rows: m.columns, columns: m.rows)
@@ -285,12 +284,7 @@ public struct SyntheticPair: Sendable {
             workspace.give(rows.elements)
         }
         rows = Matrix(rows: 0, columns: 0)
-        if scratch.count != z.count {
-            workspace.give(scratch.elements)
-            scratch = workspace.take(rows: z.rows, columns: z.columns)
-        }
-        right.apply(to: &z, scratch: &scratch)
-        workspace.give(scratch.elements)
+        right.apply(to: &z)
         return z
     }
 
