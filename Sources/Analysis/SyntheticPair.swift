@@ -8,7 +8,7 @@ import ModelProfiles
 /// What it models:
 /// - base weights: N(0, 0.02²) projections and embeddings, norms near 1, small biases;
 /// - each projection's delta ΔW = U·diag(σ)·Vᵀ with random orthogonal U and V (``RandomOrthogonal``:
-///   four layers of Haar 64-blocks and permutations, exactly orthogonal, entries Gaussian-like)
+///   five layers of Haar 32-blocks and permutations, exactly orthogonal, entries Gaussian-like)
 ///   and the spectrum of ``DeltaSpectrum``, fitted to the real development pair: a power law
 ///   (t + t_h)^(−p) in the relative index t = (i + ½)/r times a Marchenko–Pastur edge, with p and
 ///   t_h drawn per matrix around the attention or MLP fit; no constant floor. Scaled so that
@@ -30,7 +30,7 @@ import ModelProfiles
 /// name, and each is computed by the same single-threaded code (set ``BLASThreads/count`` to 1
 /// when running with more than one thread, as `--threads` does).
 ///
-/// Cost per m × n projection: about 2·m·n·64·7 flops of block GEMMs for U and V (against
+/// Cost per m × n projection: about 2·m·n·32·9 flops of block GEMMs for U and V (against
 /// 4–5·n³ for the QRs of Gaussian matrices this replaced) and m·n Gaussian draws.
 /// Memory: about four m·n Float buffers per matrix in flight, plus one calibration Gram; the
 /// calibration is streamed entry by entry (``CalibrationWriter``).
