@@ -11,8 +11,9 @@ import ModelProfiles
 ///   five layers of Haar 32-blocks and permutations, exactly orthogonal, entries Gaussian-like)
 ///   and the spectrum of ``DeltaSpectrum``, fitted to the real development pair: a power law
 ///   (t + t_h)^(−p) in the relative index t = (i + ½)/r times a Marchenko–Pastur edge, with p and
-///   t_h drawn per matrix around the attention or MLP fit; no constant floor. Scaled so that
-///   ‖ΔW‖_F is 3% of ‖W_base‖_F in the first layer rising to 4.5% in the last;
+///   t_h drawn per matrix around the attention or MLP fit; no constant floor (``Spectra`` keeps
+///   the old floor model). Scaled so that ‖ΔW‖_F is 3% of the base's expected norm
+///   0.02·√(h_out·h_in) in the first layer rising to 4.5% in the last;
 /// - non-projection tensors change by N(0, 0.001²) in fine-tuning (they are carried, not planned);
 /// - both checkpoints are stored in `dtype` (BF16 by default), so the delta read back carries the
 ///   rounding of both sides, as real BF16 deltas do (a noise floor of a few tenths of a percent of
@@ -32,8 +33,10 @@ import ModelProfiles
 ///
 /// Cost per m × n projection: about 2·m·n·32·9 flops of block GEMMs for U and V (against
 /// 4–5·n³ for the QRs of Gaussian matrices this replaced) and m·n Gaussian draws.
-/// Memory: about four m·n Float buffers per matrix in flight, plus one calibration Gram; the
-/// calibration is streamed entry by entry (``CalibrationWriter``).
+/// Memory: two m·n Float buffers per matrix in flight (three for h_in > h_out), reused across
+/// matrices (``Workspace``); the base is drawn in 2²⁰-element pieces as it is written beside
+/// W + ΔW; the calibration is streamed entry by entry (``CalibrationWriter``), one Gram at a time.
+/// A full-size Llama-2-7B layer: about 13 s of CPU and 0.8 GiB (BENCHMARKS.md, "synth").
 public struct SyntheticPair: Sendable {
     public var profile: ModelProfile
     public var seed: UInt64
