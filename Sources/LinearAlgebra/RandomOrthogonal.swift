@@ -63,6 +63,21 @@ public struct RandomOrthogonal<Scalar: LinearAlgebraScalar>: Sendable {
         return q
     }
 
+    /// The nonzero entries of (P₁·B₁)[:, :k]·diag(s), k = `scales.count`: column j of B₁ is
+    /// its block's column, moved by P₁ to rows `permutation[·]`; `store(row, column, value)`.
+    private func firstLayerColumns(scaledBy scales: [Scalar], _ store: (Int, Int, Scalar) -> Void) {
+        let first = layers[0], k = scales.count
+        for (b, block) in first.blocks.enumerated() {
+            let start = b * blockSize
+            guard start < k else { break }
+            block.withUnsafeBufferPointer { q in
+                for j in start..<min(k, start + block.columns) {
+                    for i in 0..<block.rows { store(first.permutation[start + i], j, q[i + (j - start) * block.rows] * scales[j]) }
+                }
+            }
+        }
+    }
+
     /// Q·diag(`scales`) restricted to Q's first `scales.count` columns: `order × scales.count`.
     ///
     /// The first layer is written directly (its product with the first columns of the identity
@@ -73,18 +88,8 @@ public struct RandomOrthogonal<Scalar: LinearAlgebraScalar>: Sendable {
         precondition(k <= order, "\(k) columns of a \(order) × \(order) matrix")
         var y = Matrix<Scalar>(rows: order, columns: k)
         guard k > 0 else { return y }
-        let first = layers[0]
         y.withUnsafeMutableBufferPointer { p in
-            for (b, block) in first.blocks.enumerated() {
-                let start = b * blockSize
-                guard start < k else { break }
-                block.withUnsafeBufferPointer { q in
-                    for j in start..<min(k, start + block.columns) {
-                        let s = scales[j]
-                        for i in 0..<block.rows { p[first.permutation[start + i] + j * order] = q[i + (j - start) * block.rows] * s }
-                    }
-                }
-            }
+            firstLayerColumns(scaledBy: scales) { row, column, value in p[row + column * order] = value }
         }
         apply(layers.dropFirst(), to: &y)
         return y
@@ -109,20 +114,10 @@ public struct RandomOrthogonal<Scalar: LinearAlgebraScalar>: Sendable {
         let k = scales.count
         precondition(k <= order && x.rows == k && x.columns == order, "\(k) columns of a \(order) × \(order) matrix into \(x.shape)")
         guard k > 0 else { return }
-        let first = layers[0]
         x.withUnsafeMutableBufferPointer { p in
             UnsafeMutableRawBufferPointer(p).initializeMemory(as: UInt8.self, repeating: 0)
-            for (b, block) in first.blocks.enumerated() {
-                let start = b * blockSize
-                guard start < k else { break }
-                block.withUnsafeBufferPointer { q in
-                    // Row i of [diag(s), 0]·B₁ᵀ is sᵢ·(column i of B₁)ᵀ; P₁ᵀ moves column c to permutation[c].
-                    for i in start..<min(k, start + block.columns) {
-                        let s = scales[i]
-                        for c in 0..<block.rows { p[i + first.permutation[start + c] * k] = q[c + (i - start) * block.rows] * s }
-                    }
-                }
-            }
+            // Row i of [diag(s), 0]·B₁ᵀP₁ᵀ is the transpose of column i of P₁B₁·diag(s).
+            firstLayerColumns(scaledBy: scales) { row, column, value in p[column + row * k] = value }
         }
         guard layers.count > 1 else { return }
         let band = Self.bandWidth(order: order, count: k)
