@@ -86,42 +86,30 @@ extension CalibrationSet {
     /// version 1, byte for byte as before format 2 existed; any diagonal gram, output statistic or
     /// metadata makes it a version-2 file (`deltaplan.calibration_format` = "2"). Shapes are the
     /// caller's responsibility (checked with preconditions); the reader validates the rest.
+    /// Memory: every entry at once; ``CalibrationWriter`` streams a format-1 file entry by entry.
     public static func write(
         _ entries: [CalibrationEntry], outputs: [CalibrationOutputs] = [], aliases: [String: String] = [:],
         metadata: CalibrationMetadata = CalibrationMetadata(), to url: URL
     ) throws(AnalysisError) {
         var payloads: [TensorPayload] = []
         var version2 = !outputs.isEmpty || !metadata.isEmpty
-        func appendOutputs(_ module: String, _ outputGram: CalibrationGram?, _ grads: Matrix<Float>?) {
-            if let g = outputGram {
-                payloads.append(g.payload(name: module + ".out_gram"))
-                version2 = true
-            }
-            if let r = grads {
-                if let g = outputGram { precondition(r.rows == g.width, "\(module): grads have \(r.rows) rows, G is \(g.width) wide") }
-                payloads.append(TensorPayload(name: module + ".grads", dtype: .f32, shape: [r.columns, r.rows], contents: .floats(r.elements)))
-                version2 = true
-            }
-        }
         for e in entries {
-            payloads.append(e.gram.payload(name: e.module + ".gram"))
-            version2 = version2 || e.gram.isDiagonal
-            var count = UInt64(e.tokenCount).littleEndian
-            let bytes = withUnsafeBytes(of: &count) { Array($0) }
-            payloads.append(TensorPayload(name: e.module + ".count", dtype: .i64, shape: [1], contents: .bytes(bytes)))
-            if let x = e.inputs {
-                precondition(x.rows == e.gram.width, "\(e.module): inputs are \(x.rows) wide, H is \(e.gram.width)")
-                payloads.append(TensorPayload(name: e.module + ".inputs", dtype: .f32, shape: [x.columns, x.rows],
-                                              contents: .floats(x.elements)))
-            }
-            if let r = e.grads { precondition(r.columns == e.inputs?.columns, "\(e.module): grads need as many input rows") }
-            appendOutputs(e.module, e.outputGram, e.grads)
+            let (tensors, needsVersion2) = e.payloads()
+            payloads += tensors
+            version2 = version2 || needsVersion2
         }
         for o in outputs {
             precondition(!entries.contains { $0.module == o.module && ($0.outputGram != nil || $0.grads != nil) },
                          "\(o.module): output statistics given twice")
-            appendOutputs(o.module, o.outputGram, o.grads)
+            payloads += outputPayloads(o.module, o.outputGram, o.grads)
         }
+        let values = headerMetadata(aliases: aliases, version2: version2, metadata: metadata)
+        do { try SafetensorsFile.write(payloads, metadata: values, to: url) } catch { throw .checkpoint("\(error)") }
+    }
+
+    /// The `__metadata__` of a calibration file: the aliases (sorted JSON) and, for format 2, the
+    /// version and the metadata fields.
+    static func headerMetadata(aliases: [String: String], version2: Bool, metadata: CalibrationMetadata) -> [String: String] {
         var values: [String: String] = [:]
         if !aliases.isEmpty {
             let data = try! JSONSerialization.data(withJSONObject: aliases, options: [.sortedKeys])
@@ -134,6 +122,98 @@ extension CalibrationSet {
             if let s = metadata.samples { values[samplesKey] = String(decoding: try! JSONEncoder.sorted.encode(s), as: UTF8.self) }
             if let s = metadata.source { values[sourceKey] = s }
         }
-        do { try SafetensorsFile.write(payloads, metadata: values, to: url) } catch { throw .checkpoint("\(error)") }
+        return values
+    }
+
+    /// `.out_gram` and `.grads` of one module.
+    fileprivate static func outputPayloads(_ module: String, _ outputGram: CalibrationGram?, _ grads: Matrix<Float>?) -> [TensorPayload] {
+        var payloads: [TensorPayload] = []
+        if let g = outputGram { payloads.append(g.payload(name: module + ".out_gram")) }
+        if let r = grads {
+            if let g = outputGram { precondition(r.rows == g.width, "\(module): grads have \(r.rows) rows, G is \(g.width) wide") }
+            payloads.append(TensorPayload(name: module + ".grads", dtype: .f32, shape: [r.columns, r.rows], contents: .floats(r.elements)))
+        }
+        return payloads
+    }
+}
+
+extension CalibrationEntry {
+    /// The entry's tensors (`.gram`, `.count`, `.inputs`, `.out_gram`, `.grads`) and whether they
+    /// need format 2 (a diagonal gram or output statistics).
+    fileprivate func payloads() -> (payloads: [TensorPayload], version2: Bool) {
+        var payloads = [gram.payload(name: module + ".gram")]
+        var count = UInt64(tokenCount).littleEndian
+        let bytes = withUnsafeBytes(of: &count) { Array($0) }
+        payloads.append(TensorPayload(name: module + ".count", dtype: .i64, shape: [1], contents: .bytes(bytes)))
+        if let x = inputs {
+            precondition(x.rows == gram.width, "\(module): inputs are \(x.rows) wide, H is \(gram.width)")
+            payloads.append(TensorPayload(name: module + ".inputs", dtype: .f32, shape: [x.columns, x.rows], contents: .floats(x.elements)))
+        }
+        if let r = grads { precondition(r.columns == inputs?.columns, "\(module): grads need as many input rows") }
+        payloads += CalibrationSet.outputPayloads(module, outputGram, grads)
+        return (payloads, gram.isDiagonal || outputGram != nil || grads != nil)
+    }
+}
+
+/// Streams a format-1 calibration file (full Grams, token counts, optional input rows, aliases)
+/// one entry at a time: the header is declared up front from each module's width and sample
+/// rows, so memory holds one entry rather than all of them (a 7B model's 32 layers of Grams are
+/// about 22 GB). The bytes equal those of ``CalibrationSet/write(_:outputs:aliases:metadata:to:)``
+/// for the same entries; the file appears atomically on ``finish()``.
+///
+/// A class because it owns the open temporary file.
+public final class CalibrationWriter {
+    /// What the header needs of an entry before its statistics exist.
+    public struct Layout: Sendable, Hashable {
+        public var module: String
+        /// h_in: the Gram is width × width.
+        public var width: Int
+        /// Sampled input rows written as `.inputs` (0: none).
+        public var inputRows: Int
+
+        public init(module: String, width: Int, inputRows: Int) {
+            self.module = module
+            self.width = width
+            self.inputRows = inputRows
+        }
+    }
+
+    private let writer: SafetensorsWriter
+    private let layouts: [String: Layout]
+
+    public init(url: URL, entries: [Layout], aliases: [String: String] = [:]) throws(AnalysisError) {
+        var declarations: [TensorDeclaration] = []
+        for e in entries {
+            declarations.append(TensorDeclaration(name: e.module + ".gram", dtype: .f32, shape: [e.width, e.width]))
+            declarations.append(TensorDeclaration(name: e.module + ".count", dtype: .i64, shape: [1]))
+            if e.inputRows > 0 {
+                declarations.append(TensorDeclaration(name: e.module + ".inputs", dtype: .f32, shape: [e.inputRows, e.width]))
+            }
+        }
+        let metadata = CalibrationSet.headerMetadata(aliases: aliases, version2: false, metadata: CalibrationMetadata())
+        do {
+            writer = try SafetensorsWriter(url: url, tensors: declarations, metadata: metadata)
+        } catch {
+            throw .checkpoint("\(error)")
+        }
+        layouts = Dictionary(entries.map { ($0.module, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Writes one declared entry: a full Gram, its count and, as declared, its input rows.
+    public func write(_ entry: CalibrationEntry) throws(AnalysisError) {
+        let layout = layouts[entry.module]
+        precondition(layout != nil && !entry.gram.isDiagonal && entry.outputGram == nil && entry.grads == nil
+                     && entry.gram.width == layout!.width && (entry.inputs?.columns ?? 0) == layout!.inputRows,
+                     "\(entry.module): not the format-1 entry declared")
+        do {
+            for payload in entry.payloads().payloads { try writer.write(payload) }
+        } catch {
+            throw .checkpoint("\(error)")
+        }
+    }
+
+    /// Checks every entry was written and publishes the file.
+    public func finish() throws(AnalysisError) {
+        do { try writer.finish() } catch { throw .checkpoint("\(error)") }
     }
 }

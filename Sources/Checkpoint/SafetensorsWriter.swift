@@ -26,6 +26,8 @@ public final class SafetensorsWriter {
     private let dataStart: Int
     private let indexByName: [String: Int]
     private var written: [Bool]
+    /// The element ranges written so far of each tensor streamed in pieces, sorted, disjoint.
+    private var pieces: [[Range<Int>]]
     private var finished = false
 
     /// Validates the declarations, creates the temporary file and writes the header.
@@ -66,6 +68,7 @@ public final class SafetensorsWriter {
         self.layout = layout
         self.indexByName = Dictionary(uniqueKeysWithValues: layout.enumerated().map { ($1.name, $0) })
         self.written = Array(repeating: false, count: layout.count)
+        self.pieces = Array(repeating: [], count: layout.count)
 
         let header = Self.headerBytes(layout: layout, metadata: metadata)
         self.dataStart = 8 + header.count
@@ -142,15 +145,65 @@ public final class SafetensorsWriter {
             throw .unexpectedTensor(path: url.path, tensor: name, reason: "was not declared")
         }
         let dtype = layout[index].dtype
+        let byteCount = floats.count.multipliedReportingOverflow(by: dtype.byteSize)
+        if dtype.isFloatingPoint {
+            _ = try slot(for: name, byteCount: byteCount.overflow ? -1 : byteCount.partialValue)
+        }
+        try floats.withUnsafeBufferPointer { values in
+            Result { () throws(CheckpointError) in try write(name, floats: values, startingAt: 0) }
+        }.get()
+    }
+
+    /// Writes elements `start ..< start + floats.count` (row-major) of a declared floating-point
+    /// tensor, converted as ``write(_:floats:)`` does: a tensor can be streamed in pieces, in any
+    /// order, and counts as written once they cover it. Memory: 2²⁰ encoded elements.
+    /// - Throws: `unexpectedTensor` for an undeclared or already complete tensor, or a piece that
+    ///   overlaps one already written or ends past the tensor; `unsupportedConversion` for an
+    ///   integer or BOOL dtype.
+    public func write(_ name: String, floats: UnsafeBufferPointer<Float>, startingAt start: Int) throws(CheckpointError) {
+        guard file != nil, !finished else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "the writer is already finished")
+        }
+        guard let index = indexByName[name] else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "was not declared")
+        }
+        let info = layout[index]
+        let dtype = info.dtype
         guard dtype.isFloatingPoint else {
             throw .unsupportedConversion(path: url.path, tensor: name, dtype: dtype, target: "\(dtype.rawValue) from Float")
         }
-        let byteCount = floats.count.multipliedReportingOverflow(by: dtype.byteSize)
-        _ = try slot(for: name, byteCount: byteCount.overflow ? -1 : byteCount.partialValue)
-        let encoded = UnsafeMutableRawBufferPointer.allocate(byteCount: byteCount.partialValue, alignment: 8)
+        guard !written[index] else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "was already written")
+        }
+        let elements = info.byteCount / dtype.byteSize
+        guard start >= 0, floats.count <= elements - start else {
+            throw .unexpectedTensor(path: url.path, tensor: name,
+                                    reason: "piece of \(floats.count) elements at \(start) is outside its \(elements) elements")
+        }
+        let range = start ..< start + floats.count
+        let position = pieces[index].firstIndex { $0.lowerBound >= range.lowerBound } ?? pieces[index].endIndex
+        guard position == pieces[index].startIndex || pieces[index][position - 1].upperBound <= range.lowerBound,
+              position == pieces[index].endIndex || range.upperBound <= pieces[index][position].lowerBound
+        else {
+            throw .unexpectedTensor(path: url.path, tensor: name, reason: "piece \(range) overlaps one already written")
+        }
+        // Encoded and written 2²⁰ elements at a time: one small buffer, reused, rather than a
+        // fresh (page-faulting) copy of the whole piece.
+        let step = 1 << 20
+        let encoded = UnsafeMutableRawBufferPointer.allocate(byteCount: min(floats.count, step) * dtype.byteSize, alignment: 8)
         defer { encoded.deallocate() }
-        floats.withUnsafeBufferPointer { ElementConversion.encode($0, as: dtype, into: encoded) }
-        try write(name, bytes: UnsafeRawBufferPointer(encoded))
+        for offset in stride(from: 0, to: floats.count, by: step) {
+            let count = min(step, floats.count - offset)
+            let part = UnsafeMutableRawBufferPointer(rebasing: encoded[0 ..< count * dtype.byteSize])
+            ElementConversion.encode(UnsafeBufferPointer(rebasing: floats[offset ..< offset + count]), as: dtype, into: part)
+            try file!.write(UnsafeRawBufferPointer(part),
+                            at: dataStart + info.dataOffsets.lowerBound + (start + offset) * dtype.byteSize)
+        }
+        if !range.isEmpty { pieces[index].insert(range, at: position) }
+        if pieces[index].reduce(0, { $0 + $1.count }) == elements {
+            written[index] = true
+            pieces[index] = []
+        }
     }
 
     /// Checks that every declared tensor was written, fsyncs, and renames the temporary file over
@@ -172,6 +225,19 @@ public final class SafetensorsWriter {
     private func abandon() {
         file?.abandon()
         file = nil
+    }
+}
+
+extension SafetensorsWriter {
+    /// Writes a declared tensor's contents (its declaration must match the one made at `init`).
+    public func write(_ tensor: TensorPayload) throws(CheckpointError) {
+        let declared = indexByName[tensor.declaration.name].map { layout[$0] }
+        precondition(declared == nil || (declared!.dtype == tensor.declaration.dtype && declared!.shape == tensor.declaration.shape),
+                     "\(tensor.declaration.name): declared with another dtype or shape")
+        switch tensor.contents {
+        case .bytes(let bytes): try write(tensor.declaration.name, bytes: bytes)
+        case .floats(let values): try write(tensor.declaration.name, floats: values)
+        }
     }
 }
 
@@ -200,12 +266,7 @@ extension SafetensorsFile {
         _ tensors: [TensorPayload], metadata: [String: String] = [:], to url: URL
     ) throws(CheckpointError) {
         let writer = try SafetensorsWriter(url: url, tensors: tensors.map(\.declaration), metadata: metadata)
-        for tensor in tensors {
-            switch tensor.contents {
-            case .bytes(let bytes): try writer.write(tensor.declaration.name, bytes: bytes)
-            case .floats(let values): try writer.write(tensor.declaration.name, floats: values)
-            }
-        }
+        for tensor in tensors { try writer.write(tensor) }
         try writer.finish()
     }
 }

@@ -96,6 +96,12 @@ public final class ShardedCheckpointWriter {
         try writer(for: name).write(name, floats: floats)
     }
 
+    /// Writes elements `start ..< start + floats.count` of a declared floating tensor: a tensor
+    /// streamed in pieces, in order (see `SafetensorsWriter`).
+    public func write(_ name: String, floats: UnsafeBufferPointer<Float>, startingAt start: Int) throws(CheckpointError) {
+        try writer(for: name).write(name, floats: floats, startingAt: start)
+    }
+
     /// Finishes every shard, then writes the index (when there is more than one shard).
     public func finish() throws(CheckpointError) {
         guard !finished else { throw .writeFailed(path: directory.path, reason: "the writer is already finished") }

@@ -2,6 +2,7 @@ import Analysis
 import ArgumentParser
 import Checkpoint
 import Foundation
+import LinearAlgebra
 import ModelProfiles
 
 /// `deltaplan synth`: a synthetic base / fine-tuned pair with calibration, shaped like a profile.
@@ -10,9 +11,10 @@ struct Synth: ParsableCommand {
         abstract: "Write a synthetic base and fine-tuned checkpoint and a calibration file shaped like a model profile.",
         discussion: """
         Writes OUT/base/, OUT/finetuned/ (model.safetensors, or shards with an index when larger than \
-        --shard-size) and OUT/calibration.safetensors. Deltas have long-tailed spectra (a power law over a \
-        noise floor) with random orthogonal factors; activations have outlier channels. See README.md for \
-        what the model covers. Deterministic for a seed.
+        --shard-size) and OUT/calibration.safetensors. Deltas have the long-tailed spectra of a real \
+        fine-tune (a power law in the relative index times a Marchenko-Pastur edge, fitted to the \
+        development pair) with random orthogonal factors; activations have outlier channels. See README.md \
+        for what the model covers. Deterministic for a seed, whatever --threads.
         """)
 
     @Option(help: "Model profile (see `deltaplan profiles`).")
@@ -39,6 +41,8 @@ struct Synth: ParsableCommand {
     @Option(help: "Output directory.")
     var out: String
 
+    @OptionGroup var threadOptions: ThreadOptions
+
     func validate() throws {
         guard scale > 0, scale <= 1 else { throw ValidationError("--scale must be in (0, 1], got \(scale)") }
         if let layers, layers < 1 { throw ValidationError("--layers must be at least 1, got \(layers)") }
@@ -54,15 +58,15 @@ struct Synth: ParsableCommand {
         let pair = SyntheticPair(profile: scale == 1 && layers == nil ? model : model.scaled(by: scale, layers: layers),
                                  seed: seed, dtype: DType(rawValue: dtype.uppercased())!, tokens: tokens,
                                  maxShardBytes: shardSize)
-        let paths = try pair.writeWithProgress(to: URL(fileURLWithPath: out))
+        let paths = try pair.writeWithProgress(to: URL(fileURLWithPath: out), parallelism: threadOptions.parallelism())
         print("wrote \(paths.base.path), \(paths.finetuned.path) and \(paths.calibration.path)")
     }
 }
 
 extension SyntheticPair {
-    func writeWithProgress(to directory: URL) throws -> Paths {
+    func writeWithProgress(to directory: URL, parallelism: Parallelism = .serial) throws -> Paths {
         let progress = TerminalProgress(label: "synth")
-        let paths = try write(to: directory) { done, total, name in
+        let paths = try write(to: directory, parallelism: parallelism) { done, total, name in
             progress.update(done: Double(done), total: Double(total), step: done, steps: total, current: name,
                             finished: done == total)
         }

@@ -73,6 +73,40 @@ struct SafetensorsWriterTests {
         #expect(try dir.contents() == ["s.safetensors"])
     }
 
+    @Test("A tensor streamed in pieces, in any order, gives the bytes of a whole write; overlaps and gaps are refused")
+    func pieces() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanup() }
+        let values: [Float] = (0..<10).map { Float($0) * 1.25 - 3 }
+        let declarations = [TensorDeclaration(name: "w", dtype: .bf16, shape: [2, 5]), TensorDeclaration(name: "e", dtype: .f32, shape: [0])]
+        let whole = try SafetensorsWriter(url: dir.file("whole.safetensors"), tensors: declarations)
+        try whole.write("w", floats: values)
+        try whole.write("e", floats: [])
+        try whole.finish()
+        let url = dir.file("pieces.safetensors")
+        let path = url.path
+        let writer = try SafetensorsWriter(url: url, tensors: declarations)
+        func piece(_ range: Range<Int>, _ writer: SafetensorsWriter) throws {
+            try values[range].withUnsafeBufferPointer { try writer.write("w", floats: $0, startingAt: range.lowerBound) }
+        }
+        try piece(6..<10, writer)
+        try piece(0..<2, writer)
+        #expect(throws: CheckpointError.unexpectedTensor(path: path, tensor: "w", reason: "piece 1..<7 overlaps one already written")) {
+            try piece(1..<7, writer)
+        }
+        #expect(throws: CheckpointError.unexpectedTensor(path: path, tensor: "w", reason: "piece of 4 elements at 8 is outside its 10 elements")) {
+            try values[0..<4].withUnsafeBufferPointer { try writer.write("w", floats: $0, startingAt: 8) }
+        }
+        try [Float]().withUnsafeBufferPointer { try writer.write("e", floats: $0, startingAt: 0) }
+        #expect(throws: CheckpointError.tensorsNotWritten(path: path, tensors: ["w"])) { try writer.finish() }
+        let retry = try SafetensorsWriter(url: url, tensors: declarations)
+        for range in [6..<10, 2..<6, 0..<2] { try piece(range, retry) }
+        try retry.write("e", floats: [])
+        #expect(throws: CheckpointError.unexpectedTensor(path: path, tensor: "w", reason: "was already written")) { try piece(0..<1, retry) }
+        try retry.finish()
+        #expect(try Data(contentsOf: url) == Data(contentsOf: dir.file("whole.safetensors")))
+    }
+
     @Test("Writer errors name the tensor, and an abandoned writer leaves nothing behind")
     func writerErrors() throws {
         let dir = try TemporaryDirectory()
