@@ -28,6 +28,9 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
     case storeMismatch(store: String, reason: String)
     case storeIncomplete(store: String, missing: [String])
     case storeCorrupt(store: String, file: String, reason: String)
+    /// A store analyzed in shards cannot be read or finalized yet (a shard missing, unfinished,
+    /// damaged or made from other inputs): the reason names the shard and how to repair it.
+    case shards(store: String, reason: String)
     /// A checkpoint could not be read: the underlying message names file and tensor.
     case checkpoint(String)
     /// A numerical routine failed on a tensor (SVD did not converge, say).
@@ -63,6 +66,7 @@ public enum AnalysisError: Error, Equatable, CustomStringConvertible {
             "the store \(store) is incomplete (\(missing.count) matrices not analyzed, first: \(missing.first ?? "?"));"
                 + " rerun analyze with the same options to finish it"
         case let .storeCorrupt(store, file, reason): "the store \(store) is damaged: \(file): \(reason)"
+        case let .shards(store, reason): "the store \(store): \(reason)"
         case let .checkpoint(message): message
         case let .numerical(tensor, reason): "\(tensor): \(reason)"
         case let .io(path, reason): "\(path): \(reason)"

@@ -78,7 +78,7 @@ extension Analyzer {
         }
 
         // Write the matrix file, then fill the record.
-        let file = "\(SpectrumStore.matricesFolder)/\(String(format: "%05d", index)).safetensors"
+        let file = "\(SpectrumStore.matricesFolder)/\(Self.matrixFileName(index: index))"
         let url = store.appendingPathComponent(file)
         func doubles(_ name: String, _ values: [Double]) -> TensorPayload {
             TensorPayload(name: name, dtype: .f64, shape: [values.count], contents: .bytes(values.withUnsafeBytes { Array($0) }))

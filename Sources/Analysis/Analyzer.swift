@@ -96,6 +96,35 @@ public struct Analyzer: Sendable {
         parallelism: Parallelism = .serial,
         progress: (AnalysisEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
     ) throws -> SpectrumStore {
+        try process(shard: nil, parallelism: parallelism, progress: progress, shouldStop: shouldStop)
+        // A whole run supersedes any shards' work.
+        try? FileManager.default.removeItem(at: store.appendingPathComponent(Shard.folder))
+        progress(.finished(store: store))
+        return try SpectrumStore(at: store)
+    }
+
+    /// Runs (or resumes) one shard of the analysis (see ``Shard``): its matrices into the store's
+    /// `matrices/`, its manifest `shards/I-of-N.json` marked complete when they are all done.
+    /// The events list and count the shard's matrices only. A store that is already complete is
+    /// left as it is (nothing to do). Then ``finalize(store:)`` once every shard has finished.
+    public func run(
+        shard: Shard, parallelism: Parallelism = .serial,
+        progress: (AnalysisEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
+    ) throws {
+        if let existing = try? SpectrumStore(at: store), existing.manifest.complete {
+            progress(.started(matrices: []))
+            progress(.finished(store: store))
+            return
+        }
+        try process(shard: shard, parallelism: parallelism, progress: progress, shouldStop: shouldStop)
+        progress(.finished(store: store))
+    }
+
+    /// The analysis of every matrix (`shard` nil) or of one shard's, into the manifest at
+    /// `manifest.json` or the shard's, which is marked complete at the end.
+    private func process(
+        shard: Shard?, parallelism: Parallelism, progress: (AnalysisEvent) -> Void, shouldStop: () -> Bool
+    ) throws {
         let selection = try Selection(include: options.include, exclude: options.exclude)
         let baseCheckpoint = try openCheckpoint(base)
         let finetunedCheckpoint = try openCheckpoint(finetuned)
@@ -104,6 +133,13 @@ public struct Analyzer: Sendable {
         var skipped: [StoreManifest.SkippedTensor] = []
         let jobs = try selectJobs(selection, baseCheckpoint, finetunedCheckpoint, calibrationSet, skipped: &skipped)
         for s in skipped { progress(.skipped(tensor: s.name, reason: s.reason)) }
+        let mine: [Int] = if let shard {
+            zip(jobs.indices, Shard.assignment(costs: jobs.map { Self.estimatedCost(rows: $0.rows, columns: $0.columns) },
+                                               count: shard.count)).filter { $0.1 == shard.index }.map(\.0)
+        } else {
+            Array(jobs.indices)
+        }
+        let position = Dictionary(uniqueKeysWithValues: mine.enumerated().map { ($1, $0) })
 
         let inputs = StoreManifest.Inputs(
             base: try fingerprint(baseCheckpoint, path: base),
@@ -114,12 +150,14 @@ public struct Analyzer: Sendable {
         let calibrationFile = calibrationSet.map {
             StoreManifest.CalibrationFileRecord(formatVersion: $0.formatVersion, metadata: $0.metadata)
         }
-        var manifest = try existingOrNewManifest(inputs: inputs, calibrationFile: calibrationFile, jobs: jobs, skipped: skipped)
-        try removeStrayFiles(manifest)
+        let manifestURL = store.appendingPathComponent(shard?.manifestPath ?? SpectrumStore.manifestName)
+        var manifest = try existingOrNewManifest(at: manifestURL, inputs: inputs, calibrationFile: calibrationFile, jobs: jobs,
+                                                 skipped: skipped)
+        try removeStrayFiles(manifest, of: shard == nil ? nil : Set(mine), manifestURL: manifestURL)
 
-        progress(.started(matrices: manifest.matrices.map { ($0.name, $0.rows, $0.columns, $0.status == .done) }))
+        progress(.started(matrices: mine.map { (jobs[$0].name, jobs[$0].rows, jobs[$0].columns, manifest.matrices[$0].status == .done) }))
         let gramCache = GramCache(capacity: parallelism.threads)
-        let todo = jobs.indices.filter { manifest.matrices[$0].status != .done }
+        let todo = mine.filter { manifest.matrices[$0].status != .done }
         let records = manifest.matrices
         var starts: [Int: Date] = [:]
         var writeFailure: AnalysisError?
@@ -130,7 +168,7 @@ public struct Analyzer: Sendable {
             started: { t in
                 let job = jobs[todo[t]]
                 starts[t] = Date()
-                progress(.matrixStarted(index: todo[t], total: jobs.count, name: job.name, rows: job.rows, columns: job.columns))
+                progress(.matrixStarted(index: position[todo[t]]!, total: mine.count, name: job.name, rows: job.rows, columns: job.columns))
             },
             body: { [self] t in
                 let index = todo[t], job = jobs[index]
@@ -148,8 +186,8 @@ public struct Analyzer: Sendable {
             finished: { t, record in
                 let index = todo[t]
                 manifest.matrices[index] = record
-                do throws(AnalysisError) { try write(manifest) } catch { writeFailure = writeFailure ?? error }
-                progress(.matrixFinished(index: index, total: jobs.count, name: jobs[index].name,
+                do throws(AnalysisError) { try Self.write(manifest, to: manifestURL) } catch { writeFailure = writeFailure ?? error }
+                progress(.matrixFinished(index: position[index]!, total: mine.count, name: jobs[index].name,
                                          seconds: Date().timeIntervalSince(starts[t] ?? Date())))
             })
         if let writeFailure { throw writeFailure }
@@ -159,9 +197,13 @@ public struct Analyzer: Sendable {
         case let .failed(_, error): throw error
         }
         manifest.complete = true
-        try write(manifest)
-        progress(.finished(store: store))
-        return try SpectrumStore(at: store)
+        try Self.write(manifest, to: manifestURL)
+    }
+
+    /// The estimated cost of analyzing an h_out × h_in matrix, in the SVD's m·n·min(m, n): what
+    /// shards balance and progress lines weigh.
+    public static func estimatedCost(rows: Int, columns: Int) -> Double {
+        Double(rows) * Double(columns) * Double(min(rows, columns))
     }
 
     /// What analyzing one matrix holds at its peak, in bytes (for ``Parallelism/memoryLimit``): the
@@ -253,7 +295,7 @@ public struct Analyzer: Sendable {
     }
 
     private func existingOrNewManifest(
-        inputs: StoreManifest.Inputs, calibrationFile: StoreManifest.CalibrationFileRecord?, jobs: [Job],
+        at manifestURL: URL, inputs: StoreManifest.Inputs, calibrationFile: StoreManifest.CalibrationFileRecord?, jobs: [Job],
         skipped: [StoreManifest.SkippedTensor]
     ) throws(AnalysisError) -> StoreManifest {
         let fresh = StoreManifest(
@@ -265,20 +307,20 @@ public struct Analyzer: Sendable {
                       inputDType: $0.inputDType, status: .pending, calibration: $0.calibration,
                       calibrationEntry: $0.calibrationEntry, statistics: $0.statistics)
             })
-        let manifestURL = store.appendingPathComponent(SpectrumStore.manifestName)
         guard FileManager.default.fileExists(atPath: manifestURL.path) else {
-            do {
-                try FileManager.default.createDirectory(
-                    at: store.appendingPathComponent(SpectrumStore.matricesFolder), withIntermediateDirectories: true)
-            } catch { throw .io(path: store.path, reason: "cannot create the store: \(error.localizedDescription)") }
-            try write(fresh)
+            for url in [store.appendingPathComponent(SpectrumStore.matricesFolder), manifestURL.deletingLastPathComponent()] {
+                do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+                    throw .io(path: store.path, reason: "cannot create the store: \(error.localizedDescription)")
+                }
+            }
+            try Self.write(fresh, to: manifestURL)
             return fresh
         }
-        let old = try SpectrumStore(at: store, requireComplete: false).manifest
+        let reader = try SpectrumStore(at: store, manifest: manifestURL, requireComplete: false)
+        let old = reader.manifest
         if let reason = try Self.difference(old: old, new: fresh) { throw .storeMismatch(store: store.path, reason: reason) }
         // Resume: keep done matrices whose files are intact, redo the rest.
         var resumed = fresh
-        let reader = try SpectrumStore(at: store, requireComplete: false)
         for (i, record) in old.matrices.enumerated() where record.status == .done {
             guard (try? reader.verify(record)) != nil else { continue }
             // The statistics come from the calibration file, which is the same (checked above);
@@ -328,18 +370,27 @@ public struct Analyzer: Sendable {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private func removeStrayFiles(_ manifest: StoreManifest) throws(AnalysisError) {
+    /// Removes what an interrupted run left: matrix files the manifest does not record as done
+    /// (of `own` matrices only, for a shard: the others are other shards' work) and temporaries
+    /// beside the manifest.
+    private func removeStrayFiles(_ manifest: StoreManifest, of own: Set<Int>?, manifestURL: URL) throws(AnalysisError) {
         let folder = store.appendingPathComponent(SpectrumStore.matricesFolder)
         let keep = Set(manifest.matrices.compactMap { $0.status == .done ? $0.file : nil }.map { ($0 as NSString).lastPathComponent })
+        let owned = own.map { Set($0.map { Self.matrixFileName(index: $0) }) }
         let present = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
         for name in present where !keep.contains(name) {
+            // A temporary `.NNNNN.safetensors.<UUID>.tmp` belongs to the matrix NNNNN.
+            let target = name.hasPrefix(".") ? String(name.dropFirst().prefix { $0 != "." }) + ".safetensors" : name
+            if let owned, !owned.contains(target) { continue }
             try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
         }
-        AtomicFile.removeLeftovers(of: store.appendingPathComponent(SpectrumStore.manifestName))
+        AtomicFile.removeLeftovers(of: manifestURL)
     }
 
-    private func write(_ manifest: StoreManifest) throws(AnalysisError) {
-        let url = store.appendingPathComponent(SpectrumStore.manifestName)
+    /// The file name of matrix `index` in the store's `matrices/`.
+    static func matrixFileName(index: Int) -> String { String(format: "%05d", index) + ".safetensors" }
+
+    static func write(_ manifest: StoreManifest, to url: URL) throws(AnalysisError) {
         do { try AtomicFile.write(data: StoreManifest.encode(manifest), to: url) } catch {
             throw .io(path: url.path, reason: "cannot write the manifest: \(error)")
         }

@@ -26,19 +26,28 @@ public struct SpectrumStore: Sendable {
     /// Opens a store. Later stages need `requireComplete` (the default): an interrupted analysis
     /// is refused with the list of matrices still missing.
     public init(at url: URL, requireComplete: Bool = true) throws(AnalysisError) {
+        try self.init(at: url, manifest: url.appendingPathComponent(Self.manifestName), requireComplete: requireComplete)
+    }
+
+    /// A store read through another of its manifests (a shard's, ``Shard/manifestPath``).
+    init(at url: URL, manifest manifestURL: URL, requireComplete: Bool) throws(AnalysisError) {
         self.url = url
-        let manifestURL = url.appendingPathComponent(Self.manifestName)
+        let name = String(manifestURL.path.dropFirst(url.path.count + 1))
         let data: Data
         do { data = try Data(contentsOf: manifestURL) } catch {
-            throw .io(path: manifestURL.path, reason: "not a spectrum store (no readable manifest.json)")
+            if name == Self.manifestName, FileManager.default.fileExists(atPath: url.appendingPathComponent(Shard.folder).path) {
+                throw .shards(store: url.path, reason: "it was analyzed in shards and not finalized yet (no manifest.json); "
+                              + "run `deltaplan analyze --finalize \(url.path)` once every shard has finished")
+            }
+            throw .io(path: manifestURL.path, reason: "not a spectrum store (no readable \(name))")
         }
         do {
             manifest = try JSONDecoder().decode(StoreManifest.self, from: data)
         } catch {
-            throw .storeCorrupt(store: url.path, file: Self.manifestName, reason: "\(error)")
+            throw .storeCorrupt(store: url.path, file: name, reason: "\(error)")
         }
         guard manifest.formatVersion == StoreManifest.currentFormatVersion else {
-            throw .storeCorrupt(store: url.path, file: Self.manifestName,
+            throw .storeCorrupt(store: url.path, file: name,
                                 reason: "format version \(manifest.formatVersion), this tool reads \(StoreManifest.currentFormatVersion)")
         }
         if requireComplete, !manifest.complete {

@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Foundation
 import Checkpoint
@@ -53,6 +54,11 @@ extension Strategy: ExpressibleByArgument {
     }
     guard !budgets.isEmpty else { throw ValidationError("--budgets lists no budget") }
     return budgets
+}
+
+/// `--shard`: ``Shard/init(parsing:)``.
+@Sendable func shardArgument(_ text: String) throws -> Shard {
+    do { return try Shard(parsing: text) } catch { throw ValidationError(error.description) }
 }
 
 /// `--bits`: ``BitMenu/parse(_:field:)``.

@@ -32,8 +32,8 @@ final class DeltaplanProcess: @unchecked Sendable {
         let name = "\(arguments.first ?? "deltaplan")-\(UUID().uuidString.prefix(8))"
         outputURL = logs.appendingPathComponent("\(name).out")
         errorURL = logs.appendingPathComponent("\(name).err")
-        FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errorURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errorURL.path, contents: nil)
         process.executableURL = try deltaplanExecutable()
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment

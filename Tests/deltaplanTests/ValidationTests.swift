@@ -25,6 +25,11 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         // analyze
         BadArguments("analyze --base b --finetuned f --out o --max-rank 0", "--max-rank must be at least 1, got 0"),
         BadArguments("analyze --base b --finetuned f --out o --power-iterations=-1", "--power-iterations must not be negative"),
+        BadArguments("analyze --base b --finetuned f --out o --shard 0/3", "--shard", "I/N needs 1 ≤ I ≤ N, got 0/3"),
+        BadArguments("analyze --base b --finetuned f --out o --shard 2", "--shard", "expected I/N (e.g. 2/4), got '2'"),
+        BadArguments("analyze --finalize s --out o", "--finalize STORE takes no other option"),
+        BadArguments("analyze --finalize s --shard 1/2", "--finalize STORE takes no other option"),
+        BadArguments("analyze --finetuned f --out o", "--base", "--finalize STORE"),
         // synth
         BadArguments("synth --profile llama-2-7b --out o --scale 0", "--scale must be in (0, 1], got 0.0"),
         BadArguments("synth --profile llama-2-7b --out o --scale 1.5", "--scale must be in (0, 1], got 1.5"),
@@ -147,6 +152,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     /// value's doing.
     @Test(arguments: [
         "analyze --base b --finetuned f --out o --max-rank 1 --power-iterations=0",
+        "analyze --base b --finetuned f --out o --shard 3/3",
+        "analyze --finalize s",
         "synth --profile llama-2-7b --out o --scale 1 --layers 1 --dtype f16 --tokens 1 --shard-size 1",
         "plan store --budget 1/16",
         "plan --profile llama-2-7b --budget 1/16 --strategy preset:single-3 --bits 16,8,3,2 --group-size 64",

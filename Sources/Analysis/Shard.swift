@@ -1,0 +1,142 @@
+import Foundation
+
+/// One of N parts of an analysis (`deltaplan analyze --shard I/N`), for running the matrices of one
+/// store in several processes, possibly on several machines sharing the store's filesystem.
+///
+/// Every shard assigns the matrices the same way (``assignment(costs:count:)``, from their shapes
+/// alone), writes the files of its own matrices into the store's `matrices/` (each file
+/// atomically; the names are by matrix index, so shards never write the same file) and records them
+/// in a manifest of its own, `shards/I-of-N.json`: no two processes ever write one file, so nothing
+/// needs a lock, which network filesystems do not all honour. ``Analyzer/finalize(store:)`` then
+/// checks every shard's manifest and matrix files and writes the store's `manifest.json`, the same
+/// bytes a single process writes.
+public struct Shard: Sendable, Hashable, CustomStringConvertible {
+    /// 1…count.
+    public let index: Int
+    public let count: Int
+
+    public static let folder = "shards"
+
+    public init(index: Int, count: Int) throws(AnalysisError) {
+        guard count >= 1, (1...count).contains(index) else {
+            throw .invalidOption("--shard", "I/N needs 1 ≤ I ≤ N, got \(index)/\(count)")
+        }
+        self.index = index
+        self.count = count
+    }
+
+    /// `I/N`, e.g. `2/4`.
+    public init(parsing text: String) throws(AnalysisError) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else {
+            throw .invalidOption("--shard", "expected I/N (e.g. 2/4), got '\(text)'")
+        }
+        try self.init(index: i, count: n)
+    }
+
+    public var description: String { "\(index)/\(count)" }
+
+    /// The shard's manifest, relative to the store.
+    public var manifestPath: String { "\(Self.folder)/\(index)-of-\(count).json" }
+
+    /// The shard (1…count) of each item: the most expensive first (ties in index order), each to
+    /// the shard with the least estimated cost so far (ties to the lowest index): every shard's
+    /// total is within the largest single cost of the mean. Depends on `costs` alone.
+    public static func assignment(costs: [Double], count: Int) -> [Int] {
+        precondition(count >= 1)
+        var load = [Double](repeating: 0, count: count)
+        var shard = [Int](repeating: 0, count: costs.count)
+        for item in costs.indices.sorted(by: { costs[$0] != costs[$1] ? costs[$0] > costs[$1] : $0 < $1 }) {
+            let least = load.indices.min { load[$0] != load[$1] ? load[$0] < load[$1] : $0 < $1 }!
+            shard[item] = least + 1
+            load[least] += costs[item]
+        }
+        return shard
+    }
+
+    /// The shard a manifest file name `I-of-N.json` belongs to, or nil for any other name.
+    static func parsingManifestName(_ name: String) -> Shard? {
+        guard name.hasSuffix(".json") else { return nil }
+        let parts = name.dropLast(".json".count).components(separatedBy: "-of-")
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]),
+              String(i) == parts[0], String(n) == parts[1] else { return nil }
+        return try? Shard(index: i, count: n)
+    }
+}
+
+extension Analyzer {
+    /// Finishes a store analyzed in shards: checks that every shard of the one count N left its
+    /// manifest, complete and made from the same inputs and options as the others, and that every
+    /// matrix file is the one its shard recorded (size and SHA-256), then writes `manifest.json`
+    /// (the bytes a single process writes) and removes `shards/`. A store that is already complete
+    /// is returned as it is.
+    ///
+    /// - Throws: ``AnalysisError/shards(store:reason:)`` naming the shard to rerun (missing,
+    ///   unfinished, damaged) or the one made from other inputs.
+    @discardableResult
+    public static func finalize(store: URL) throws(AnalysisError) -> SpectrumStore {
+        let folder = store.appendingPathComponent(Shard.folder)
+        if let done = try? SpectrumStore(at: store), done.manifest.complete {
+            try? FileManager.default.removeItem(at: folder)
+            return done
+        }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        let shards = names.compactMap(Shard.parsingManifestName).sorted { ($0.count, $0.index) < ($1.count, $1.index) }
+        guard let count = shards.first?.count else {
+            throw .shards(store: store.path, reason: "no shard manifests in \(folder.path): analyze it with --shard I/N first")
+        }
+        if let other = shards.first(where: { $0.count != count }) {
+            throw .shards(store: store.path, reason: "shards of different counts: \(shards[0].manifestPath) and \(other.manifestPath); "
+                          + "remove the ones of the count not used")
+        }
+        let missing = (1...count).filter { i in !shards.contains { $0.index == i } }
+        guard missing.isEmpty else {
+            throw .shards(store: store.path, reason: "shard " + missing.map { "\($0)/\(count)" }.joined(separator: ", ")
+                          + " has not run (no \(Shard.folder)/\(missing[0])-of-\(count).json): run analyze with --shard \(missing[0])/\(count)")
+        }
+        var manifests: [StoreManifest] = []
+        for shard in shards {
+            let reader = try SpectrumStore(at: store, manifest: store.appendingPathComponent(shard.manifestPath), requireComplete: false)
+            guard reader.manifest.complete else {
+                throw .shards(store: store.path, reason: "shard \(shard) has not finished: rerun analyze with --shard \(shard)")
+            }
+            if let first = manifests.first, let reason = try difference(old: first, new: reader.manifest) ?? sameRecords(first, reader.manifest) {
+                throw .shards(store: store.path, reason: "shard \(shard) was made from other inputs or options than shard 1/\(count): "
+                              + "\(reason); rerun it with the same ones")
+            }
+            manifests.append(reader.manifest)
+        }
+        var merged = manifests[0]
+        let assignment = Shard.assignment(costs: merged.matrices.map { estimatedCost(rows: $0.rows, columns: $0.columns) }, count: count)
+        let reader = try SpectrumStore(at: store, manifest: store.appendingPathComponent(shards[0].manifestPath), requireComplete: false)
+        for (i, shardIndex) in assignment.enumerated() {
+            let record = manifests[shardIndex - 1].matrices[i]
+            let shard = shards[shardIndex - 1]
+            guard record.status == .done else {
+                throw .shards(store: store.path, reason: "matrix \(record.name) of shard \(shard) was not analyzed: rerun analyze with --shard \(shard)")
+            }
+            do throws(AnalysisError) { try reader.verify(record) } catch {
+                throw .shards(store: store.path, reason: "matrix \(record.name) of shard \(shard) is damaged (\(error)): "
+                              + "rerun analyze with --shard \(shard), which redoes it")
+            }
+            merged.matrices[i] = record
+        }
+        merged.complete = true
+        try write(merged, to: store.appendingPathComponent(SpectrumStore.manifestName))
+        try? FileManager.default.removeItem(at: folder)
+        return try SpectrumStore(at: store)
+    }
+
+    /// Why two shards' manifests list different matrices (names, shapes, calibration), or nil.
+    private static func sameRecords(_ a: StoreManifest, _ b: StoreManifest) -> String? {
+        guard a.skipped == b.skipped, a.dataFree == b.dataFree, a.calibrationFile == b.calibrationFile,
+              a.formatVersion == b.formatVersion, a.toolVersion == b.toolVersion else {
+            return "its manifest's header differs"
+        }
+        for (x, y) in zip(a.matrices, b.matrices)
+        where (x.rows, x.columns, x.calibration, x.calibrationEntry, x.statistics) != (y.rows, y.columns, y.calibration, y.calibrationEntry, y.statistics) {
+            return "matrix \(x.name) differs"
+        }
+        return nil
+    }
+}
