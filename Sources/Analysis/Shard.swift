@@ -54,6 +54,14 @@ public struct Shard: Sendable, Hashable, CustomStringConvertible {
         return shard
     }
 
+    /// The name of a shard's record in a compression's work directory: `shard-I-of-N.json`.
+    public static func recordName(_ shard: Shard) -> String { "shard-\(shard.index)-of-\(shard.count).json" }
+
+    /// The shard of a record name `shard-I-of-N.json`, or nil for any other name.
+    public static func parsingRecordName(_ name: String) -> Shard? {
+        name.hasPrefix("shard-") ? parsingManifestName(String(name.dropFirst("shard-".count))) : nil
+    }
+
     /// The shard a manifest file name `I-of-N.json` belongs to, or nil for any other name.
     static func parsingManifestName(_ name: String) -> Shard? {
         guard name.hasSuffix(".json") else { return nil }

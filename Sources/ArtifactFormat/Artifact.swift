@@ -25,6 +25,9 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
     /// A value the format cannot hold (a kept ΔW beyond F16's range): `tensor` names the matrix.
     case unrepresentable(tensor: String, reason: String)
     case quantization(QuantizationError)
+    /// A compression run in shards cannot be finalized yet (a shard missing or unfinished, a matrix
+    /// missing or damaged): the reason names the shard to rerun.
+    case shards(artifact: String, reason: String)
     case io(path: String, reason: String)
 
     public var description: String {
@@ -37,6 +40,7 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
         case let .checkpoint(message): message
         case let .unrepresentable(tensor, reason): "\(tensor): \(reason)"
         case let .quantization(error): error.description
+        case let .shards(artifact, reason): "artifact \(artifact): \(reason)"
         case let .io(path, reason): "\(path): \(reason)"
         }
     }

@@ -109,6 +109,52 @@ public func compress(
     parallelism: Parallelism = .serial,
     progress: (CompressionEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
 ) throws(ArtifactError) -> ArtifactManifest {
+    try compress(store: store, plan: plan, calibration: calibration, options: options, to: out, run: .whole, parallelism: parallelism,
+                 progress: progress, shouldStop: shouldStop)!
+}
+
+/// One shard of a compression (`compress --shard I/N`): quantizes the shard's matrices (``Shard/assignment(costs:count:)``
+/// by each matrix's estimated cost) into the work directory ``compressionWorkDirectory(for:)``,
+/// which several processes may share, and records them, with each file's SHA-256, in the work
+/// directory's `shard-I-of-N.json`. Resumable like a whole compression. Then
+/// ``finalizeCompression(store:plan:calibration:options:to:progress:)`` with the same inputs.
+public func compress(
+    store: SpectrumStore, plan: Plan, calibration: CalibrationSet?, options: CompressionOptions, to out: URL, shard: Shard,
+    parallelism: Parallelism = .serial,
+    progress: (CompressionEvent) -> Void = { _ in }, shouldStop: () -> Bool = { false }
+) throws(ArtifactError) {
+    _ = try compress(store: store, plan: plan, calibration: calibration, options: options, to: out, run: .shard(shard),
+                     parallelism: parallelism, progress: progress, shouldStop: shouldStop)
+}
+
+/// Assembles the artifact of a compression run in shards once every shard has finished: checks
+/// that the work directory holds the record of every shard of one count N and every matrix's file
+/// with the SHA-256 its shard recorded, then writes the artifact exactly as a whole compression
+/// does (the same bytes). Quantizes nothing.
+///
+/// - Throws: ``ArtifactError/shards(artifact:reason:)`` naming the shard to rerun (not run,
+///   unfinished, or a matrix of it missing or damaged).
+@discardableResult
+public func finalizeCompression(
+    store: SpectrumStore, plan: Plan, calibration: CalibrationSet?, options: CompressionOptions, to out: URL,
+    progress: (CompressionEvent) -> Void = { _ in }
+) throws(ArtifactError) -> ArtifactManifest {
+    try compress(store: store, plan: plan, calibration: calibration, options: options, to: out, run: .finalize,
+                 parallelism: .serial, progress: progress, shouldStop: { false })!
+}
+
+/// What a call of the compression runs: every matrix and the artifact, one shard's matrices, or
+/// the artifact from the shards' matrices.
+private enum CompressionRun {
+    case whole
+    case shard(Shard)
+    case finalize
+}
+
+private func compress(
+    store: SpectrumStore, plan: Plan, calibration: CalibrationSet?, options: CompressionOptions, to out: URL, run: CompressionRun,
+    parallelism: Parallelism, progress: (CompressionEvent) -> Void, shouldStop: () -> Bool
+) throws(ArtifactError) -> ArtifactManifest? {
     let planName = options.planPath ?? "<plan>"
     guard plan.source.kind == "store", plan.source.hash == store.identity else {
         throw .planMismatch(plan: planName, reason: "its source is \(plan.source.kind) \(plan.source.name) with hash \(plan.source.hash), the store \(store.url.path) has identity \(store.identity)")
@@ -170,17 +216,30 @@ public func compress(
     let planData: Data
     do { planData = try plan.encoded() } catch { throw .planMismatch(plan: planName, reason: "\(error)") }
     let planSHA256 = Digest.sha256(planData)
+    let costs = plan.matrices.map { m in Double(m.shape[0]) * Double(m.shape[1]) * Double(max(1, m.segments.last?.end ?? 0)) }
+    let mine: [Int] = if case let .shard(shard) = run {
+        zip(plan.matrices.indices, Shard.assignment(costs: costs, count: shard.count)).filter { $0.1 == shard.index }.map(\.0)
+    } else {
+        Array(plan.matrices.indices)
+    }
     let work = try CompressionWork(
-        directory: compressionWorkDirectory(for: out), matrices: plan.matrices.count,
+        directory: compressionWorkDirectory(for: out), matrices: plan.matrices.count, own: Set(mine),
         key: ["plan_sha256": planSHA256, "store": store.identity, "calibration": calibrationKey, "method": options.method.rawValue,
               "order": order.rawValue, "dampening": String(options.dampening), "group_size": String(plan.groupSize),
               "tool": options.toolVersion])
-    let costs = plan.matrices.map { m in Double(m.shape[0]) * Double(m.shape[1]) * Double(max(1, m.segments.last?.end ?? 0)) }
-    progress(.started(matrices: plan.matrices.map(\.name), work: costs, carried: carried.count))
+    switch run {
+    case .whole: break
+    case let .shard(shard): work.discardDamaged(shard, matrices: mine)
+    case .finalize: try work.checkShards(plan: plan, costs: costs, artifact: out)
+    }
+    let owned = Set(mine)
+    progress(.started(matrices: plan.matrices.map(\.name), work: costs.indices.map { owned.contains($0) ? costs[$0] : 0 },
+                      carried: carried.count))
     if let orderWarning { progress(.warning(orderWarning)) }
     var matrixRecords = [ArtifactManifest.MatrixRecord?](repeating: nil, count: plan.matrices.count)
     var todo: [Int] = []
-    for (index, m) in plan.matrices.enumerated() {
+    for index in mine {
+        let m = plan.matrices[index]
         if let saved = work.saved(index, name: m.name) {
             matrixRecords[index] = matrixRecord(m, method: saved.method, order: order, groupSize: plan.groupSize,
                                                 calibrationEntry: saved.calibrationEntry, storedBytes: saved.storedBytes,
@@ -232,6 +291,10 @@ public func compress(
     case let .failed(_, error): throw error
     }
     if shouldStop() { throw .quantization(.stopped) }
+    if case let .shard(shard) = run {
+        try work.recordShard(shard, matrices: mine)
+        return nil
+    }
 
     // The artifact, assembled in a temporary sibling directory.
     let fm = FileManager.default
@@ -456,8 +519,9 @@ struct CompressionWork: Sendable {
         var storedBytes: Int
     }
 
-    /// Creates the directory if needed, removing files for matrices beyond `matrices`.
-    init(directory: URL, matrices: Int, key: [String: String]) throws(ArtifactError) {
+    /// Creates the directory if needed, removing files for matrices beyond `matrices` and the
+    /// temporaries that writers of the `own` matrices left (other shards' may be in flight).
+    init(directory: URL, matrices: Int, own: Set<Int>, key: [String: String]) throws(ArtifactError) {
         self.directory = directory
         self.key = key
         let fm = FileManager.default
@@ -465,8 +529,79 @@ struct CompressionWork: Sendable {
             throw .io(path: directory.path, reason: "cannot create the work directory: \(error.localizedDescription)")
         }
         let keep = Set((0..<matrices).map { Self.fileName($0) })
+        let owned = Set(own.map { Self.fileName($0) })
         for name in (try? fm.contentsOfDirectory(atPath: directory.path)) ?? [] where !keep.contains(name) {
+            if Shard.parsingRecordName(name) != nil { continue }
+            // A temporary `.NNNNN.safetensors.<UUID>.tmp` belongs to the matrix NNNNN.
+            if name.hasPrefix("."), !owned.contains(String(name.dropFirst().prefix { $0 != "." }) + ".safetensors") { continue }
             try? fm.removeItem(at: directory.appendingPathComponent(name))
+        }
+    }
+
+    /// A shard's record: the SHA-256 of each of its matrices' files, by index.
+    struct ShardRecord: Codable, Equatable {
+        var shard: String
+        var files: [String: String]
+    }
+
+    /// Records that `shard` has saved its `matrices` (`shard-I-of-N.json`, atomically).
+    func recordShard(_ shard: Shard, matrices: [Int]) throws(ArtifactError) {
+        var files: [String: String] = [:]
+        for index in matrices {
+            do { files[Self.fileName(index)] = try Digest.sha256(fileAt: url(index)) } catch {
+                throw .io(path: url(index).path, reason: "cannot read the quantized segments: \(error)")
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let data = (try? encoder.encode(ShardRecord(shard: shard.description, files: files))) ?? Data()
+        do { try AtomicFile.write(data: data, to: directory.appendingPathComponent(Shard.recordName(shard))) } catch {
+            throw .io(path: directory.path, reason: "cannot record shard \(shard): \(error)")
+        }
+    }
+
+    /// Before a shard's rerun: removes the shard's record and those of its matrices' files that
+    /// no longer have the SHA-256 it recorded (damaged since), so that they are quantized again.
+    func discardDamaged(_ shard: Shard, matrices: [Int]) {
+        let recordURL = directory.appendingPathComponent(Shard.recordName(shard))
+        guard let data = try? Data(contentsOf: recordURL), let record = try? JSONDecoder().decode(ShardRecord.self, from: data) else { return }
+        for index in matrices where (try? Digest.sha256(fileAt: url(index))) != record.files[Self.fileName(index)] {
+            try? FileManager.default.removeItem(at: url(index))
+        }
+        try? FileManager.default.removeItem(at: recordURL)
+    }
+
+    /// Before a finalize: every shard of one count has recorded its matrices, and every matrix's
+    /// file is this compression's (``saved(_:name:)``) with the SHA-256 its shard recorded.
+    func checkShards(plan: Plan, costs: [Double], artifact: URL) throws(ArtifactError) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        let shards = names.compactMap(Shard.parsingRecordName).sorted { ($0.count, $0.index) < ($1.count, $1.index) }
+        func failure(_ reason: String) -> ArtifactError { .shards(artifact: artifact.path, reason: reason) }
+        guard let count = shards.first?.count else {
+            throw failure("no shard has finished (no shard-I-of-N.json in \(directory.path)): run compress with --shard I/N first")
+        }
+        if let other = shards.first(where: { $0.count != count }) {
+            throw failure("shards of different counts in \(directory.path): \(shards[0]) and \(other)")
+        }
+        if let missing = (1...count).first(where: { i in !shards.contains { $0.index == i } }) {
+            throw failure("shard \(missing)/\(count) has not finished: run compress with --shard \(missing)/\(count)")
+        }
+        var recorded: [String: String] = [:]
+        for shard in shards {
+            let url = directory.appendingPathComponent(Shard.recordName(shard))
+            guard let data = try? Data(contentsOf: url), let record = try? JSONDecoder().decode(ShardRecord.self, from: data),
+                  record.shard == shard.description else {
+                throw failure("the record of shard \(shard) (\(url.path)) is unreadable: rerun compress with --shard \(shard)")
+            }
+            recorded.merge(record.files) { first, _ in first }
+        }
+        for (index, shard) in Shard.assignment(costs: costs, count: count).enumerated() {
+            let name = plan.matrices[index].name
+            let sha = try? Digest.sha256(fileAt: url(index))
+            guard saved(index, name: name) != nil, let sha, sha == recorded[Self.fileName(index)] else {
+                throw failure("matrix \(name) of shard \(shard)/\(count) is missing or damaged (\(url(index).path)): "
+                              + "rerun compress with --shard \(shard)/\(count), which redoes it")
+            }
         }
     }
 

@@ -47,7 +47,17 @@ struct Compress: ParsableCommand {
     @Option(help: "The artifact directory to write (atomically). An interrupted run keeps the matrices it quantized in the hidden sibling .NAME.partial, and a rerun with the same plan and options resumes from them.")
     var out: String
 
+    @Option(help: "Quantize only shard I of N (e.g. 2/4) of the plan's matrices into the work directory, which the shards may share; then --finalize.", transform: shardArgument)
+    var shard: Shard?
+
+    @Flag(help: "Assemble the artifact once every shard has finished (the same inputs and options as the shards'); quantizes nothing.")
+    var finalize = false
+
     @OptionGroup var threadOptions: ThreadOptions
+
+    func validate() throws {
+        if finalize, let shard { throw ValidationError("--finalize assembles what every shard left; it takes no --shard (got \(shard))") }
+    }
 
     func run() throws {
         let store: SpectrumStore
@@ -56,43 +66,54 @@ struct Compress: ParsableCommand {
         do { plan = try Plan.read(from: URL(fileURLWithPath: self.plan)) } catch { throw CLIFailure(error) }
         let calibrationSet: CalibrationSet?
         do { calibrationSet = try store.calibrationSet(given: calibration.map { URL(fileURLWithPath: $0) }) } catch { throw CLIFailure(error) }
-        let progress = TerminalProgress(label: "compress")
+        let progress = TerminalProgress(label: shard.map { "compress \($0)" } ?? "compress")
         var work: [Double] = [], done = 0.0, total = 0.0, finished = 0, resumed = 0
+        let options = CompressionOptions(method: method, order: order, dampening: dampening, base: base.map { URL(fileURLWithPath: $0) },
+                                         finetuned: finetuned.map { URL(fileURLWithPath: $0) }, planPath: self.plan,
+                                         toolVersion: DeltaPlanVersion.string)
+        let destination = URL(fileURLWithPath: out)
         let manifest: ArtifactManifest
         do {
-            manifest = try compress(
-                store: store, plan: plan, calibration: calibrationSet,
-                options: CompressionOptions(method: method, order: order, dampening: dampening, base: base.map { URL(fileURLWithPath: $0) },
-                                            finetuned: finetuned.map { URL(fileURLWithPath: $0) }, planPath: self.plan,
-                                            toolVersion: DeltaPlanVersion.string),
-                to: URL(fileURLWithPath: out), parallelism: threadOptions.parallelism(),
-                progress: { event in
-                    switch event {
-                    case let .started(_, w, carried):
-                        work = w
-                        total = w.reduce(0, +)
-                        progress.note("\(w.count) planned matrices, \(carried) carried tensors")
-                    case let .matrixResumed(index, _, _):
-                        // Only the work left counts toward the ETA.
-                        total -= work[index]
-                        finished += 1
-                        resumed += 1
-                    case let .matrixStarted(_, count, name):
-                        if resumed > 0 {
-                            progress.note("resuming: \(resumed) of \(count) matrices already quantized")
-                            resumed = 0
-                        }
-                        progress.update(done: done, total: total, step: finished, steps: count, current: name)
-                    case let .matrixFinished(index, count, name, seconds):
-                        done += work[index]
-                        finished += 1
-                        progress.update(done: done, total: total, step: finished, steps: count,
-                                        current: "\(name) in \(Format.duration(seconds))", finished: true)
-                    case .carried: break
-                    case let .warning(text): progress.note("warning: \(text)")
-                    case let .finished(url): progress.finish("compress: done, artifact \(url.path)")
+            let report: (CompressionEvent) -> Void = { event in
+                switch event {
+                case let .started(_, w, carried):
+                    work = w
+                    total = w.reduce(0, +)
+                    progress.note("\(w.count) planned matrices, \(carried) carried tensors")
+                case let .matrixResumed(index, _, _):
+                    // Only the work left counts toward the ETA.
+                    total -= work[index]
+                    finished += 1
+                    resumed += 1
+                case let .matrixStarted(_, count, name):
+                    if resumed > 0 {
+                        progress.note("resuming: \(resumed) of \(count) matrices already quantized")
+                        resumed = 0
                     }
-                })
+                    progress.update(done: done, total: total, step: finished, steps: count, current: name)
+                case let .matrixFinished(index, count, name, seconds):
+                    done += work[index]
+                    finished += 1
+                    progress.update(done: done, total: total, step: finished, steps: count,
+                                    current: "\(name) in \(Format.duration(seconds))", finished: true)
+                case .carried: break
+                case let .warning(text): progress.note("warning: \(text)")
+                case let .finished(url): progress.finish("compress: done, artifact \(url.path)")
+                }
+            }
+            if let shard {
+                try compress(store: store, plan: plan, calibration: calibrationSet, options: options, to: destination, shard: shard,
+                             parallelism: threadOptions.parallelism(), progress: report)
+                progress.finish("compress \(shard): done")
+                say("quantized shard \(shard) into \(compressionWorkDirectory(for: destination).path); when all \(shard.count) have finished, "
+                    + "rerun this command with --finalize instead of --shard")
+                return
+            }
+            manifest = finalize
+                ? try finalizeCompression(store: store, plan: plan, calibration: calibrationSet, options: options, to: destination,
+                                          progress: report)
+                : try compress(store: store, plan: plan, calibration: calibrationSet, options: options, to: destination,
+                               parallelism: threadOptions.parallelism(), progress: report)
         } catch { throw CLIFailure(error) }
         let t = manifest.totals
         say("planned: \(Format.bytes(Double(t.plannedBytes))) (\(t.plannedBytes) B) for \(Format.bytes(Double(t.planStorageBits) / 8)) in the plan "

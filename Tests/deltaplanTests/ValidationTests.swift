@@ -30,6 +30,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("analyze --finalize s --out o", "--finalize STORE takes no other option"),
         BadArguments("analyze --finalize s --shard 1/2", "--finalize STORE takes no other option"),
         BadArguments("analyze --finetuned f --out o", "--base", "--finalize STORE"),
+        BadArguments("compress s --plan p --out o --finalize --shard 1/2", "--finalize assembles what every shard left; it takes no --shard (got 1/2)"),
+        BadArguments("compress s --plan p --out o --shard 3/2", "--shard", "I/N needs 1 ≤ I ≤ N, got 3/2"),
         // synth
         BadArguments("synth --profile llama-2-7b --out o --scale 0", "--scale must be in (0, 1], got 0.0"),
         BadArguments("synth --profile llama-2-7b --out o --scale 1.5", "--scale must be in (0, 1], got 1.5"),
@@ -154,6 +156,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "analyze --base b --finetuned f --out o --max-rank 1 --power-iterations=0",
         "analyze --base b --finetuned f --out o --shard 3/3",
         "analyze --finalize s",
+        "compress s --plan p --out o --shard 2/2",
+        "compress s --plan p --out o --finalize",
         "synth --profile llama-2-7b --out o --scale 1 --layers 1 --dtype f16 --tokens 1 --shard-size 1",
         "plan store --budget 1/16",
         "plan --profile llama-2-7b --budget 1/16 --strategy preset:single-3 --bits 16,8,3,2 --group-size 64",
