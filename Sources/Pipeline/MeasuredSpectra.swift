@@ -91,14 +91,11 @@ public func finalizeMeasurement(store: SpectrumStore, calibration: CalibrationSe
     let folder = errorTableFolder(store, options)
     func failure(_ reason: String) -> QuantizationError { .shards(store: store.url.path, reason: reason) }
     let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-    let shards = names.compactMap(Shard.parsingRecordName).sorted { ($0.count, $0.index) < ($1.count, $1.index) }
-    guard let count = shards.first?.count else {
-        throw failure("no shard has finished (no shard-I-of-N.json in \(folder.path)): run measure with --shard I/N first")
+    let shards: [Shard]
+    do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingRecordName, command: "measure") } catch {
+        throw failure("\(error) (\(folder.path))")
     }
-    if let other = shards.first(where: { $0.count != count }) { throw failure("shards of different counts: \(shards[0]) and \(other)") }
-    if let missing = (1...count).first(where: { i in !shards.contains { $0.index == i } }) {
-        throw failure("shard \(missing)/\(count) has not finished: run measure with --shard \(missing)/\(count)")
-    }
+    let count = shards[0].count
     var recorded: [String: String] = [:]
     for shard in shards {
         let url = folder.appendingPathComponent(Shard.recordName(shard))
