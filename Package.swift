@@ -99,7 +99,7 @@ let package = Package(
             name: "deltaplan-bench",
             dependencies: [
                 "LinearAlgebra", "Checkpoint", "ContentHash", "ModelProfiles", "Reporting", "Analysis", "Optimizer",
-                "Quantization", "Pipeline",
+                "Quantization", "Pipeline", "Service",
             ],
             path: "Benchmarks/deltaplan-bench"),
 

@@ -6,6 +6,7 @@
 //   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
 //   deltaplan-bench quantizers                  (clipping search and input hashing, side by side)
 //   deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]   (the measurement pass, per matrix)
+//   deltaplan-bench queue POSTGRES_URL [--jobs N]  (the service's job queue: claims on PostgreSQL by 2 nodes, SQLite)
 //
 // Suites print human-readable lines; the svd suite also prints machine-readable
 // `RESULT <key> <seconds>` lines that Benchmarks/run-svd.sh joins with the Python reference.
@@ -13,7 +14,7 @@
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers\n       deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]"
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers\n       deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]\n       deltaplan-bench queue POSTGRES_URL [--jobs N]"
 switch arguments.first {
 case "svd":
     do {
@@ -42,6 +43,11 @@ case "quantizers":
 case "measure":
     do { try runMeasureBenchmark(Array(arguments.dropFirst())) } catch {
         print("measure failed: \(error)")
+        exit(1)
+    }
+case "queue":
+    do { try runQueueBenchmark(Array(arguments.dropFirst())) } catch {
+        print("queue failed: \(error)")
         exit(1)
     }
 default:

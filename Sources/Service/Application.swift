@@ -23,8 +23,10 @@ public func buildState(_ configuration: ServiceConfiguration, runners: JobRunner
     var repaired: [Job] = []
     if let database = configuration.database {
         // Jobs another node left running are taken over when their leases expire.
-        store = try PostgresJobStore(url: database, leaseSeconds: configuration.leaseSeconds, resumable: { runners[$0].resumable },
-                                     logger: logger)
+        let shared = try PostgresJobStore(url: database, leaseSeconds: configuration.leaseSeconds, resumable: { runners[$0].resumable },
+                                          logger: logger)
+        logger.info("node \(shared.node): jobs in \(shared.location), leases of \(shared.leaseSeconds) s")
+        store = shared
     } else {
         let local = try JobStore(path: data.appendingPathComponent("jobs.sqlite").path)
         repaired = try local.recoverInterrupted(resumable: { runners[$0].resumable })

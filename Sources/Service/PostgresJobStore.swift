@@ -17,7 +17,7 @@ import PostgresNIO
 /// - Every claim is recorded in `deltaplan_job_run` (job, node, claimed and ended at, outcome):
 ///   which node ran what, and when.
 ///
-/// Times are the database server's (`clock_timestamp()`), so nodes' clocks need not agree.
+/// Times are the database server's (`statement_timestamp()`), so nodes' clocks need not agree.
 public final class PostgresJobStore: JobQueue {
     /// This process's identity in `owner` and the run records.
     public let node: String
@@ -118,7 +118,8 @@ public final class PostgresJobStore: JobQueue {
         cancel_requested, attempts
         """
 
-    private static let now = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+    /// The statement's time on the server: one value for every part of a statement.
+    private static let now = "EXTRACT(EPOCH FROM statement_timestamp())::DOUBLE PRECISION"
 
     private func jobs(_ query: PostgresQuery) async throws -> [Job] {
         var out: [Job] = []
@@ -189,9 +190,11 @@ public final class PostgresJobStore: JobQueue {
     // MARK: Worker side
 
     public func claimNext() throws -> Job? {
+        // One statement, one commit: expired leases of jobs that cannot resume (or whose cancel
+        // was asked) end; the oldest job that is queued, or running under an expired lease and
+        // resumable, becomes this node's; run records are closed and opened.
         try blocking { [self] in
-            // Expired leases of jobs that cannot resume (or whose cancel was asked) end here.
-            try await execute("""
+            try await jobs("""
                 WITH ended AS (
                     UPDATE deltaplan_job SET
                         state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END,
@@ -199,27 +202,26 @@ public final class PostgresJobStore: JobQueue {
                         error = CASE WHEN cancel_requested THEN 'cancelled by request'
                             ELSE 'its node stopped while it ran; ' || kind || ' jobs cannot resume, submit it again' END
                     WHERE state = 'running' AND lease_until < \(unescaped: Self.now) AND (cancel_requested OR NOT (kind = ANY(\(resumable))))
-                    RETURNING id)
-                UPDATE deltaplan_job_run SET ended_at = \(unescaped: Self.now), outcome = 'lease expired'
-                FROM ended WHERE deltaplan_job_run.job_id = ended.id AND deltaplan_job_run.ended_at IS NULL
-                """)
-            let claimed = try await jobs("""
-                UPDATE deltaplan_job SET state = 'running', owner = \(node), lease_until = \(unescaped: Self.now) + \(leaseSeconds),
-                    started_at = \(unescaped: Self.now), attempts = attempts + 1, error = NULL,
-                    progress_message = CASE WHEN state = 'running' THEN 'resumed: the node running it stopped' ELSE progress_message END
-                WHERE id = (
-                    SELECT id FROM deltaplan_job
-                    WHERE state = 'queued' OR (state = 'running' AND lease_until < \(unescaped: Self.now))
-                    ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-                RETURNING \(unescaped: Self.columns)
-                """)
-            guard let job = claimed.first else { return nil }
-            try await execute("""
-                UPDATE deltaplan_job_run SET ended_at = \(unescaped: Self.now), outcome = 'lease expired'
-                WHERE job_id = \(job.id) AND ended_at IS NULL
-                """)
-            try await execute("INSERT INTO deltaplan_job_run (job_id, node, claimed_at) VALUES (\(job.id), \(node), \(unescaped: Self.now))")
-            return job
+                    RETURNING id),
+                claimed AS (
+                    UPDATE deltaplan_job SET state = 'running', owner = \(node), lease_until = \(unescaped: Self.now) + \(leaseSeconds),
+                        started_at = \(unescaped: Self.now), attempts = attempts + 1, error = NULL,
+                        progress_message = CASE WHEN state = 'running' THEN 'resumed: the node running it stopped' ELSE progress_message END
+                    WHERE id = (
+                        SELECT id FROM deltaplan_job
+                        WHERE state = 'queued' OR (state = 'running' AND lease_until < \(unescaped: Self.now)
+                                                   AND NOT cancel_requested AND kind = ANY(\(resumable)))
+                        ORDER BY created_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+                    RETURNING \(unescaped: Self.columns)),
+                closed AS (
+                    UPDATE deltaplan_job_run SET ended_at = \(unescaped: Self.now), outcome = 'lease expired'
+                    WHERE ended_at IS NULL AND job_id IN (SELECT id FROM ended UNION ALL SELECT id FROM claimed)
+                    RETURNING 1),
+                opened AS (
+                    INSERT INTO deltaplan_job_run (job_id, node, claimed_at) SELECT id, \(node), \(unescaped: Self.now) FROM claimed
+                    RETURNING 1)
+                SELECT \(unescaped: Self.columns) FROM claimed
+                """).first
         }
     }
 
@@ -235,27 +237,29 @@ public final class PostgresJobStore: JobQueue {
     public func finish(id: String, state: JobState, error: String?, result: String?) throws -> Job? {
         precondition(state.isFinished, "finish(id:state:) needs a final state, got \(state)")
         return try blocking { [self] in
-            let done = try await jobs("""
-                UPDATE deltaplan_job SET state = \(state.rawValue), finished_at = \(unescaped: Self.now), error = \(error), result = \(result),
-                    progress = CASE WHEN \(state == .succeeded) THEN 1 ELSE progress END, owner = NULL, lease_until = NULL
-                WHERE id = \(id) AND state = 'running' AND owner = \(node)
-                RETURNING \(unescaped: Self.columns)
-                """)
-            try await execute("""
-                UPDATE deltaplan_job_run SET ended_at = \(unescaped: Self.now), outcome = \(done.isEmpty ? "lost its lease" : state.rawValue)
-                WHERE job_id = \(id) AND node = \(node) AND ended_at IS NULL
-                """)
-            return done.first
+            try await jobs("""
+                WITH done AS (
+                    UPDATE deltaplan_job SET state = \(state.rawValue), finished_at = \(unescaped: Self.now), error = \(error),
+                        result = \(result), progress = CASE WHEN \(state == .succeeded) THEN 1 ELSE progress END, owner = NULL, lease_until = NULL
+                    WHERE id = \(id) AND state = 'running' AND owner = \(node)
+                    RETURNING \(unescaped: Self.columns)),
+                closed AS (
+                    UPDATE deltaplan_job_run
+                    SET ended_at = \(unescaped: Self.now), outcome = CASE WHEN EXISTS (SELECT 1 FROM done) THEN \(state.rawValue) ELSE 'lost its lease' END
+                    WHERE job_id = \(id) AND node = \(node) AND ended_at IS NULL
+                    RETURNING 1)
+                SELECT \(unescaped: Self.columns) FROM done
+                """).first
         }
     }
 
     public func requeue(id: String, message: String) throws {
         try blocking { [self] in
             try await execute("""
-                UPDATE deltaplan_job SET state = 'queued', progress_message = \(message), owner = NULL, lease_until = NULL
-                WHERE id = \(id) AND state = 'running' AND owner = \(node)
-                """)
-            try await execute("""
+                WITH queued AS (
+                    UPDATE deltaplan_job SET state = 'queued', progress_message = \(message), owner = NULL, lease_until = NULL
+                    WHERE id = \(id) AND state = 'running' AND owner = \(node)
+                    RETURNING id)
                 UPDATE deltaplan_job_run SET ended_at = \(unescaped: Self.now), outcome = 'requeued'
                 WHERE job_id = \(id) AND node = \(node) AND ended_at IS NULL
                 """)
