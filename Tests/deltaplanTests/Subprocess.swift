@@ -75,15 +75,52 @@ final class DeltaplanProcess: @unchecked Sendable {
 
     /// `kill -9` once `condition` holds; records an issue (and throws) when the process ended
     /// before, since then the test shows nothing about an interruption.
-    func kill9(when condition: () -> Bool, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        guard wait(until: condition) else {
+    ///
+    /// The process runs in slices of about 2 ms (SIGCONT, then SIGSTOP) and `condition` is checked
+    /// while it is stopped, so that however loaded the machine, the check cannot be outrun: a run
+    /// whose stages each take longer than a slice is killed in the stage where `condition` first
+    /// holds.
+    func kill9(when condition: () -> Bool, timeout: Double = 300, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let pid = process.processIdentifier
+        let deadline = Date().addingTimeInterval(timeout)
+        var held = false
+        while Date() < deadline, process.isRunning {
+            kill(pid, SIGSTOP)
+            guard waitUntilStopped() else { break }
+            if condition() {
+                held = true
+                break
+            }
+            kill(pid, SIGCONT)
+            usleep(2000)
+        }
+        guard held, process.isRunning else {
+            kill(pid, SIGCONT)
             let status = process.isRunning ? "still running" : "status \(process.terminationStatus)"
             Issue.record("deltaplan \(arguments.joined(separator: " ")) ended (\(status)) before the moment to kill it; stderr: \(errors)",
                          sourceLocation: sourceLocation)
             throw CLIFailure("not killed mid-run")
         }
-        kill(process.processIdentifier, SIGKILL)
+        kill(pid, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// Waits (up to a second) until every thread of the process is stopped (`T` in
+    /// /proc/PID/task/*/stat); false when the process ended.
+    private func waitUntilStopped() -> Bool {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        let deadline = Date().addingTimeInterval(1)
+        while Date() < deadline {
+            guard process.isRunning, let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return false }
+            let stopped = threads.allSatisfy { thread in
+                guard let stat = try? String(contentsOfFile: "\(tasks)/\(thread)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { return true }  // a thread that just ended
+                return stat[stat.index(close, offsetBy: 2)...].hasPrefix("T")
+            }
+            if stopped { return true }
+            usleep(200)
+        }
+        return process.isRunning
     }
 
     /// Whether the process ended by SIGKILL.
