@@ -1,5 +1,6 @@
-import Testing
+import Foundation
 import LinearAlgebra
+import Testing
 
 @Suite struct SymmetricEigenTests {
     /// A = Q·diag(λ)·Qᵀ (Float64, Q random orthogonal) with known eigenvalues, mixed signs and a
@@ -18,7 +19,11 @@ import LinearAlgebra
         return a
     }
 
-    static let spectrum: [Double] = (0..<60).map { i in i == 7 ? 3.0 + 1e-9 : i == 8 ? 3.0 : 10 * cos(Double(i) * 0.37) - 2 }
+    static let spectrum: [Double] = (0..<60).map { (i: Int) -> Double in
+        if i == 7 { return 3.0 + 1e-9 }
+        if i == 8 { return 3.0 }
+        return 10 * cos(Double(i) * 0.37) - 2
+    }
 
     /// Every value within 20·n·ε·‖A‖ of the construction's; each returned vector satisfies
     /// ‖A v − λ v‖ ≤ 20·n·ε·‖A‖ and the vectors are orthonormal to 20·n·ε — for every top count,
@@ -83,7 +88,8 @@ import LinearAlgebra
         let k = min(m, n)
         switch spectrum {
         case .decaying:
-            return Matrix<Float>(try Ref.withSpectrum(m, n, (0..<k).map { pow(10, -4 * Double($0) / Double(max(k - 1, 1))) }, seed: seed))
+            let sigma = (0..<k).map { (i: Int) -> Double in pow(10, -4 * Double(i) / Double(max(k - 1, 1))) }
+            return Matrix<Float>(try Ref.withSpectrum(m, n, sigma, seed: seed))
         case .flat:
             return Matrix<Float>.gaussian(rows: m, columns: n, using: SeededGenerator(seed: seed))
         case .deficient:
