@@ -57,7 +57,7 @@ func runGramSVDBenchmark(_ arguments: [String]) throws {
     for (name, a) in cases {
         let (m, n) = (a.rows, a.columns)
         let k = min(m, n), r = AnalysisOptions().storedRank(rows: m, columns: n)
-        print("\(name): \(m)×\(n), stored rank \(r)")
+        say("\(name): \(m)×\(n), stored rank \(r)")
         var start = ContinuousClock.now
         let full = try svd(a, vectors: .thin)
         let tGesdd = seconds(since: start)
@@ -78,16 +78,16 @@ func runGramSVDBenchmark(_ arguments: [String]) throws {
         start = .now
         let routeEVD = try gramSVD(a, rank: r, driver: .divideAndConquer)
         let tRouteEVD = seconds(since: start)
-        print("  sgesdd (thin)                  \(format(tGesdd)) s")
-        print("  Gram AᵀA (dsyrk, Float64)      \(format(tGram)) s")
-        print("  eigen top r, MRRR (dsytrd+dstemr+dormtr) \(format(tMRRR)) s;  dsyevd (all) \(format(tEVD)) s")
-        print("  gramSVD, MRRR                  \(format(tRoute)) s  = \(format(tRoute / tGesdd, digits: 3)) × sgesdd")
-        print("  gramSVD, dsyevd                \(format(tRouteEVD)) s  = \(format(tRouteEVD / tGesdd, digits: 3)) × sgesdd")
-        print("RESULT gram_svd \(m)x\(n) sgesdd \(format(tGesdd)) gram \(format(tRoute)) ratio \(format(tRoute / tGesdd, digits: 3))")
+        say("  sgesdd (thin)                  \(format(tGesdd)) s")
+        say("  Gram AᵀA (dsyrk, Float64)      \(format(tGram)) s")
+        say("  eigen top r, MRRR (dsytrd+dstemr+dormtr) \(format(tMRRR)) s;  dsyevd (all) \(format(tEVD)) s")
+        say("  gramSVD, MRRR                  \(format(tRoute)) s  = \(format(tRoute / tGesdd, digits: 3)) × sgesdd")
+        say("  gramSVD, dsyevd                \(format(tRouteEVD)) s  = \(format(tRouteEVD / tGesdd, digits: 3)) × sgesdd")
+        say("RESULT gram_svd \(m)x\(n) sgesdd \(format(tGesdd)) gram \(format(tRoute)) ratio \(format(tRoute / tGesdd, digits: 3))")
         guard accuracy else { continue }
         start = .now
         let reference = try svd(Matrix<Double>(a), vectors: .thin)
-        print("  reference dgesdd (Float64)     \(format(seconds(since: start))) s")
+        say("  reference dgesdd (Float64)     \(format(seconds(since: start))) s")
         let sigma = reference.singularValues
         // The vectors any plan can use: those above analyze's rank threshold, within the stored rank.
         let threshold = Double(max(m, n)) * Double(Float.ulpOfOne) * sigma[0]
@@ -104,7 +104,7 @@ func runGramSVDBenchmark(_ arguments: [String]) throws {
             var residual = 0.0
             for j in 0..<n { for i in 0..<m { let x = Double(a[i, j]) - approx[i, j]; residual += x * x } }
             let sorted = errors.sorted()
-            print("  \(label): σ rel. error over \(usable) usable: max \(sci(sorted.last ?? 0)) median \(sci(sorted.isEmpty ? 0 : sorted[sorted.count / 2]))"
+            say("  \(label): σ rel. error over \(usable) usable: max \(sci(sorted.last ?? 0)) median \(sci(sorted.isEmpty ? 0 : sorted[sorted.count / 2]))"
                   + "; all k values max |Δσ|/σ₁ \(sci(allErrors.max() ?? 0)); max|UᵀU−I| \(sci(uu)) max|VᵀV−I| \(sci(vv))"
                   + "; ‖A−A_r‖²/optimum − 1 = \(sci(tailEnergy > 0 ? residual / tailEnergy - 1 : residual))")
         }
@@ -112,7 +112,7 @@ func runGramSVDBenchmark(_ arguments: [String]) throws {
                    full.vt.rowSlice(0..<usable).transposed())
         try report("gramSVD", route.singularValues, route.u, route.v)
         try report("gramSVD dsyevd", routeEVD.singularValues, routeEVD.u, routeEVD.v)
-        print("  σ_1 = \(sci(sigma[0])), σ_usable = \(sci(sigma[max(usable - 1, 0)])), σ_r/σ_1 = \(sci(sigma[max(usable - 1, 0)] / sigma[0]))")
+        say("  σ_1 = \(sci(sigma[0])), σ_usable = \(sci(sigma[max(usable - 1, 0)])), σ_r/σ_1 = \(sci(sigma[max(usable - 1, 0)] / sigma[0]))")
     }
 }
 
@@ -123,4 +123,11 @@ private func orthogonalityError(_ q: Matrix<Float>, columns: Int) -> Double {
     var worst = 0.0
     for j in 0..<columns { for i in 0..<columns { worst = max(worst, abs(g[i, j] - (i == j ? 1 : 0))) } }
     return worst
+}
+
+/// `print`, then flush (all streams: Swift 6 cannot name `stdout`), so a long run that is stopped
+/// keeps every line it printed.
+private func say(_ line: String) {
+    print(line)
+    fflush(nil)
 }

@@ -41,7 +41,8 @@ public func shortSideGram(of a: Matrix<Float>) -> Matrix<Double> {
 /// for all k, and U = A·V·Σ⁻¹ by `dgemm` over Float64 blocks of A, rounded to Float32 at the end.
 ///
 /// Cost ≈ max(m, n)·k² (Gram) + the eigensolver (≈ 4/3·k³ + 2·k²·r) + 2·max(m, n)·k·r (U), all
-/// in Float64 — for 4096², r = 2048 about half of `sgesdd`'s time.
+/// in Float64 — 0.3–0.65× the time of a thin `sgesdd` at r ≈ k/2 to 3k/4 on Llama-2-7B's shapes
+/// (BENCHMARKS.md, "The SVD through the Float64 Gram").
 ///
 /// Accuracy. λ̂ᵢ has absolute error ≲ p(k)·ε₆₄·σ₁², so the relative error of σ̂ᵢ is
 /// ≲ p(k)·ε₆₄·(σ₁/σᵢ)²/2: below 10⁻⁶ while σᵢ ≥ 10⁻⁴·σ₁ (k ≤ 16384), better than `sgesdd` in
