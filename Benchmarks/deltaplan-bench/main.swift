@@ -4,6 +4,7 @@
 //   deltaplan-bench search
 //   deltaplan-bench fleet                       (8 Llama-2-7B-shaped models under one budget)
 //   deltaplan-bench analyze-svd BASE FINETUNED   (the reference of Benchmarks/run-analyze.sh)
+//   deltaplan-bench gram-svd [--shape MxN] [--spectrum flat|decay] [--deltas BASE FINETUNED] [--accuracy]
 //   deltaplan-bench quantizers                  (clipping search and input hashing, side by side)
 //   deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]   (the measurement pass, per matrix)
 //   deltaplan-bench queue POSTGRES_URL [--jobs N]  (the service's job queue: claims on PostgreSQL by 2 nodes, SQLite)
@@ -14,7 +15,7 @@
 import Foundation
 
 let arguments = Array(CommandLine.arguments.dropFirst())
-let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench quantizers\n       deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]\n       deltaplan-bench queue POSTGRES_URL [--jobs N]"
+let usage = "usage: deltaplan-bench svd [--quick] [--full-only | --randomized-only] [--shape MxN|decay]\n       deltaplan-bench search\n       deltaplan-bench fleet\n       deltaplan-bench analyze-svd BASE FINETUNED\n       deltaplan-bench gram-svd [--shape MxN] [--spectrum flat|decay] [--deltas BASE FINETUNED] [--tensor NAME] [--accuracy]\n       deltaplan-bench quantizers\n       deltaplan-bench measure STORE [--threads N] [--blas-threads M] [--chunk C]\n       deltaplan-bench queue POSTGRES_URL [--jobs N]"
 switch arguments.first {
 case "svd":
     do {
@@ -33,6 +34,11 @@ case "fleet":
 case "analyze-svd" where arguments.count == 3:
     do { try runAnalyzeSVDReference(base: arguments[1], finetuned: arguments[2]) } catch {
         print("analyze-svd failed: \(error)")
+        exit(1)
+    }
+case "gram-svd":
+    do { try runGramSVDBenchmark(Array(arguments.dropFirst())) } catch {
+        print("gram-svd failed: \(error)")
         exit(1)
     }
 case "quantizers":

@@ -15,33 +15,34 @@ extension Analyzer {
         let cap = options.storedRank(rows: m, columns: n)
         let weightEnergy = delta.squaredFrobeniusNorm
 
-        // SVD: randomized only when the stored rank (plus oversampling) is well below min(m, n).
-        let oversampling = 10
-        let randomized = cap > 0 && 4 * (cap + oversampling) <= k
+        // SVD through the eigendecomposition of the Float64 Gram matrix (`gramSVD`): every value a
+        // plan can use (σᵢ above the rank threshold below) to ≲ 10⁻⁶ relative, at about half the
+        // cost of `sgesdd` for the default stored rank. All k values, `cap` vectors.
         var sigma: [Float], u: Matrix<Float>, v: Matrix<Float>
-        // The full SVD's right vectors past the stored rank (n × (k − cap)): with them the
-        // activation energy is Σᵢ σᵢ² vᵢᵀ H vᵢ over all k vectors, cheaper than tr(ΔW H ΔWᵀ).
-        var tail: Matrix<Float>?
+        // With calibration, the activation energy tr(ΔW H ΔWᵀ): for m ≥ n it is ⟨ΔWᵀΔW, H⟩ from the
+        // Gram the SVD needs anyway (n² flops); for m < n it is Σᵢ σᵢ² vᵢᵀ H vᵢ over all k vectors,
+        // the tail (past the stored ones) through the Gram's extra eigenvectors uᵢ (ΔWᵀuᵢ = σᵢvᵢ).
+        var shortSide: Matrix<Float>?
+        var gramEnergy: Double?
         do {
-            if randomized {
-                let t = try randomizedSVD(delta, rank: cap, oversampling: oversampling,
-                                          powerIterations: options.powerIterations, seed: options.seed)
-                sigma = t.singularValues
-                u = t.u
-                v = t.vt.transposed()
-            } else {
-                let full = try svd(delta, vectors: .thin)
-                sigma = full.singularValues
-                u = full.u.columnSlice(0..<cap).matrix
-                v = full.vt.rowSlice(0..<cap).transposed()
-                if gram != nil { tail = full.vt.rowSlice(cap..<k).transposed() }
+            var shortGram: Matrix<Double>?
+            if let gram, m >= n {
+                let g = shortSideGram(of: delta)
+                gramEnergy = gram.inner(g)
+                shortGram = g
             }
+            let wantsTail = gram != nil && m < n
+            let t = try gramSVD(delta, rank: cap, shortSideVectors: wantsTail ? k : cap, gram: consume shortGram)
+            sigma = t.singularValues
+            (u, v) = (t.u, t.v)
+            if wantsTail { shortSide = u }
+            if u.columns > v.columns { u = u.columnSlice(0..<v.columns).matrix }
         } catch {
             throw .numerical(tensor: job.name, reason: "SVD of the delta failed: \(error)")
         }
         // Keep only numerically nonzero directions: σᵢ > max(m, n)·ε·σ₁ (a zero delta has rank 0).
         let threshold = Float(max(m, n)) * Float.ulpOfOne * (sigma.first ?? 0)
-        let rank = min(cap, sigma.prefix { $0 > threshold && $0 > 0 }.count)
+        let rank = min(u.columns, sigma.prefix { $0 > threshold && $0 > 0 }.count)
         if rank < u.columns {
             u = u.columnSlice(0..<rank).matrix
             v = v.columnSlice(0..<rank).matrix
@@ -54,18 +55,18 @@ extension Analyzer {
         if let gram {
             let hv = gram.times(v)
             inputEnergy = (0..<rank).map { Self.dot(v.column($0), hv.column($0)) }
-            if let tail {
-                // All k = min(m, n) vectors: ΔW H ΔWᵀ = U Σ Vᵀ H V Σ Uᵀ and UᵀU = I, so the trace is
-                // Σᵢ σᵢ² gᵢ: (k − cap)·n² flops for the tail instead of m·n² for ΔW·H. Vectors cut
-                // by the rank threshold (σ ≤ max(m, n)·ε·σ₁) are left out: relatively < 10⁻⁸.
-                let stored = (0..<rank).reduce(0.0) { $0 + Double(sigma[$1]) * Double(sigma[$1]) * inputEnergy[$1] }
-                let htail = gram.times(tail)
-                activationEnergy = stored + (0..<tail.columns).reduce(0.0) { sum, j in
-                    let s = Double(sigma[cap + j])
-                    return sum + s * s * Self.dot(tail.column(j), htail.column(j))
-                }
+            let stored = (0..<rank).reduce(0.0) { $0 + Double(sigma[$1]) * Double(sigma[$1]) * inputEnergy[$1] }
+            if let gramEnergy {
+                activationEnergy = gramEnergy
+            } else if let shortSide, shortSide.columns > rank {
+                // m < n: Σᵢ σᵢ² vᵢᵀ H vᵢ = Σᵢ yᵢᵀ H yᵢ with yᵢ = ΔWᵀuᵢ over the unstored vectors
+                // (2·(k − r)·(m·n + n²) flops instead of 2·m·n² for ΔW·H). Vectors the Gram does not
+                // resolve (σᵢ < 10⁻⁶·σ₁) are left out: relatively < 10⁻¹².
+                let y = checked { try multiply(delta, transposeA: true, shortSide.columnSlice(rank..<shortSide.columns).matrix) }
+                let hy = gram.times(y)
+                activationEnergy = stored + (0..<y.columns).reduce(0.0) { $0 + Self.dot(y.column($1), hy.column($1)) }
             } else {
-                activationEnergy = gram.quadraticTrace(delta)
+                activationEnergy = stored
             }
             bitDelta = (gram.quadraticTrace(signApproximation.residual), signApproximation.residual.squaredFrobeniusNorm)
             projection = outputs?.project(delta: delta, sigma: sigma, u: u, v: v, hv: hv, inputEnergy: inputEnergy, gram: gram,
@@ -103,7 +104,7 @@ extension Analyzer {
         done.file = file
         do { done.fileSHA256 = try Digest.sha256(fileAt: url) } catch { throw .io(path: url.path, reason: "\(error)") }
         done.fileSize = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue
-        done.svd = randomized ? "randomized" : "full"
+        done.svd = "gram-eigen"
         done.singularValueCount = sigma.count
         done.storedRank = rank
         done.weightEnergy = weightEnergy
@@ -147,12 +148,6 @@ extension Analyzer {
         return (scale, residual)
     }
 
-    /// tr(A H Aᵀ) = Σᵢⱼ (A H)ᵢⱼ Aᵢⱼ, accumulated in Double (one GEMM, m·n² flops).
-    static func quadraticTrace(_ a: Matrix<Float>, _ h: Matrix<Float>) -> Double {
-        let ah = checked { try multiply(a, h) }
-        return ah.withUnsafeBufferPointer { p in a.withUnsafeBufferPointer { q in dot(p, q) } }
-    }
-
     static func dot<C: Collection<Float>>(_ a: C, _ b: C) -> Double {
         var sum = 0.0
         for (x, y) in zip(a, b) { sum += Double(x) * Double(y) }
@@ -176,11 +171,32 @@ extension CalibrationGram {
         }
     }
 
-    /// tr(A H Aᵀ) for A of h_out × h_in, accumulated in Double: Σᵢⱼ (A H)ᵢⱼ Aᵢⱼ (one GEMM) for a
-    /// full H, Σⱼ dⱼ Σᵢ Aᵢⱼ² (h_out·h_in) for a diagonal one.
+    /// ⟨G, H⟩ = Σᵢⱼ Gᵢⱼ Hᵢⱼ for a symmetric G of h_in × h_in, accumulated in Double: tr(A H Aᵀ)
+    /// when G = AᵀA (h_in² flops; Σⱼ Gⱼⱼ dⱼ for a diagonal H).
+    func inner<S: LinearAlgebraScalar>(_ g: Matrix<S>) -> Double {
+        precondition(g.rows == width && g.columns == width, "H is \(width) wide, the Gram is \(g.shape)")
+        switch self {
+        case let .full(h):
+            return g.withUnsafeBufferPointer { pg in
+                h.withUnsafeBufferPointer { ph in
+                    var sum = 0.0
+                    for i in 0..<pg.count { sum += Double(pg[i]) * Double(ph[i]) }
+                    return sum
+                }
+            }
+        case let .diagonal(d):
+            return (0..<d.count).reduce(0.0) { $0 + Double(g[$1, $1]) * Double(d[$1]) }
+        }
+    }
+
+    /// tr(A H Aᵀ) for A of h_out × h_in, accumulated in Double: ⟨AᵀA, H⟩ with AᵀA by `ssyrk`
+    /// (h_out·h_in² flops, half of the GEMM A·H) for a full H, Σⱼ dⱼ Σᵢ Aᵢⱼ² (h_out·h_in) for a
+    /// diagonal one.
     func quadraticTrace(_ a: Matrix<Float>) -> Double {
         switch self {
-        case let .full(h): return Analyzer.quadraticTrace(a, h)
+        case .full:
+            precondition(a.columns == width, "H is \(width) wide, the matrix has \(a.columns) columns")
+            return inner(gram(a, transpose: true))
         case let .diagonal(d):
             precondition(a.columns == d.count, "H is \(d.count) wide, the matrix has \(a.columns) columns")
             return a.withUnsafeBufferPointer { p in

@@ -15,9 +15,11 @@ public struct AnalysisOptions: Codable, Sendable, Equatable {
     public var skipMismatched: Bool
     /// Proceed with H = I for modules without a calibration entry.
     public var allowMissingCalibration: Bool
-    /// Seed of the randomized SVD's test matrices.
+    /// Seed of the randomized SVD's test matrices. Unused since every SVD of `analyze` goes through
+    /// the Float64 Gram (`gramSVD`, exact where the randomized SVD missed by percents on flat
+    /// spectra); kept so stores that record it still match their options.
     public var seed: UInt64
-    /// Power iterations of the randomized SVD.
+    /// Power iterations of the randomized SVD; unused, as ``seed``.
     public var powerIterations: Int
 
     public init(include: [String] = [], exclude: [String] = [], maxRank: Int? = nil, skipMismatched: Bool = false,

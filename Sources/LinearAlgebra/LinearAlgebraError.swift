@@ -31,6 +31,8 @@ public enum LinearAlgebraError: Error, Hashable, Sendable, CustomStringConvertib
     /// `gesdd`'s bidiagonal divide and conquer did not converge (`info > 0`, the count of
     /// superdiagonals that failed).
     case svdDidNotConverge(operation: String, unconvergedSuperdiagonals: Int)
+    /// A symmetric eigensolver did not converge (`sterf`/`stemr`/`syevd` `info > 0`, LAPACK's code).
+    case eigenDidNotConverge(operation: String, info: Int)
     /// Any other unusable argument, with the reason.
     case invalidArgument(operation: String, reason: String)
 
@@ -48,6 +50,8 @@ public enum LinearAlgebraError: Error, Hashable, Sendable, CustomStringConvertib
             return "\(operation): matrix is singular (zero diagonal element at position \(index))"
         case let .svdDidNotConverge(operation, count):
             return "\(operation): SVD did not converge (\(count) superdiagonals unconverged)"
+        case let .eigenDidNotConverge(operation, info):
+            return "\(operation): eigensolver did not converge (LAPACK info \(info))"
         case let .invalidArgument(operation, reason):
             return "\(operation): \(reason)"
         }

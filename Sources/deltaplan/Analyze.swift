@@ -46,10 +46,10 @@ struct Analyze: ParsableCommand {
     @Flag(help: "Use H = I for selected modules without a calibration entry (marked in every report).")
     var allowMissingCalibration = false
 
-    @Option(help: "Seed of the randomized SVD (used when the stored rank is at most a quarter of min(h_out, h_in)).")
+    @Option(help: "Seed of the randomized SVD; analyze no longer uses one (every SVD goes through the Float64 Gram), kept for scripts and stores that name it.")
     var seed: UInt64 = 0
 
-    @Option(help: "Power iterations of the randomized SVD (more: slower, more accurate on slowly decaying spectra).")
+    @Option(help: "Power iterations of the randomized SVD; unused since analyze's SVDs go through the Float64 Gram, kept for scripts and stores that name it.")
     var powerIterations: Int = 2
 
     @Option(help: "The spectrum store directory to write (or resume).")

@@ -41,17 +41,17 @@ enum BLAS {
         }
     }
 
-    /// Lower triangle of C (n×n) ← α·op(A)·op(A)ᵀ (`cblas_ssyrk`/`cblas_dsyrk`); op(A) is n×k.
+    /// Lower triangle of C (n×n) ← α·op(A)·op(A)ᵀ + β·C (`cblas_ssyrk`/`cblas_dsyrk`); op(A) is n×k.
     static func syrkLower<S: LinearAlgebraScalar>(
-        transpose: Bool, n: Int, k: Int, alpha: S, a: UnsafePointer<S>, lda: Int, c: UnsafeMutablePointer<S>
+        transpose: Bool, n: Int, k: Int, alpha: S, a: UnsafePointer<S>, lda: Int, beta: S = 0, c: UnsafeMutablePointer<S>
     ) {
         switch S.precision {
         case .single:
             cblas_ssyrk(CblasColMajor, CblasLower, op(transpose), blasint(n), blasint(k), asFloat(alpha),
-                        floatPointer(a), blasint(lda), 0, floatPointer(c), blasint(n))
+                        floatPointer(a), blasint(lda), asFloat(beta), floatPointer(c), blasint(n))
         case .double:
             cblas_dsyrk(CblasColMajor, CblasLower, op(transpose), blasint(n), blasint(k), asDouble(alpha),
-                        doublePointer(a), blasint(lda), 0, doublePointer(c), blasint(n))
+                        doublePointer(a), blasint(lda), asDouble(beta), doublePointer(c), blasint(n))
         }
     }
 

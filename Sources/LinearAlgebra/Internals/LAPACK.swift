@@ -145,4 +145,105 @@ enum LAPACK {
             return checkArguments(LAPACKE_dtrtrs_work(columnMajor, uplo, trans, diag, nn, rhs, doublePointer(t), nn, doublePointer(b), nn), "dtrtrs")
         }
     }
+
+    /// Eigenvalues (all n, ascending, into `values`) and the eigenvectors of the `count` largest
+    /// (into `vectors`, n×count, ascending order of their values) of the symmetric n×n `a` (lda = n),
+    /// from its lower triangle: `sytrd` (a ← Householder reflectors, the upper triangle untouched),
+    /// `sterf` for every value, `stemr` (MRRR) for the top `count` vectors of the tridiagonal
+    /// matrix, `ormtr` to transform them back. `a`'s lower triangle and diagonal are destroyed.
+    /// Returns the first nonzero `info` of `sterf`/`stemr` (did not converge), else 0.
+    static func symmetricEigen<S: LinearAlgebraScalar>(
+        n: Int, a: UnsafeMutablePointer<S>, count: Int, values: UnsafeMutablePointer<S>, vectors: UnsafeMutablePointer<S>
+    ) -> Int {
+        precondition(n >= 1 && (1...n).contains(count))
+        let (nn, lda) = (dp_lapack_int(n), dp_lapack_int(n))
+        let (il, iu) = (dp_lapack_int(n - count + 1), dp_lapack_int(n))
+        let range = CChar(UInt8(ascii: count == n ? "A" : "I"))
+        let (lower, vectorJob, left, noTranspose) = (CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "L")), CChar(UInt8(ascii: "N")))
+        var found: dp_lapack_int = 0
+        var support = [dp_lapack_int](repeating: 0, count: 2 * n)
+        var tryRelativeAccuracy: dp_lapack_int = 1
+        var iworkQuery: dp_lapack_int = 0
+        switch S.precision {
+        case .single:
+            let (a, values, z) = (floatPointer(a), floatPointer(values), floatPointer(vectors))
+            var d = [Float](repeating: 0, count: n), e = [Float](repeating: 0, count: n), tau = [Float](repeating: 0, count: max(1, n - 1))
+            var query: Float = 0
+            _ = checkArguments(LAPACKE_ssytrd_work(columnMajor, lower, nn, a, lda, &d, &e, &tau, &query, -1), "ssytrd")
+            var work = scratch(workspaceCount(query), Float(0))
+            _ = checkArguments(LAPACKE_ssytrd_work(columnMajor, lower, nn, a, lda, &d, &e, &tau, &work, dp_lapack_int(work.count)), "ssytrd")
+            var (dv, ev) = (d, e)
+            let sterf = checkArguments(LAPACKE_ssterf_work(nn, &dv, &ev), "ssterf")
+            guard sterf == 0 else { return sterf }
+            for i in 0..<n { values[i] = dv[i] }
+            var w = [Float](repeating: 0, count: n)
+            _ = checkArguments(LAPACKE_sstemr_work(columnMajor, vectorJob, range, nn, &d, &e, 0, 0, il, iu, &found, &w, z, nn,
+                                                   dp_lapack_int(count), &support, &tryRelativeAccuracy, &query, -1, &iworkQuery, -1), "sstemr")
+            work = scratch(workspaceCount(query), Float(0))
+            var iwork = [dp_lapack_int](repeating: 0, count: max(1, Int(iworkQuery)))
+            let stemr = checkArguments(LAPACKE_sstemr_work(columnMajor, vectorJob, range, nn, &d, &e, 0, 0, il, iu, &found, &w, z, nn,
+                                                           dp_lapack_int(count), &support, &tryRelativeAccuracy, &work,
+                                                           dp_lapack_int(work.count), &iwork, dp_lapack_int(iwork.count)), "sstemr")
+            guard stemr == 0 else { return stemr }
+            precondition(Int(found) == count, "sstemr found \(found) of \(count) eigenpairs")
+            _ = checkArguments(LAPACKE_sormtr_work(columnMajor, left, lower, noTranspose, nn, dp_lapack_int(count), a, lda, &tau, z, nn,
+                                                   &query, -1), "sormtr")
+            work = scratch(workspaceCount(query), Float(0))
+            _ = checkArguments(LAPACKE_sormtr_work(columnMajor, left, lower, noTranspose, nn, dp_lapack_int(count), a, lda, &tau, z, nn,
+                                                   &work, dp_lapack_int(work.count)), "sormtr")
+        case .double:
+            let (a, values, z) = (doublePointer(a), doublePointer(values), doublePointer(vectors))
+            var d = [Double](repeating: 0, count: n), e = [Double](repeating: 0, count: n), tau = [Double](repeating: 0, count: max(1, n - 1))
+            var query: Double = 0
+            _ = checkArguments(LAPACKE_dsytrd_work(columnMajor, lower, nn, a, lda, &d, &e, &tau, &query, -1), "dsytrd")
+            var work = scratch(workspaceCount(query), Double(0))
+            _ = checkArguments(LAPACKE_dsytrd_work(columnMajor, lower, nn, a, lda, &d, &e, &tau, &work, dp_lapack_int(work.count)), "dsytrd")
+            var (dv, ev) = (d, e)
+            let sterf = checkArguments(LAPACKE_dsterf_work(nn, &dv, &ev), "dsterf")
+            guard sterf == 0 else { return sterf }
+            for i in 0..<n { values[i] = dv[i] }
+            var w = [Double](repeating: 0, count: n)
+            _ = checkArguments(LAPACKE_dstemr_work(columnMajor, vectorJob, range, nn, &d, &e, 0, 0, il, iu, &found, &w, z, nn,
+                                                   dp_lapack_int(count), &support, &tryRelativeAccuracy, &query, -1, &iworkQuery, -1), "dstemr")
+            work = scratch(workspaceCount(query), Double(0))
+            var iwork = [dp_lapack_int](repeating: 0, count: max(1, Int(iworkQuery)))
+            let stemr = checkArguments(LAPACKE_dstemr_work(columnMajor, vectorJob, range, nn, &d, &e, 0, 0, il, iu, &found, &w, z, nn,
+                                                           dp_lapack_int(count), &support, &tryRelativeAccuracy, &work,
+                                                           dp_lapack_int(work.count), &iwork, dp_lapack_int(iwork.count)), "dstemr")
+            guard stemr == 0 else { return stemr }
+            precondition(Int(found) == count, "dstemr found \(found) of \(count) eigenpairs")
+            _ = checkArguments(LAPACKE_dormtr_work(columnMajor, left, lower, noTranspose, nn, dp_lapack_int(count), a, lda, &tau, z, nn,
+                                                   &query, -1), "dormtr")
+            work = scratch(workspaceCount(query), Double(0))
+            _ = checkArguments(LAPACKE_dormtr_work(columnMajor, left, lower, noTranspose, nn, dp_lapack_int(count), a, lda, &tau, z, nn,
+                                                   &work, dp_lapack_int(work.count)), "dormtr")
+        }
+        return 0
+    }
+
+    /// Every eigenpair of the symmetric n×n `a` (lda = n) by divide and conquer (`ssyevd`/`dsyevd`,
+    /// lower triangle): values ascending into `values`, vectors overwrite `a` (column i for value i).
+    /// Returns `info` (> 0: did not converge).
+    static func syevd<S: LinearAlgebraScalar>(n: Int, a: UnsafeMutablePointer<S>, values: UnsafeMutablePointer<S>) -> Int {
+        let (job, lower, nn) = (CChar(UInt8(ascii: "V")), CChar(UInt8(ascii: "L")), dp_lapack_int(n))
+        var iworkQuery: dp_lapack_int = 0
+        switch S.precision {
+        case .single:
+            let (a, w) = (floatPointer(a), floatPointer(values))
+            var query: Float = 0
+            _ = checkArguments(LAPACKE_ssyevd_work(columnMajor, job, lower, nn, a, nn, w, &query, -1, &iworkQuery, -1), "ssyevd")
+            var work = scratch(workspaceCount(query), Float(0))
+            var iwork = [dp_lapack_int](repeating: 0, count: max(1, Int(iworkQuery)))
+            return checkArguments(LAPACKE_ssyevd_work(columnMajor, job, lower, nn, a, nn, w, &work, dp_lapack_int(work.count),
+                                                      &iwork, dp_lapack_int(iwork.count)), "ssyevd")
+        case .double:
+            let (a, w) = (doublePointer(a), doublePointer(values))
+            var query: Double = 0
+            _ = checkArguments(LAPACKE_dsyevd_work(columnMajor, job, lower, nn, a, nn, w, &query, -1, &iworkQuery, -1), "dsyevd")
+            var work = scratch(workspaceCount(query), Double(0))
+            var iwork = [dp_lapack_int](repeating: 0, count: max(1, Int(iworkQuery)))
+            return checkArguments(LAPACKE_dsyevd_work(columnMajor, job, lower, nn, a, nn, w, &work, dp_lapack_int(work.count),
+                                                      &iwork, dp_lapack_int(iwork.count)), "dsyevd")
+        }
+    }
 }
