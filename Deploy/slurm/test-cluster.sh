@@ -30,6 +30,7 @@ cleanup() {
   if [ "$status" = 0 ]; then rm -rf "$work"; else echo "test-cluster: FAILED; files left in $work" >&2; fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # so that a timeout or ^C still runs cleanup
 
 fail() {
   echo "test-cluster: $*" >&2
@@ -62,10 +63,13 @@ expect_completed() {
 }
 
 passed=0
-check() { echo "ok: $*"; passed=$((passed + 1)); }
+mark=$SECONDS
+check() { echo "ok: $* ($((SECONDS - mark)) s)"; passed=$((passed + 1)); mark=$SECONDS; }
 
 if ! timeout 15 scontrol ping 2>/dev/null | grep -q 'is UP'; then started=1; fi
 timeout 900 "$slurm/local-cluster.sh" start || fail "the local cluster did not start"
+echo "slurm: cluster up ($((SECONDS - mark)) s)"
+mark=$SECONDS
 
 pair="$work/pair"
 "$DELTAPLAN" synth --profile llama-2-7b --scale 0.0625 --layers 2 --seed 3 --tokens 128 --out "$pair" >/dev/null
@@ -122,4 +126,5 @@ expect_completed "${rerun_id%%;*}"
 diff -r "$work/store1" "$work/store3" || fail "the store repaired by rerunning shard 3 differs from the single-process store"
 check "a failed shard cancels finalize; its printed rerun command repairs the store (diff -r)"
 
+echo "slurm: the checks took $SECONDS s in all"
 echo "slurm: $passed passed, 0 failed"
