@@ -145,7 +145,7 @@ stop() {
     if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]; then
       kill "$pid" 2>/dev/null || true
       for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+      if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
     fi
     rm -f "$pidfile"
   done

@@ -33,7 +33,9 @@ existing() {
 
 case "$stage" in
   analyze)
+    # shellcheck disable=SC2034 # exported by name below, for the jobs
     BASE="$(existing BASE 'the base checkpoint')"
+    # shellcheck disable=SC2034
     FINETUNED="$(existing FINETUNED 'the fine-tuned checkpoint')"
     [ -n "${CALIBRATION:-}" ] && CALIBRATION="$(existing CALIBRATION 'the calibration file')"
     : "${STORE:?set STORE (the spectrum store to write, on shared storage)}"

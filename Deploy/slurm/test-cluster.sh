@@ -26,7 +26,7 @@ started=0
 cleanup() {
   status=$?
   for id in "${jobs[@]}"; do timeout 15 scancel "$id" 2>/dev/null || true; done
-  [ "$started" = 1 ] && "$slurm/local-cluster.sh" stop || true
+  if [ "$started" = 1 ]; then "$slurm/local-cluster.sh" stop || true; fi
   if [ "$status" = 0 ]; then rm -rf "$work"; else echo "test-cluster: FAILED; files left in $work" >&2; fi
 }
 trap cleanup EXIT
