@@ -28,7 +28,7 @@ DELTAPLAN="$(realpath "$DELTAPLAN")"
 existing() {
   [ -n "${!1:-}" ] || { echo "submit: set $1 ($2)" >&2; exit 2; }
   [ -e "${!1}" ] || { echo "submit: $1=${!1} does not exist" >&2; exit 2; }
-  realpath "${!1}"
+  realpath -s "${!1}"  # absolute, symlinks kept: the paths a store records are the ones given
 }
 
 case "$stage" in
@@ -39,7 +39,7 @@ case "$stage" in
     FINETUNED="$(existing FINETUNED 'the fine-tuned checkpoint')"
     [ -n "${CALIBRATION:-}" ] && CALIBRATION="$(existing CALIBRATION 'the calibration file')"
     : "${STORE:?set STORE (the spectrum store to write, on shared storage)}"
-    STORE="$(realpath -m "$STORE")"
+    STORE="$(realpath -ms "$STORE")"
     environment=(BASE FINETUNED STORE)
     [ -n "${CALIBRATION:-}" ] && environment+=(CALIBRATION)
     finalize=("$DELTAPLAN" analyze --finalize "$STORE")
@@ -48,7 +48,7 @@ case "$stage" in
     STORE="$(existing STORE 'the spectrum store the plan was made from')"
     PLAN="$(existing PLAN 'the plan file')"
     : "${ARTIFACT:?set ARTIFACT (the artifact to write, on shared storage)}"
-    ARTIFACT="$(realpath -m "$ARTIFACT")"
+    ARTIFACT="$(realpath -ms "$ARTIFACT")"
     environment=(STORE PLAN ARTIFACT)
     finalize=("$DELTAPLAN" compress "$STORE" --plan "$PLAN" --out "$ARTIFACT" --finalize "$@")
     ;;
