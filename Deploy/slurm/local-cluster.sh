@@ -63,10 +63,15 @@ start_munge() {
   fail "munge does not answer 10 s after munged started"
 }
 
-write_config() {
+config_is_ours() {
   if [ -f "$conf" ] && ! grep -qxF "$marker" "$conf"; then
-    fail "$conf exists and was not written by this script: a real cluster's? Move it away to use this one."
+    echo "local-cluster: $conf exists and was not written by this script: a real cluster's? Move it away to use this one." >&2
+    exit 1
   fi
+}
+
+write_config() {
+  config_is_ours
   local host node
   host="$(hostname -s)"
   # The node's real CPUs, sockets, cores, threads and memory: slurmd's first line, as it will register.
@@ -111,6 +116,7 @@ start() {
     return 0
   fi
   [ "$(id -u)" -eq 0 ] || fail "needs root (it installs packages and starts daemons)"
+  config_is_ours
   install_packages
   start_munge
   write_config
@@ -133,6 +139,7 @@ start() {
 }
 
 stop() {
+  config_is_ours  # never shut down a cluster this script did not configure
   if command -v scontrol >/dev/null && timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'; then
     timeout 30 scontrol shutdown >/dev/null 2>&1 || true
   fi
