@@ -54,6 +54,28 @@ public struct Shard: Sendable, Hashable, CustomStringConvertible {
         return shard
     }
 
+    /// What keeps a set of shards from being finalized: none has finished, two counts are mixed,
+    /// or one has not finished (named, with how to run it).
+    public struct Problem: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The shards of `names` (files of a folder, recognized by `parse`), when they are all N of
+    /// one count N. `command` is the subcommand that runs a shard, for the messages.
+    public static func all(among names: [String], parse: (String) -> Shard?, command: String) throws(Problem) -> [Shard] {
+        let shards = names.compactMap(parse).sorted { ($0.count, $0.index) < ($1.count, $1.index) }
+        guard let count = shards.first?.count else {
+            throw Problem(description: "no shard has finished: run \(command) with --shard I/N first")
+        }
+        if let other = shards.first(where: { $0.count != count }) {
+            throw Problem(description: "shards of different counts: \(shards[0]) and \(other); remove the records of the count not used")
+        }
+        if let missing = (1...count).first(where: { i in !shards.contains { $0.index == i } }) {
+            throw Problem(description: "shard \(missing)/\(count) has not finished: run \(command) with --shard \(missing)/\(count)")
+        }
+        return shards
+    }
+
     /// The name of a shard's record in a compression's work directory: `shard-I-of-N.json`.
     public static func recordName(_ shard: Shard) -> String { "shard-\(shard.index)-of-\(shard.count).json" }
 
@@ -89,19 +111,11 @@ extension Analyzer {
             return done
         }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        let shards = names.compactMap(Shard.parsingManifestName).sorted { ($0.count, $0.index) < ($1.count, $1.index) }
-        guard let count = shards.first?.count else {
-            throw .shards(store: store.path, reason: "no shard manifests in \(folder.path): analyze it with --shard I/N first")
+        let shards: [Shard]
+        do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingManifestName, command: "analyze") } catch {
+            throw .shards(store: store.path, reason: "\(error) (\(folder.path))")
         }
-        if let other = shards.first(where: { $0.count != count }) {
-            throw .shards(store: store.path, reason: "shards of different counts: \(shards[0].manifestPath) and \(other.manifestPath); "
-                          + "remove the ones of the count not used")
-        }
-        let missing = (1...count).filter { i in !shards.contains { $0.index == i } }
-        guard missing.isEmpty else {
-            throw .shards(store: store.path, reason: "shard " + missing.map { "\($0)/\(count)" }.joined(separator: ", ")
-                          + " has not run (no \(Shard.folder)/\(missing[0])-of-\(count).json): run analyze with --shard \(missing[0])/\(count)")
-        }
+        let count = shards[0].count
         var manifests: [StoreManifest] = []
         for shard in shards {
             let reader = try SpectrumStore(at: store, manifest: store.appendingPathComponent(shard.manifestPath), requireComplete: false)

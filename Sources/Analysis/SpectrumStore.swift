@@ -13,7 +13,9 @@ import LinearAlgebra
 ///   objective's cost of the unit error uᵢ vᵢᵀ, and `objective_dropped` F64 `[r + 1]`, the cost of
 ///   dropping every vector from j on (see `ObjectiveProjection`), and for the paired objective
 ///   `objective_dropped_feedback` F64 `[r + 1]`, the same after error feedback's absorption;
-/// where r is the stored rank.
+/// where r is the stored rank. A store analyzed in shards (``Shard``) has `shards/I-of-N.json`
+/// instead of `manifest.json` until ``Analyzer/finalize(store:)``; the measurement pass caches its
+/// tables in `errors/ORDER/` (with `shard-I-of-N.json` records while it runs in shards).
 public struct SpectrumStore: Sendable {
     public static let manifestName = "manifest.json"
     public static let matricesFolder = "matrices"

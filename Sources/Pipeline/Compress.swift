@@ -575,17 +575,12 @@ struct CompressionWork: Sendable {
     /// file is this compression's (``saved(_:name:)``) with the SHA-256 its shard recorded.
     func checkShards(plan: Plan, costs: [Double], artifact: URL) throws(ArtifactError) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        let shards = names.compactMap(Shard.parsingRecordName).sorted { ($0.count, $0.index) < ($1.count, $1.index) }
         func failure(_ reason: String) -> ArtifactError { .shards(artifact: artifact.path, reason: reason) }
-        guard let count = shards.first?.count else {
-            throw failure("no shard has finished (no shard-I-of-N.json in \(directory.path)): run compress with --shard I/N first")
+        let shards: [Shard]
+        do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingRecordName, command: "compress") } catch {
+            throw failure("\(error) (\(directory.path))")
         }
-        if let other = shards.first(where: { $0.count != count }) {
-            throw failure("shards of different counts in \(directory.path): \(shards[0]) and \(other)")
-        }
-        if let missing = (1...count).first(where: { i in !shards.contains { $0.index == i } }) {
-            throw failure("shard \(missing)/\(count) has not finished: run compress with --shard \(missing)/\(count)")
-        }
+        let count = shards[0].count
         var recorded: [String: String] = [:]
         for shard in shards {
             let url = directory.appendingPathComponent(Shard.recordName(shard))

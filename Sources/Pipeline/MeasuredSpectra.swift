@@ -1,5 +1,6 @@
 import Analysis
 import Checkpoint
+import ContentHash
 import Foundation
 import LinearAlgebra
 import Optimizer
@@ -35,14 +36,110 @@ public func measuredSpectra(
     store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions, parallelism: Parallelism = .serial,
     progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
 ) throws(QuantizationError) -> [MatrixSpectrum] {
+    try measure(store.matrices, of: store, calibration: calibration, options: options, parallelism: parallelism, progress: progress,
+                shouldStop: shouldStop).map(\.spectrum)
+}
+
+/// One shard of the measurement pass (`deltaplan measure STORE --shard I/N`): the tables of the
+/// shard's matrices (``Shard/assignment(costs:count:)`` by h_out·h_in·r), cached as
+/// ``measuredSpectra(store:calibration:options:parallelism:progress:shouldStop:)`` caches them;
+/// shards may run at once on machines sharing the store. The shard's record
+/// `STORE/errors/ORDER/shard-I-of-N.json` lists its tables' SHA-256. Then
+/// ``finalizeMeasurement(store:calibration:options:)``, after which `plan` finds every table.
+public func measureShard(
+    store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions, shard: Shard, parallelism: Parallelism = .serial,
+    progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
+) throws(QuantizationError) {
+    let matrices = store.matrices
+    let assignment = Shard.assignment(costs: matrices.map(measurementCost), count: shard.count)
+    let mine = zip(matrices, assignment).filter { $0.1 == shard.index }.map(\.0)
+    let folder = errorTableFolder(store, options)
+    let recordURL = folder.appendingPathComponent(Shard.recordName(shard))
+    // A rerun measures again the tables damaged since the shard's record.
+    if let data = try? Data(contentsOf: recordURL), let files = try? JSONDecoder().decode([String: String].self, from: data) {
+        for record in mine {
+            let url = folder.appendingPathComponent(ErrorTableCache.fileName(record))
+            if (try? Digest.sha256(fileAt: url)) != files[url.lastPathComponent] { try? FileManager.default.removeItem(at: url) }
+        }
+        try? FileManager.default.removeItem(at: recordURL)
+    }
+    try measure(mine, of: store, calibration: calibration, options: options, parallelism: parallelism, progress: progress,
+                shouldStop: shouldStop)
+    var files: [String: String] = [:]
+    for record in mine {
+        let url = folder.appendingPathComponent(ErrorTableCache.fileName(record))
+        do { files[url.lastPathComponent] = try Digest.sha256(fileAt: url) } catch { throw .io(path: url.path, reason: "\(error)") }
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+    let data = (try? encoder.encode(files)) ?? Data()
+    do { try AtomicFile.write(data: data, to: recordURL) } catch {
+        throw .io(path: folder.path, reason: "cannot record shard \(shard): \(error)")
+    }
+}
+
+/// After every shard of the measurement pass: checks that the shards of one count N all recorded
+/// their tables, and that every matrix's table is cached for `options` (every width, the dropped
+/// weights in the feedback order) with the SHA-256 its shard recorded; then removes the records.
+/// Measures nothing. Returns the number of tables.
+///
+/// - Throws: ``QuantizationError/shards(store:reason:)`` naming the shard to rerun.
+@discardableResult
+public func finalizeMeasurement(store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions) throws(QuantizationError) -> Int {
     try options.validate()
     let calibrationKey = try checkCalibration(store: store, calibration: calibration)
-    let folder = store.url.appendingPathComponent(ErrorTableCache.folder).appendingPathComponent(options.order.rawValue)
+    let folder = errorTableFolder(store, options)
+    func failure(_ reason: String) -> QuantizationError { .shards(store: store.url.path, reason: reason) }
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+    let shards: [Shard]
+    do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingRecordName, command: "measure") } catch {
+        throw failure("\(error) (\(folder.path))")
+    }
+    let count = shards[0].count
+    var recorded: [String: String] = [:]
+    for shard in shards {
+        let url = folder.appendingPathComponent(Shard.recordName(shard))
+        guard let data = try? Data(contentsOf: url), let files = try? JSONDecoder().decode([String: String].self, from: data) else {
+            throw failure("the record of shard \(shard) (\(url.path)) is unreadable: rerun measure with --shard \(shard)")
+        }
+        recorded.merge(files) { first, _ in first }
+    }
+    let matrices = store.matrices
+    for (record, shard) in zip(matrices, Shard.assignment(costs: matrices.map(measurementCost), count: count)) {
+        let cache = errorTableCache(store: store, record: record, calibrationKey: calibrationKey, options: options, folder: folder)
+        let (table, dropped) = cache.read(rank: record.storedRank ?? 0)
+        let complete = options.bits.allSatisfy { table[$0] != nil } && (options.order != .feedback || dropped != nil)
+        guard complete, let sha = try? Digest.sha256(fileAt: cache.url), sha == recorded[cache.url.lastPathComponent] else {
+            throw failure("the table of \(record.name) (shard \(shard)/\(count)) is missing, damaged or of other options: "
+                          + "rerun measure with --shard \(shard)/\(count) and the same options")
+        }
+    }
+    for shard in shards { try? FileManager.default.removeItem(at: folder.appendingPathComponent(Shard.recordName(shard))) }
+    return matrices.count
+}
+
+/// What measuring a matrix costs, relatively: h_out·h_in·r.
+private func measurementCost(_ record: StoreManifest.MatrixRecord) -> Double {
+    Double(record.rows) * Double(record.columns) * Double(max(1, record.storedRank ?? 0))
+}
+
+private func errorTableFolder(_ store: SpectrumStore, _ options: MeasurementOptions) -> URL {
+    store.url.appendingPathComponent(ErrorTableCache.folder).appendingPathComponent(options.order.rawValue)
+}
+
+/// The measurement pass over `matrices` (the store's, or a shard's), in their order.
+@discardableResult
+private func measure(
+    _ matrices: [StoreManifest.MatrixRecord], of store: SpectrumStore, calibration: CalibrationSet?, options: MeasurementOptions,
+    parallelism: Parallelism, progress: (Int, Int, String) -> Void, shouldStop: () -> Bool
+) throws(QuantizationError) -> [(spectrum: MatrixSpectrum, cached: Bool)] {
+    try options.validate()
+    let calibrationKey = try checkCalibration(store: store, calibration: calibration)
+    let folder = errorTableFolder(store, options)
     do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
         throw .io(path: folder.path, reason: "cannot create the error-table folder: \(error.localizedDescription)")
     }
     let hessians = HessianCache(capacity: 2 + parallelism.threads)
-    let matrices = store.matrices
     // An entry's H is released once the last matrix reading it is done.
     var uses: [String: Int] = [:]
     for record in matrices { if let entry = record.calibrationEntry { uses[entry, default: 0] += 1 } }
@@ -68,7 +165,7 @@ public func measuredSpectra(
             progress(done, matrices.count, matrices[index].name)
         })
     switch outcome {
-    case .completed: return measured.map { $0!.spectrum }
+    case .completed: return measured.map { $0! }
     case .stopped: throw .stopped
     case let .failed(_, error): throw error
     }
@@ -85,21 +182,7 @@ func measuredSpectrum(
     let r = record.storedRank ?? 0
     let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
     let method: QuantizationMethod = entry == nil ? .rtn : options.method
-    let fileName = ((record.file ?? record.name) as NSString).lastPathComponent
-    let cache = ErrorTableCache(
-        url: folder.appendingPathComponent(fileName),
-        metadata: [
-            "deltaplan.errors.format": ErrorTableCache.formatVersion,
-            "tensor": record.name,
-            "method": method.rawValue,
-            "order": options.order.rawValue,
-            "group_size": String(options.groupSize),
-            "dampening": String(options.dampening),
-            "calibration": calibrationKey,
-            "matrix_sha256": record.fileSHA256 ?? "",
-            "stored_rank": String(r),
-            "chunk_size": String(options.chunkSize),
-        ])
+    let cache = errorTableCache(store: store, record: record, calibrationKey: calibrationKey, options: options, folder: folder)
     var (table, dropped) = cache.read(rank: r)
     let missing = options.bits.filter { table[$0] == nil }
     let needsDropped = options.order == .feedback && dropped == nil
@@ -166,6 +249,28 @@ func checkCalibration(store: SpectrumStore, calibration: CalibrationSet?) throws
     return "\(file.size):\(file.headerSHA256)"
 }
 
+/// The cache of `record`'s table in `folder` under `options`.
+func errorTableCache(
+    store: SpectrumStore, record: StoreManifest.MatrixRecord, calibrationKey: String, options: MeasurementOptions, folder: URL
+) -> ErrorTableCache {
+    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+    let method: QuantizationMethod = entry == nil ? .rtn : options.method
+    return ErrorTableCache(
+        url: folder.appendingPathComponent(ErrorTableCache.fileName(record)),
+        metadata: [
+            "deltaplan.errors.format": ErrorTableCache.formatVersion,
+            "tensor": record.name,
+            "method": method.rawValue,
+            "order": options.order.rawValue,
+            "group_size": String(options.groupSize),
+            "dampening": String(options.dampening),
+            "calibration": calibrationKey,
+            "matrix_sha256": record.fileSHA256 ?? "",
+            "stored_rank": String(record.storedRank ?? 0),
+            "chunk_size": String(options.chunkSize),
+        ])
+}
+
 /// One matrix's cached error table.
 struct ErrorTableCache {
     static let folder = "errors"
@@ -176,6 +281,9 @@ struct ErrorTableCache {
     var metadata: [String: String]
 
     static func tensorName(bits: Int) -> String { "e_k\(bits)" }
+
+    /// The table's file name: the matrix file's.
+    static func fileName(_ record: StoreManifest.MatrixRecord) -> String { ((record.file ?? record.name) as NSString).lastPathComponent }
 
     static let droppedName = "dropped"
 

@@ -18,6 +18,9 @@ public enum QuantizationError: Error, Equatable, CustomStringConvertible {
     case calibrationMismatch(store: String, reason: String)
     /// The store or one of its error tables cannot be read or written.
     case store(AnalysisError)
+    /// A measurement pass run in shards cannot be finalized yet (a shard not run, a table missing
+    /// or damaged): the reason names the shard to rerun.
+    case shards(store: String, reason: String)
     case io(path: String, reason: String)
     /// `shouldStop` asked for a stop (a cancelled service job); nothing partial was published.
     case stopped
@@ -34,6 +37,7 @@ public enum QuantizationError: Error, Equatable, CustomStringConvertible {
         case let .calibrationMismatch(store, reason):
             "the calibration does not match the store \(store): \(reason); pass the calibration file the store was analyzed with"
         case let .store(error): error.description
+        case let .shards(store, reason): "the measurement pass of \(store): \(reason)"
         case let .io(path, reason): "\(path): \(reason)"
         case .stopped: "stopped on request before it finished"
         }

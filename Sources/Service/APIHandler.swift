@@ -9,7 +9,7 @@ import OpenAPIRuntime
 struct APIHandler: APIProtocol {
     let state: ServiceState
     var validator: RequestValidator { state.validator }
-    var store: JobStore { state.store }
+    var store: any JobQueue { state.store }
 
     /// How the generated code encodes and decodes: dates with fractional seconds (as jobs record
     /// them), JSON with sorted keys.

@@ -19,8 +19,17 @@ public func buildState(_ configuration: ServiceConfiguration, runners: JobRunner
     do { try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true) } catch {
         throw ServiceSetupError.invalidOption(option: "--data-dir", reason: "cannot create \(data.path): \(error.localizedDescription)")
     }
-    let store = try JobStore(path: data.appendingPathComponent("jobs.sqlite").path)
-    let repaired = try store.recoverInterrupted(resumable: { runners[$0].resumable })
+    let store: any JobQueue
+    var repaired: [Job] = []
+    if let database = configuration.database {
+        // Jobs another node left running are taken over when their leases expire.
+        store = try PostgresJobStore(url: database, leaseSeconds: configuration.leaseSeconds, resumable: { runners[$0].resumable },
+                                     logger: logger)
+    } else {
+        let local = try JobStore(path: data.appendingPathComponent("jobs.sqlite").path)
+        repaired = try local.recoverInterrupted(resumable: { runners[$0].resumable })
+        store = local
+    }
     for job in repaired {
         logger.info("job \(job.id) (\(job.kind.rawValue)) was running when the server stopped: \(job.cancelRequested ? "cancelled" : runners[job.kind].resumable ? "re-queued" : "failed")")
         if job.cancelRequested {

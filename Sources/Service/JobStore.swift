@@ -1,13 +1,14 @@
 import Foundation
 import GRDB
 
-/// The job table in `<data-dir>/jobs.sqlite`, through GRDB (WAL mode: readers never wait for the
+/// The job table in `<data-dir>/jobs.sqlite`, through GRDB: the ``JobQueue`` of one node (WAL mode: readers never wait for the
 /// writer). Every state change is one transaction, so a crash leaves each job in one well-defined
 /// state; ``recoverInterrupted(resumable:)`` repairs the `running` ones at the next start.
 ///
 /// Thread-safe: `DatabasePool` serializes writes and runs reads concurrently.
-public final class JobStore: Sendable {
+public final class JobStore: JobQueue {
     public let path: String
+    public var location: String { path }
     private let pool: DatabasePool
 
     public init(path: String) throws(ServiceSetupError) {
@@ -102,17 +103,6 @@ public final class JobStore: Sendable {
         }
     }
 
-    /// What a cancel request did.
-    public enum CancelOutcome: Sendable, Equatable {
-        /// It was queued: now cancelled.
-        case cancelled(Job)
-        /// It is running: the worker will stop it at its next check.
-        case requested(Job)
-        /// It had already finished.
-        case finished(Job)
-        case notFound
-    }
-
     public func cancel(id: String) async throws -> CancelOutcome {
         let finished = Self.now
         return try await pool.write { db in
@@ -134,7 +124,7 @@ public final class JobStore: Sendable {
     // MARK: Worker side (synchronous: workers are dedicated threads)
 
     /// Atomically takes the oldest queued job and marks it running.
-    func claimNext() throws -> Job? {
+    public func claimNext() throws -> Job? {
         let started = Self.now
         return try pool.write { db in
             guard let id = try String.fetchOne(db, sql: "SELECT id FROM job WHERE state = 'queued' ORDER BY createdAt, rowid LIMIT 1") else {
@@ -146,7 +136,7 @@ public final class JobStore: Sendable {
         }
     }
 
-    func updateProgress(id: String, fraction: Double, message: String) throws {
+    public func updateProgress(id: String, fraction: Double, message: String) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE job SET progress = ?, progressMessage = ? WHERE id = ? AND state = 'running'",
                            arguments: [min(max(fraction, 0), 1), message, id])
@@ -155,7 +145,7 @@ public final class JobStore: Sendable {
 
     /// Ends a running job. Returns the job as stored.
     @discardableResult
-    func finish(id: String, state: JobState, error: String? = nil, result: String? = nil) throws -> Job? {
+    public func finish(id: String, state: JobState, error: String?, result: String?) throws -> Job? {
         precondition(state.isFinished, "finish(id:state:) needs a final state, got \(state)")
         let finished = Self.now
         return try pool.write { db in
@@ -167,7 +157,7 @@ public final class JobStore: Sendable {
     }
 
     /// Puts a running job back in the queue (shutdown while it ran; it resumes at the next start).
-    func requeue(id: String, message: String) throws {
+    public func requeue(id: String, message: String) throws {
         try pool.write { db in
             try db.execute(sql: "UPDATE job SET state = 'queued', progressMessage = ? WHERE id = ? AND state = 'running'",
                            arguments: [message, id])
@@ -199,7 +189,7 @@ public final class JobStore: Sendable {
     }
 
     /// Synchronous lookup, for tests and workers.
-    func jobNow(id: String) throws -> Job? {
+    public func jobNow(id: String) throws -> Job? {
         try pool.read { db in try Self.fetch(db, id) }
     }
 

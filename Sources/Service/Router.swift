@@ -8,7 +8,7 @@ import Optimizer
 /// What every handler shares: the job store, the worker pool, the validator and the metrics.
 public struct ServiceState: Sendable {
     public let configuration: ServiceConfiguration
-    public let store: JobStore
+    public let store: any JobQueue
     let pool: WorkerPool
     let metrics: ServiceMetrics
     let validator: RequestValidator

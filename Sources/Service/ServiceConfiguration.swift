@@ -16,9 +16,16 @@ public struct ServiceConfiguration: Sendable {
     public var workers: Int
     /// Largest accepted request body, in bytes (413 above).
     public var maxBodyBytes: Int
+    /// Where the jobs are kept: nil for `jobs.sqlite` in the data directory (one node), or a
+    /// `postgres://` URL whose database several nodes share (``PostgresJobStore``; the data
+    /// directory must then be shared storage, where each node finds the others' stores).
+    public var database: String?
+    /// With a shared database: how long a running job stays this node's without a renewal.
+    public var leaseSeconds: Double
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: URL, allowedRoots: [URL] = [],
-                token: String? = nil, workers: Int = 1, maxBodyBytes: Int = 1 << 20) {
+                token: String? = nil, workers: Int = 1, maxBodyBytes: Int = 1 << 20, database: String? = nil,
+                leaseSeconds: Double = 30) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -26,6 +33,8 @@ public struct ServiceConfiguration: Sendable {
         self.token = token
         self.workers = workers
         self.maxBodyBytes = maxBodyBytes
+        self.database = database
+        self.leaseSeconds = leaseSeconds
     }
 
     /// Reads a bearer token from `file`: its content with surrounding whitespace removed.

@@ -12,7 +12,7 @@ import Logging
 /// `@unchecked Sendable`: every mutable field is guarded by `condition` (an `NSCondition`,
 /// which is also the lock).
 final class WorkerPool: @unchecked Sendable {
-    private let store: JobStore
+    private let store: any JobQueue
     private let runners: JobRunners
     private let dataDirectory: URL
     private let metrics: ServiceMetrics
@@ -28,7 +28,7 @@ final class WorkerPool: @unchecked Sendable {
     /// Jobs whose cancel was requested while running.
     private var cancelRequests: Set<String> = []
 
-    init(store: JobStore, runners: JobRunners, dataDirectory: URL, workers: Int, metrics: ServiceMetrics, logger: Logger) {
+    init(store: any JobQueue, runners: JobRunners, dataDirectory: URL, workers: Int, metrics: ServiceMetrics, logger: Logger) {
         precondition(workers >= 1, "a worker pool needs at least one worker, got \(workers)")
         self.store = store
         self.runners = runners
@@ -98,7 +98,7 @@ final class WorkerPool: @unchecked Sendable {
             if generation < 0 { break }
             let job: Job?
             do { job = try store.claimNext() } catch {
-                logger.error("cannot take a job from \(store.path): \(error)")
+                logger.error("cannot take a job from \(store.location): \(error)")
                 job = nil
             }
             if let job {
@@ -136,20 +136,20 @@ final class WorkerPool: @unchecked Sendable {
         var final: JobState?
         do {
             let result = try runner.run(context)
-            try store.finish(id: job.id, state: .succeeded, result: result)
+            try store.finish(id: job.id, state: .succeeded, error: nil, result: result)
             final = .succeeded
         } catch is CancellationError {
             switch stopReason(for: job.id) {
             case .cancelled:
                 runner.discard(context)
-                final = recordEnd { try store.finish(id: job.id, state: .cancelled, error: "cancelled by request") }
+                final = recordEnd { try store.finish(id: job.id, state: .cancelled, error: "cancelled by request", result: nil) }
             case .shutdown where runner.resumable:
                 recordRequeue { try store.requeue(id: job.id, message: "interrupted by a server stop; resumes at the next start") }
             case .shutdown, nil:
-                final = recordEnd { try store.finish(id: job.id, state: .failed, error: "interrupted by a server stop; \(job.kind.rawValue) jobs cannot resume, submit it again") }
+                final = recordEnd { try store.finish(id: job.id, state: .failed, error: "interrupted by a server stop; \(job.kind.rawValue) jobs cannot resume, submit it again", result: nil) }
             }
         } catch {
-            final = recordEnd { try store.finish(id: job.id, state: .failed, error: "\(error)") }
+            final = recordEnd { try store.finish(id: job.id, state: .failed, error: "\(error)", result: nil) }
         }
         if let final {
             metrics.recordJob(kind: job.kind, state: final, seconds: Date().timeIntervalSince(start))

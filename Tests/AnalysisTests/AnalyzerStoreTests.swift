@@ -1,9 +1,14 @@
 import Analysis
 import Checkpoint
 import Foundation
+import LinearAlgebra
 import Testing
 
 @Suite struct AnalyzerResumeTests {
+    /// One OpenBLAS thread, as the CLI runs: stores compared byte for byte must not depend on
+    /// another suite changing the thread count between their runs.
+    init() { BLASThreads.count = 1 }
+
     /// An interrupted run leaves a store later stages refuse; a rerun completes it, and the result
     /// is byte-identical to an uninterrupted run.
     @Test func interruptedRunResumesToTheSameStore() throws {

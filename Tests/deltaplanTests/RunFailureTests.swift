@@ -56,7 +56,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
         check(try await runFailure(["plan", empty, "--budget", "1/16"]), names: [empty, "manifest.json", "not a spectrum store"])
         check(try await runFailure(["spectrum", empty]), names: [empty, "not a spectrum store"], wrapped: false)
-        check(try await runFailure(["analyze", "--finalize", empty]), names: [empty, "no shard manifests"], wrapped: false)
+        check(try await runFailure(["analyze", "--finalize", empty]), names: [empty, "no shard has finished"], wrapped: false)
         check(try await runFailure(["inspect", empty]), names: [empty], wrapped: false)
         check(try await runFailure(["merge", "--base", empty, "--artifact", empty, "--out", dir("merged")]),
               names: [empty, "not an artifact"])

@@ -14,12 +14,11 @@ struct ServeProcess {
     let child: DeltaplanProcess
     let port: Int
 
-    init(dataDirectory: URL, allowRoot: URL, logs: URL) throws {
-        // Two workers: each job works on cores / 2 matrices at once (one on this 2-core machine), as
-        // slow as before `--threads`, so that the kill lands mid-job even when other suites hold the
-        // test threads.
-        child = try DeltaplanProcess(["serve", "--data-dir", dataDirectory.path, "--allow-root", allowRoot.path, "--port", "0",
-                                      "--workers", "2"],
+    /// Two workers by default: each job works on cores / 2 matrices at once (one on this 2-core
+    /// machine), as slow as before `--threads`, so that the kill lands mid-job even when other
+    /// suites hold the test threads.
+    init(dataDirectory: URL, allowRoot: URL, logs: URL, options: [String] = ["--workers", "2"]) throws {
+        child = try DeltaplanProcess(["serve", "--data-dir", dataDirectory.path, "--allow-root", allowRoot.path, "--port", "0"] + options,
                                      logs: logs)
         let prefix = "listening on http://127.0.0.1:"
         let child = self.child

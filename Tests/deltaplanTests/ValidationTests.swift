@@ -32,6 +32,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("analyze --finetuned f --out o", "--base", "--finalize STORE"),
         BadArguments("compress s --plan p --out o --finalize --shard 1/2", "--finalize assembles what every shard left; it takes no --shard (got 1/2)"),
         BadArguments("compress s --plan p --out o --shard 3/2", "--shard", "I/N needs 1 ≤ I ≤ N, got 3/2"),
+        BadArguments("measure s --finalize --shard 1/2", "--finalize checks what every shard left; it takes no --shard (got 1/2)"),
+        BadArguments("measure s --group-size 0", "--group-size must be positive"),
         // synth
         BadArguments("synth --profile llama-2-7b --out o --scale 0", "--scale must be in (0, 1], got 0.0"),
         BadArguments("synth --profile llama-2-7b --out o --scale 1.5", "--scale must be in (0, 1], got 1.5"),
@@ -158,6 +160,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "analyze --finalize s",
         "compress s --plan p --out o --shard 2/2",
         "compress s --plan p --out o --finalize",
+        "measure s --shard 1/4 --order paper --method rtn --group-size 64",
+        "measure s --finalize",
         "synth --profile llama-2-7b --out o --scale 1 --layers 1 --dtype f16 --tokens 1 --shard-size 1",
         "plan store --budget 1/16",
         "plan --profile llama-2-7b --budget 1/16 --strategy preset:single-3 --bits 16,8,3,2 --group-size 64",
@@ -234,7 +238,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     @Test func rootListsEverySubcommand() {
         let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
         #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "show", "compare", "diff", "fleet", "footprint",
-                          "profiles", "compress", "merge", "evaluate", "serve"])
+                          "profiles", "measure", "compress", "merge", "evaluate", "serve"])
         #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
     }
 }
