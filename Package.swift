@@ -133,6 +133,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
+        // The deployment files of Deploy/ (Kubernetes manifests, Slurm scripts), read as a cluster would read them.
+        .testTarget(name: "DeployTests", dependencies: [.product(name: "Yams", package: "Yams")]),
         // The CLI in-process: `@testable import deltaplan` of the executable target (SwiftPM renames its
         // `@main` entry point when testing), driven through `DeltaPlan.parseAsRoot` and `run()`.
         .testTarget(
