@@ -19,7 +19,8 @@
 # synthetic pairs at 1/128 and 1/32 scale, their stores, plans of every strategy, artifacts of both
 # quantizers, the real pair's headers: small files, for fast executions); builds the harnesses in
 # Fuzz/.build (release, -sanitize=fuzzer,address); runs
-# each target from its seeds, new inputs kept in FUZZ_WORK/corpus/TARGET, crashes in
+# each target from its seeds and past findings (Fuzz/regressions/TARGET), new inputs kept in
+# FUZZ_WORK/corpus/TARGET, crashes in
 # FUZZ_WORK/findings/TARGET/, the log in FUZZ_WORK/logs/TARGET.log. Exit status: non-zero when a
 # target found a crash, a leak or a timeout.
 set -euo pipefail
@@ -149,7 +150,9 @@ for t in "${targets[@]}"; do
     echo "== fuzz-$t ${flags[*]} ${FUZZ_ARGS:-}"
     start=$(date +%s)
     # shellcheck disable=SC2086
-    if ! "$bin/fuzz-$t" "${flags[@]}" ${FUZZ_ARGS:-} "$work/corpus/$t" "$seeds/$t" >"$work/logs/$t.log" 2>&1; then status=1; fi
+    # Past findings (Fuzz/regressions/TARGET) are read first with the seeds, every run.
+    regressions=(); [ -d "$here/regressions/$t" ] && regressions=("$here/regressions/$t")
+    if ! "$bin/fuzz-$t" "${flags[@]}" ${FUZZ_ARGS:-} "$work/corpus/$t" "$seeds/$t" "${regressions[@]}" >"$work/logs/$t.log" 2>&1; then status=1; fi
     end=$(date +%s)
     echo "fuzz-$t: $((end - start)) s; $(grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)' "$work/logs/$t.log" | tr '\n' ' ')"
     grep -E '^#[0-9]+.*(DONE|cov:)' "$work/logs/$t.log" | tail -n 1 || true
