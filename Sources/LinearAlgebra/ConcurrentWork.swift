@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How many work items (matrices) a stage runs at once, and how much memory they may hold together.
 ///
@@ -59,7 +62,9 @@ public func runConcurrently<Value: Sendable, Failure: Error & Sendable>(
             if shouldStop() { return .stopped }
             started(i)
             switch body(i) {
-            case let .success(value): finished(i, value)
+            case let .success(value):
+                finished(i, value)
+                StopPoint.itemFinished()
             case let .failure(error): return .failed(index: i, error)
             }
         }
@@ -94,7 +99,9 @@ public func runConcurrently<Value: Sendable, Failure: Error & Sendable>(
             running -= 1
             held -= estimates.removeValue(forKey: index) ?? 0
             switch result {
-            case let .success(value): finished(index, value)
+            case let .success(value):
+                finished(index, value)
+                StopPoint.itemFinished()
             case let .failure(error):
                 if failure == nil || index < failure!.index { failure = (index, error) }
                 closing = true
@@ -159,5 +166,26 @@ private final class WorkQueue<Value: Sendable, Failure: Error & Sendable>: @unch
         condition.broadcast()
         while live > 0 { condition.wait() }
         condition.unlock()
+    }
+}
+
+/// Test support for interrupted runs: with `DELTAPLAN_STOP_AFTER=N` in its environment, a process
+/// stops itself (SIGSTOP, every thread) right after the Nth work item of
+/// ``runConcurrently(count:parallelism:estimate:shouldStop:started:body:finished:)`` has finished
+/// and been recorded (a matrix of analyze, the measurement pass, compress or evaluate, counted over
+/// the process's life), so that a test can `kill -9` it at that moment however loaded the machine.
+/// Without the variable it does nothing.
+enum StopPoint {
+    private static let after = ProcessInfo.processInfo.environment["DELTAPLAN_STOP_AFTER"].flatMap(Int.init)
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var finished = 0
+
+    static func itemFinished() {
+        guard let after else { return }
+        let reached = lock.withLock { () -> Bool in
+            finished += 1
+            return finished == after
+        }
+        if reached { raise(SIGSTOP) }
     }
 }

@@ -59,7 +59,9 @@ import Testing
             }
             #expect(residual.squareRoot() <= tolerance, "‖Av − λv‖ for vector \(j): \(residual.squareRoot())")
         }
-        #expect(Ref.orthonormalityError(columnsOf: e.vectors) <= 20 * Double(n) * Double(S.ulpOfOne))
+        // MRRR (`dstemr`) keeps vectors orthogonal to O(n·ε) with a larger constant than the
+        // values' (3.9e-13 = 29·n·ε seen for n = 60 in Float64, as OpenBLAS's thread count varied).
+        #expect(Ref.orthonormalityError(columnsOf: e.vectors) <= 100 * Double(n) * Double(S.ulpOfOne))
     }
 
     @Test func emptyAndTinyMatrices() throws {

@@ -14,8 +14,8 @@ import Glibc
 /// 256×688: 7 matrices, 2.6 MB per BF16 checkpoint) with calibration, its store, a hand-made plan
 /// of the store (no measurement pass: 8 bits for 2 vectors, 3 bits for 14, 2 bits for 32), the
 /// artifact of that plan and its merge. A killed and rerun `deltaplan` must end with these bytes.
-/// (Each stage takes long enough in a debug build that the kills, which wait for a moment in the
-/// run polling every 2 ms, land mid-run; a stage that ended first fails its test.)
+/// (The killed runs stop themselves after their first matrix, `DELTAPLAN_STOP_AFTER=1`, and are
+/// killed while stopped: the moment does not depend on the machine's load.)
 struct KillFixture: Sendable {
     let root: URL
     let pair: SyntheticPair.Paths
@@ -89,8 +89,8 @@ struct KillTests {
         defer { dir.cleanUp() }
         let store = dir.url.appendingPathComponent("store")
         let arguments = fixture.analyzeArguments + ["--out", store.path]
-        let child = try DeltaplanProcess(arguments, logs: dir.url)
-        try child.kill9(when: { child.errors.contains("analyze: [") })
+        let child = try DeltaplanProcess(arguments, logs: dir.url, environment: ["DELTAPLAN_STOP_AFTER": "1"])
+        try child.kill9AtStop()
         #expect(child.wasKilled)
 
         // What is left: an incomplete manifest, and every matrix it records as done whole.
@@ -120,8 +120,8 @@ struct KillTests {
         defer { dir.cleanUp() }
         let artifact = dir.url.appendingPathComponent("artifact")
         let arguments = ["compress", fixture.store.path, "--plan", fixture.plan.path, "--out", artifact.path]
-        let child = try DeltaplanProcess(arguments, logs: dir.url)
-        try child.kill9(when: { child.errors.contains("compress: [") })
+        let child = try DeltaplanProcess(arguments, logs: dir.url, environment: ["DELTAPLAN_STOP_AFTER": "1"])
+        try child.kill9AtStop()
         #expect(child.wasKilled)
 
         // Nothing at the destination; only the hidden work directory with the matrices quantized
@@ -159,8 +159,8 @@ struct KillTests {
         try FileManager.default.copyItem(at: fixture.store, to: store)
         let plan = dir.url.appendingPathComponent("plan.json")
         let arguments = ["plan", store.path, "--budget", "1/16", "--out", plan.path]
-        let child = try DeltaplanProcess(arguments, logs: dir.url)
-        try child.kill9(when: { child.errors.contains("measure: [") })
+        let child = try DeltaplanProcess(arguments, logs: dir.url, environment: ["DELTAPLAN_STOP_AFTER": "1"])
+        try child.kill9AtStop()
         #expect(child.wasKilled)
         #expect(!FileManager.default.fileExists(atPath: plan.path))
 

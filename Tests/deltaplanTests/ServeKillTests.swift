@@ -17,9 +17,10 @@ struct ServeProcess {
     /// Two workers by default: each job works on cores / 2 matrices at once (one on this 2-core
     /// machine), as slow as before `--threads`, so that the kill lands mid-job even when other
     /// suites hold the test threads.
-    init(dataDirectory: URL, allowRoot: URL, logs: URL, options: [String] = ["--workers", "2"]) throws {
+    /// `stopAfter`: the server stops itself after that many matrices of its jobs (`DELTAPLAN_STOP_AFTER`).
+    init(dataDirectory: URL, allowRoot: URL, logs: URL, options: [String] = ["--workers", "2"], stopAfter: Int? = nil) throws {
         child = try DeltaplanProcess(["serve", "--data-dir", dataDirectory.path, "--allow-root", allowRoot.path, "--port", "0"] + options,
-                                     logs: logs)
+                                     logs: logs, environment: stopAfter.map { ["DELTAPLAN_STOP_AFTER": String($0)] } ?? [:])
         let prefix = "listening on http://127.0.0.1:"
         let child = self.child
         guard child.wait(until: { child.output.contains(prefix) }, timeout: 60),
@@ -67,15 +68,15 @@ struct ServeKillTests {
         defer { dir.cleanUp() }
         let data = dir.url.appendingPathComponent("data")
 
-        // Analysis: killed once its manifest records a finished matrix.
-        var server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
+        // Analysis: killed once its manifest records a finished matrix (the server stops itself then).
+        var server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, stopAfter: 1)
         let submitted = try await server.request("POST", "/v1/analyses", json: [
             "base": fixture.pair.base.path, "finetuned": fixture.pair.finetuned.path, "calibration": fixture.pair.calibration.path,
         ])
         #expect(submitted.status == 202)
         let analysis = try #require(submitted.json["id"] as? String)
         let store = data.appendingPathComponent("analyses/\(analysis)")
-        try server.child.kill9(when: { (try? SpectrumStore(at: store, requireComplete: false))?.matrices.isEmpty == false })
+        try server.child.kill9AtStop()
         #expect(server.child.wasKilled)
 
         let left = try SpectrumStore(at: store, requireComplete: false)
@@ -83,7 +84,9 @@ struct ServeKillTests {
         for record in left.matrices { try left.verify(record) }
         #expect(throws: AnalysisError.self) { try SpectrumStore(at: store) }
 
-        server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
+        // The restarted server resumes the analysis (the matrices left), then runs the compression
+        // below and stops itself after its first matrix.
+        server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, stopAfter: 7 - left.matrices.count + 1)
         var job = try await server.waitForJob(analysis, "ended") { ["succeeded", "failed", "cancelled"].contains(state($0) ?? "") }
         #expect(state(job) == "succeeded", "\(job)")
         #expect(job["attempts"] as? Int == 2, "\(job)")
@@ -100,7 +103,8 @@ struct ServeKillTests {
         let artifacts = data.appendingPathComponent("artifacts")
         let artifact = artifacts.appendingPathComponent(compression)
         let work = artifacts.appendingPathComponent(".\(compression).partial")
-        try server.child.kill9(when: { listing(work).contains { $0.hasSuffix(".safetensors") } })
+        try server.child.kill9AtStop()
+        #expect(listing(work).contains { $0.hasSuffix(".safetensors") })
         #expect(server.child.wasKilled)
 
         #expect(!FileManager.default.fileExists(atPath: artifact.path))

@@ -27,7 +27,8 @@ final class DeltaplanProcess: @unchecked Sendable {
     let process = Process()
     private let outputURL: URL, errorURL: URL
 
-    init(_ arguments: [String], logs: URL) throws {
+    /// `environment`: variables set for the child on top of this process's (e.g. `DELTAPLAN_STOP_AFTER`).
+    init(_ arguments: [String], logs: URL, environment extra: [String: String] = [:]) throws {
         self.arguments = arguments
         let name = "\(arguments.first ?? "deltaplan")-\(UUID().uuidString.prefix(8))"
         outputURL = logs.appendingPathComponent("\(name).out")
@@ -38,6 +39,7 @@ final class DeltaplanProcess: @unchecked Sendable {
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["CI"] = nil
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         process.standardOutput = try FileHandle(forWritingTo: outputURL)
         process.standardError = try FileHandle(forWritingTo: errorURL)
@@ -105,19 +107,40 @@ final class DeltaplanProcess: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// `kill -9` once the process has stopped itself (run with `DELTAPLAN_STOP_AFTER=N`: right after
+    /// its Nth finished matrix, whatever the load); records an issue (and throws) when it ended or
+    /// `timeout` seconds passed first.
+    func kill9AtStop(timeout: Double = 600, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline, process.isRunning, !isStopped() { usleep(2000) }
+        guard process.isRunning, isStopped() else {
+            let status = process.isRunning ? "still running after \(Int(timeout)) s" : "status \(process.terminationStatus)"
+            Issue.record("deltaplan \(arguments.joined(separator: " ")) never stopped at its stop point (\(status)); stderr: \(errors)",
+                         sourceLocation: sourceLocation)
+            throw CLIFailure("not killed mid-run")
+        }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// Whether every thread of the process is stopped (`T` in /proc/PID/task/*/stat).
+    private func isStopped() -> Bool {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks), !threads.isEmpty else { return false }
+        return threads.allSatisfy { thread in
+            guard let stat = try? String(contentsOfFile: "\(tasks)/\(thread)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return true }  // a thread that just ended
+            return stat[stat.index(close, offsetBy: 2)...].hasPrefix("T")
+        }
+    }
+
     /// Waits (up to a second) until every thread of the process is stopped (`T` in
     /// /proc/PID/task/*/stat); false when the process ended.
     private func waitUntilStopped() -> Bool {
-        let tasks = "/proc/\(process.processIdentifier)/task"
         let deadline = Date().addingTimeInterval(1)
         while Date() < deadline {
-            guard process.isRunning, let threads = try? FileManager.default.contentsOfDirectory(atPath: tasks) else { return false }
-            let stopped = threads.allSatisfy { thread in
-                guard let stat = try? String(contentsOfFile: "\(tasks)/\(thread)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { return true }  // a thread that just ended
-                return stat[stat.index(close, offsetBy: 2)...].hasPrefix("T")
-            }
-            if stopped { return true }
+            guard process.isRunning else { return false }
+            if isStopped() { return true }
             usleep(200)
         }
         return process.isRunning
