@@ -1,3 +1,5 @@
+import Checkpoint
+import ContentHash
 import Foundation
 
 /// One of N parts of an analysis (`deltaplan analyze --shard I/N`), for running the matrices of one
@@ -160,5 +162,49 @@ extension Analyzer {
             return "matrix \(x.name) differs"
         }
         return nil
+    }
+}
+
+/// The records that shards of the measurement pass and of compress keep beside the files they
+/// write: `shard-I-of-N.json`, the SHA-256 of each of the shard's files by name. A finalize checks
+/// every file against them; a shard's rerun redoes the files damaged since its record.
+public enum ShardRecords {
+    /// Records `shard`'s `files` (names in `folder`) with their SHA-256, atomically.
+    public static func write(_ shard: Shard, files: [String], in folder: URL) throws {
+        var record: [String: String] = [:]
+        for name in files { record[name] = try Digest.sha256(fileAt: folder.appendingPathComponent(name)) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try AtomicFile.write(data: try encoder.encode(record), to: folder.appendingPathComponent(Shard.recordName(shard)))
+    }
+
+    /// Before `shard`'s rerun: removes its record and those of its `files` that no longer have the
+    /// SHA-256 it recorded, so that they are made again.
+    public static func discardDamaged(_ shard: Shard, files: [String], in folder: URL) {
+        let recordURL = folder.appendingPathComponent(Shard.recordName(shard))
+        guard let data = try? Data(contentsOf: recordURL), let record = try? JSONDecoder().decode([String: String].self, from: data) else { return }
+        for name in files where (try? Digest.sha256(fileAt: folder.appendingPathComponent(name))) != record[name] {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+        }
+        try? FileManager.default.removeItem(at: recordURL)
+    }
+
+    /// The records of every shard of one count N in `folder`, merged, with N and the shards; the
+    /// problem names the shard to run with `command` when one is missing or unreadable.
+    public static func all(in folder: URL, command: String) throws(Shard.Problem) -> (shards: [Shard], files: [String: String]) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        let shards: [Shard]
+        do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingRecordName, command: command) } catch {
+            throw Shard.Problem(description: "\(error) (\(folder.path))")
+        }
+        var files: [String: String] = [:]
+        for shard in shards {
+            let url = folder.appendingPathComponent(Shard.recordName(shard))
+            guard let data = try? Data(contentsOf: url), let record = try? JSONDecoder().decode([String: String].self, from: data) else {
+                throw Shard.Problem(description: "the record of shard \(shard) (\(url.path)) is unreadable: run \(command) with --shard \(shard)")
+            }
+            files.merge(record) { first, _ in first }
+        }
+        return (shards, files)
     }
 }

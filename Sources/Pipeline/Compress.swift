@@ -229,7 +229,7 @@ private func compress(
               "tool": options.toolVersion])
     switch run {
     case .whole: break
-    case let .shard(shard): work.discardDamaged(shard, matrices: mine)
+    case let .shard(shard): ShardRecords.discardDamaged(shard, files: mine.map(CompressionWork.fileName), in: work.directory)
     case .finalize: try work.checkShards(plan: plan, costs: costs, artifact: out)
     }
     let owned = Set(mine)
@@ -538,64 +538,27 @@ struct CompressionWork: Sendable {
         }
     }
 
-    /// A shard's record: the SHA-256 of each of its matrices' files, by index.
-    struct ShardRecord: Codable, Equatable {
-        var shard: String
-        var files: [String: String]
-    }
-
-    /// Records that `shard` has saved its `matrices` (`shard-I-of-N.json`, atomically).
+    /// Records that `shard` has saved its `matrices` (``ShardRecords``).
     func recordShard(_ shard: Shard, matrices: [Int]) throws(ArtifactError) {
-        var files: [String: String] = [:]
-        for index in matrices {
-            do { files[Self.fileName(index)] = try Digest.sha256(fileAt: url(index)) } catch {
-                throw .io(path: url(index).path, reason: "cannot read the quantized segments: \(error)")
-            }
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let data = (try? encoder.encode(ShardRecord(shard: shard.description, files: files))) ?? Data()
-        do { try AtomicFile.write(data: data, to: directory.appendingPathComponent(Shard.recordName(shard))) } catch {
+        do { try ShardRecords.write(shard, files: matrices.map(Self.fileName), in: directory) } catch {
             throw .io(path: directory.path, reason: "cannot record shard \(shard): \(error)")
         }
-    }
-
-    /// Before a shard's rerun: removes the shard's record and those of its matrices' files that
-    /// no longer have the SHA-256 it recorded (damaged since), so that they are quantized again.
-    func discardDamaged(_ shard: Shard, matrices: [Int]) {
-        let recordURL = directory.appendingPathComponent(Shard.recordName(shard))
-        guard let data = try? Data(contentsOf: recordURL), let record = try? JSONDecoder().decode(ShardRecord.self, from: data) else { return }
-        for index in matrices where (try? Digest.sha256(fileAt: url(index))) != record.files[Self.fileName(index)] {
-            try? FileManager.default.removeItem(at: url(index))
-        }
-        try? FileManager.default.removeItem(at: recordURL)
     }
 
     /// Before a finalize: every shard of one count has recorded its matrices, and every matrix's
     /// file is this compression's (``saved(_:name:)``) with the SHA-256 its shard recorded.
     func checkShards(plan: Plan, costs: [Double], artifact: URL) throws(ArtifactError) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        func failure(_ reason: String) -> ArtifactError { .shards(artifact: artifact.path, reason: reason) }
-        let shards: [Shard]
-        do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingRecordName, command: "compress") } catch {
-            throw failure("\(error) (\(directory.path))")
+        let (shards, recorded): ([Shard], [String: String])
+        do throws(Shard.Problem) { (shards, recorded) = try ShardRecords.all(in: directory, command: "compress") } catch {
+            throw .shards(artifact: artifact.path, reason: "\(error)")
         }
         let count = shards[0].count
-        var recorded: [String: String] = [:]
-        for shard in shards {
-            let url = directory.appendingPathComponent(Shard.recordName(shard))
-            guard let data = try? Data(contentsOf: url), let record = try? JSONDecoder().decode(ShardRecord.self, from: data),
-                  record.shard == shard.description else {
-                throw failure("the record of shard \(shard) (\(url.path)) is unreadable: rerun compress with --shard \(shard)")
-            }
-            recorded.merge(record.files) { first, _ in first }
-        }
         for (index, shard) in Shard.assignment(costs: costs, count: count).enumerated() {
             let name = plan.matrices[index].name
             let sha = try? Digest.sha256(fileAt: url(index))
             guard saved(index, name: name) != nil, let sha, sha == recorded[Self.fileName(index)] else {
-                throw failure("matrix \(name) of shard \(shard)/\(count) is missing or damaged (\(url(index).path)): "
-                              + "rerun compress with --shard \(shard)/\(count), which redoes it")
+                throw .shards(artifact: artifact.path, reason: "matrix \(name) of shard \(shard)/\(count) is missing or damaged "
+                              + "(\(url(index).path)): rerun compress with --shard \(shard)/\(count), which redoes it")
             }
         }
     }

@@ -54,26 +54,11 @@ public func measureShard(
     let assignment = Shard.assignment(costs: matrices.map(measurementCost), count: shard.count)
     let mine = zip(matrices, assignment).filter { $0.1 == shard.index }.map(\.0)
     let folder = errorTableFolder(store, options)
-    let recordURL = folder.appendingPathComponent(Shard.recordName(shard))
-    // A rerun measures again the tables damaged since the shard's record.
-    if let data = try? Data(contentsOf: recordURL), let files = try? JSONDecoder().decode([String: String].self, from: data) {
-        for record in mine {
-            let url = folder.appendingPathComponent(ErrorTableCache.fileName(record))
-            if (try? Digest.sha256(fileAt: url)) != files[url.lastPathComponent] { try? FileManager.default.removeItem(at: url) }
-        }
-        try? FileManager.default.removeItem(at: recordURL)
-    }
+    let files = mine.map(ErrorTableCache.fileName)
+    ShardRecords.discardDamaged(shard, files: files, in: folder)
     try measure(mine, of: store, calibration: calibration, options: options, parallelism: parallelism, progress: progress,
                 shouldStop: shouldStop)
-    var files: [String: String] = [:]
-    for record in mine {
-        let url = folder.appendingPathComponent(ErrorTableCache.fileName(record))
-        do { files[url.lastPathComponent] = try Digest.sha256(fileAt: url) } catch { throw .io(path: url.path, reason: "\(error)") }
-    }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-    let data = (try? encoder.encode(files)) ?? Data()
-    do { try AtomicFile.write(data: data, to: recordURL) } catch {
+    do { try ShardRecords.write(shard, files: files, in: folder) } catch {
         throw .io(path: folder.path, reason: "cannot record shard \(shard): \(error)")
     }
 }
@@ -90,20 +75,11 @@ public func finalizeMeasurement(store: SpectrumStore, calibration: CalibrationSe
     let calibrationKey = try checkCalibration(store: store, calibration: calibration)
     let folder = errorTableFolder(store, options)
     func failure(_ reason: String) -> QuantizationError { .shards(store: store.url.path, reason: reason) }
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-    let shards: [Shard]
-    do throws(Shard.Problem) { shards = try Shard.all(among: names, parse: Shard.parsingRecordName, command: "measure") } catch {
-        throw failure("\(error) (\(folder.path))")
+    let (shards, recorded): ([Shard], [String: String])
+    do throws(Shard.Problem) { (shards, recorded) = try ShardRecords.all(in: folder, command: "measure") } catch {
+        throw failure("\(error)")
     }
     let count = shards[0].count
-    var recorded: [String: String] = [:]
-    for shard in shards {
-        let url = folder.appendingPathComponent(Shard.recordName(shard))
-        guard let data = try? Data(contentsOf: url), let files = try? JSONDecoder().decode([String: String].self, from: data) else {
-            throw failure("the record of shard \(shard) (\(url.path)) is unreadable: rerun measure with --shard \(shard)")
-        }
-        recorded.merge(files) { first, _ in first }
-    }
     let matrices = store.matrices
     for (record, shard) in zip(matrices, Shard.assignment(costs: matrices.map(measurementCost), count: count)) {
         let cache = errorTableCache(store: store, record: record, calibrationKey: calibrationKey, options: options, folder: folder)
