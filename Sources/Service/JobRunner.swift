@@ -265,7 +265,7 @@ extension JobRunner {
         try? FileManager.default.removeItem(at: compressionWorkDirectory(for: artifactDirectory(context)))
     }
 
-    private static func artifactDirectory(_ context: JobContext) -> URL {
+    static func artifactDirectory(_ context: JobContext) -> URL {
         context.dataDirectory.appendingPathComponent("artifacts", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
     }
 
@@ -321,7 +321,7 @@ extension JobRunner {
     }
 
     /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).
-    private static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
+    static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
         let folder = dataDirectory.appendingPathComponent("analyses", isDirectory: true)
         let candidates = (try? FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)) ?? []
         for url in candidates.sorted(by: { $0.path < $1.path }) {
