@@ -9,7 +9,8 @@ extension JobRunner {
     /// An analysis or compression run as Slurm jobs (`serve --executor slurm`): an array job whose
     /// task I runs `deltaplan analyze|compress … --shard I/N`, and a finalize job
     /// (`--dependency=afterok`, `--kill-on-invalid-dep=yes`) that runs `--finalize`, both
-    /// submitted by the worker that claims the job; the worker then follows them (``SlurmJob``).
+    /// submitted by the worker that claims the job and followed (``SlurmJob``) on a thread of their
+    /// own, so that the worker goes on with the next job.
     /// The commands are the CLI's, with the options the local runner gives the library, so the
     /// store or artifact is the local executor's, byte for byte.
     ///
@@ -18,7 +19,7 @@ extension JobRunner {
     /// `scancel` on both jobs, waits for Slurm to end them, then removes the partial output.
     static func slurm(_ kind: JobKind, _ configuration: SlurmConfiguration, commands: SlurmCommands = SlurmCommands()) -> JobRunner {
         precondition(kind == .analysis || kind == .compression, "only analyses and compressions run on Slurm, not \(kind.rawValue) jobs")
-        return JobRunner(resumable: true) { context in
+        return JobRunner(resumable: true, remote: true) { context in
             try SlurmJob(context: context, configuration: configuration, commands: commands).run()
         } discard: { context in
             SlurmJob(context: context, configuration: configuration, commands: commands).discard()
@@ -90,7 +91,8 @@ struct SlurmStage {
 /// One service job on Slurm: submits its jobs (once: see ``SlurmSubmission``), then looks at
 /// their states every ``SlurmConfiguration/pollSeconds`` until the finalize job has completed
 /// (then verifies the output) or something ended without completing (then fails the job with the
-/// Slurm job id, the shard and its log). Runs on a worker thread, which it keeps meanwhile.
+/// Slurm job id, the shard and its log). Runs on a thread of its own (a remote runner: its worker
+/// takes the next job meanwhile).
 struct SlurmJob {
     let context: JobContext
     let configuration: SlurmConfiguration

@@ -79,14 +79,19 @@ public struct JobFailure: Error, CustomStringConvertible {
 /// `QuantizationError.stopped` through: `init` turns it into `CancellationError`.
 /// `discard` removes partial output after a cancel. `resumable` says whether a job interrupted
 /// by a server stop can run again from where it was (else it fails with the reason).
+///
+/// `remote`: the job runs elsewhere (on Slurm) and `run` only waits for it: the worker pool runs it
+/// on a thread of its own and its worker takes the next job at once.
 public struct JobRunner: Sendable {
     public var resumable: Bool
+    public var remote: Bool
     public var run: @Sendable (JobContext) throws -> String
     public var discard: @Sendable (JobContext) -> Void
 
-    public init(resumable: Bool, run: @escaping @Sendable (JobContext) throws -> String,
+    public init(resumable: Bool, remote: Bool = false, run: @escaping @Sendable (JobContext) throws -> String,
                 discard: @escaping @Sendable (JobContext) -> Void = { _ in }) {
         self.resumable = resumable
+        self.remote = remote
         self.run = { context in
             do { return try run(context) } catch QuantizationError.stopped, ArtifactError.quantization(.stopped) {
                 throw CancellationError()

@@ -17,7 +17,8 @@ struct Serve: AsyncParsableCommand {
             apply), follows them with squeue (sacct for jobs squeue forgot), and cancels them with \
             scancel. The jobs run this executable, and write into DATA-DIR: both must be at the same \
             path on every node. Their ids, scripts and logs are in DATA-DIR/slurm/JOB-ID/; a restarted \
-            server follows the jobs it had submitted. Other jobs run on the workers.
+            server follows the jobs it had submitted. Each is followed on a thread of its own: the workers \
+            run the other jobs meanwhile.
 
             Examples:
               deltaplan serve --data-dir /var/lib/deltaplan --allow-root /models --token-file token.txt

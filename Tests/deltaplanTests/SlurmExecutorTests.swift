@@ -281,7 +281,7 @@ struct SlurmExecutorTests {
         stop(server)
     }
 
-    @Test("a cancel runs scancel on the array and finalize jobs and removes the partial store")
+    @Test("while the Slurm jobs are pending the only worker runs a merge; a cancel runs scancel on both jobs and removes the partial store")
     func cancel() async throws {
         let fixture = try await KillFixtures.shared.get()
         let dir = try TemporaryDirectory()
@@ -294,6 +294,12 @@ struct SlurmExecutorTests {
                                       environment: slurm.environment())
         let analysis = try await submitAnalysis(server, fixture)
         _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
+        // The only worker is free meanwhile: a merge of the fixture's artifact runs on it.
+        let merge = try await server.request("POST", "/v1/merges", json: ["artifact": fixture.artifact.path, "base": fixture.pair.base.path])
+        #expect(merge.status == 202, "\(merge.json)")
+        let mergeJob = try await server.waitForJob(try #require(merge.json["id"] as? String), "ended") { ended($0) }
+        #expect(state(mergeJob) == "succeeded", "\(mergeJob)")
+        #expect(state(try await server.request("GET", "/v1/jobs/\(analysis)").json) == "running")
         let cancelled = try await server.request("DELETE", "/v1/jobs/\(analysis)")
         #expect(cancelled.status == 202, "\(cancelled.json)")
         let job = try await server.waitForJob(analysis, "ended") { ended($0) }
