@@ -76,9 +76,14 @@ public func buildApplication(_ configuration: ServiceConfiguration, runners: Job
 extension JobRunners {
     /// These runners with analyses and compressions on `executor`. With Slurm, refuses (before the
     /// server starts, rather than failing every analysis later) when sbatch, squeue or scancel is
-    /// not on PATH.
+    /// not on PATH. Locally, a job that a server with `--executor slurm` submitted fails instead of
+    /// running beside its Slurm jobs into the same output.
     func on(_ executor: JobExecutor, logger: Logger) throws(ServiceSetupError) -> JobRunners {
-        guard case let .slurm(slurm) = executor else { return self }
+        guard case let .slurm(slurm) = executor else {
+            var runners = self
+            for kind in [JobKind.analysis, .compression] { runners[kind] = self[kind].refusingSlurmSubmissions() }
+            return runners
+        }
         let commands = SlurmCommands()
         for command in ["sbatch", "squeue", "scancel"] where commands.locate(command) == nil {
             throw .invalidOption(

@@ -27,6 +27,21 @@ extension JobRunner {
     }
 }
 
+extension JobRunner {
+    /// This (local) runner, failing a job whose Slurm jobs a server with `--executor slurm` submitted
+    /// (a restart with `--executor local` while they ran): they may still write its output.
+    func refusingSlurmSubmissions() -> JobRunner {
+        let run = self.run
+        return JobRunner(resumable: resumable, remote: remote, run: { context in
+            if let submission = try? SlurmDirectory(context).read() {
+                throw JobFailure("this job was submitted to Slurm (array job \(submission.arrayJob), finalize job \(submission.finalizeJob ?? "-")) "
+                                 + "by a server with --executor slurm; restart serve with --executor slurm to follow it, or submit it again")
+            }
+            return try run(context)
+        }, discard: discard)
+    }
+}
+
 /// What one service job runs on Slurm: the command of a shard (without `--shard`), the finalize
 /// command, and the output both write.
 struct SlurmStage {

@@ -339,6 +339,31 @@ struct SlurmExecutorTests {
         stop(server)
     }
 
+    @Test("serve restarted with --executor local while its Slurm jobs are pending: the job fails saying so, nothing runs locally beside them")
+    func restartedLocal() async throws {
+        let fixture = try await KillFixtures.shared.get()
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let slurm = try FakeSlurm(in: dir.url)
+        defer { slurm.release() }
+        try slurm.hold()
+        let data = dir.url.appendingPathComponent("data")
+        var server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                      environment: slurm.environment())
+        let analysis = try await submitAnalysis(server, fixture)
+        _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
+        kill(server.child.process.processIdentifier, SIGKILL)
+        server.child.process.waitUntilExit()
+
+        server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
+        let job = try await server.waitForJob(analysis, "ended") { ended($0) }
+        #expect(state(job) == "failed", "\(job)")
+        #expect((job["error"] as? String)?.contains("submitted to Slurm (array job 1000, finalize job 1001) by a server with --executor slurm") == true,
+                "\(job)")
+        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(analysis)/manifest.json").path))
+        stop(server)
+    }
+
     @Test("serve --executor slurm without sbatch on PATH refuses to start (the option parsing: ValidationTests)")
     func sbatchMissing() throws {
         let dir = try TemporaryDirectory()
