@@ -14,8 +14,9 @@ extension JobRunner {
     /// The commands are the CLI's, with the options the local runner gives the library, so the
     /// store or artifact is the local executor's, byte for byte.
     ///
-    /// Resumable: the jobs' ids are recorded before anything else happens, and a restarted server
-    /// follows the jobs it finds recorded instead of submitting them again. A cancel runs
+    /// Resumable: each job id is recorded as soon as sbatch prints it, and a restarted server
+    /// follows the jobs it finds recorded instead of submitting them again (a crash between sbatch
+    /// printing an id and the record reaching the disk would submit that job twice). A cancel runs
     /// `scancel` on both jobs, waits for Slurm to end them, then removes the partial output.
     static func slurm(_ kind: JobKind, _ configuration: SlurmConfiguration, commands: SlurmCommands = SlurmCommands()) -> JobRunner {
         precondition(kind == .analysis || kind == .compression, "only analyses and compressions run on Slurm, not \(kind.rawValue) jobs")
