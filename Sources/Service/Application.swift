@@ -15,6 +15,7 @@ public func buildState(_ configuration: ServiceConfiguration, runners: JobRunner
     guard (0...65535).contains(configuration.port) else {
         throw ServiceSetupError.invalidOption(option: "--port", reason: "must be in 0...65535, got \(configuration.port)")
     }
+    let runners = try runners.on(configuration.executor, logger: logger)
     let data = configuration.dataDirectory
     do { try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true) } catch {
         throw ServiceSetupError.invalidOption(option: "--data-dir", reason: "cannot create \(data.path): \(error.localizedDescription)")
@@ -70,6 +71,31 @@ public func buildApplication(_ configuration: ServiceConfiguration, runners: Job
         services: [WorkerService(pool: state.pool)],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? configuration.port) },
         logger: logger)
+}
+
+extension JobRunners {
+    /// These runners with analyses and compressions on `executor`. With Slurm, refuses (before the
+    /// server starts, rather than failing every analysis later) when sbatch, squeue or scancel is
+    /// not on PATH. Locally, a job that a server with `--executor slurm` submitted fails instead of
+    /// running beside its Slurm jobs into the same output.
+    func on(_ executor: JobExecutor, logger: Logger) throws(ServiceSetupError) -> JobRunners {
+        guard case let .slurm(slurm) = executor else {
+            var runners = self
+            for kind in [JobKind.analysis, .compression] { runners[kind] = self[kind].refusingSlurmSubmissions() }
+            return runners
+        }
+        let commands = SlurmCommands()
+        for command in ["sbatch", "squeue", "scancel"] where commands.locate(command) == nil {
+            throw .invalidOption(
+                option: "--executor slurm",
+                reason: "\(command) is not on PATH (\(commands.environment["PATH"] ?? "unset")): install the Slurm client commands or use --executor local")
+        }
+        var runners = self
+        runners[.analysis] = .slurm(.analysis, slurm, commands: commands)
+        runners[.compression] = .slurm(.compression, slurm, commands: commands)
+        logger.info("executor slurm: analyses and compressions as array jobs of \(slurm.shards) shards running \(slurm.executable.path)")
+        return runners
+    }
 }
 
 /// Runs the worker pool for the lifetime of the application.

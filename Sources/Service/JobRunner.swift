@@ -79,14 +79,19 @@ public struct JobFailure: Error, CustomStringConvertible {
 /// `QuantizationError.stopped` through: `init` turns it into `CancellationError`.
 /// `discard` removes partial output after a cancel. `resumable` says whether a job interrupted
 /// by a server stop can run again from where it was (else it fails with the reason).
+///
+/// `remote`: the job runs elsewhere (on Slurm) and `run` only waits for it: the worker pool runs it
+/// on a thread of its own and its worker takes the next job at once.
 public struct JobRunner: Sendable {
     public var resumable: Bool
+    public var remote: Bool
     public var run: @Sendable (JobContext) throws -> String
     public var discard: @Sendable (JobContext) -> Void
 
-    public init(resumable: Bool, run: @escaping @Sendable (JobContext) throws -> String,
+    public init(resumable: Bool, remote: Bool = false, run: @escaping @Sendable (JobContext) throws -> String,
                 discard: @escaping @Sendable (JobContext) -> Void = { _ in }) {
         self.resumable = resumable
+        self.remote = remote
         self.run = { context in
             do { return try run(context) } catch QuantizationError.stopped, ArtifactError.quantization(.stopped) {
                 throw CancellationError()
@@ -265,7 +270,7 @@ extension JobRunner {
         try? FileManager.default.removeItem(at: compressionWorkDirectory(for: artifactDirectory(context)))
     }
 
-    private static func artifactDirectory(_ context: JobContext) -> URL {
+    static func artifactDirectory(_ context: JobContext) -> URL {
         context.dataDirectory.appendingPathComponent("artifacts", isDirectory: true).appendingPathComponent(context.id, isDirectory: true)
     }
 
@@ -321,7 +326,7 @@ extension JobRunner {
     }
 
     /// The finished analysis store of this server with the given identity (SHA-256 of its manifest).
-    private static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
+    static func analysisStore(identity: String, in dataDirectory: URL) throws -> SpectrumStore {
         let folder = dataDirectory.appendingPathComponent("analyses", isDirectory: true)
         let candidates = (try? FileManager.default.contentsOfDirectory(at: folder, includingPropertiesForKeys: nil)) ?? []
         for url in candidates.sorted(by: { $0.path < $1.path }) {

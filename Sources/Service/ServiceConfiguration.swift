@@ -22,10 +22,13 @@ public struct ServiceConfiguration: Sendable {
     public var database: String?
     /// With a shared database: how long a running job stays this node's without a renewal.
     public var leaseSeconds: Double
+    /// Where analyses and compressions run: the workers, or Slurm array jobs (the data directory
+    /// must then be on storage every node mounts at the same path).
+    public var executor: JobExecutor
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: URL, allowedRoots: [URL] = [],
                 token: String? = nil, workers: Int = 1, maxBodyBytes: Int = 1 << 20, database: String? = nil,
-                leaseSeconds: Double = 30) {
+                leaseSeconds: Double = 30, executor: JobExecutor = .local) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -35,6 +38,7 @@ public struct ServiceConfiguration: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.database = database
         self.leaseSeconds = leaseSeconds
+        self.executor = executor
     }
 
     /// Reads a bearer token from `file`: its content with surrounding whitespace removed.

@@ -2,7 +2,8 @@ import Foundation
 import LinearAlgebra
 import Logging
 
-/// A fixed number of dedicated threads that take queued jobs from the ``JobStore`` and run them.
+/// A fixed number of dedicated threads that take queued jobs from the ``JobStore`` and run them
+/// (a remote job, which only waits for work done elsewhere, gets a thread of its own: ``follow(_:)``).
 ///
 /// CPU-heavy work (SVDs) must not run on the event loop or Swift's cooperative pool, whose few
 /// threads also serve the API: each worker is its own `Thread`, so the API stays responsive
@@ -102,7 +103,11 @@ final class WorkerPool: @unchecked Sendable {
                 job = nil
             }
             if let job {
-                execute(job)
+                if runners[job.kind].remote {
+                    follow(job)
+                } else {
+                    execute(job)
+                }
                 continue
             }
             condition.lock()
@@ -115,9 +120,26 @@ final class WorkerPool: @unchecked Sendable {
         }
     }
 
+    /// Runs a remote job (one that waits for work done elsewhere, e.g. on Slurm) on a thread of its
+    /// own, counted with the workers so that ``stopAndWait()`` waits for it too.
+    private func follow(_ job: Job) {
+        condition.withLock { liveWorkers += 1 }
+        let thread = Thread { [self] in
+            execute(job)
+            condition.withLock {
+                liveWorkers -= 1
+                condition.broadcast()
+            }
+        }
+        thread.name = "deltaplan-follow-\(job.id.prefix(8))"
+        thread.start()
+    }
+
     private func execute(_ job: Job) {
-        condition.withLock { busy += 1 }
-        defer { condition.withLock { busy -= 1; cancelRequests.remove(job.id) } }
+        // A followed remote job does not take a worker: `busy` counts the workers' jobs only.
+        let local = !runners[job.kind].remote
+        condition.withLock { if local { busy += 1 } }
+        defer { condition.withLock { if local { busy -= 1 }; cancelRequests.remove(job.id) } }
         // A cancel persisted while the job was queued for a restart.
         if job.cancelRequested { requestCancel(id: job.id) }
         let store = self.store, logger = self.logger, id = job.id

@@ -7,6 +7,7 @@ import ModelProfiles
 import Optimizer
 import Quantization
 import Reporting
+import Service
 
 // The library's vocabulary as command-line arguments: each value is parsed by the library's own
 // parser (the one the service uses too), so both faces accept and reject the same text.
@@ -17,6 +18,7 @@ extension ComparisonFormat: ExpressibleByArgument {}
 extension QuantizationMethod: ExpressibleByArgument {}
 extension ErrorObjective: ExpressibleByArgument {}
 extension SegmentOrder: ExpressibleByArgument {}
+extension ExecutorKind: ExpressibleByArgument {}
 extension ErrorTarget.Unit: ExpressibleByArgument {}
 extension DType: ExpressibleByArgument {
     public init?(argument: String) { self.init(rawValue: argument.uppercased()) }

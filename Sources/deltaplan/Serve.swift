@@ -11,8 +11,18 @@ struct Serve: AsyncParsableCommand {
             node renews; the jobs of a node that dies resume on another). Request paths must lie \
             under an --allow-root (symlinks followed). The API is described at GET /v1/openapi.json.
 
-            Example:
+            With --executor slurm, analyses and compressions run as Slurm array jobs instead: the \
+            worker that takes such a job submits --slurm-shards tasks of `analyze|compress --shard I/N` \
+            and a dependent `--finalize` job (sbatch; sbatch's own variables such as SBATCH_PARTITION \
+            apply), follows them with squeue (sacct for jobs squeue forgot), and cancels them with \
+            scancel. The jobs run this executable, and write into DATA-DIR: both must be at the same \
+            path on every node. Their ids, scripts and logs are in DATA-DIR/slurm/JOB-ID/; a restarted \
+            server follows the jobs it had submitted. Each is followed on a thread of its own: the workers \
+            run the other jobs meanwhile.
+
+            Examples:
               deltaplan serve --data-dir /var/lib/deltaplan --allow-root /models --token-file token.txt
+              deltaplan serve --data-dir /shared/deltaplan --allow-root /shared/models --executor slurm --slurm-shards 8
             """)
 
     @Option(help: "Address to bind (loopback by default).")
@@ -41,7 +51,27 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "With --database: seconds a running job stays this node's without renewal (renewed every third); a node that dies loses its jobs to the others after it.")
     var leaseSeconds: Double = 30
 
+    @Option(help: "Where analyses and compressions run: local (the worker threads) or slurm (array jobs submitted with sbatch).")
+    var executor: ExecutorKind = .local
+
+    @Option(help: ArgumentHelp("With --executor slurm: shards (array tasks) per analysis or compression (default: \(SlurmConfiguration.defaultShards)).",
+                               valueName: "n"))
+    var slurmShards: Int?
+
+    @Option(help: ArgumentHelp("With --executor slurm: seconds between two looks at a job's Slurm state (default: \(Int(SlurmConfiguration.defaultPollSeconds))).",
+                               valueName: "seconds"))
+    var slurmPollSeconds: Double?
+
     func validate() throws {
+        if executor != .slurm {
+            for (given, flag) in [(slurmShards != nil, "--slurm-shards"), (slurmPollSeconds != nil, "--slurm-poll-seconds")] where given {
+                throw ValidationError("\(flag) needs --executor slurm")
+            }
+        }
+        if let slurmShards, slurmShards < 1 { throw ValidationError("--slurm-shards must be at least 1, got \(slurmShards)") }
+        if let slurmPollSeconds, !(slurmPollSeconds > 0 && slurmPollSeconds.isFinite) {
+            throw ValidationError("--slurm-poll-seconds must be positive, got \(slurmPollSeconds)")
+        }
         guard workers >= 1 else { throw ValidationError("--workers must be at least 1, got \(workers)") }
         guard leaseSeconds > 0, leaseSeconds.isFinite else { throw ValidationError("--lease-seconds must be positive, got \(leaseSeconds)") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535, got \(port)") }
@@ -53,7 +83,7 @@ struct Serve: AsyncParsableCommand {
                 host: host, port: port, dataDirectory: URL(fileURLWithPath: dataDir, isDirectory: true),
                 allowedRoots: allowRoot.map { URL(fileURLWithPath: $0, isDirectory: true) },
                 token: try tokenFile.map { try ServiceConfiguration.readToken(from: URL(fileURLWithPath: $0)) },
-                workers: workers, database: database, leaseSeconds: leaseSeconds)
+                workers: workers, database: database, leaseSeconds: leaseSeconds, executor: try executorConfiguration())
             let app = try buildApplication(configuration, onServerRunning: { port in
                 // Unbuffered: a supervisor reading the port (with --port 0) sees the line at once.
                 say("deltaplan serve: listening on http://\(host):\(port)")
@@ -61,6 +91,19 @@ struct Serve: AsyncParsableCommand {
             try await app.runService()
         } catch let error as ServiceSetupError {
             throw CLIFailure(error)
+        }
+    }
+
+    /// The executor of `--executor`; Slurm's jobs run this very executable.
+    private func executorConfiguration() throws -> JobExecutor {
+        switch executor {
+        case .local: return .local
+        case .slurm:
+            let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")).map { URL(fileURLWithPath: $0) }
+                ?? Bundle.main.executableURL
+            guard let executable else { throw CLIFailure("--executor slurm: cannot find the path of this executable, which the Slurm jobs run") }
+            return .slurm(SlurmConfiguration(shards: slurmShards ?? SlurmConfiguration.defaultShards, executable: executable,
+                                             pollSeconds: slurmPollSeconds ?? SlurmConfiguration.defaultPollSeconds))
         }
     }
 }

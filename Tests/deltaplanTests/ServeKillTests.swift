@@ -18,9 +18,13 @@ struct ServeProcess {
     /// machine), as slow as before `--threads`, so that the kill lands mid-job even when other
     /// suites hold the test threads.
     /// `stopAfter`: the server stops itself after that many matrices of its jobs (`DELTAPLAN_STOP_AFTER`).
-    init(dataDirectory: URL, allowRoot: URL, logs: URL, options: [String] = ["--workers", "2"], stopAfter: Int? = nil) throws {
+    /// `environment`: more variables for the server (e.g. a `PATH` with stand-ins for Slurm's commands).
+    init(dataDirectory: URL, allowRoot: URL, logs: URL, options: [String] = ["--workers", "2"], stopAfter: Int? = nil,
+         environment: [String: String] = [:]) throws {
+        var environment = environment
+        if let stopAfter { environment["DELTAPLAN_STOP_AFTER"] = String(stopAfter) }
         child = try DeltaplanProcess(["serve", "--data-dir", dataDirectory.path, "--allow-root", allowRoot.path, "--port", "0"] + options,
-                                     logs: logs, environment: stopAfter.map { ["DELTAPLAN_STOP_AFTER": String($0)] } ?? [:])
+                                     logs: logs, environment: environment)
         let prefix = "listening on http://127.0.0.1:"
         let child = self.child
         guard child.wait(until: { child.output.contains(prefix) }, timeout: 60),

@@ -113,6 +113,10 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         // serve
         BadArguments("serve --data-dir d --workers 0", "--workers must be at least 1, got 0"),
         BadArguments("serve --data-dir d --port 65536", "--port must be in 0...65535, got 65536"),
+        BadArguments("serve --data-dir d --slurm-shards 2", "--slurm-shards needs --executor slurm"),
+        BadArguments("serve --data-dir d --executor local --slurm-poll-seconds 1", "--slurm-poll-seconds needs --executor slurm"),
+        BadArguments("serve --data-dir d --executor slurm --slurm-shards 0", "--slurm-shards must be at least 1, got 0"),
+        BadArguments("serve --data-dir d --executor slurm --slurm-poll-seconds 0", "--slurm-poll-seconds must be positive, got 0.0"),
     ])
     func validateRejects(_ bad: BadArguments) throws {
         let outcome = try #require(parseFailure(bad.arguments), "\(bad.testDescription) parsed")
@@ -179,6 +183,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "merge --base b --artifact a --out o --dtype f32",
         "serve --data-dir d --workers 1 --port 0",
         "serve --data-dir d --port 65535",
+        "serve --data-dir d --executor slurm --slurm-shards 8 --slurm-poll-seconds 0.5",
     ])
     func fixedArgumentsParse(_ arguments: String) {
         let outcome = parseFailure(arguments.split(separator: " ").map(String.init))

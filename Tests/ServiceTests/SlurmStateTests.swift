@@ -1,0 +1,45 @@
+import Foundation
+import Testing
+@testable import Service
+
+/// What the service reads from squeue and sacct, and what it concludes: no Slurm needed.
+@Suite("Slurm states")
+struct SlurmStateTests {
+    @Test("squeue and sacct lines: tasks, pending ranges, sacct's 'CANCELLED by 0', steps ignored")
+    func parsing() {
+        let states = parseSlurmStates("""
+            812_1|COMPLETED
+            812_[2-3,5%2]|PENDING
+            813|CANCELLED by 0
+            813.batch|CANCELLED
+            814|OUT_OF_MEMORY
+            not a line
+            """)
+        #expect(states == ["812_1": .completed, "812_2": .active("PENDING"), "812_3": .active("PENDING"), "812_5": .active("PENDING"),
+                           "813": .ended("CANCELLED"), "814": .ended("OUT_OF_MEMORY")])
+        #expect(SlurmJobState(parsing: "running") == .active("RUNNING"))
+        #expect(SlurmJobState(parsing: "NODE_FAIL") == .ended("NODE_FAIL"))
+        #expect(SlurmJobState(parsing: "TIMEOUT") == .ended("TIMEOUT"))
+    }
+
+    @Test("outcome: a failed task decides first, then the finalize job; nothing known is unknown")
+    func outcome() {
+        let submission = SlurmSubmission(shards: 3, arrayJob: "812", finalizeJob: "813")
+        #expect(submission.outcome(["812_1": .completed, "812_2": .active("RUNNING"), "812_3": .active("PENDING"), "813": .active("PENDING")])
+                == .running(shardsDone: 1))
+        #expect(submission.outcome(["812_1": .completed, "812_2": .ended("FAILED"), "812_3": .ended("TIMEOUT"), "813": .ended("CANCELLED")])
+                == .shardEnded(index: 2, state: "FAILED"))
+        #expect(submission.outcome(["812_1": .completed, "812_2": .completed, "812_3": .completed, "813": .completed]) == .completed)
+        #expect(submission.outcome(["812_1": .completed, "812_2": .completed, "812_3": .completed, "813": .ended("FAILED")])
+                == .finalizeEnded(state: "FAILED"))
+        #expect(submission.outcome(["813": .ended("CANCELLED")]) == .finalizeEnded(state: "CANCELLED"))
+        #expect(submission.outcome([:]) == .unknown)
+        #expect(submission.outcome(["812_1": .completed, "812_2": .completed, "812_3": .completed]) == .unknown)
+        #expect(SlurmSubmission(shards: 2, arrayJob: "900", finalizeJob: nil).outcome([:]) == .running(shardsDone: 0))
+    }
+
+    @Test("shell quoting survives quotes and spaces")
+    func quoting() {
+        #expect(shellQuoted("/data/it's here") == "'/data/it'\\''s here'")
+    }
+}
