@@ -319,17 +319,11 @@ struct SlurmExecutorTests {
         let slurm = try FakeSlurm(in: dir.url)
         defer { slurm.release() }
         try slurm.hold()
-        let data = dir.url.appendingPathComponent("data")
-        var server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                      environment: slurm.environment())
-        let analysis = try await submitAnalysis(server, fixture)
-        _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
-        kill(server.child.process.processIdentifier, SIGKILL)
-        server.child.process.waitUntilExit()
+        let (data, analysis) = try await submitAndKill(fixture, dir, slurm)
         #expect(slurm.submissions.count == 2)
 
-        server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                  environment: slurm.environment(["FAKE_SLURM_SQUEUE_FORGETS": "1"]))
+        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                      environment: slurm.environment(["FAKE_SLURM_SQUEUE_FORGETS": "1"]))
         slurm.release()
         let job = try await server.waitForJob(analysis, "ended") { ended($0) }
         #expect(state(job) == "succeeded", "\(job)")
@@ -347,21 +341,28 @@ struct SlurmExecutorTests {
         let slurm = try FakeSlurm(in: dir.url)
         defer { slurm.release() }
         try slurm.hold()
-        let data = dir.url.appendingPathComponent("data")
-        var server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                      environment: slurm.environment())
-        let analysis = try await submitAnalysis(server, fixture)
-        _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
-        kill(server.child.process.processIdentifier, SIGKILL)
-        server.child.process.waitUntilExit()
+        let (data, analysis) = try await submitAndKill(fixture, dir, slurm)
 
-        server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
+        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
         let job = try await server.waitForJob(analysis, "ended") { ended($0) }
         #expect(state(job) == "failed", "\(job)")
         #expect((job["error"] as? String)?.contains("submitted to Slurm (array job 1000, finalize job 1001) by a server with --executor slurm") == true,
                 "\(job)")
         #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(analysis)/manifest.json").path))
         stop(server)
+    }
+
+    /// A `--executor slurm` server in `dir/data` that submits an analysis of the fixture, follows its
+    /// held Slurm jobs, and is then killed with SIGKILL: the data directory and the job's id.
+    private func submitAndKill(_ fixture: KillFixture, _ dir: TemporaryDirectory, _ slurm: FakeSlurm) async throws -> (URL, String) {
+        let data = dir.url.appendingPathComponent("data")
+        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                      environment: slurm.environment())
+        let analysis = try await submitAnalysis(server, fixture)
+        _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
+        kill(server.child.process.processIdentifier, SIGKILL)
+        server.child.process.waitUntilExit()
+        return (data, analysis)
     }
 
     @Test("serve --executor slurm without sbatch on PATH refuses to start (the option parsing: ValidationTests)")
