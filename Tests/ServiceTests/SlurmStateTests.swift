@@ -38,6 +38,21 @@ struct SlurmStateTests {
         #expect(SlurmSubmission(shards: 2, arrayJob: "900", finalizeJob: nil).outcome([:]) == .running(shardsDone: 0))
     }
 
+    @Test("a Slurm command that does not end in time fails the call, even when a background child keeps its output open")
+    func commandTimeout() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("deltaplan-slurm-timeout-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A wrapper that hangs, and leaves a child holding its output when it is terminated.
+        let script = dir.appendingPathComponent("squeue")
+        try "#!/bin/sh\n/bin/sleep 30 &\nexec /bin/sleep 30\n".write(to: script, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+        let commands = SlurmCommands(environment: ["PATH": dir.path], timeout: 1)
+        let start = Date()
+        #expect(throws: SlurmError.timedOut(command: "squeue", seconds: 1)) { try commands.states(of: ["1"]) }
+        #expect(Date().timeIntervalSince(start) < 25)
+    }
+
     @Test("shell quoting survives quotes and spaces")
     func quoting() {
         #expect(shellQuoted("/data/it's here") == "'/data/it'\\''s here'")

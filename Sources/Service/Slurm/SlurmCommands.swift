@@ -98,7 +98,9 @@ struct SlurmCommands: Sendable {
         }
         if ended.wait(timeout: .now() + timeout) == .timedOut {
             process.terminate()
-            ended.wait()
+            // Bounded too: Foundation reports the end only once every inherited descriptor is
+            // closed, which a background child of a wrapper script may never do.
+            _ = ended.wait(timeout: .now() + 10)
             throw .timedOut(command: name, seconds: timeout)
         }
         let read = { (url: URL) in
