@@ -7,14 +7,15 @@
 # Usage: Benchmarks/run-7b.sh [WORK]          (default /tmp/deltaplan-7b)
 # Environment: LAYERS (32), SCALE (1: Llama-2-7B's 4096 / 11008 dimensions), THREADS (--threads of
 #   every stage; default nproc), DELTAPLAN (default .build/release/deltaplan, built if missing),
-#   KEEP=1 keeps WORK afterwards (default: the merged checkpoint is removed after its stage, the
-#   rest stays for inspection).
+#   KEEP=1 keeps everything (default: the store is removed once both evaluations are done, before
+#   the merge, and the merged checkpoint after its stage; the pair, plans and artifacts stay).
 #
-# Disk: checked before anything is written. At full size and 32 layers it needs about 90 GB: the
-# two BF16 checkpoints (27 GB), the calibration Grams (22 GB: q/k/v and gate/up share theirs), the
-# store's Float32 factors up to the stored rank (26 GB), two artifacts at 1/16 (2 GB) and the
-# merged BF16 checkpoint (13.5 GB). The script prints its estimate for the given LAYERS and SCALE
-# and stops when the file system has less free space.
+# Disk: checked before anything is written. At full size and 32 layers it needs about 77 GB at its
+# peak (compress and evaluate): the two BF16 checkpoints (27 GB), the calibration Grams (22 GB: q/k/v
+# and gate/up share theirs), the store's Float32 factors up to the stored rank (26 GB) and two
+# artifacts at 1/16 (2 GB); the merged BF16 checkpoint (13.5 GB) is written after the store is
+# removed (with KEEP=1 beside it: about 90 GB). The script prints its estimate for the given LAYERS
+# and SCALE and stops when the file system has less free space.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/deltaplan-7b}
@@ -25,7 +26,7 @@ deltaplan=$(realpath "$deltaplan")
 export CI=1
 
 # Bytes each stage writes, from Llama-2-7B's shapes (d = 4096, f = 11008) at SCALE.
-need=$(python3 - "$layers" "$scale" <<'PY'
+need=$(python3 - "$layers" "$scale" "${KEEP:-0}" <<'PY'
 import sys
 layers, scale = int(sys.argv[1]), float(sys.argv[2])
 d, f = round(4096 * scale), round(11008 * scale)
@@ -37,7 +38,11 @@ grams = 4 * (3 * d * d + f * f)                           # q/k/v, o, gate/up, d
 store = sum(4 * (m + n) * rank(m, n) + 8 * 4 * rank(m, n) for m, n in shapes)
 artifacts = 2 * 2 * params // 16                          # two plans at 1/16 of the BF16 delta
 merged = 2 * params
-print(layers * (checkpoints + grams + store + artifacts + merged))
+keep = len(sys.argv) > 3 and sys.argv[3] == "1"
+peak = checkpoints + grams + store + artifacts + merged if keep else max(
+    checkpoints + grams + store + artifacts,                  # up to the evaluations
+    checkpoints + grams + artifacts + merged)                 # the merge, the store removed
+print(layers * peak)
 PY
 )
 mkdir -p "$work"
@@ -85,6 +90,7 @@ for p in exact delta-come; do
         --threads "$threads" --format json
     grep -o '"planRelativeError" *: *[0-9.e-]*' "$work/evaluate-$p.log" | head -1 | sed "s/^/$p: /"
 done
+[ "${KEEP:-0}" = 1 ] || rm -rf "$store"
 rm -rf "$work/merged"
 stage merge "$deltaplan" merge --base "$pair/base" --artifact "$work/artifact-exact" --dtype bf16 --out "$work/merged"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$work/merged"
