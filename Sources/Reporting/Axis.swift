@@ -21,7 +21,9 @@ enum Axis {
     }
 
     /// Ticks of a log scale from `low` to `high` (values, not logarithms): whole decades when
-    /// at least four fall in the range, else 1-2-5 (or, inside a decade, 1…9) times powers of ten.
+    /// at least four fall in the range, else 1-2-5 (or, inside a decade, 1…9) times powers of ten,
+    /// no two closer than a seventh of the range on the log scale (powers of ten kept first, then
+    /// 2 and 5 times them, then the others), so that their labels never run into each other.
     static func logTicks(_ low: Double, _ high: Double) -> [(value: Double, label: String)] {
         let decades = ticks(log10(low), log10(high), log: true)
         if decades.count >= 4 { return decades.map { (pow(10, $0), label($0, log: true)) } }
@@ -32,7 +34,14 @@ enum Axis {
             found = powers.flatMap { p in mantissas.map { m in m * p } }.filter(range.contains)
             if found.count >= 3 { break }
         }
-        return found.map { value in
+        let gap = (log10(high) - log10(low)) / 7 - 1e-9
+        var kept: [Double] = []
+        for priority in [[1.0], [2, 5], [3, 4, 6, 7, 8, 9]] {
+            for value in found where priority.contains((value / pow(10, floor(log10(value) + 1e-9))).rounded()) {
+                if kept.allSatisfy({ abs(log10($0) - log10(value)) >= gap }) { kept.append(value) }
+            }
+        }
+        return kept.sorted().map { value in
             let k = Int(floor(log10(value) + 1e-9))
             let text = (-3...3).contains(k) ? String(format: "%g", value) : "\(Int((value / pow(10, Double(k))).rounded()))e\(k)"
             return (value, text)

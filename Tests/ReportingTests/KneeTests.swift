@@ -69,6 +69,11 @@ import Testing
         #expect(Axis.logTicks(0.065, 0.13).map(\.value).allSatisfy { $0 >= 0.065 && $0 <= 0.13 })
         #expect(Axis.logTicks(0.065, 0.13).count >= 3)
         #expect(Axis.logTicks(1e-6, 1e-4).map(\.label) == ["1e-6", "2e-6", "5e-6", "1e-5", "2e-5", "5e-5", "1e-4"])
+        // Under a decade (a colour bar from 0.07 to 0.4): the decade stays, neighbours too close go.
+        let narrow = Axis.logTicks(0.07, 0.4)
+        #expect(narrow.map(\.label) == ["0.07", "0.1", "0.2", "0.3", "0.4"])
+        let logs = narrow.map { log10($0.value) }
+        #expect(zip(logs, logs.dropFirst()).allSatisfy { $1 - $0 >= (log10(0.4) - log10(0.07)) / 7 })
     }
 
     @Test func escapingMakesTextSafeInElementsAndAttributes() {
