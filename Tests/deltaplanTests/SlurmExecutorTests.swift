@@ -184,6 +184,20 @@ struct SlurmExecutorTests {
         return try #require(submitted.json["id"] as? String)
     }
 
+    /// The shared fixture, a temporary directory and stand-in Slurm commands in it, for `body`
+    /// (removed after it); with `hold`, the stand-in keeps every job pending until `slurm.release()`.
+    private func withStandInSlurm(
+        hold: Bool = false, _ body: (KillFixture, TemporaryDirectory, FakeSlurm) async throws -> Void
+    ) async throws {
+        let fixture = try await KillFixtures.shared.get()
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let slurm = try FakeSlurm(in: dir.url)
+        defer { slurm.release() }
+        if hold { try slurm.hold() }
+        try await body(fixture, dir, slurm)
+    }
+
     private func stop(_ server: ServeProcess) {
         kill(server.child.process.processIdentifier, SIGTERM)
         server.child.process.waitUntilExit()
@@ -191,165 +205,147 @@ struct SlurmExecutorTests {
 
     @Test("an analysis and a compression as 3-task arrays plus finalize jobs: progress by shards, the local executor's store and artifact byte for byte")
     func analysisAndCompression() async throws {
-        let fixture = try await KillFixtures.shared.get()
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        let slurm = try FakeSlurm(in: dir.url)
-        let data = dir.url.appendingPathComponent("data")
-        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                      environment: slurm.environment())
+        try await withStandInSlurm { fixture, dir, slurm in
+            let data = dir.url.appendingPathComponent("data")
+            let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                          environment: slurm.environment())
 
-        let analysis = try await submitAnalysis(server, fixture)
-        var messages: [String] = []
-        var job = try await server.waitForJob(analysis, "ended") { job in
-            if let message = progress(job).message, messages.last != message { messages.append(message) }
-            return ended(job)
+            let analysis = try await submitAnalysis(server, fixture)
+            var messages: [String] = []
+            var job = try await server.waitForJob(analysis, "ended") { job in
+                if let message = progress(job).message, messages.last != message { messages.append(message) }
+                return ended(job)
+            }
+            #expect(state(job) == "succeeded", "\(job)")
+            #expect(progress(job).fraction == 1)
+            // The byte-identical store: the fixture's is the single-process, local analysis of the same inputs.
+            let store = data.appendingPathComponent("analyses/\(analysis)")
+            #expect(try differingFiles(store, fixture.store) == [])
+            #expect(job["result"] as? String == store.path)
+            // One array job of 3 tasks, one finalize job that depends on it; no scancel.
+            let submissions = slurm.submissions
+            #expect(submissions.count == 2, "\(submissions)")
+            #expect(submissions.first?.contains("--array=1-3") == true, "\(submissions)")
+            #expect(submissions.last?.contains("--dependency=afterok:1000") == true, "\(submissions)")
+            #expect(!slurm.calls.contains { $0.hasPrefix("scancel") })
+            #expect(messages.contains { $0.contains("of 3 shards done") && $0.contains("array job 1000, finalize job 1001") }, "\(messages)")
+            #expect((1...3).allSatisfy { slurm.state("1000_\($0)") == "COMPLETED" } && slurm.state("1001") == "COMPLETED")
+            let logs = data.appendingPathComponent("slurm/\(analysis)")
+            #expect(Set(listing(logs)).isSuperset(of: ["submission.json", "shard.sh", "finalize.sh", "shard-1000_1.out", "shard-1000_3.out", "finalize-1001.out"]),
+                    "\(listing(logs))")
+
+            // The compression of the fixture's plan (made from the fixture store, whose identity this store has).
+            let compression = try await submitCompression(server, fixture)
+            job = try await server.waitForJob(compression, "ended") { ended($0) }
+            #expect(state(job) == "succeeded", "\(job)")
+            #expect(slurm.submissions.count == 4)
+            #expect(slurm.submissions.last?.contains("--dependency=afterok:1002") == true, "\(slurm.submissions)")
+            let artifact = data.appendingPathComponent("artifacts/\(compression)")
+            #expect(try Data(contentsOf: artifact.appendingPathComponent("delta.safetensors"))
+                    == Data(contentsOf: fixture.artifact.appendingPathComponent("delta.safetensors")))
+            #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("artifacts/.\(compression).partial").path))
+            stop(server)
+
+            // The same compression by the local executor, on the same data directory: the same artifact, byte for byte.
+            let local = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
+            let again = try await submitCompression(local, fixture)
+            job = try await local.waitForJob(again, "ended") { ended($0) }
+            #expect(state(job) == "succeeded", "\(job)")
+            #expect(try differingFiles(artifact, data.appendingPathComponent("artifacts/\(again)")) == [])
+            stop(local)
         }
-        #expect(state(job) == "succeeded", "\(job)")
-        #expect(progress(job).fraction == 1)
-        // The byte-identical store: the fixture's is the single-process, local analysis of the same inputs.
-        let store = data.appendingPathComponent("analyses/\(analysis)")
-        #expect(try differingFiles(store, fixture.store) == [])
-        #expect(job["result"] as? String == store.path)
-        // One array job of 3 tasks, one finalize job that depends on it; no scancel.
-        let submissions = slurm.submissions
-        #expect(submissions.count == 2, "\(submissions)")
-        #expect(submissions.first?.contains("--array=1-3") == true, "\(submissions)")
-        #expect(submissions.last?.contains("--dependency=afterok:1000") == true, "\(submissions)")
-        #expect(!slurm.calls.contains { $0.hasPrefix("scancel") })
-        #expect(messages.contains { $0.contains("of 3 shards done") && $0.contains("array job 1000, finalize job 1001") }, "\(messages)")
-        #expect((1...3).allSatisfy { slurm.state("1000_\($0)") == "COMPLETED" } && slurm.state("1001") == "COMPLETED")
-        let logs = data.appendingPathComponent("slurm/\(analysis)")
-        #expect(Set(listing(logs)).isSuperset(of: ["submission.json", "shard.sh", "finalize.sh", "shard-1000_1.out", "shard-1000_3.out", "finalize-1001.out"]),
-                "\(listing(logs))")
-
-        // The compression of the fixture's plan (made from the fixture store, whose identity this store has).
-        let compression = try await submitCompression(server, fixture)
-        job = try await server.waitForJob(compression, "ended") { ended($0) }
-        #expect(state(job) == "succeeded", "\(job)")
-        #expect(slurm.submissions.count == 4)
-        #expect(slurm.submissions.last?.contains("--dependency=afterok:1002") == true, "\(slurm.submissions)")
-        let artifact = data.appendingPathComponent("artifacts/\(compression)")
-        #expect(try Data(contentsOf: artifact.appendingPathComponent("delta.safetensors"))
-                == Data(contentsOf: fixture.artifact.appendingPathComponent("delta.safetensors")))
-        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("artifacts/.\(compression).partial").path))
-        stop(server)
-
-        // The same compression by the local executor, on the same data directory: the same artifact, byte for byte.
-        let local = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
-        let again = try await submitCompression(local, fixture)
-        job = try await local.waitForJob(again, "ended") { ended($0) }
-        #expect(state(job) == "succeeded", "\(job)")
-        #expect(try differingFiles(artifact, data.appendingPathComponent("artifacts/\(again)")) == [])
-        stop(local)
     }
 
     @Test("a shard that fails: the job fails naming the Slurm task, the shard and its log, and the rest is cancelled")
     func failedShard() async throws {
-        let fixture = try await KillFixtures.shared.get()
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        let slurm = try FakeSlurm(in: dir.url)
-        let data = dir.url.appendingPathComponent("data")
-        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                      environment: slurm.environment(["FAKE_SLURM_FAIL_SHARD": "2"]))
-        let analysis = try await submitAnalysis(server, fixture)
-        let job = try await server.waitForJob(analysis, "ended") { ended($0) }
-        #expect(state(job) == "failed", "\(job)")
-        let error = try #require(job["error"] as? String)
-        let log = data.appendingPathComponent("slurm/\(analysis)/shard-1000_2.out").path
-        #expect(error.contains("shard 2/3 (Slurm job 1000_2) ended FAILED"), "\(error)")
-        #expect(error.contains("its log: \(log): fake slurm: shard 2 fails"), "\(error)")
-        #expect(slurm.calls.contains("scancel 1000 1001"), "\(slurm.calls)")
-        stop(server)
+        try await withStandInSlurm { fixture, dir, slurm in
+            let data = dir.url.appendingPathComponent("data")
+            let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                          environment: slurm.environment(["FAKE_SLURM_FAIL_SHARD": "2"]))
+            let analysis = try await submitAnalysis(server, fixture)
+            let job = try await server.waitForJob(analysis, "ended") { ended($0) }
+            #expect(state(job) == "failed", "\(job)")
+            let error = try #require(job["error"] as? String)
+            let log = data.appendingPathComponent("slurm/\(analysis)/shard-1000_2.out").path
+            #expect(error.contains("shard 2/3 (Slurm job 1000_2) ended FAILED"), "\(error)")
+            #expect(error.contains("its log: \(log): fake slurm: shard 2 fails"), "\(error)")
+            #expect(slurm.calls.contains("scancel 1000 1001"), "\(slurm.calls)")
+            stop(server)
+        }
     }
 
     @Test("sbatch refuses the submission: the job fails with sbatch's message")
     func sbatchError() async throws {
-        let fixture = try await KillFixtures.shared.get()
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        let slurm = try FakeSlurm(in: dir.url)
-        let server = try ServeProcess(dataDirectory: dir.url.appendingPathComponent("data"), allowRoot: fixture.root, logs: dir.url,
-                                      options: Self.options,
-                                      environment: slurm.environment(["FAKE_SLURM_SBATCH_ERROR": "invalid partition name specified"]))
-        let analysis = try await submitAnalysis(server, fixture)
-        let job = try await server.waitForJob(analysis, "ended") { ended($0) }
-        #expect(state(job) == "failed", "\(job)")
-        let error = try #require(job["error"] as? String)
-        #expect(error.contains("sbatch failed (exit status 1): sbatch: error: invalid partition name specified"), "\(error)")
-        stop(server)
+        try await withStandInSlurm { fixture, dir, slurm in
+            let server = try ServeProcess(dataDirectory: dir.url.appendingPathComponent("data"), allowRoot: fixture.root, logs: dir.url,
+                                          options: Self.options,
+                                          environment: slurm.environment(["FAKE_SLURM_SBATCH_ERROR": "invalid partition name specified"]))
+            let analysis = try await submitAnalysis(server, fixture)
+            let job = try await server.waitForJob(analysis, "ended") { ended($0) }
+            #expect(state(job) == "failed", "\(job)")
+            let error = try #require(job["error"] as? String)
+            #expect(error.contains("sbatch failed (exit status 1): sbatch: error: invalid partition name specified"), "\(error)")
+            stop(server)
+        }
     }
 
     @Test("while the Slurm jobs are pending the only worker runs a merge; a cancel runs scancel on both jobs and removes the partial store")
     func cancel() async throws {
-        let fixture = try await KillFixtures.shared.get()
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        let slurm = try FakeSlurm(in: dir.url)
-        defer { slurm.release() }
-        try slurm.hold()
-        let data = dir.url.appendingPathComponent("data")
-        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                      environment: slurm.environment())
-        let analysis = try await submitAnalysis(server, fixture)
-        _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
-        // The only worker is free meanwhile: a merge of the fixture's artifact runs on it.
-        let merge = try await server.request("POST", "/v1/merges", json: ["artifact": fixture.artifact.path, "base": fixture.pair.base.path])
-        #expect(merge.status == 202, "\(merge.json)")
-        let mergeJob = try await server.waitForJob(try #require(merge.json["id"] as? String), "ended") { ended($0) }
-        #expect(state(mergeJob) == "succeeded", "\(mergeJob)")
-        #expect(state(try await server.request("GET", "/v1/jobs/\(analysis)").json) == "running")
-        let cancelled = try await server.request("DELETE", "/v1/jobs/\(analysis)")
-        #expect(cancelled.status == 202, "\(cancelled.json)")
-        let job = try await server.waitForJob(analysis, "ended") { ended($0) }
-        #expect(state(job) == "cancelled", "\(job)")
-        #expect(slurm.calls.contains("scancel 1000 1001"), "\(slurm.calls)")
-        #expect((1...3).allSatisfy { slurm.state("1000_\($0)") == "CANCELLED" } && slurm.state("1001") == "CANCELLED")
-        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(analysis)").path))
-        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("slurm/\(analysis)").path))
-        stop(server)
+        try await withStandInSlurm(hold: true) { fixture, dir, slurm in
+            let data = dir.url.appendingPathComponent("data")
+            let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                          environment: slurm.environment())
+            let analysis = try await submitAnalysis(server, fixture)
+            _ = try await server.waitForJob(analysis, "followed its Slurm jobs") { progress($0).message?.contains("shards done") == true }
+            // The only worker is free meanwhile: a merge of the fixture's artifact runs on it.
+            let merge = try await server.request("POST", "/v1/merges", json: ["artifact": fixture.artifact.path, "base": fixture.pair.base.path])
+            #expect(merge.status == 202, "\(merge.json)")
+            let mergeJob = try await server.waitForJob(try #require(merge.json["id"] as? String), "ended") { ended($0) }
+            #expect(state(mergeJob) == "succeeded", "\(mergeJob)")
+            #expect(state(try await server.request("GET", "/v1/jobs/\(analysis)").json) == "running")
+            let cancelled = try await server.request("DELETE", "/v1/jobs/\(analysis)")
+            #expect(cancelled.status == 202, "\(cancelled.json)")
+            let job = try await server.waitForJob(analysis, "ended") { ended($0) }
+            #expect(state(job) == "cancelled", "\(job)")
+            #expect(slurm.calls.contains("scancel 1000 1001"), "\(slurm.calls)")
+            #expect((1...3).allSatisfy { slurm.state("1000_\($0)") == "CANCELLED" } && slurm.state("1001") == "CANCELLED")
+            #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(analysis)").path))
+            #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("slurm/\(analysis)").path))
+            stop(server)
+        }
     }
 
     @Test("serve killed while its Slurm jobs are pending: the restarted server follows them (sacct once squeue forgets), submits nothing again")
     func restart() async throws {
-        let fixture = try await KillFixtures.shared.get()
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        let slurm = try FakeSlurm(in: dir.url)
-        defer { slurm.release() }
-        try slurm.hold()
-        let (data, analysis) = try await submitAndKill(fixture, dir, slurm)
-        #expect(slurm.submissions.count == 2)
+        try await withStandInSlurm(hold: true) { fixture, dir, slurm in
+            let (data, analysis) = try await submitAndKill(fixture, dir, slurm)
+            #expect(slurm.submissions.count == 2)
 
-        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
-                                      environment: slurm.environment(["FAKE_SLURM_SQUEUE_FORGETS": "1"]))
-        slurm.release()
-        let job = try await server.waitForJob(analysis, "ended") { ended($0) }
-        #expect(state(job) == "succeeded", "\(job)")
-        #expect(job["attempts"] as? Int == 2, "\(job)")
-        #expect(slurm.submissions.count == 2, "\(slurm.submissions)")
-        #expect(try differingFiles(data.appendingPathComponent("analyses/\(analysis)"), fixture.store) == [])
-        stop(server)
+            let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url, options: Self.options,
+                                          environment: slurm.environment(["FAKE_SLURM_SQUEUE_FORGETS": "1"]))
+            slurm.release()
+            let job = try await server.waitForJob(analysis, "ended") { ended($0) }
+            #expect(state(job) == "succeeded", "\(job)")
+            #expect(job["attempts"] as? Int == 2, "\(job)")
+            #expect(slurm.submissions.count == 2, "\(slurm.submissions)")
+            #expect(try differingFiles(data.appendingPathComponent("analyses/\(analysis)"), fixture.store) == [])
+            stop(server)
+        }
     }
 
     @Test("serve restarted with --executor local while its Slurm jobs are pending: the job fails saying so, nothing runs locally beside them")
     func restartedLocal() async throws {
-        let fixture = try await KillFixtures.shared.get()
-        let dir = try TemporaryDirectory()
-        defer { dir.cleanUp() }
-        let slurm = try FakeSlurm(in: dir.url)
-        defer { slurm.release() }
-        try slurm.hold()
-        let (data, analysis) = try await submitAndKill(fixture, dir, slurm)
+        try await withStandInSlurm(hold: true) { fixture, dir, slurm in
+            let (data, analysis) = try await submitAndKill(fixture, dir, slurm)
 
-        let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
-        let job = try await server.waitForJob(analysis, "ended") { ended($0) }
-        #expect(state(job) == "failed", "\(job)")
-        #expect((job["error"] as? String)?.contains("submitted to Slurm (array job 1000, finalize job 1001) by a server with --executor slurm") == true,
-                "\(job)")
-        #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(analysis)/manifest.json").path))
-        stop(server)
+            let server = try ServeProcess(dataDirectory: data, allowRoot: fixture.root, logs: dir.url)
+            let job = try await server.waitForJob(analysis, "ended") { ended($0) }
+            #expect(state(job) == "failed", "\(job)")
+            #expect((job["error"] as? String)?.contains("submitted to Slurm (array job 1000, finalize job 1001) by a server with --executor slurm") == true,
+                    "\(job)")
+            #expect(!FileManager.default.fileExists(atPath: data.appendingPathComponent("analyses/\(analysis)/manifest.json").path))
+            stop(server)
+        }
     }
 
     /// A `--executor slurm` server in `dir/data` that submits an analysis of the fixture, follows its
