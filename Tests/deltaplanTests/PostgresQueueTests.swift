@@ -34,8 +34,10 @@ struct PostgresQueueTests {
     @Test func leasesDecideWhoRunsAJob() async throws {
         _ = try psql("DROP TABLE IF EXISTS deltaplan_job_run, deltaplan_job")
         let resumable: @Sendable (JobKind) -> Bool = { $0 == .analysis }
-        let a = try PostgresJobStore(url: postgresURL!, leaseSeconds: 60, resumable: resumable)
-        let b = try PostgresJobStore(url: postgresURL!, leaseSeconds: 60, resumable: resumable)
+        // Leases long enough that no renewal (every third of one) falls inside the test, however slow the
+        // machine: the test lapses them itself.
+        let a = try PostgresJobStore(url: postgresURL!, leaseSeconds: 3600, resumable: resumable)
+        let b = try PostgresJobStore(url: postgresURL!, leaseSeconds: 3600, resumable: resumable)
         defer { a.shutdown(); b.shutdown() }
         let first = try await a.create(kind: .analysis, parameters: Data("{}".utf8))
         let second = try await a.create(kind: .evaluation, parameters: Data("{}".utf8))
