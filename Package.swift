@@ -140,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "deltaplanTests",
             dependencies: [
-                "deltaplan", "Analysis", "LinearAlgebra", "ModelProfiles", "Optimizer",
+                "deltaplan", "Analysis", "ArtifactFormat", "Checkpoint", "LinearAlgebra", "ModelProfiles", "Optimizer", "Pipeline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
     ],

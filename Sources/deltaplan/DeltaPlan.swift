@@ -10,6 +10,6 @@ struct DeltaPlan: AsyncParsableCommand {
         subcommands: [
             Demo.self, Synth.self, Inspect.self, CalibrationCommand.self, Analyze.self, Spectrum.self,
             PlanCommand.self, ShowCommand.self, CompareCommand.self, DiffCommand.self, FleetCommand.self, FootprintCommand.self, Profiles.self,
-            MeasureCommand.self, Compress.self, MergeCommand.self, EvaluateCommand.self, Serve.self,
+            MeasureCommand.self, Compress.self, DistilCommand.self, MergeCommand.self, EvaluateCommand.self, Serve.self,
         ])
 }

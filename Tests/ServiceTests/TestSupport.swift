@@ -61,7 +61,9 @@ struct LoopbackClient: Sendable {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestClientError(description: "socket: \(errno)") }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        // Long: on a loaded 2-core machine the in-process server can wait minutes for a thread (other suites run
+        // heavy work beside it); a server that does not answer at all still fails the test, only later.
+        var timeout = timeval(tv_sec: 600, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)

@@ -1,7 +1,10 @@
 import ArgumentParser
+import ArtifactFormat
+import Checkpoint
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Testing
 @testable import deltaplan
 
@@ -38,6 +41,42 @@ import Testing
         try await run(["diff", out, artifactAccounting])
         let missing = try await runFailure(["diff", out, dir("nothing.json")])
         #expect(Outcome(missing).message.contains("nothing.json"))
+    }
+
+    /// `distil export` and `distil apply` through the CLI: the σ file's values (F16-rounded) are the
+    /// new artifact's, which records the file; a σ file for another artifact is refused naming both.
+    @Test func distilExportAndApply() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (_, store) = try analyzedPair(in: dir)
+        try await run(["plan", store, "--budget", "1/16", "--out", dir("plan.json")])
+        try await run(["compress", store, "--plan", dir("plan.json"), "--out", dir("artifact")])
+        try await run(["distil", "export", dir("artifact"), "--out", dir("factors.safetensors")])
+        let factors = try SafetensorsFile(contentsOf: URL(fileURLWithPath: dir("factors.safetensors")))
+        let sigmaNames = factors.tensors.map(\.name).filter { $0.hasSuffix(".sigma") }
+        #expect(!sigmaNames.isEmpty && factors.tensors.count == 3 * sigmaNames.count)
+        func writeSigma(_ path: String, hash: String) throws {
+            let writer = try SafetensorsWriter(url: URL(fileURLWithPath: path), tensors: sigmaNames.map {
+                TensorDeclaration(name: $0, dtype: .f32, shape: try factors.info($0).shape)
+            }, metadata: [Distillation.artifactKey: hash])
+            for name in sigmaNames { try writer.write(name, floats: try factors.floats(name).map { $0 * 1.5 }) }
+            try writer.finish()
+        }
+        let artifact = try Artifact(at: URL(fileURLWithPath: dir("artifact")))
+        try writeSigma(dir("sigma.safetensors"), hash: artifact.manifest.delta.sha256)
+        try await run(["distil", "apply", dir("artifact"), "--sigma", dir("sigma.safetensors"), "--out", dir("distilled")])
+        let distilled = try Artifact(at: URL(fileURLWithPath: dir("distilled")))
+        #expect(distilled.manifest.sigma?.path == dir("sigma.safetensors"))
+        for record in distilled.manifest.matrices {
+            for (s, segment) in zip(record.segments, try distilled.segments(of: record)) {
+                #expect(segment.singularValues == (try factors.floats(s.prefix + ".sigma")).map { Float16($0 * 1.5) })
+            }
+        }
+        try writeSigma(dir("other.safetensors"), hash: String(repeating: "0", count: 64))
+        let refused = try await runFailure(["distil", "apply", dir("artifact"), "--sigma", dir("other.safetensors"), "--out", dir("never")])
+        #expect(Outcome(refused).exitCode == .failure)
+        #expect(Outcome(refused).message.contains(dir("other.safetensors")) && Outcome(refused).message.contains(dir("artifact")))
+        #expect(!FileManager.default.fileExists(atPath: dir("never")))
     }
 
     /// `plan --plot` and `show --plot` draw the same picture of one plan, `show` prints the summary

@@ -44,6 +44,11 @@ import Testing
         check(try await runFailure(["merge", "--base", missing, "--artifact", missing, "--out", dir("merged")]),
               names: [missing, "not an artifact"])
         check(try await runFailure(["serve", "--data-dir", dir("data"), "--token-file", missing]), names: [missing])
+        check(try await runFailure(["distil", "export", missing, "--out", dir("factors.safetensors")]), names: [missing, "not an artifact"])
+        check(try await runFailure(["distil", "apply", missing, "--sigma", missing, "--out", dir("distilled")]),
+              names: [missing, "not an artifact"])
+        #expect(!FileManager.default.fileExists(atPath: dir("factors.safetensors")))
+        #expect(!FileManager.default.fileExists(atPath: dir("distilled")))
         #expect(!FileManager.default.fileExists(atPath: dir("artifact")))
         #expect(!FileManager.default.fileExists(atPath: dir("merged")))
     }

@@ -16,10 +16,9 @@ import shutil
 from dataclasses import asdict, dataclass, field
 
 import torch
-from safetensors.torch import save_file
 
 from .atomic import atomic_directory
-from .checkpoint import Checkpoint, dtype_of, load_tensors, read_header
+from .checkpoint import Checkpoint, dtype_of, load_tensors, read_header, save_safetensors
 from .errors import DeltaPlanError
 
 _SKIPPED_PATTERNS = ("pytorch_model", "tf_model.h5", "flax_model.msgpack")
@@ -115,7 +114,7 @@ def assemble(base_dir: str, replace: list[str], out: str, keep_dtype: bool = Fal
                         value = value.to(original.dtype)
                         summary.converted += 1
                 tensors[name] = value.contiguous()
-            save_file(tensors, os.path.join(tmp, shard), metadata=base.metadata.get(shard) or None)
+            save_safetensors(tensors, os.path.join(tmp, shard), metadata=base.metadata.get(shard) or None)
             summary.shards_rewritten.append(shard)
             del tensors
         if base.index is not None:

@@ -17,10 +17,10 @@ import json
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .atomic import atomic_write
 from .capture import CaptureResult
+from .checkpoint import save_safetensors
 from .errors import DeltaPlanError
 
 FORMAT_VERSION = "2"
@@ -71,7 +71,7 @@ def calibration_tensors(result: CaptureResult, stat_dtype: str = "f32") -> tuple
 def write_calibration(path: str, result: CaptureResult, source: str, stat_dtype: str = "f32") -> dict[str, torch.Tensor]:
     tensors, metadata = calibration_tensors(result, stat_dtype)
     metadata[SOURCE_KEY] = source
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_safetensors(tensors, tmp, metadata=metadata))
     return tensors
 
 

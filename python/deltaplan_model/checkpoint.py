@@ -138,3 +138,23 @@ def dtype_of(code: str) -> torch.dtype:
     if code not in table:
         raise DeltaPlanError(f"safetensors dtype {code} is not supported")
     return table[code]
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file` with a canonical header: the library writes the metadata in
+    hash-map order, which differs from run to run; here the header's keys (tensors and metadata)
+    are sorted, so the same tensors and metadata always give the same bytes. The data section and
+    its offsets are the library's (tensors ordered by dtype size, then name)."""
+    from safetensors.torch import save
+
+    raw = save(tensors, metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        f.write(raw[8 + n:])

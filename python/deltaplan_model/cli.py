@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -48,6 +49,16 @@ def _text_options(p: argparse.ArgumentParser, samples: int, seq_len: int | None)
     p.add_argument("--seq-len", type=_positive, default=seq_len, metavar="L",
                    help="tokens per window (default 512, or the model's max_position_embeddings if smaller)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of windows, probes and pairs (default 0)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def _format_option(p: argparse.ArgumentParser) -> None:
@@ -103,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--base", metavar="DIR", help="base model (relative error 1)")
     _model_options(f)
     _format_option(f)
+
+    d = sub.add_parser("distil", help="fit an artifact's singular values end to end (for `deltaplan distil apply`)",
+                       description="One multiplier per singular value of the factors `deltaplan distil export` wrote, "
+                                   "fitted by full-batch Adam so that base + ΔŴ reproduces MODEL_DIR's last hidden "
+                                   "state on the text; writes the new σ for `deltaplan distil apply`.")
+    d.add_argument("model", metavar="MODEL_DIR", help="the fine-tuned model (the teacher)")
+    _text_options(d, samples=64, seq_len=None)
+    d.add_argument("--base", required=True, metavar="DIR", help="the base checkpoint the artifact's delta applies to")
+    d.add_argument("--factors", required=True, metavar="FILE", help="the factors file of `deltaplan distil export`")
+    d.add_argument("--out", required=True, metavar="FILE", help="the σ file to write (atomically)")
+    d.add_argument("--steps", type=_positive, default=50, metavar="N", help="Adam steps over all windows (default 50)")
+    d.add_argument("--lr", type=_positive_float, default=0.01, metavar="LR", help="Adam's learning rate (default 0.01)")
+    d.add_argument("--batch", type=_positive, default=16, metavar="B", help="windows per forward pass (default 16)")
+    _model_options(d)
+    _format_option(d)
 
     a = sub.add_parser("assemble", help="a model directory: the base with named tensors replaced",
                        description="Copy BASE_DIR byte for byte, rewriting the safetensors shards that hold a "
@@ -246,7 +272,27 @@ def run_assemble(args) -> None:
           + (f"; skipped {', '.join(summary.skipped)}" if summary.skipped else ""))
 
 
-COMMANDS = {"capture": run_capture, "score": run_score, "fidelity": run_fidelity, "assemble": run_assemble}
+def run_distil(args) -> None:
+    from .distil import distil, read_factors, settings_of, write_sigma
+    from .models import load_model
+
+    factors, artifact = read_factors(args.factors)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    windows = _windows(loaded, args)
+    sigma, report = distil(loaded, windows, factors, args.base, args.steps, args.lr, args.batch)
+    write_sigma(args.out, sigma, artifact, report, settings_of(args, windows))
+    if args.format == "json":
+        _emit_json({"out": args.out, **report.to_json()})
+        return
+    print(f"wrote {args.out}: {report.multipliers} singular values of {report.segments} segments in {report.matrices} matrices; "
+          f"relative error of the last hidden state on the text {report.relative_error_before:.4g} -> "
+          f"{report.relative_error_after:.4g} (best at step {report.best_step} of {report.steps}); multipliers "
+          f"{report.multiplier_min:.3g} to {report.multiplier_max:.3g}, mean {report.multiplier_mean:.3g}; "
+          f"{report.tokens} tokens, {report.seconds:.0f} s")
+
+
+COMMANDS = {"capture": run_capture, "score": run_score, "fidelity": run_fidelity, "distil": run_distil,
+            "assemble": run_assemble}
 
 
 def main(argv: list[str] | None = None) -> int:

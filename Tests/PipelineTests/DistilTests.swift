@@ -1,0 +1,154 @@
+import ArtifactFormat
+import Checkpoint
+import ContentHash
+import Foundation
+import LinearAlgebra
+import Testing
+@testable import Pipeline
+
+/// `deltaplan distil export` and `apply` on the fixture's exact artifact: the exported factors
+/// rebuild ΔŴ, and applying a σ file changes the σ tensors and nothing else.
+@Suite struct DistilTests {
+    /// Every segment's exported factors, by prefix: (u row-major `h_out × c`, σ, vᵀ row-major `c × h_in`).
+    private func factors(_ file: SafetensorsFile, _ record: ArtifactManifest.MatrixRecord) throws -> [(u: [Float], sigma: [Float], vt: [Float])] {
+        try record.segments.map { s in
+            (try file.floats(s.prefix + ".u"), try file.floats(s.prefix + ".sigma"), try file.floats(s.prefix + ".vt"))
+        }
+    }
+
+    /// Σ_j u_j diag(σ_j) vt_j in Float64, row-major, with σ_j replaced by `sigma(j)` when given.
+    private func rebuild(_ parts: [(u: [Float], sigma: [Float], vt: [Float])], rows: Int, columns: Int,
+                         sigma: ((Int) -> [Double])? = nil) -> [Double] {
+        var out = [Double](repeating: 0, count: rows * columns)
+        for (j, p) in parts.enumerated() {
+            let s = sigma?(j) ?? p.sigma.map(Double.init)
+            for r in 0..<rows { for k in 0..<s.count {
+                let a = Double(p.u[r * s.count + k]) * s[k]
+                for c in 0..<columns { out[r * columns + c] += a * Double(p.vt[k * columns + c]) }
+            } }
+        }
+        return out
+    }
+
+    /// Writes a σ file: per segment σ·(1 + i mod 3 / 2), the artifact hash, and one note.
+    private func sigmaFile(_ artifact: Artifact, _ exported: SafetensorsFile, at url: URL, hash: String? = nil,
+                           change: (inout [String: [Float]]) -> Void = { _ in }) throws -> [String: [Float]] {
+        var sigma: [String: [Float]] = [:]
+        for record in artifact.manifest.matrices { for s in record.segments {
+            let name = s.prefix + ".sigma"
+            sigma[name] = try exported.floats(name).enumerated().map { i, v in v * (1 + Float(i % 3) / 2) }
+        } }
+        change(&sigma)
+        let writer = try SafetensorsWriter(url: url, tensors: sigma.map { TensorDeclaration(name: $0.key, dtype: .f32, shape: [$0.value.count]) },
+                                           metadata: [Distillation.artifactKey: hash ?? artifact.manifest.delta.sha256,
+                                                      "deltaplan.distil.note": "test"])
+        for (name, values) in sigma { try writer.write(name, floats: values) }
+        try writer.finish()
+        return sigma
+    }
+
+    @Test func exportedFactorsRebuildTheArtifactsDelta() throws {
+        let f = try ArtifactFixture.get()
+        let a = try Artifact(at: f.exactArtifact)
+        let out = f.url("factors-\(UUID().uuidString).safetensors")
+        let written = try exportFactors(of: a, to: out)
+        let file = try SafetensorsFile(contentsOf: out)
+        #expect(file.metadata[Distillation.artifactKey] == a.manifest.delta.sha256)
+        #expect(written.matrices == a.manifest.matrices.count)
+        #expect(file.tensors.count == 3 * a.manifest.matrices.reduce(0) { $0 + $1.segments.count })
+        for record in a.manifest.matrices {
+            let (rows, columns) = (record.shape[0], record.shape[1])
+            let rebuilt = rebuild(try factors(file, record), rows: rows, columns: columns)
+            let hat = try a.reconstruction(of: record)
+            var diff = 0.0, norm = 0.0
+            for r in 0..<rows { for c in 0..<columns {
+                diff += pow(rebuilt[r * columns + c] - Double(hat[r, c]), 2)
+                norm += pow(Double(hat[r, c]), 2)
+            } }
+            #expect(norm > 0 && diff.squareRoot() <= 1e-5 * norm.squareRoot(), "\(record.name): \(diff.squareRoot()) of \(norm.squareRoot())")
+        }
+    }
+
+    @Test func applyingSigmaChangesOnlyTheSingularValues() throws {
+        let f = try ArtifactFixture.get()
+        let a = try Artifact(at: f.exactArtifact)
+        let manifestBefore = try Data(contentsOf: f.exactArtifact.appendingPathComponent(ArtifactManifest.fileName))
+        let exportedURL = f.url("factors-\(UUID().uuidString).safetensors")
+        _ = try exportFactors(of: a, to: exportedURL)
+        let exported = try SafetensorsFile(contentsOf: exportedURL)
+        let sigmaURL = f.url("sigma-\(UUID().uuidString).safetensors")
+        let sigma = try sigmaFile(a, exported, at: sigmaURL)
+        let out = f.url("distilled-\(UUID().uuidString)")
+        let manifest = try applySigma(sigmaURL, to: a, out: out, toolVersion: "test")
+
+        let b = try Artifact(at: out)   // checksums of the new files verified
+        #expect(b.manifest == manifest)
+        #expect(manifest.sigma == .init(path: sigmaURL.path, sha256: try Digest.sha256(fileAt: sigmaURL),
+                                        replacedFrom: a.manifest.delta.sha256, metadata: ["deltaplan.distil.note": "test"]))
+        #expect(manifest.plan == a.manifest.plan && manifest.matrices == a.manifest.matrices && manifest.totals == a.manifest.totals)
+        #expect(manifest.delta.size == a.manifest.delta.size && manifest.delta.sha256 != a.manifest.delta.sha256)
+        for record in a.manifest.tensors {
+            if let values = sigma[record.name] {
+                let halves = try b.tensorBytes(record.name)
+                let stored = (0..<values.count).map { Float(Float16(bitPattern: UInt16(halves[2 * $0]) | UInt16(halves[2 * $0 + 1]) << 8)) }
+                #expect(stored == values.map { Float(Float16($0)) }, "\(record.name)")
+            } else {
+                #expect(try b.tensorBytes(record.name) == a.tensorBytes(record.name), "\(record.name) changed")
+            }
+        }
+        for record in a.manifest.modelFiles ?? [] { #expect(try b.modelFileContents(record) == a.modelFileContents(record)) }
+        // ΔŴ of the new artifact = Σ u diag(F16(σ')) vt of the exported factors, in Float64.
+        for record in a.manifest.matrices {
+            let (rows, columns) = (record.shape[0], record.shape[1])
+            let expected = rebuild(try factors(exported, record), rows: rows, columns: columns) { j in
+                sigma[record.segments[j].prefix + ".sigma"]!.map { Double(Float16($0)) }
+            }
+            let hat = try b.reconstruction(of: record)
+            var diff = 0.0, norm = 0.0
+            for r in 0..<rows { for c in 0..<columns {
+                diff += pow(expected[r * columns + c] - Double(hat[r, c]), 2)
+                norm += pow(expected[r * columns + c], 2)
+            } }
+            #expect(diff.squareRoot() <= 1e-5 * norm.squareRoot(), "\(record.name)")
+        }
+        // The artifact given is untouched.
+        #expect(try Data(contentsOf: f.exactArtifact.appendingPathComponent(ArtifactManifest.fileName)) == manifestBefore)
+        _ = try Artifact(at: f.exactArtifact)
+    }
+
+    /// Each bad σ file is refused naming the file and the tensor, and nothing appears at `--out`.
+    @Test(arguments: ["another artifact", "missing", "extra", "shape", "overflow", "out exists"])
+    func badSigmaFilesAreRefused(_ fault: String) throws {
+        let f = try ArtifactFixture.get()
+        let a = try Artifact(at: f.exactArtifact)
+        let exportedURL = f.url("factors-\(UUID().uuidString).safetensors")
+        _ = try exportFactors(of: a, to: exportedURL)
+        let exported = try SafetensorsFile(contentsOf: exportedURL)
+        let first = a.manifest.matrices[0].segments[0].prefix + ".sigma"
+        let sigmaURL = f.url("sigma-\(UUID().uuidString).safetensors")
+        _ = try sigmaFile(a, exported, at: sigmaURL, hash: fault == "another artifact" ? String(repeating: "0", count: 64) : nil) { sigma in
+            switch fault {
+            case "missing": sigma[first] = nil
+            case "extra": sigma["not.a.segment.sigma"] = [1]
+            case "shape": sigma[first]!.append(1)
+            case "overflow": sigma[first]![0] = 1e6
+            default: break
+            }
+        }
+        let out = f.url("distilled-\(UUID().uuidString)")
+        if fault == "out exists" { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: false) }
+        let expected = [
+            "another artifact": "was fitted for the artifact", "missing": "\(first) is missing", "extra": "not.a.segment.sigma",
+            "shape": "\(first) has shape", "overflow": "\(first): σ[0] = 1000000.0 is not a finite F16 value", "out exists": "already exists",
+        ][fault]!
+        do {
+            _ = try applySigma(sigmaURL, to: a, out: out, toolVersion: "test")
+            Issue.record("\(fault): accepted")
+        } catch {
+            #expect(error.description.contains(expected), "\(fault): \(error)")
+            if fault != "out exists" && fault != "overflow" { #expect(error.description.contains(sigmaURL.path), "\(error)") }
+        }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: f.directory.path).filter { $0.contains(out.lastPathComponent) }
+        #expect(leftovers == (fault == "out exists" ? [out.lastPathComponent] : []), "\(leftovers)")
+    }
+}

@@ -1,0 +1,215 @@
+"""End-to-end distillation of a DeltaPlan artifact's singular values (`deltaplan-model distil`).
+
+`deltaplan distil export ARTIFACT` writes every segment's dequantized factors in F32, named
+`<matrix>.seg<j>.u` ([h_out, c]), `.sigma` ([c]) and `.vt` ([c, h_in]), so that the artifact's
+ΔŴ of a matrix is Σ_j u_j diag(sigma_j) vt_j. The student is the model with every such matrix
+replaced by W_base + Σ_j u_j diag(sigma_j ⊙ m_j) vt_j, with one multiplier per singular value
+(initially 1). The multipliers minimise, over the calibration windows,
+
+    L(m) = Σ ‖Y_student − Y_model‖²_F / Σ ‖Y_nodelta − Y_model‖²_F
+
+where Y is the last hidden state (fidelity's measure) and Y_nodelta the model with every listed
+matrix at W_base (so √L is fidelity's relative error on the calibration text). Full-batch Adam,
+`steps` steps; the multipliers of the lowest L seen are kept, so the result is never worse than
+the artifact on the calibration text. Only σ change: the codes, scales and size of the artifact
+stay. Quantization and truncation shrink ΔŴ coherently and spread its error over layers that a
+per-matrix objective weighs one at a time; the multipliers see the whole network.
+
+The output holds sigma ⊙ m (F32) as `<matrix>.seg<j>.sigma`, the artifact's hash from the factors
+file, and the settings and √L before and after, for `deltaplan distil apply`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.func import functional_call
+
+from .atomic import atomic_write
+from .checkpoint import Checkpoint, load_tensors, read_header, save_safetensors
+from .errors import DeltaPlanError
+from .models import ForwardModule, LoadedModel
+from .progress import progress
+
+ARTIFACT_KEY = "deltaplan.artifact.delta.sha256"
+_NAME = re.compile(r"^(?P<matrix>.+)\.seg(?P<segment>\d+)\.(?P<part>u|sigma|vt)$")
+
+
+@dataclass
+class Segment:
+    prefix: str
+    u: torch.Tensor  # [h_out, c]
+    sigma: torch.Tensor  # [c]
+    vt: torch.Tensor  # [c, h_in]
+
+
+@dataclass
+class DistilReport:
+    matrices: int
+    segments: int
+    multipliers: int
+    tokens: int
+    steps: int
+    relative_error_before: float
+    relative_error_after: float
+    best_step: int
+    multiplier_min: float
+    multiplier_mean: float
+    multiplier_max: float
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def read_factors(path: str) -> tuple[dict[str, list[Segment]], str]:
+    """The segments of every matrix (in segment order) and the artifact hash of a factors file."""
+    records, metadata = read_header(path)
+    artifact = metadata.get(ARTIFACT_KEY)
+    if not artifact:
+        raise DeltaPlanError(f"{path}: no {ARTIFACT_KEY} in its metadata: not a factors file of `deltaplan distil export`")
+    parts: dict[str, dict[int, dict[str, str]]] = {}
+    for name in records:
+        m = _NAME.match(name)
+        if m is None:
+            raise DeltaPlanError(f"{path}: tensor {name} is not <matrix>.seg<j>.u|sigma|vt")
+        parts.setdefault(m["matrix"], {}).setdefault(int(m["segment"]), {})[m["part"]] = name
+    if not parts:
+        raise DeltaPlanError(f"{path}: no factors (the artifact has no SVD segments)")
+    tensors = load_tensors(path)
+    out: dict[str, list[Segment]] = {}
+    for matrix, segments in sorted(parts.items()):
+        listed = []
+        for j in sorted(segments):
+            names = segments[j]
+            prefix = f"{matrix}.seg{j}"
+            missing = [p for p in ("u", "sigma", "vt") if p not in names]
+            if missing:
+                raise DeltaPlanError(f"{path}: segment {prefix} lacks {', '.join(prefix + '.' + p for p in missing)}")
+            u, sigma, vt = (tensors[names[p]].to(torch.float32) for p in ("u", "sigma", "vt"))
+            if u.dim() != 2 or sigma.dim() != 1 or vt.dim() != 2 or u.shape[1] != sigma.shape[0] or vt.shape[0] != sigma.shape[0]:
+                raise DeltaPlanError(f"{path}: segment {prefix} has u {list(u.shape)}, sigma {list(sigma.shape)}, vt {list(vt.shape)}; "
+                                     "expected [h_out, c], [c], [c, h_in]")
+            if listed and (u.shape[0] != listed[0].u.shape[0] or vt.shape[1] != listed[0].vt.shape[1]):
+                raise DeltaPlanError(f"{path}: segment {prefix} is {u.shape[0]} × {vt.shape[1]}, the matrix's first segment "
+                                     f"{listed[0].u.shape[0]} × {listed[0].vt.shape[1]}")
+            for part, t in (("u", u), ("sigma", sigma), ("vt", vt)):
+                if not torch.isfinite(t).all():
+                    raise DeltaPlanError(f"{path}: tensor {prefix}.{part} holds NaN or infinite values")
+            listed.append(Segment(prefix, u, sigma, vt))
+        out[matrix] = listed
+    return out, artifact
+
+
+def _text_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[Segment]], base_dir: str,
+           steps: int, lr: float, batch: int) -> tuple[dict[str, torch.Tensor], DistilReport]:
+    """Fits the multipliers; returns the new sigma per segment prefix and the report."""
+    started = time.monotonic()
+    params = dict(loaded.model.named_parameters())
+    for matrix, segments in factors.items():
+        if matrix not in params:
+            raise DeltaPlanError(f"factors name {matrix}, which is not a parameter of {loaded.directory}")
+        shape = (segments[0].u.shape[0], segments[0].vt.shape[1])
+        if tuple(params[matrix].shape) != shape:
+            raise DeltaPlanError(f"{matrix} is {list(params[matrix].shape)} in {loaded.directory}, the factors make {list(shape)}")
+    base_checkpoint = Checkpoint.open(base_dir)
+    missing = [m for m in factors if m not in base_checkpoint.tensors]
+    if missing:
+        raise DeltaPlanError(f"--base {base_dir} has no tensor {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    base = {n: t.to(device=loaded.device, dtype=loaded.dtype) for n, t in base_checkpoint.load(list(factors)).items()}
+    for matrix, w in base.items():
+        if w.shape != params[matrix].shape:
+            raise DeltaPlanError(f"--base {base_dir}: {matrix} is {list(w.shape)}, {loaded.directory} has {list(params[matrix].shape)}")
+    device, dtype = loaded.device, loaded.dtype
+    segments = {m: [Segment(s.prefix, s.u.to(device, dtype), s.sigma.to(device, dtype), s.vt.to(device, dtype)) for s in segs]
+                for m, segs in factors.items()}
+    multipliers = {m: torch.ones(sum(s.sigma.shape[0] for s in segs), device=device, dtype=dtype, requires_grad=True)
+                   for m, segs in segments.items()}
+
+    def weights() -> dict[str, torch.Tensor]:
+        out = {}
+        for m, segs in segments.items():
+            w, offset = base[m], 0
+            for s in segs:
+                c = s.sigma.shape[0]
+                w = w + (s.u * (s.sigma * multipliers[m][offset:offset + c])) @ s.vt
+                offset += c
+            out[f"inner.{m}"] = w
+        return out
+
+    module = ForwardModule(loaded)
+    chunks = windows.split(batch)
+
+    def hidden(ids: torch.Tensor, replaced: dict[str, torch.Tensor]) -> torch.Tensor:
+        y, _ = functional_call(module, replaced, (ids.to(device),), tie_weights=True, strict=False)
+        return y
+
+    with torch.no_grad():
+        targets = [loaded.final_outputs(ids.to(device))[0] for ids in chunks]
+        nodelta = {f"inner.{m}": w for m, w in base.items()}
+        norm = sum(float(((hidden(ids, nodelta).double() - y.double()) ** 2).sum()) for ids, y in zip(chunks, targets))
+    if norm == 0.0:
+        raise DeltaPlanError(f"--base {base_dir} gives {loaded.directory}'s last hidden state on this text: nothing to distil")
+
+    def loss_and_grad(backward: bool) -> float:
+        total = 0.0
+        for ids, y in zip(chunks, targets):
+            part = ((hidden(ids, weights()) - y) ** 2).sum() / norm
+            if backward:
+                part.backward()
+            total += float(part.detach())
+        return total
+
+    optimizer = torch.optim.Adam(list(multipliers.values()), lr=lr)
+    best = (math.inf, 0, {m: t.detach().clone() for m, t in multipliers.items()})
+    before = None
+    for step in progress(range(steps + 1), total=steps + 1, desc="distil"):
+        optimizer.zero_grad()
+        loss = loss_and_grad(backward=step < steps)
+        if before is None:
+            before = loss
+        if loss < best[0]:
+            best = (loss, step, {m: t.detach().clone() for m, t in multipliers.items()})
+        if step < steps:
+            optimizer.step()
+    loss, best_step, kept = best
+    sigma = {}
+    for m, segs in segments.items():
+        offset = 0
+        for s in segs:
+            c = s.sigma.shape[0]
+            sigma[f"{s.prefix}.sigma"] = (s.sigma * kept[m][offset:offset + c]).to(torch.float32).cpu().contiguous()
+            offset += c
+    everything = torch.cat([t.to(torch.float64).cpu() for t in kept.values()])
+    report = DistilReport(
+        matrices=len(segments), segments=sum(len(s) for s in segments.values()), multipliers=int(everything.numel()),
+        tokens=int(windows.numel()), steps=steps, relative_error_before=math.sqrt(before), relative_error_after=math.sqrt(loss),
+        best_step=best_step, multiplier_min=float(everything.min()), multiplier_mean=float(everything.mean()),
+        multiplier_max=float(everything.max()), seconds=time.monotonic() - started)
+    return sigma, report
+
+
+def write_sigma(path: str, sigma: dict[str, torch.Tensor], artifact: str, report: DistilReport, settings: dict[str, str]) -> None:
+    metadata = {ARTIFACT_KEY: artifact, **{f"deltaplan.distil.{k}": v for k, v in settings.items()},
+                "deltaplan.distil.relative_error_before": f"{report.relative_error_before:.6g}",
+                "deltaplan.distil.relative_error_after": f"{report.relative_error_after:.6g}"}
+    atomic_write(path, lambda tmp: save_safetensors(sigma, tmp, metadata=metadata))
+
+
+def settings_of(args, windows: torch.Tensor) -> dict[str, str]:
+    return {"model": args.model, "base": args.base, "text": args.text, "text_sha256": _text_sha256(args.text),
+            "samples": str(windows.shape[0]), "seq_len": str(windows.shape[1]), "seed": str(args.seed), "steps": str(args.steps),
+            "lr": repr(args.lr), "batch": str(args.batch), "dtype": args.dtype}

@@ -1,0 +1,121 @@
+"""distil: on factors whose σ are exactly half of the SVD of ΔW, the optimum is known in closed form
+(every multiplier 2, error 0); the fit must get there, write what `deltaplan distil apply` reads,
+and refuse bad input naming it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from deltaplan_model.checkpoint import Checkpoint
+from deltaplan_model.cli import main
+from deltaplan_model.distil import ARTIFACT_KEY
+
+HASH = "ab" * 32
+
+
+def write_factors(base_dir: str, ft_dir: str, path: str, scale: float, split: int = 3, metadata: dict | None = None) -> dict:
+    """Factors of ΔW = W_ft − W_base for every 2-D linear weight the two differ in: its SVD in two
+    segments ([0, split) and the rest), σ multiplied by `scale`. Returns the true σ by segment."""
+    base, ft = Checkpoint.open(base_dir), Checkpoint.open(ft_dir)
+    names = [n for n in ft.tensors if n.endswith(".weight") and len(ft.tensors[n].shape) == 2 and "embed" not in n
+             and "embeddings" not in n and "lm_head" not in n]
+    wb, wf = base.load(names), ft.load(names)
+    tensors, true = {}, {}
+    for n in names:
+        delta = wf[n].double() - wb[n].double()
+        if float(delta.abs().max()) == 0.0:
+            continue
+        u, s, vt = torch.linalg.svd(delta, full_matrices=False)
+        for j, (a, b) in enumerate([(0, split), (split, s.shape[0])]):
+            prefix = f"{n}.seg{j}"
+            tensors[prefix + ".u"] = u[:, a:b].float().contiguous()
+            tensors[prefix + ".sigma"] = (scale * s[a:b]).float().contiguous()
+            tensors[prefix + ".vt"] = vt[a:b].float().contiguous()
+            true[prefix + ".sigma"] = s[a:b].float()
+    save_file(tensors, path, metadata={ARTIFACT_KEY: HASH} if metadata is None else metadata)
+    return true
+
+
+@pytest.mark.parametrize("kind", ["llama", "bert"])
+def test_recovers_halved_singular_values(models, tmp_path, capsys, kind):
+    factors, out = str(tmp_path / "factors.safetensors"), str(tmp_path / "sigma.safetensors")
+    true = write_factors(models[f"{kind}_base"], models[f"{kind}_ft"], factors, scale=0.5)
+    args = [models[f"{kind}_ft"], "--base", models[f"{kind}_base"], "--factors", factors, "--text", models["text"],
+            "--samples", "4", "--seq-len", "16", "--steps", "150", "--lr", "0.05", "--format", "json", "--out", out]
+    assert main(["distil", *args]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # Half of every delta: to first order the relative error is ½.
+    assert 0.35 < report["relative_error_before"] < 0.65, report
+    assert report["relative_error_after"] < 0.1 * report["relative_error_before"], report
+    with safe_open(out, framework="pt") as f:
+        metadata = f.metadata()
+        fitted = {n: f.get_tensor(n) for n in f.keys()}
+    assert metadata[ARTIFACT_KEY] == HASH
+    assert float(metadata["deltaplan.distil.relative_error_after"]) == pytest.approx(report["relative_error_after"], rel=1e-5)
+    assert set(fitted) == set(true)
+    # The leading singular values carry most of each delta: back near their true values (those of
+    # matrices the output barely sees stay less determined).
+    leading = sorted(float(fitted[n][0] / true[n][0]) for n in true if n.endswith(".seg0.sigma"))
+    assert 0.95 < leading[len(leading) // 2] < 1.05 and all(0.7 < r < 1.3 for r in leading), leading
+
+    # Same inputs, same bytes.
+    again = str(tmp_path / "again.safetensors")
+    assert main(["distil", *args[:-1], again]) == 0
+    capsys.readouterr()
+
+    assert open(out, "rb").read() == open(again, "rb").read()
+
+
+def test_exact_factors_are_kept(models, tmp_path, capsys):
+    """Factors that already reproduce the model: nothing to gain, the σ come back as they were
+    (the best step is the first) and the error is that of the factors' float32 rounding."""
+    factors, out = str(tmp_path / "factors.safetensors"), str(tmp_path / "sigma.safetensors")
+    true = write_factors(models["bert_base"], models["bert_ft"], factors, scale=1.0)
+    assert main(["distil", models["bert_ft"], "--base", models["bert_base"], "--factors", factors, "--text", models["text"],
+                 "--samples", "2", "--seq-len", "16", "--steps", "5", "--format", "json", "--out", out]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["relative_error_before"] < 1e-4 and report["relative_error_after"] <= report["relative_error_before"]
+    with safe_open(out, framework="pt") as f:
+        for n in true:
+            if report["best_step"] == 0:
+                assert torch.equal(f.get_tensor(n), true[n])
+
+
+@pytest.mark.parametrize("fault", ["no hash", "unknown tensor", "incomplete segment", "base lacks it"])
+def test_bad_input_names_it(models, tmp_path, capsys, fault):
+    factors, out = str(tmp_path / "factors.safetensors"), str(tmp_path / "sigma.safetensors")
+    true = write_factors(models["bert_base"], models["bert_ft"], factors, scale=0.5,
+                         metadata={} if fault == "no hash" else None)
+    first = sorted(true)[0][: -len(".sigma")]
+    base = models["bert_base"]
+    if fault in ("unknown tensor", "incomplete segment"):
+        with safe_open(factors, framework="pt") as f:
+            tensors = {n: f.get_tensor(n) for n in f.keys()}
+        if fault == "unknown tensor":
+            for part in ("u", "sigma", "vt"):
+                tensors[f"encoder.layer.9.output.dense.weight.seg0.{part}"] = tensors[f"{first}.{part}"].clone()
+        else:
+            del tensors[f"{first}.vt"]
+        save_file(tensors, factors, metadata={ARTIFACT_KEY: HASH})
+    if fault == "base lacks it":
+        base = str(tmp_path / "base-without")
+        import shutil
+        shutil.copytree(models["bert_base"], base)
+        from safetensors.torch import load_file
+        weights = load_file(f"{base}/model.safetensors")
+        del weights[first.rsplit(".seg", 1)[0]]
+        save_file(weights, f"{base}/model.safetensors", metadata={"format": "pt"})
+    code = main(["distil", models["bert_ft"], "--base", base, "--factors", factors, "--text", models["text"],
+                 "--samples", "2", "--seq-len", "16", "--steps", "1", "--out", out])
+    err = capsys.readouterr().err
+    assert code == 1
+    expected = {"no hash": ARTIFACT_KEY, "unknown tensor": "encoder.layer.9.output.dense.weight",
+                "incomplete segment": f"{first}.vt", "base lacks it": first.rsplit(".seg", 1)[0]}[fault]
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "sigma.safetensors").exists()
