@@ -8,8 +8,8 @@
 # fidelity on held-out chapters. Prints proxy, predicted and end-to-end error side by side, the
 # default plan's reduction against Delta-CoMe as published, the best 1/32 plan against Delta-CoMe at
 # 1/16, and the rank correlations of each per-plan figure with the end-to-end error. The default plans
-# and Delta-CoMe as published are also distilled (`NAME+distil`: σ fitted end to end on the
-# calibration text, `deltaplan distil`).
+# and Delta-CoMe as published are also distilled (`NAME+distil`: σ and Û scales fitted end to end on
+# the calibration text, `deltaplan distil`).
 # Usage: Benchmarks/run-quality.sh [PAIR_DIR]     (~65 min on this machine; work in Benchmarks/data/quality)
 # WORK=DIR puts the work elsewhere. CALIBRATION=FILE reuses a calibration file captured by an earlier
 # run (capture takes ~7 min here). SCORE=1 adds J, the companion's joint first-order prediction
@@ -86,17 +86,17 @@ for run in "${runs[@]}"; do
     --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$name"
   candidates+=("$name=$work/candidates/$name")
 done
-# End-to-end distillation of σ (`deltaplan distil` + `deltaplan-model distil` on the calibration text,
+# End-to-end distillation (`deltaplan distil` + `deltaplan-model distil` on the calibration text,
 # never the held-out chapters) for DeltaPlan's default plans and for Delta-CoMe as published: the
-# same artifacts, sizes and codes, only σ fitted through the whole model (~9 min each here).
+# same artifacts, sizes and codes, σ and Û's row scales fitted through the whole model (~6 min each).
 for name in default-1-16 default-1-32 delta-come-published-1-16; do
   src=$work/runs/$name; dir=$work/runs/$name+distil
   [ -d "$src/artifact" ] || continue
   mkdir -p "$dir"; cp "$src/plan.json" "$dir/plan.json"
   "$dp" distil export "$src/artifact" --out "$dir/factors.safetensors" >/dev/null
   deltaplan-model distil "$work/finetuned-model" --base "$pair/base" --factors "$dir/factors.safetensors" \
-    --text "$work/calibration.jsonl" --samples 64 --seq-len 128 --seed 0 --out "$dir/sigma.safetensors" --format json >"$dir/distil.json"
-  "$dp" distil apply "$src/artifact" --sigma "$dir/sigma.safetensors" --out "$dir/artifact" >/dev/null
+    --text "$work/calibration.jsonl" --samples 64 --seq-len 128 --seed 0 --out "$dir/fitted.safetensors" --format json >"$dir/distil.json"
+  "$dp" distil apply "$src/artifact" --fitted "$dir/fitted.safetensors" --out "$dir/artifact" >/dev/null
   "$dp" evaluate --artifact "$dir/artifact" --base "$pair/base" --finetuned "$pair/finetuned" \
     --calibration "$work/calibration.safetensors" --format json >"$dir/evaluate.json"
   "$dp" merge --base "$pair/base" --artifact "$dir/artifact" --dtype F32 --out "$dir/merged" >/dev/null

@@ -28,8 +28,8 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
     /// A compression run in shards cannot be finalized yet (a shard missing or unfinished, a matrix
     /// missing or damaged): the reason names the shard to rerun.
     case shards(artifact: String, reason: String)
-    /// A σ file for `deltaplan distil apply` that does not fit the artifact.
-    case sigma(file: String, reason: String)
+    /// A file of fitted values for `deltaplan distil apply` that does not fit the artifact.
+    case distillation(file: String, reason: String)
     case io(path: String, reason: String)
 
     public var description: String {
@@ -43,7 +43,7 @@ public enum ArtifactError: Error, Equatable, CustomStringConvertible {
         case let .unrepresentable(tensor, reason): "\(tensor): \(reason)"
         case let .quantization(error): error.description
         case let .shards(artifact, reason): "artifact \(artifact): \(reason)"
-        case let .sigma(file, reason): "σ file \(file): \(reason)"
+        case let .distillation(file, reason): "distillation file \(file): \(reason)"
         case let .io(path, reason): "\(path): \(reason)"
         }
     }
@@ -92,9 +92,9 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
     /// format-1 artifact, which has none.
     public var modelFiles: [ModelFileRecord]?
     public var totals: Totals
-    /// Set by `deltaplan distil apply`: the segments' σ are those of this file (fitted end to end by
-    /// `deltaplan-model distil`), not the compressor's. Absent otherwise.
-    public var sigma: SigmaRecord?
+    /// Set by `deltaplan distil apply`: the segments' σ and Û scales are those fitted end to end by
+    /// `deltaplan-model distil` in this file, not the compressor's. Absent otherwise.
+    public var distillation: DistillationRecord?
 
     public init(
         formatVersion: Int, toolVersion: String, plan: Plan, planSHA256: String, planPath: String? = nil,
@@ -120,14 +120,14 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
         self.totals = totals
     }
 
-    /// Where an artifact's σ came from when `deltaplan distil apply` replaced them.
-    public struct SigmaRecord: Codable, Sendable, Equatable {
-        /// The σ file as given.
+    /// Where an artifact's fitted values came from when `deltaplan distil apply` replaced them.
+    public struct DistillationRecord: Codable, Sendable, Equatable {
+        /// The fitted file as given.
         public var path: String
         public var sha256: String
-        /// The delta SHA-256 of the artifact whose σ were replaced.
+        /// The delta SHA-256 of the artifact whose values were replaced.
         public var replacedFrom: String
-        /// The σ file's own metadata (the distillation's settings and errors).
+        /// The fitted file's own metadata (the distillation's settings and errors).
         public var metadata: [String: String]
 
         public init(path: String, sha256: String, replacedFrom: String, metadata: [String: String]) {

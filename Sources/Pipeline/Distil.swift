@@ -10,20 +10,21 @@ import Quantization
 ///    factors in F32: `<prefix>.u` (`[h_out, c]`), `<prefix>.sigma` (`[c]`) and `<prefix>.vt`
 ///    (`[c, h_in]`), where `<prefix>` is the segment's prefix in the manifest (`<matrix>.seg<j>`),
 ///    so that Σ over a matrix's segments of u · diag(sigma) · vt is the artifact's ΔŴ;
-/// 2. the companion (`deltaplan-model distil`) fits one multiplier per singular value so that the
-///    model with W_base + ΔŴ reproduces the fine-tuned model's last hidden state on calibration
-///    text, and writes the new values as `<prefix>.sigma` (F32, `[c]`);
-/// 3. ``applySigma(_:to:out:toolVersion:)`` (`deltaplan distil apply`) writes a copy of the
-///    artifact with those σ (rounded to F16, the format's type) and the σ file recorded in its
-///    manifest (``ArtifactManifest/sigma``).
+/// 2. the companion (`deltaplan-model distil`) fits a multiplier per singular value and per row of
+///    each segment's Û so that the model with W_base + ΔŴ reproduces the fine-tuned model's last
+///    hidden state on calibration text, and writes the new σ as `<prefix>.sigma` (F32, `[c]`) and
+///    the row multipliers as `<prefix>.u_rows` (F32, `[h_out]`);
+/// 3. ``applyDistillation(_:to:out:toolVersion:)`` (`deltaplan distil apply`) writes a copy of the
+///    artifact with those values in its F16 σ and Û scales (or 16-bit values) and the fitted file
+///    recorded in its manifest (``ArtifactManifest/distillation``).
 ///
-/// Both files carry the artifact's delta SHA-256 under ``artifactKey`` so that σ fitted for one
-/// artifact cannot be applied to another. Nothing else of the artifact changes: same plan, codes,
-/// scales, sizes; `merge` and `evaluate` read the result as any artifact.
+/// Both files carry the artifact's delta SHA-256 under ``artifactKey`` so that values fitted for
+/// one artifact cannot be applied to another. Nothing else changes: same plan, codes, zeros,
+/// sizes; `merge` and `evaluate` read the result as any artifact.
 public enum Distillation {
     /// Metadata key of both files: the SHA-256 of the artifact's `delta.safetensors`.
     public static let artifactKey = "deltaplan.artifact.delta.sha256"
-    public static let uSuffix = ".u", sigmaSuffix = ".sigma", vtSuffix = ".vt"
+    public static let uSuffix = ".u", sigmaSuffix = ".sigma", vtSuffix = ".vt", uRowsSuffix = ".u_rows"
 }
 
 /// What ``exportFactors(of:to:)`` wrote.
@@ -79,55 +80,77 @@ private func rowMajor(_ m: Matrix<Float>) -> [Float] {
     return out
 }
 
-/// Writes to `out` (atomically; it must not exist) a copy of `artifact` whose segments' σ are the
-/// `<prefix>.sigma` tensors of the safetensors file `sigmaURL`, rounded to F16.
+/// Writes to `out` (atomically; it must not exist) a copy of `artifact` with the values fitted by
+/// `deltaplan-model distil` in the safetensors file `fittedURL`: per segment, `<prefix>.sigma`
+/// (required: the new σ) and `<prefix>.u_rows` (optional, `[h_out]`: a multiplier per row of Û,
+/// applied to the row's F16 scales, or to its F16 values in a 16-bit segment), rounded to F16.
 ///
-/// The σ file must name this artifact (``Distillation/artifactKey``) and hold exactly one finite
-/// F32 (or F16/F64) tensor of the segment's length per segment; anything else is an error naming
-/// the file and tensor. The new manifest records the σ file (path, SHA-256, its metadata).
-public func applySigma(_ sigmaURL: URL, to artifact: Artifact, out: URL, toolVersion: String) throws(ArtifactError) -> ArtifactManifest {
-    let path = sigmaURL.path
-    func bad(_ reason: String) -> ArtifactError { .sigma(file: path, reason: reason) }
+/// The file must name this artifact (``Distillation/artifactKey``) and hold nothing else, each
+/// tensor of its segment's length; anything else, or a value F16 cannot hold, is an error naming
+/// the file and tensor. Codes and zeros are untouched; the new manifest records the file (path,
+/// SHA-256, its metadata).
+public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL, toolVersion: String) throws(ArtifactError) -> ArtifactManifest {
+    let path = fittedURL.path
+    func bad(_ reason: String) -> ArtifactError { .distillation(file: path, reason: reason) }
     let fm = FileManager.default
     guard !fm.fileExists(atPath: out.path) else {
         throw .invalidOption(option: "--out", reason: "\(out.path) already exists; choose a new directory (the artifact is never overwritten)")
     }
     let file: SafetensorsFile
-    do { file = try SafetensorsFile(contentsOf: sigmaURL) } catch { throw bad("\(error)") }
+    do { file = try SafetensorsFile(contentsOf: fittedURL) } catch { throw bad("\(error)") }
     let sha = artifact.manifest.delta.sha256
     guard let named = file.metadata[Distillation.artifactKey] else {
-        throw bad("no \(Distillation.artifactKey) in its metadata: not a σ file of `deltaplan-model distil`")
+        throw bad("no \(Distillation.artifactKey) in its metadata: not a file of `deltaplan-model distil`")
     }
     guard named == sha else {
         throw bad("was fitted for the artifact whose delta SHA-256 is \(named), not \(artifact.url.path) (\(sha))")
     }
+    func fitted(_ name: String, count: Int) throws(ArtifactError) -> [Float] {
+        let info: TensorInfo
+        do { info = try file.info(name) } catch { throw bad("tensor \(name) is missing") }
+        guard info.shape == [count] else { throw bad("tensor \(name) has shape \(info.shape), expected [\(count)]") }
+        let values: [Float]
+        do { values = try file.floats(name) } catch { throw bad("tensor \(name): \(error)") }
+        if let i = values.firstIndex(where: { !$0.isFinite }) { throw bad("tensor \(name)[\(i)] is \(values[i])") }
+        return values
+    }
+    func halves(_ values: [Float], _ name: String) throws(ArtifactError) -> [Float16] {
+        var out: [Float16] = []
+        out.reserveCapacity(values.count)
+        for (i, v) in values.enumerated() {
+            let h = Float16(v)
+            guard h.isFinite else {
+                throw .unrepresentable(tensor: name, reason: "element \(i) becomes \(v), beyond F16 (the artifact's type); fitted in \(path)")
+            }
+            out.append(h)
+        }
+        return out
+    }
 
-    // The new σ of every segment, by tensor name.
+    // The new F16 values of every replaced tensor, by name.
     var replaced: [String: [Float16]] = [:]
+    var used = Set<String>()
     for record in artifact.manifest.matrices where !record.isDense {
+        let rows = record.shape[0]
         for s in record.segments {
-            let name = s.prefix + ArtifactTensor.sigma
-            let info: TensorInfo
-            do { info = try file.info(name) } catch { throw bad("tensor \(name) is missing (one per segment of the artifact)") }
-            guard info.shape == [s.end - s.start] else {
-                throw bad("tensor \(name) has shape \(info.shape), the segment has \(s.end - s.start) singular values")
-            }
-            let values: [Float]
-            do { values = try file.floats(name) } catch { throw bad("tensor \(name): \(error)") }
-            var halves: [Float16] = []
-            halves.reserveCapacity(values.count)
-            for (i, v) in values.enumerated() {
-                let h = Float16(v)
-                guard v.isFinite, h.isFinite else {
-                    throw .unrepresentable(tensor: name, reason: "σ[\(i)] = \(v) is not a finite F16 value (the artifact stores σ in F16); in \(path)")
-                }
-                halves.append(h)
-            }
-            replaced[name] = halves
+            let sigmaName = s.prefix + Distillation.sigmaSuffix
+            replaced[s.prefix + ArtifactTensor.sigma] = try halves(try fitted(sigmaName, count: s.end - s.start), sigmaName)
+            used.insert(sigmaName)
+            let rowsName = s.prefix + Distillation.uRowsSuffix
+            guard file.tensors.contains(where: { $0.name == rowsName }) else { continue }
+            used.insert(rowsName)
+            let multipliers = try fitted(rowsName, count: rows)
+            // Û's F16 parameters hold each row's values contiguously: its values (16 bits), its scale
+            // (1 bit) or its groups' scales (2…8 bits); ŵ is linear in each, zeros are codes.
+            let target = s.prefix + (s.bits == 16 ? ArtifactTensor.uValues : ArtifactTensor.uScales)
+            let bytes = try artifact.tensorBytes(target)
+            let old = (0..<(bytes.count / 2)).map { Float(Float16(bitPattern: UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8)) }
+            let perRow = old.count / rows
+            replaced[target] = try halves(old.indices.map { old[$0] * multipliers[$0 / perRow] }, target)
         }
     }
-    if let extra = file.tensors.map(\.name).filter({ replaced[$0] == nil }).sorted().first {
-        throw bad("tensor \(extra) is not the σ of a segment of \(artifact.url.path)")
+    if let extra = file.tensors.map(\.name).filter({ !used.contains($0) }).sorted().first {
+        throw bad("tensor \(extra) is not the σ or the row multipliers of a segment of \(artifact.url.path)")
     }
 
     let temporary = try makeTemporaryDirectory(for: out)
@@ -173,10 +196,10 @@ public func applySigma(_ sigmaURL: URL, to artifact: Artifact, out: URL, toolVer
     do { headerBytes = try SafetensorsFile(contentsOf: deltaURL).dataStart } catch { throw .checkpoint("\(error)") }
     manifest.delta = .init(name: ArtifactManifest.deltaFileName, size: size, sha256: deltaSHA, headerBytes: headerBytes)
     manifest.toolVersion = toolVersion
-    let sigmaSHA: String
-    do { sigmaSHA = try Digest.sha256(fileAt: sigmaURL) } catch { throw bad("\(error)") }
-    manifest.sigma = .init(path: path, sha256: sigmaSHA, replacedFrom: sha,
-                           metadata: file.metadata.filter { $0.key != Distillation.artifactKey })
+    let fittedSHA: String
+    do { fittedSHA = try Digest.sha256(fileAt: fittedURL) } catch { throw bad("\(error)") }
+    manifest.distillation = .init(path: path, sha256: fittedSHA, replacedFrom: sha,
+                                  metadata: file.metadata.filter { $0.key != Distillation.artifactKey })
     try writeJSON(manifest, to: temporary.appendingPathComponent(ArtifactManifest.fileName))
     try publishDirectory(temporary, as: out)
     published = true

@@ -10,15 +10,16 @@ import Reporting
 struct DistilCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distil",
-        abstract: "Export an artifact's factors for `deltaplan-model distil`, and apply the σ it fits.",
+        abstract: "Export an artifact's factors for `deltaplan-model distil`, and apply what it fits.",
         discussion: """
         deltaplan distil export ART --out ART.factors.safetensors
-        deltaplan-model distil FINETUNED_DIR --base BASE_DIR --factors ART.factors.safetensors --text calib.jsonl --out ART.sigma.safetensors
-        deltaplan distil apply ART --sigma ART.sigma.safetensors --out ART-distilled
+        deltaplan-model distil FINETUNED_DIR --base BASE_DIR --factors ART.factors.safetensors --text calib.jsonl --out ART.fitted.safetensors
+        deltaplan distil apply ART --fitted ART.fitted.safetensors --out ART-distilled
 
-        The companion fits one multiplier per stored singular value so that base + ΔŴ reproduces the \
-        fine-tuned model's last hidden state on the calibration text; the new artifact has the same plan, \
-        codes, scales and size, only its σ differ (and its manifest records the σ file).
+        The companion fits a multiplier per stored singular value and per row of each segment's Û so that \
+        base + ΔŴ reproduces the fine-tuned model's last hidden state on the calibration text; the new \
+        artifact has the same plan, codes and size, only its F16 σ and Û scales differ (and its manifest \
+        records the fitted file).
         """,
         subcommands: [DistilExport.self, DistilApply.self])
 }
@@ -44,17 +45,17 @@ struct DistilExport: ParsableCommand {
     }
 }
 
-/// `deltaplan distil apply ARTIFACT --sigma FILE --out DIR`.
+/// `deltaplan distil apply ARTIFACT --fitted FILE --out DIR`.
 struct DistilApply: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Write a copy of an artifact with the singular values of a σ file from deltaplan-model distil.")
+        abstract: "Write a copy of an artifact with the σ and Û row scales deltaplan-model distil fitted.")
 
     @Argument(help: "The artifact directory the factors were exported from.")
     var artifact: String
 
-    @Option(help: "The σ file written by deltaplan-model distil.")
-    var sigma: String
+    @Option(help: "The file of fitted values written by deltaplan-model distil.")
+    var fitted: String
 
     @Option(help: "The artifact directory to write (atomically; it must not exist).")
     var out: String
@@ -62,11 +63,11 @@ struct DistilApply: ParsableCommand {
     func run() throws {
         let manifest: ArtifactManifest
         do {
-            manifest = try applySigma(URL(fileURLWithPath: sigma), to: try Artifact(at: URL(fileURLWithPath: artifact)),
+            manifest = try applyDistillation(URL(fileURLWithPath: fitted), to: try Artifact(at: URL(fileURLWithPath: artifact)),
                                       out: URL(fileURLWithPath: out), toolVersion: DeltaPlanVersion.string)
         } catch { throw CLIFailure(error) }
-        let notes = manifest.sigma?.metadata ?? [:]
-        var line = "wrote \(out): σ of \(manifest.matrices.reduce(0) { $0 + $1.segments.count }) segment(s) replaced"
+        let notes = manifest.distillation?.metadata ?? [:]
+        var line = "wrote \(out): σ and Û scales of \(manifest.matrices.reduce(0) { $0 + $1.segments.count }) segment(s) as fitted"
         if let before = notes["deltaplan.distil.relative_error_before"], let after = notes["deltaplan.distil.relative_error_after"] {
             line += "; the distillation's relative error on its text: \(before) -> \(after)"
         }

@@ -43,8 +43,8 @@ import Testing
         #expect(Outcome(missing).message.contains("nothing.json"))
     }
 
-    /// `distil export` and `distil apply` through the CLI: the σ file's values (F16-rounded) are the
-    /// new artifact's, which records the file; a σ file for another artifact is refused naming both.
+    /// `distil export` and `distil apply` through the CLI: the fitted file's σ (F16-rounded) are the
+    /// new artifact's, which records the file; a file fitted for another artifact is refused naming both.
     @Test func distilExportAndApply() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.cleanUp() }
@@ -64,16 +64,16 @@ import Testing
         }
         let artifact = try Artifact(at: URL(fileURLWithPath: dir("artifact")))
         try writeSigma(dir("sigma.safetensors"), hash: artifact.manifest.delta.sha256)
-        try await run(["distil", "apply", dir("artifact"), "--sigma", dir("sigma.safetensors"), "--out", dir("distilled")])
+        try await run(["distil", "apply", dir("artifact"), "--fitted", dir("sigma.safetensors"), "--out", dir("distilled")])
         let distilled = try Artifact(at: URL(fileURLWithPath: dir("distilled")))
-        #expect(distilled.manifest.sigma?.path == dir("sigma.safetensors"))
+        #expect(distilled.manifest.distillation?.path == dir("sigma.safetensors"))
         for record in distilled.manifest.matrices {
             for (s, segment) in zip(record.segments, try distilled.segments(of: record)) {
                 #expect(segment.singularValues == (try factors.floats(s.prefix + ".sigma")).map { Float16($0 * 1.5) })
             }
         }
         try writeSigma(dir("other.safetensors"), hash: String(repeating: "0", count: 64))
-        let refused = try await runFailure(["distil", "apply", dir("artifact"), "--sigma", dir("other.safetensors"), "--out", dir("never")])
+        let refused = try await runFailure(["distil", "apply", dir("artifact"), "--fitted", dir("other.safetensors"), "--out", dir("never")])
         #expect(Outcome(refused).exitCode == .failure)
         #expect(Outcome(refused).message.contains(dir("other.safetensors")) && Outcome(refused).message.contains(dir("artifact")))
         #expect(!FileManager.default.fileExists(atPath: dir("never")))

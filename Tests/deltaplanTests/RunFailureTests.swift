@@ -45,7 +45,7 @@ import Testing
               names: [missing, "not an artifact"])
         check(try await runFailure(["serve", "--data-dir", dir("data"), "--token-file", missing]), names: [missing])
         check(try await runFailure(["distil", "export", missing, "--out", dir("factors.safetensors")]), names: [missing, "not an artifact"])
-        check(try await runFailure(["distil", "apply", missing, "--sigma", missing, "--out", dir("distilled")]),
+        check(try await runFailure(["distil", "apply", missing, "--fitted", missing, "--out", dir("distilled")]),
               names: [missing, "not an artifact"])
         #expect(!FileManager.default.fileExists(atPath: dir("factors.safetensors")))
         #expect(!FileManager.default.fileExists(atPath: dir("distilled")))

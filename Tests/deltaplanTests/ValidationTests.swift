@@ -243,7 +243,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
     @Test func rootListsEverySubcommand() {
         let names = DeltaPlan.configuration.subcommands.map { $0._commandName }
         #expect(names == ["demo", "synth", "inspect", "calibration", "analyze", "spectrum", "plan", "show", "compare", "diff", "fleet", "footprint",
-                          "profiles", "measure", "compress", "merge", "evaluate", "serve"])
+                          "profiles", "measure", "compress", "distil", "merge", "evaluate", "serve"])
         #expect(CalibrationCommand.configuration.subcommands.map { $0._commandName } == ["inspect", "import-imatrix"])
+        #expect(DistilCommand.configuration.subcommands.map { $0._commandName } == ["export", "apply"])
     }
 }

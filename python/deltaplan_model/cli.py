@@ -115,15 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(f)
     _format_option(f)
 
-    d = sub.add_parser("distil", help="fit an artifact's singular values end to end (for `deltaplan distil apply`)",
-                       description="One multiplier per singular value of the factors `deltaplan distil export` wrote, "
-                                   "fitted by full-batch Adam so that base + ΔŴ reproduces MODEL_DIR's last hidden "
-                                   "state on the text; writes the new σ for `deltaplan distil apply`.")
+    d = sub.add_parser("distil", help="fit an artifact's σ and Û scales end to end (for `deltaplan distil apply`)",
+                       description="A multiplier per singular value and per row of each segment's Û, of the factors "
+                                   "`deltaplan distil export` wrote, fitted by full-batch Adam so that base + ΔŴ reproduces "
+                                   "MODEL_DIR's last hidden state on the text; writes them for `deltaplan distil apply`.")
     d.add_argument("model", metavar="MODEL_DIR", help="the fine-tuned model (the teacher)")
     _text_options(d, samples=64, seq_len=None)
     d.add_argument("--base", required=True, metavar="DIR", help="the base checkpoint the artifact's delta applies to")
     d.add_argument("--factors", required=True, metavar="FILE", help="the factors file of `deltaplan distil export`")
-    d.add_argument("--out", required=True, metavar="FILE", help="the σ file to write (atomically)")
+    d.add_argument("--out", required=True, metavar="FILE", help="the file of fitted values to write (atomically)")
     d.add_argument("--steps", type=_positive, default=50, metavar="N", help="Adam steps over all windows (default 50)")
     d.add_argument("--lr", type=_positive_float, default=0.01, metavar="LR", help="Adam's learning rate (default 0.01)")
     d.add_argument("--batch", type=_positive, default=16, metavar="B", help="windows per forward pass (default 16)")
@@ -273,20 +273,21 @@ def run_assemble(args) -> None:
 
 
 def run_distil(args) -> None:
-    from .distil import distil, read_factors, settings_of, write_sigma
+    from .distil import distil, read_factors, settings_of, write_fitted
     from .models import load_model
 
     factors, artifact = read_factors(args.factors)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype)
     windows = _windows(loaded, args)
-    sigma, report = distil(loaded, windows, factors, args.base, args.steps, args.lr, args.batch)
-    write_sigma(args.out, sigma, artifact, report, settings_of(args, windows))
+    fitted, report = distil(loaded, windows, factors, args.base, args.steps, args.lr, args.batch)
+    write_fitted(args.out, fitted, artifact, report, settings_of(args, windows))
     if args.format == "json":
         _emit_json({"out": args.out, **report.to_json()})
         return
-    print(f"wrote {args.out}: {report.multipliers} singular values of {report.segments} segments in {report.matrices} matrices; "
+    print(f"wrote {args.out}: {report.multipliers} multipliers (singular values and Û rows) of {report.segments} segments "
+          f"in {report.matrices} matrices; "
           f"relative error of the last hidden state on the text {report.relative_error_before:.4g} -> "
-          f"{report.relative_error_after:.4g} (best at step {report.best_step} of {report.steps}); multipliers "
+          f"{report.relative_error_after:.4g} (best at step {report.best_step} of {report.steps}); effective scales "
           f"{report.multiplier_min:.3g} to {report.multiplier_max:.3g}, mean {report.multiplier_mean:.3g}; "
           f"{report.tokens} tokens, {report.seconds:.0f} s")
 

@@ -1,10 +1,12 @@
-"""End-to-end distillation of a DeltaPlan artifact's singular values (`deltaplan-model distil`).
+"""End-to-end distillation of a DeltaPlan artifact's σ and Û scales (`deltaplan-model distil`).
 
 `deltaplan distil export ARTIFACT` writes every segment's dequantized factors in F32, named
 `<matrix>.seg<j>.u` ([h_out, c]), `.sigma` ([c]) and `.vt` ([c, h_in]), so that the artifact's
 ΔŴ of a matrix is Σ_j u_j diag(sigma_j) vt_j. The student is the model with every such matrix
-replaced by W_base + Σ_j u_j diag(sigma_j ⊙ m_j) vt_j, with one multiplier per singular value
-(initially 1). The multipliers minimise, over the calibration windows,
+replaced by W_base + Σ_j diag(r_j) u_j diag(sigma_j ⊙ m_j) vt_j, with a multiplier m per singular
+value and r per row of each segment's Û (all initially 1): both are free in the artifact, whose Û
+rows carry their own F16 scales (`deltaplan distil apply` multiplies them). The multipliers
+minimise, over the calibration windows,
 
     L(m) = Σ ‖Y_student − Y_model‖²_F / Σ ‖Y_nodelta − Y_model‖²_F
 
@@ -15,8 +17,9 @@ the artifact on the calibration text. Only σ change: the codes, scales and size
 stay. Quantization and truncation shrink ΔŴ coherently and spread its error over layers that a
 per-matrix objective weighs one at a time; the multipliers see the whole network.
 
-The output holds sigma ⊙ m (F32) as `<matrix>.seg<j>.sigma`, the artifact's hash from the factors
-file, and the settings and √L before and after, for `deltaplan distil apply`.
+The output holds sigma ⊙ m as `<matrix>.seg<j>.sigma` and r as `<matrix>.seg<j>.u_rows` (F32), the
+artifact's hash from the factors file, and the settings and √L before and after, for
+`deltaplan distil apply`.
 """
 
 from __future__ import annotations
@@ -116,7 +119,7 @@ def _text_sha256(path: str) -> str:
 
 def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[Segment]], base_dir: str,
            steps: int, lr: float, batch: int) -> tuple[dict[str, torch.Tensor], DistilReport]:
-    """Fits the multipliers; returns the new sigma per segment prefix and the report."""
+    """Fits the multipliers; returns the new sigma and the row multipliers by tensor name, and the report."""
     started = time.monotonic()
     params = dict(loaded.model.named_parameters())
     for matrix, segments in factors.items():
@@ -136,17 +139,18 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
     device, dtype = loaded.device, loaded.dtype
     segments = {m: [Segment(s.prefix, s.u.to(device, dtype), s.sigma.to(device, dtype), s.vt.to(device, dtype)) for s in segs]
                 for m, segs in factors.items()}
-    multipliers = {m: torch.ones(sum(s.sigma.shape[0] for s in segs), device=device, dtype=dtype, requires_grad=True)
-                   for m, segs in segments.items()}
+    # Per segment: the multipliers of its singular values and of its Û's rows.
+    multipliers = {s.prefix: (torch.ones(s.sigma.shape[0], device=device, dtype=dtype, requires_grad=True),
+                              torch.ones(s.u.shape[0], device=device, dtype=dtype, requires_grad=True))
+                   for segs in segments.values() for s in segs}
 
     def weights() -> dict[str, torch.Tensor]:
         out = {}
         for m, segs in segments.items():
-            w, offset = base[m], 0
+            w = base[m]
             for s in segs:
-                c = s.sigma.shape[0]
-                w = w + (s.u * (s.sigma * multipliers[m][offset:offset + c])) @ s.vt
-                offset += c
+                columns, rows = multipliers[s.prefix]
+                w = w + (rows[:, None] * s.u * (s.sigma * columns)) @ s.vt
             out[f"inner.{m}"] = w
         return out
 
@@ -173,8 +177,12 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
             total += float(part.detach())
         return total
 
-    optimizer = torch.optim.Adam(list(multipliers.values()), lr=lr)
-    best = (math.inf, 0, {m: t.detach().clone() for m, t in multipliers.items()})
+    optimizer = torch.optim.Adam([t for pair in multipliers.values() for t in pair], lr=lr)
+
+    def snapshot() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {p: (c.detach().clone(), r.detach().clone()) for p, (c, r) in multipliers.items()}
+
+    best = (math.inf, 0, snapshot())
     before = None
     for step in progress(range(steps + 1), total=steps + 1, desc="distil"):
         optimizer.zero_grad()
@@ -182,31 +190,32 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
         if before is None:
             before = loss
         if loss < best[0]:
-            best = (loss, step, {m: t.detach().clone() for m, t in multipliers.items()})
+            best = (loss, step, snapshot())
         if step < steps:
             optimizer.step()
     loss, best_step, kept = best
-    sigma = {}
-    for m, segs in segments.items():
-        offset = 0
+    fitted = {}
+    for segs in segments.values():
         for s in segs:
-            c = s.sigma.shape[0]
-            sigma[f"{s.prefix}.sigma"] = (s.sigma * kept[m][offset:offset + c]).to(torch.float32).cpu().contiguous()
-            offset += c
-    everything = torch.cat([t.to(torch.float64).cpu() for t in kept.values()])
+            columns, rows = kept[s.prefix]
+            fitted[f"{s.prefix}.sigma"] = (s.sigma * columns).to(torch.float32).cpu().contiguous()
+            fitted[f"{s.prefix}.u_rows"] = rows.to(torch.float32).cpu().contiguous()
+    # A segment's effective scale of vector k in row i is r_i·m_k: summarised as products.
+    effective = torch.cat([(r[:, None] * c[None, :]).reshape(-1).to(torch.float64).cpu() for c, r in kept.values()])
     report = DistilReport(
-        matrices=len(segments), segments=sum(len(s) for s in segments.values()), multipliers=int(everything.numel()),
+        matrices=len(segments), segments=sum(len(s) for s in segments.values()),
+        multipliers=sum(c.numel() + r.numel() for c, r in kept.values()),
         tokens=int(windows.numel()), steps=steps, relative_error_before=math.sqrt(before), relative_error_after=math.sqrt(loss),
-        best_step=best_step, multiplier_min=float(everything.min()), multiplier_mean=float(everything.mean()),
-        multiplier_max=float(everything.max()), seconds=time.monotonic() - started)
-    return sigma, report
+        best_step=best_step, multiplier_min=float(effective.min()), multiplier_mean=float(effective.mean()),
+        multiplier_max=float(effective.max()), seconds=time.monotonic() - started)
+    return fitted, report
 
 
-def write_sigma(path: str, sigma: dict[str, torch.Tensor], artifact: str, report: DistilReport, settings: dict[str, str]) -> None:
+def write_fitted(path: str, fitted: dict[str, torch.Tensor], artifact: str, report: DistilReport, settings: dict[str, str]) -> None:
     metadata = {ARTIFACT_KEY: artifact, **{f"deltaplan.distil.{k}": v for k, v in settings.items()},
                 "deltaplan.distil.relative_error_before": f"{report.relative_error_before:.6g}",
                 "deltaplan.distil.relative_error_after": f"{report.relative_error_after:.6g}"}
-    atomic_write(path, lambda tmp: save_safetensors(sigma, tmp, metadata=metadata))
+    atomic_write(path, lambda tmp: save_safetensors(fitted, tmp, metadata=metadata))
 
 
 def settings_of(args, windows: torch.Tensor) -> dict[str, str]:

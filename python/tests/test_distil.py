@@ -1,6 +1,6 @@
 """distil: on factors whose σ are exactly half of the SVD of ΔW, the optimum is known in closed form
-(every multiplier 2, error 0); the fit must get there, write what `deltaplan distil apply` reads,
-and refuse bad input naming it."""
+(the fitted deltas are the true ones, error 0); the fit must get there, write what
+`deltaplan distil apply` reads, and refuse bad input naming it."""
 
 from __future__ import annotations
 
@@ -57,11 +57,21 @@ def test_recovers_halved_singular_values(models, tmp_path, capsys, kind):
         fitted = {n: f.get_tensor(n) for n in f.keys()}
     assert metadata[ARTIFACT_KEY] == HASH
     assert float(metadata["deltaplan.distil.relative_error_after"]) == pytest.approx(report["relative_error_after"], rel=1e-5)
-    assert set(fitted) == set(true)
-    # The leading singular values carry most of each delta: back near their true values (those of
-    # matrices the output barely sees stay less determined).
-    leading = sorted(float(fitted[n][0] / true[n][0]) for n in true if n.endswith(".seg0.sigma"))
-    assert 0.95 < leading[len(leading) // 2] < 1.05 and all(0.7 < r < 1.3 for r in leading), leading
+    assert set(fitted) == set(true) | {n[: -len(".sigma")] + ".u_rows" for n in true}
+    # Each matrix's fitted delta, Σ diag(r) u diag(σ') vt, moves from half the true ΔW (a relative
+    # distance of ½) towards it; 64 tokens do not determine every matrix's 3·64 multipliers, so
+    # only the output is back (above), not each delta exactly.
+    with safe_open(factors, framework="pt") as f:
+        exported = {n: f.get_tensor(n).double() for n in f.keys()}
+    distances = []
+    for matrix in sorted({n.rsplit(".seg", 1)[0] for n in true}):
+        prefixes = [n[: -len(".sigma")] for n in true if n.rsplit(".seg", 1)[0] == matrix]
+        fit = sum((fitted[p + ".u_rows"].double()[:, None] * exported[p + ".u"]) * fitted[p + ".sigma"].double() @ exported[p + ".vt"]
+                  for p in prefixes)
+        truth = sum(exported[p + ".u"] * true[p + ".sigma"].double() @ exported[p + ".vt"] for p in prefixes)
+        distances.append(float((fit - truth).norm() / truth.norm()))
+    distances.sort()
+    assert distances[len(distances) // 2] < 0.25 and distances[-1] < 0.4, distances
 
     # Same inputs, same bytes.
     again = str(tmp_path / "again.safetensors")
@@ -72,8 +82,8 @@ def test_recovers_halved_singular_values(models, tmp_path, capsys, kind):
 
 
 def test_exact_factors_are_kept(models, tmp_path, capsys):
-    """Factors that already reproduce the model: nothing to gain, the σ come back as they were
-    (the best step is the first) and the error is that of the factors' float32 rounding."""
+    """Factors that already reproduce the model: nothing to gain; the error is that of the factors'
+    float32 rounding, and when no step improves on it the values come back as they were."""
     factors, out = str(tmp_path / "factors.safetensors"), str(tmp_path / "sigma.safetensors")
     true = write_factors(models["bert_base"], models["bert_ft"], factors, scale=1.0)
     assert main(["distil", models["bert_ft"], "--base", models["bert_base"], "--factors", factors, "--text", models["text"],
@@ -84,6 +94,7 @@ def test_exact_factors_are_kept(models, tmp_path, capsys):
         for n in true:
             if report["best_step"] == 0:
                 assert torch.equal(f.get_tensor(n), true[n])
+                assert torch.equal(f.get_tensor(n[: -len(".sigma")] + ".u_rows"), torch.ones(f.get_slice(n[: -len(".sigma")] + ".u_rows").get_shape()))
 
 
 @pytest.mark.parametrize("fault", ["no hash", "unknown tensor", "incomplete segment", "base lacks it"])
