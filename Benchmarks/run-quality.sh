@@ -69,6 +69,17 @@ for budget in 1/16 1/32; do
          "exact-activation-$b|$budget|--strategy exact --objective activation")
 done
 candidates=()
+# measure NAME DIR: DIR/artifact evaluated (proxy), merged and assembled into candidate NAME.
+measure() {
+  "$dp" evaluate --artifact "$2/artifact" --base "$pair/base" --finetuned "$pair/finetuned" \
+    --calibration "$work/calibration.safetensors" --format json >"$2/evaluate.json"
+  # F32: base + Δ̂ unrounded, as a server applying the delta beside the base computes it (the pair's
+  # BF16 base would otherwise round every merged weight, a floor of its own under every plan).
+  "$dp" merge --base "$pair/base" --artifact "$2/artifact" --dtype F32 --out "$2/merged" >/dev/null
+  deltaplan-model assemble "$wheel" --replace "$2/merged/model.safetensors" \
+    --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$1"
+  candidates+=("$1=$work/candidates/$1")
+}
 for run in "${runs[@]}"; do
   IFS='|' read -r name budget options <<<"$run"
   dir=$work/runs/$name; mkdir -p "$dir"
@@ -77,14 +88,7 @@ for run in "${runs[@]}"; do
     echo "$name: no plan ($(tail -n 1 "$dir/plan.out"))" | tee "$dir/skipped"; continue
   fi
   "$dp" compress "$work/store" --plan "$dir/plan.json" --out "$dir/artifact" >/dev/null
-  "$dp" evaluate --artifact "$dir/artifact" --base "$pair/base" --finetuned "$pair/finetuned" \
-    --calibration "$work/calibration.safetensors" --format json >"$dir/evaluate.json"
-  # F32: base + Δ̂ unrounded, as a server applying the delta beside the base computes it (the pair's
-  # BF16 base would otherwise round every merged weight, a floor of its own under every plan).
-  "$dp" merge --base "$pair/base" --artifact "$dir/artifact" --dtype F32 --out "$dir/merged" >/dev/null
-  deltaplan-model assemble "$wheel" --replace "$dir/merged/model.safetensors" \
-    --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$name"
-  candidates+=("$name=$work/candidates/$name")
+  measure "$name" "$dir"
 done
 # End-to-end distillation (`deltaplan distil` + `deltaplan-model distil` on the calibration text,
 # never the held-out chapters) for DeltaPlan's default plans and for Delta-CoMe as published: the
@@ -97,12 +101,7 @@ for name in default-1-16 default-1-32 delta-come-published-1-16; do
   deltaplan-model distil "$work/finetuned-model" --base "$pair/base" --factors "$dir/factors.safetensors" \
     --text "$work/calibration.jsonl" --samples 64 --seq-len 128 --seed 0 --out "$dir/fitted.safetensors" --format json >"$dir/distil.json"
   "$dp" distil apply "$src/artifact" --fitted "$dir/fitted.safetensors" --out "$dir/artifact" >/dev/null
-  "$dp" evaluate --artifact "$dir/artifact" --base "$pair/base" --finetuned "$pair/finetuned" \
-    --calibration "$work/calibration.safetensors" --format json >"$dir/evaluate.json"
-  "$dp" merge --base "$pair/base" --artifact "$dir/artifact" --dtype F32 --out "$dir/merged" >/dev/null
-  deltaplan-model assemble "$wheel" --replace "$dir/merged/model.safetensors" \
-    --replace "$pair/regen/finetuned_layernorms.safetensors" --out "$work/candidates/$name+distil"
-  candidates+=("$name+distil=$work/candidates/$name+distil")
+  measure "$name+distil" "$dir"
 done
 python3 Benchmarks/quality/bitdelta.py "$pair/base/model.safetensors" "$pair/finetuned/model.safetensors" \
   "$work/store" "$work/bitdelta.safetensors"
