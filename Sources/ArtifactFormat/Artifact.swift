@@ -705,7 +705,7 @@ public struct Artifact: Sendable {
 
     /// A checked F16 tensor (σ, scales, zeros, 16-bit values): the writer never stores NaN or ±∞
     /// (it refuses values F16 cannot hold), so one here is damage, refused rather than merged.
-    private func finiteHalves(_ name: String) throws(ArtifactError) -> [Float16] {
+    package func finiteHalves(_ name: String) throws(ArtifactError) -> [Float16] {
         let bytes = try tensorBytes(name)
         let values = (0..<(bytes.count / 2)).map { Float16(bitPattern: UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8) }
         guard values.allSatisfy(\.isFinite) else {

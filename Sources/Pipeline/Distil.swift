@@ -130,6 +130,7 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
     // The new F16 values of every replaced tensor, by name.
     var replaced: [String: [Float16]] = [:]
     var used = Set<String>()
+    let names = Set(file.tensors.map(\.name))
     for record in artifact.manifest.matrices where !record.isDense {
         let rows = record.shape[0]
         for s in record.segments {
@@ -137,19 +138,18 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
             replaced[s.prefix + ArtifactTensor.sigma] = try halves(try fitted(sigmaName, count: s.end - s.start), sigmaName)
             used.insert(sigmaName)
             let rowsName = s.prefix + Distillation.uRowsSuffix
-            guard file.tensors.contains(where: { $0.name == rowsName }) else { continue }
+            guard names.contains(rowsName) else { continue }
             used.insert(rowsName)
             let multipliers = try fitted(rowsName, count: rows)
             // Û's F16 parameters hold each row's values contiguously: its values (16 bits), its scale
             // (1 bit) or its groups' scales (2…8 bits); ŵ is linear in each, zeros are codes.
             let target = s.prefix + (s.bits == 16 ? ArtifactTensor.uValues : ArtifactTensor.uScales)
-            let bytes = try artifact.tensorBytes(target)
-            let old = (0..<(bytes.count / 2)).map { Float(Float16(bitPattern: UInt16(bytes[2 * $0]) | UInt16(bytes[2 * $0 + 1]) << 8)) }
+            let old = try artifact.finiteHalves(target)
             let perRow = old.count / rows
-            replaced[target] = try halves(old.indices.map { old[$0] * multipliers[$0 / perRow] }, target)
+            replaced[target] = try halves(old.indices.map { Float(old[$0]) * multipliers[$0 / perRow] }, target)
         }
     }
-    if let extra = file.tensors.map(\.name).filter({ !used.contains($0) }).sorted().first {
+    if let extra = names.subtracting(used).sorted().first {
         throw bad("tensor \(extra) is not the σ or the row multipliers of a segment of \(artifact.url.path)")
     }
 
@@ -169,7 +169,7 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
         for (t, record) in manifest.tensors.enumerated() {
             var bytes = try artifact.tensorBytes(record.name)
             if let halves = replaced[record.name] {
-                bytes = halves.flatMap { h in [UInt8(truncatingIfNeeded: h.bitPattern), UInt8(truncatingIfNeeded: h.bitPattern >> 8)] }
+                bytes = ArtifactTensor.halfBytes(halves)
                 manifest.tensors[t].sha256 = Digest.sha256(bytes)
             }
             try writer.write(record.name, bytes: bytes)
