@@ -12,8 +12,10 @@ import Quantization
 ///    so that Σ over a matrix's segments of u · diag(sigma) · vt is the artifact's ΔŴ;
 /// 2. the companion (`deltaplan-model distil`) fits a multiplier per singular value and per row of
 ///    each segment's Û so that the model with W_base + ΔŴ reproduces the fine-tuned model's last
-///    hidden state on calibration text, and writes the new σ as `<prefix>.sigma` (F32, `[c]`) and
-///    the row multipliers as `<prefix>.u_rows` (F32, `[h_out]`);
+///    hidden state on calibration text, and writes the new σ as `<prefix>.sigma` (F32, `[c]`), the
+///    row multipliers as `<prefix>.u_rows` (F32, `[h_out]`) and a multiplier per group of each row of
+///    V̂ᵀ as `<prefix>.vt_groups` (F32, `[c, g]`: the groups of V̂ᵀ's F16 scales, whose width in
+///    columns the export names per segment under ``Distillation/vtGroupColumnsKey``);
 /// 3. ``applyDistillation(_:to:out:toolVersion:)`` (`deltaplan distil apply`) writes a copy of the
 ///    artifact with those values in its F16 σ and Û scales (or 16-bit values) and the fitted file
 ///    recorded in its manifest (``ArtifactManifest/distillation``).
@@ -24,7 +26,14 @@ import Quantization
 public enum Distillation {
     /// Metadata key of both files: the SHA-256 of the artifact's `delta.safetensors`.
     public static let artifactKey = "deltaplan.artifact.delta.sha256"
-    public static let uSuffix = ".u", sigmaSuffix = ".sigma", vtSuffix = ".vt", uRowsSuffix = ".u_rows"
+    /// Metadata key of the exported factors: a JSON object giving, per segment prefix, the width in
+    /// columns of a group of V̂ᵀ's scales (the artifact's group size; a whole row at 1 bit, whose rows
+    /// have one scale each; 16-bit values are grouped at the group size too).
+    public static let vtGroupColumnsKey = "deltaplan.distil.vt_group_columns"
+    public static let uSuffix = ".u", sigmaSuffix = ".sigma", vtSuffix = ".vt", uRowsSuffix = ".u_rows", vtGroupsSuffix = ".vt_groups"
+
+    /// The width in columns of a group of V̂ᵀ's multipliers in a segment of `bits` bits.
+    static func vtGroupColumns(bits: Int, columns: Int, groupSize: Int) -> Int { bits == 1 ? columns : min(groupSize, columns) }
 }
 
 /// What ``exportFactors(of:to:)`` wrote.
@@ -39,10 +48,12 @@ public struct ExportedFactors: Sendable, Equatable {
 public func exportFactors(of artifact: Artifact, to out: URL) throws(ArtifactError) -> ExportedFactors {
     let records = artifact.manifest.matrices.filter { !$0.isDense && !$0.segments.isEmpty }
     var declarations: [TensorDeclaration] = []
+    var groupColumns: [String: Int] = [:]
     for record in records {
         let (rows, columns) = (record.shape[0], record.shape[1])
         for s in record.segments {
             let c = s.end - s.start
+            groupColumns[s.prefix] = Distillation.vtGroupColumns(bits: s.bits, columns: columns, groupSize: record.groupSize)
             declarations += [
                 TensorDeclaration(name: s.prefix + Distillation.uSuffix, dtype: .f32, shape: [rows, c]),
                 TensorDeclaration(name: s.prefix + Distillation.sigmaSuffix, dtype: .f32, shape: [c]),
@@ -51,8 +62,11 @@ public func exportFactors(of artifact: Artifact, to out: URL) throws(ArtifactErr
         }
     }
     do {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
         let writer = try SafetensorsWriter(url: out, tensors: declarations, metadata: [
             Distillation.artifactKey: artifact.manifest.delta.sha256,
+            Distillation.vtGroupColumnsKey: String(decoding: try encoder.encode(groupColumns), as: UTF8.self),
         ])
         for record in records {
             for (s, segment) in zip(record.segments, try artifact.segments(of: record)) {
@@ -82,8 +96,11 @@ private func rowMajor(_ m: Matrix<Float>) -> [Float] {
 
 /// Writes to `out` (atomically; it must not exist) a copy of `artifact` with the values fitted by
 /// `deltaplan-model distil` in the safetensors file `fittedURL`: per segment, `<prefix>.sigma`
-/// (required: the new σ) and `<prefix>.u_rows` (optional, `[h_out]`: a multiplier per row of Û,
-/// applied to the row's F16 scales, or to its F16 values in a 16-bit segment), rounded to F16.
+/// (required: the new σ), `<prefix>.u_rows` (optional, `[h_out]`: a multiplier per row of Û,
+/// applied to the row's F16 scales, or to its F16 values in a 16-bit segment) and
+/// `<prefix>.vt_groups` (optional, `[c, g]`: a multiplier per group of each row of V̂ᵀ, the groups
+/// of ``Distillation/vtGroupColumns(bits:columns:groupSize:)``, applied to the group's F16 scale or,
+/// at 16 bits, to its values), rounded to F16.
 ///
 /// The file must name this artifact (``Distillation/artifactKey``) and hold nothing else, each
 /// tensor of its segment's length; anything else, or a value F16 cannot hold, is an error naming
@@ -105,10 +122,10 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
     guard named == sha else {
         throw bad("was fitted for the artifact whose delta SHA-256 is \(named), not \(artifact.url.path) (\(sha))")
     }
-    func fitted(_ name: String, count: Int) throws(ArtifactError) -> [Float] {
+    func fitted(_ name: String, shape: [Int]) throws(ArtifactError) -> [Float] {
         let info: TensorInfo
         do { info = try file.info(name) } catch { throw bad("tensor \(name) is missing") }
-        guard info.shape == [count] else { throw bad("tensor \(name) has shape \(info.shape), expected [\(count)]") }
+        guard info.shape == shape else { throw bad("tensor \(name) has shape \(info.shape), expected \(shape)") }
         let values: [Float]
         do { values = try file.floats(name) } catch { throw bad("tensor \(name): \(error)") }
         if let i = values.firstIndex(where: { !$0.isFinite }) { throw bad("tensor \(name)[\(i)] is \(values[i])") }
@@ -132,25 +149,41 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
     var used = Set<String>()
     let names = Set(file.tensors.map(\.name))
     for record in artifact.manifest.matrices where !record.isDense {
-        let rows = record.shape[0]
+        let (rows, columns) = (record.shape[0], record.shape[1])
         for s in record.segments {
+            let c = s.end - s.start
             let sigmaName = s.prefix + Distillation.sigmaSuffix
-            replaced[s.prefix + ArtifactTensor.sigma] = try halves(try fitted(sigmaName, count: s.end - s.start), sigmaName)
+            replaced[s.prefix + ArtifactTensor.sigma] = try halves(try fitted(sigmaName, shape: [c]), sigmaName)
             used.insert(sigmaName)
+            // The F16 parameters of Û and V̂ᵀ hold each row's values contiguously: its values (16 bits),
+            // its scale (1 bit) or its groups' scales (2…8 bits); ŵ is linear in each, zeros are codes.
             let rowsName = s.prefix + Distillation.uRowsSuffix
-            guard names.contains(rowsName) else { continue }
-            used.insert(rowsName)
-            let multipliers = try fitted(rowsName, count: rows)
-            // Û's F16 parameters hold each row's values contiguously: its values (16 bits), its scale
-            // (1 bit) or its groups' scales (2…8 bits); ŵ is linear in each, zeros are codes.
-            let target = s.prefix + (s.bits == 16 ? ArtifactTensor.uValues : ArtifactTensor.uScales)
-            let old = try artifact.finiteHalves(target)
-            let perRow = old.count / rows
-            replaced[target] = try halves(old.indices.map { Float(old[$0]) * multipliers[$0 / perRow] }, target)
+            if names.contains(rowsName) {
+                used.insert(rowsName)
+                let multipliers = try fitted(rowsName, shape: [rows])
+                let target = s.prefix + (s.bits == 16 ? ArtifactTensor.uValues : ArtifactTensor.uScales)
+                let old = try artifact.finiteHalves(target)
+                let perRow = old.count / rows
+                replaced[target] = try halves(old.indices.map { Float(old[$0]) * multipliers[$0 / perRow] }, target)
+            }
+            let groupsName = s.prefix + Distillation.vtGroupsSuffix
+            if names.contains(groupsName) {
+                used.insert(groupsName)
+                let width = Distillation.vtGroupColumns(bits: s.bits, columns: columns, groupSize: record.groupSize)
+                let groups = (columns + width - 1) / width
+                let multipliers = try fitted(groupsName, shape: [c, groups])
+                let target = s.prefix + (s.bits == 16 ? ArtifactTensor.vValues : ArtifactTensor.vScales)
+                let old = try artifact.finiteHalves(target)
+                // Per row k of V̂ᵀ: `groups` scales, or (16 bits) `columns` values, value j in group j / width.
+                let perRow = old.count / c, columnsPerEntry = s.bits == 16 ? 1 : width
+                replaced[target] = try halves(old.indices.map { i in
+                    Float(old[i]) * multipliers[(i / perRow) * groups + (i % perRow) * columnsPerEntry / width]
+                }, target)
+            }
         }
     }
     if let extra = names.subtracting(used).sorted().first {
-        throw bad("tensor \(extra) is not the σ or the row multipliers of a segment of \(artifact.url.path)")
+        throw bad("tensor \(extra) is not the σ, the row multipliers or the V̂ᵀ group multipliers of a segment of \(artifact.url.path)")
     }
 
     let temporary = try makeTemporaryDirectory(for: out)

@@ -18,7 +18,7 @@ struct DistilCommand: ParsableCommand {
 
         The companion fits a multiplier per stored singular value and per row of each segment's Û so that \
         base + ΔŴ reproduces the fine-tuned model's last hidden state on the calibration text; the new \
-        artifact has the same plan, codes and size, only its F16 σ and Û scales differ (and its manifest \
+        artifact has the same plan, codes and size, only its F16 σ and the scales of Û and V̂ᵀ differ (and its manifest \
         records the fitted file).
         """,
         subcommands: [DistilExport.self, DistilApply.self])
@@ -49,7 +49,7 @@ struct DistilExport: ParsableCommand {
 struct DistilApply: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Write a copy of an artifact with the σ and Û row scales deltaplan-model distil fitted.")
+        abstract: "Write a copy of an artifact with the σ, Û and V̂ᵀ scales deltaplan-model distil fitted.")
 
     @Argument(help: "The artifact directory the factors were exported from.")
     var artifact: String
@@ -67,7 +67,7 @@ struct DistilApply: ParsableCommand {
                                       out: URL(fileURLWithPath: out), toolVersion: DeltaPlanVersion.string)
         } catch { throw CLIFailure(error) }
         let notes = manifest.distillation?.metadata ?? [:]
-        var line = "wrote \(out): σ and Û scales of \(manifest.matrices.reduce(0) { $0 + $1.segments.count }) segment(s) as fitted"
+        var line = "wrote \(out): σ, Û and V̂ᵀ scales of \(manifest.matrices.reduce(0) { $0 + $1.segments.count }) segment(s) as fitted"
         if let before = notes["deltaplan.distil.relative_error_before"], let after = notes["deltaplan.distil.relative_error_after"] {
             line += "; the distillation's relative error on its text: \(before) -> \(after)"
         }

@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(f)
     _format_option(f)
 
-    d = sub.add_parser("distil", help="fit an artifact's σ and Û scales end to end (for `deltaplan distil apply`)",
-                       description="A multiplier per singular value and per row of each segment's Û, of the factors "
+    d = sub.add_parser("distil", help="fit an artifact's σ and the scales of Û and V̂ᵀ end to end (for `deltaplan distil apply`)",
+                       description="A multiplier per singular value, per row of each segment's Û and per group of each row of V̂ᵀ, of the factors "
                                    "`deltaplan distil export` wrote, fitted by full-batch Adam so that base + ΔŴ reproduces "
                                    "MODEL_DIR's last hidden state on the text; writes them for `deltaplan distil apply`.")
     d.add_argument("model", metavar="MODEL_DIR", help="the fine-tuned model (the teacher)")
@@ -284,7 +284,7 @@ def run_distil(args) -> None:
     if args.format == "json":
         _emit_json({"out": args.out, **report.to_json()})
         return
-    print(f"wrote {args.out}: {report.multipliers} multipliers (singular values and Û rows) of {report.segments} segments "
+    print(f"wrote {args.out}: {report.multipliers} multipliers (singular values, Û rows, V̂ᵀ groups) of {report.segments} segments "
           f"in {report.matrices} matrices; "
           f"relative error of the last hidden state on the text {report.relative_error_before:.4g} -> "
           f"{report.relative_error_after:.4g} (best at step {report.best_step} of {report.steps}); effective scales "

@@ -1,11 +1,13 @@
-"""End-to-end distillation of a DeltaPlan artifact's σ and Û scales (`deltaplan-model distil`).
+"""End-to-end distillation of a DeltaPlan artifact's σ and the scales of Û and V̂ᵀ (`deltaplan-model distil`).
 
 `deltaplan distil export ARTIFACT` writes every segment's dequantized factors in F32, named
 `<matrix>.seg<j>.u` ([h_out, c]), `.sigma` ([c]) and `.vt` ([c, h_in]), so that the artifact's
 ΔŴ of a matrix is Σ_j u_j diag(sigma_j) vt_j. The student is the model with every such matrix
-replaced by W_base + Σ_j diag(r_j) u_j diag(sigma_j ⊙ m_j) vt_j, with a multiplier m per singular
-value and r per row of each segment's Û (all initially 1): both are free in the artifact, whose Û
-rows carry their own F16 scales (`deltaplan distil apply` multiplies them). The multipliers
+replaced by W_base + Σ_j diag(r_j) u_j diag(sigma_j ⊙ m_j) (vt_j ⊙ expand(g_j)), with a multiplier m
+per singular value, r per row of each segment's Û and g per group of columns of each row of V̂ᵀ (all
+initially 1): all are free in the artifact, whose rows carry their own F16 scales per group
+(`deltaplan distil apply` multiplies them). The export names each segment's group width in columns
+(its metadata `deltaplan.distil.vt_group_columns`; without it, no g is fitted). The multipliers
 minimise, over the calibration windows,
 
     L(m) = Σ ‖Y_student − Y_model‖²_F / Σ ‖Y_nodelta − Y_model‖²_F
@@ -13,11 +15,12 @@ minimise, over the calibration windows,
 where Y is the last hidden state (fidelity's measure) and Y_nodelta the model with every listed
 matrix at W_base (so √L is fidelity's relative error on the calibration text). Full-batch Adam,
 `steps` steps; the multipliers of the lowest L seen are kept, so the result is never worse than
-the artifact on the calibration text. Only σ change: the codes, scales and size of the artifact
-stay. Quantization and truncation shrink ΔŴ coherently and spread its error over layers that a
+the artifact on the calibration text. Only σ and the F16 scales change: the codes and size of the
+artifact stay. Quantization and truncation shrink ΔŴ coherently and spread its error over layers that a
 per-matrix objective weighs one at a time; the multipliers see the whole network.
 
-The output holds sigma ⊙ m as `<matrix>.seg<j>.sigma` and r as `<matrix>.seg<j>.u_rows` (F32), the
+The output holds sigma ⊙ m as `<matrix>.seg<j>.sigma`, r as `<matrix>.seg<j>.u_rows` and g as
+`<matrix>.seg<j>.vt_groups` ([c, groups]) (F32), the
 artifact's hash from the factors file, and the settings and √L before and after, for
 `deltaplan distil apply`.
 """
@@ -25,6 +28,7 @@ artifact's hash from the factors file, and the settings and √L before and afte
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import time
@@ -40,6 +44,7 @@ from .models import ForwardModule, LoadedModel
 from .progress import progress
 
 ARTIFACT_KEY = "deltaplan.artifact.delta.sha256"
+VT_GROUP_COLUMNS_KEY = "deltaplan.distil.vt_group_columns"
 _NAME = re.compile(r"^(?P<matrix>.+)\.seg(?P<segment>\d+)\.(?P<part>u|sigma|vt)$")
 
 
@@ -49,6 +54,15 @@ class Segment:
     u: torch.Tensor  # [h_out, c]
     sigma: torch.Tensor  # [c]
     vt: torch.Tensor  # [c, h_in]
+    vt_group_columns: int | None = None  # width of a group of V̂ᵀ's multipliers; None: none fitted
+
+    @property
+    def vt_groups(self) -> int:
+        return -(-self.vt.shape[1] // self.vt_group_columns)
+
+    def expand(self, groups: torch.Tensor) -> torch.Tensor:
+        """[c, groups] multipliers as [c, h_in], each repeated over its group's columns."""
+        return groups.repeat_interleave(self.vt_group_columns, dim=1)[:, : self.vt.shape[1]]
 
 
 @dataclass
@@ -76,6 +90,15 @@ def read_factors(path: str) -> tuple[dict[str, list[Segment]], str]:
     artifact = metadata.get(ARTIFACT_KEY)
     if not artifact:
         raise DeltaPlanError(f"{path}: no {ARTIFACT_KEY} in its metadata: not a factors file of `deltaplan distil export`")
+    group_columns = {}
+    if VT_GROUP_COLUMNS_KEY in metadata:
+        try:
+            group_columns = json.loads(metadata[VT_GROUP_COLUMNS_KEY])
+        except ValueError as error:
+            raise DeltaPlanError(f"{path}: metadata {VT_GROUP_COLUMNS_KEY} is not JSON: {error}") from None
+        if not isinstance(group_columns, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                          for v in group_columns.values()):
+            raise DeltaPlanError(f"{path}: metadata {VT_GROUP_COLUMNS_KEY} must map segment prefixes to positive integers")
     parts: dict[str, dict[int, dict[str, str]]] = {}
     for name in records:
         m = _NAME.match(name)
@@ -104,8 +127,13 @@ def read_factors(path: str) -> tuple[dict[str, list[Segment]], str]:
             for part, t in (("u", u), ("sigma", sigma), ("vt", vt)):
                 if not torch.isfinite(t).all():
                     raise DeltaPlanError(f"{path}: tensor {prefix}.{part} holds NaN or infinite values")
-            listed.append(Segment(prefix, u, sigma, vt))
+            width = group_columns.pop(prefix, None)
+            if VT_GROUP_COLUMNS_KEY in metadata and width is None:
+                raise DeltaPlanError(f"{path}: metadata {VT_GROUP_COLUMNS_KEY} has no group width for segment {prefix}")
+            listed.append(Segment(prefix, u, sigma, vt, width))
         out[matrix] = listed
+    if group_columns:
+        raise DeltaPlanError(f"{path}: metadata {VT_GROUP_COLUMNS_KEY} names {sorted(group_columns)[0]}, which is not a segment of the file")
     return out, artifact
 
 
@@ -137,11 +165,16 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
         if w.shape != params[matrix].shape:
             raise DeltaPlanError(f"--base {base_dir}: {matrix} is {list(w.shape)}, {loaded.directory} has {list(params[matrix].shape)}")
     device, dtype = loaded.device, loaded.dtype
-    segments = {m: [Segment(s.prefix, s.u.to(device, dtype), s.sigma.to(device, dtype), s.vt.to(device, dtype)) for s in segs]
+    segments = {m: [Segment(s.prefix, s.u.to(device, dtype), s.sigma.to(device, dtype), s.vt.to(device, dtype), s.vt_group_columns)
+                    for s in segs]
                 for m, segs in factors.items()}
-    # Per segment: the multipliers of its singular values and of its Û's rows.
-    multipliers = {s.prefix: (torch.ones(s.sigma.shape[0], device=device, dtype=dtype, requires_grad=True),
-                              torch.ones(s.u.shape[0], device=device, dtype=dtype, requires_grad=True))
+
+    def ones(*shape: int) -> torch.Tensor:
+        return torch.ones(*shape, device=device, dtype=dtype, requires_grad=True)
+
+    # Per segment: the multipliers of its singular values, of its Û's rows and of its V̂ᵀ's groups.
+    multipliers = {s.prefix: (ones(s.sigma.shape[0]), ones(s.u.shape[0]),
+                              ones(s.sigma.shape[0], s.vt_groups) if s.vt_group_columns else None)
                    for segs in segments.values() for s in segs}
 
     def weights() -> dict[str, torch.Tensor]:
@@ -149,8 +182,9 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
         for m, segs in segments.items():
             w = base[m]
             for s in segs:
-                columns, rows = multipliers[s.prefix]
-                w = w + (rows[:, None] * s.u * (s.sigma * columns)) @ s.vt
+                columns, rows, groups = multipliers[s.prefix]
+                vt = s.vt if groups is None else s.vt * s.expand(groups)
+                w = w + (rows[:, None] * s.u * (s.sigma * columns)) @ vt
             out[f"inner.{m}"] = w
         return out
 
@@ -177,10 +211,10 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
             total += float(part.detach())
         return total
 
-    optimizer = torch.optim.Adam([t for pair in multipliers.values() for t in pair], lr=lr)
+    optimizer = torch.optim.Adam([t for triple in multipliers.values() for t in triple if t is not None], lr=lr)
 
-    def snapshot() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return {p: (c.detach().clone(), r.detach().clone()) for p, (c, r) in multipliers.items()}
+    def snapshot() -> dict[str, tuple[torch.Tensor, ...]]:
+        return {p: tuple(t.detach().clone() for t in triple if t is not None) for p, triple in multipliers.items()}
 
     best = (math.inf, 0, snapshot())
     before = None
@@ -195,19 +229,29 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
             optimizer.step()
     loss, best_step, kept = best
     fitted = {}
+    lows, highs, means, weights_of_means = [], [], [], []
     for segs in segments.values():
         for s in segs:
-            columns, rows = kept[s.prefix]
+            columns, rows, *groups = kept[s.prefix]
             fitted[f"{s.prefix}.sigma"] = (s.sigma * columns).to(torch.float32).cpu().contiguous()
             fitted[f"{s.prefix}.u_rows"] = rows.to(torch.float32).cpu().contiguous()
-    # A segment's effective scale of vector k in row i is r_i·m_k: summarised as products.
-    effective = torch.cat([(r[:, None] * c[None, :]).reshape(-1).to(torch.float64).cpu() for c, r in kept.values()])
+            if groups:
+                fitted[f"{s.prefix}.vt_groups"] = groups[0].to(torch.float32).cpu().contiguous()
+            # The effective scale of a group of vector k in row i is r_i·m_k·g_kj: its extremes are
+            # products of the extremes of r and of m⊗g, its mean the product of their means.
+            vector = (columns[:, None] * groups[0] if groups else columns[:, None]).double().cpu()
+            r = rows.double().cpu()
+            products = [float(a) * float(b) for a in (r.min(), r.max()) for b in (vector.min(), vector.max())]
+            lows.append(min(products))
+            highs.append(max(products))
+            means.append(float(r.mean()) * float(vector.mean()))
+            weights_of_means.append(r.numel() * vector.numel())
     report = DistilReport(
         matrices=len(segments), segments=sum(len(s) for s in segments.values()),
-        multipliers=sum(c.numel() + r.numel() for c, r in kept.values()),
+        multipliers=sum(t.numel() for triple in kept.values() for t in triple),
         tokens=int(windows.numel()), steps=steps, relative_error_before=math.sqrt(before), relative_error_after=math.sqrt(loss),
-        best_step=best_step, multiplier_min=float(effective.min()), multiplier_mean=float(effective.mean()),
-        multiplier_max=float(effective.max()), seconds=time.monotonic() - started)
+        best_step=best_step, multiplier_min=min(lows), multiplier_mean=sum(m * w for m, w in zip(means, weights_of_means)) / sum(weights_of_means),
+        multiplier_max=max(highs), seconds=time.monotonic() - started)
     return fitted, report
 
 

@@ -13,14 +13,19 @@ from safetensors.torch import save_file
 
 from deltaplan_model.checkpoint import Checkpoint
 from deltaplan_model.cli import main
-from deltaplan_model.distil import ARTIFACT_KEY
+from deltaplan_model.distil import ARTIFACT_KEY, VT_GROUP_COLUMNS_KEY
 
 HASH = "ab" * 32
 
 
-def write_factors(base_dir: str, ft_dir: str, path: str, scale: float, split: int = 3, metadata: dict | None = None) -> dict:
+GROUP = 8
+
+
+def write_factors(base_dir: str, ft_dir: str, path: str, scale: float, split: int = 3, metadata: dict | None = None,
+                  vt_scale: float = 1.0) -> dict:
     """Factors of ΔW = W_ft − W_base for every 2-D linear weight the two differ in: its SVD in two
-    segments ([0, split) and the rest), σ multiplied by `scale`. Returns the true σ by segment."""
+    segments ([0, split) and the rest), σ multiplied by `scale` and the first GROUP columns of vt by
+    `vt_scale`, V̂ᵀ's groups GROUP columns wide (unless `metadata` is given). Returns the true σ by segment."""
     base, ft = Checkpoint.open(base_dir), Checkpoint.open(ft_dir)
     names = [n for n in ft.tensors if n.endswith(".weight") and len(ft.tensors[n].shape) == 2 and "embed" not in n
              and "embeddings" not in n and "lm_head" not in n]
@@ -35,40 +40,62 @@ def write_factors(base_dir: str, ft_dir: str, path: str, scale: float, split: in
             prefix = f"{n}.seg{j}"
             tensors[prefix + ".u"] = u[:, a:b].float().contiguous()
             tensors[prefix + ".sigma"] = (scale * s[a:b]).float().contiguous()
-            tensors[prefix + ".vt"] = vt[a:b].float().contiguous()
+            damaged = vt[a:b].clone()
+            damaged[:, :GROUP] *= vt_scale
+            tensors[prefix + ".vt"] = damaged.float().contiguous()
             true[prefix + ".sigma"] = s[a:b].float()
-    save_file(tensors, path, metadata={ARTIFACT_KEY: HASH} if metadata is None else metadata)
+    groups = json.dumps({n[: -len(".sigma")]: GROUP for n in true})
+    save_file(tensors, path, metadata={ARTIFACT_KEY: HASH, VT_GROUP_COLUMNS_KEY: groups} if metadata is None else metadata)
     return true
 
 
-@pytest.mark.parametrize("kind", ["llama", "bert"])
-def test_recovers_halved_singular_values(models, tmp_path, capsys, kind):
+def fitted_delta(fitted: dict, exported: dict, prefix: str) -> torch.Tensor:
+    """Σ-term of one segment as `deltaplan distil apply` makes it: diag(r) u diag(σ') (vt ⊙ expand(g))."""
+    vt = exported[prefix + ".vt"]
+    if prefix + ".vt_groups" in fitted:
+        vt = vt * fitted[prefix + ".vt_groups"].double().repeat_interleave(GROUP, dim=1)[:, : vt.shape[1]]
+    return (fitted[prefix + ".u_rows"].double()[:, None] * exported[prefix + ".u"]) * fitted[prefix + ".sigma"].double() @ vt
+
+
+@pytest.mark.parametrize("kind,damage", [("llama", "sigma"), ("bert", "sigma"), ("bert", "vt group")])
+def test_recovers_halved_singular_values(models, tmp_path, capsys, kind, damage):
+    """σ halved: each delta is half the true one; one group of V̂ᵀ's columns halved: the deltas err
+    on those input columns only. Either way the fit must bring the model back."""
     factors, out = str(tmp_path / "factors.safetensors"), str(tmp_path / "sigma.safetensors")
-    true = write_factors(models[f"{kind}_base"], models[f"{kind}_ft"], factors, scale=0.5)
+    true = write_factors(models[f"{kind}_base"], models[f"{kind}_ft"], factors, scale=0.5 if damage == "sigma" else 1.0,
+                         vt_scale=0.5 if damage == "vt group" else 1.0)
     args = [models[f"{kind}_ft"], "--base", models[f"{kind}_base"], "--factors", factors, "--text", models["text"],
             "--samples", "4", "--seq-len", "16", "--steps", "150", "--lr", "0.05", "--format", "json", "--out", out]
     assert main(["distil", *args]) == 0
     report = json.loads(capsys.readouterr().out)
-    # Half of every delta: to first order the relative error is ½.
-    assert 0.35 < report["relative_error_before"] < 0.65, report
+    # Half of every delta: to first order the relative error is ½ (less when only a group is halved).
+    assert (0.35 if damage == "sigma" else 0.05) < report["relative_error_before"] < 0.65, report
     assert report["relative_error_after"] < 0.1 * report["relative_error_before"], report
     with safe_open(out, framework="pt") as f:
         metadata = f.metadata()
         fitted = {n: f.get_tensor(n) for n in f.keys()}
     assert metadata[ARTIFACT_KEY] == HASH
     assert float(metadata["deltaplan.distil.relative_error_after"]) == pytest.approx(report["relative_error_after"], rel=1e-5)
-    assert set(fitted) == set(true) | {n[: -len(".sigma")] + ".u_rows" for n in true}
+    assert set(fitted) == set(true) | {n[: -len(".sigma")] + suffix for n in true for suffix in (".u_rows", ".vt_groups")}
+    for n in true:
+        columns = Checkpoint.open(models[f"{kind}_ft"]).tensors[n.rsplit(".seg", 1)[0]].shape[1]
+        assert list(fitted[n[: -len(".sigma")] + ".vt_groups"].shape) == [true[n].shape[0], -(-columns // GROUP)]
     # Each matrix's fitted delta, Σ diag(r) u diag(σ') vt, moves from half the true ΔW (a relative
     # distance of ½) towards it; 64 tokens do not determine every matrix's 3·64 multipliers, so
     # only the output is back (above), not each delta exactly.
     with safe_open(factors, framework="pt") as f:
         exported = {n: f.get_tensor(n).double() for n in f.keys()}
+
+    def undamaged(vt: torch.Tensor) -> torch.Tensor:
+        vt = vt.clone()
+        vt[:, :GROUP] *= 2.0 if damage == "vt group" else 1.0
+        return vt
+
     distances = []
     for matrix in sorted({n.rsplit(".seg", 1)[0] for n in true}):
         prefixes = [n[: -len(".sigma")] for n in true if n.rsplit(".seg", 1)[0] == matrix]
-        fit = sum((fitted[p + ".u_rows"].double()[:, None] * exported[p + ".u"]) * fitted[p + ".sigma"].double() @ exported[p + ".vt"]
-                  for p in prefixes)
-        truth = sum(exported[p + ".u"] * true[p + ".sigma"].double() @ exported[p + ".vt"] for p in prefixes)
+        fit = sum(fitted_delta(fitted, exported, p) for p in prefixes)
+        truth = sum(exported[p + ".u"] * true[p + ".sigma"].double() @ undamaged(exported[p + ".vt"]) for p in prefixes)
         distances.append(float((fit - truth).norm() / truth.norm()))
     distances.sort()
     assert distances[len(distances) // 2] < 0.25 and distances[-1] < 0.4, distances
@@ -97,7 +124,8 @@ def test_exact_factors_are_kept(models, tmp_path, capsys):
                 assert torch.equal(f.get_tensor(n[: -len(".sigma")] + ".u_rows"), torch.ones(f.get_slice(n[: -len(".sigma")] + ".u_rows").get_shape()))
 
 
-@pytest.mark.parametrize("fault", ["no hash", "unknown tensor", "incomplete segment", "base lacks it"])
+@pytest.mark.parametrize("fault", ["no hash", "unknown tensor", "incomplete segment", "base lacks it", "group widths not JSON",
+                                   "group width missing", "group width of no segment"])
 def test_bad_input_names_it(models, tmp_path, capsys, fault):
     factors, out = str(tmp_path / "factors.safetensors"), str(tmp_path / "sigma.safetensors")
     true = write_factors(models["bert_base"], models["bert_ft"], factors, scale=0.5,
@@ -113,6 +141,16 @@ def test_bad_input_names_it(models, tmp_path, capsys, fault):
         else:
             del tensors[f"{first}.vt"]
         save_file(tensors, factors, metadata={ARTIFACT_KEY: HASH})
+    if fault.startswith("group width"):
+        with safe_open(factors, framework="pt") as f:
+            tensors = {n: f.get_tensor(n) for n in f.keys()}
+        widths = {n[: -len(".sigma")]: GROUP for n in true}
+        if fault == "group width missing":
+            del widths[first]
+        elif fault == "group width of no segment":
+            widths["encoder.layer.9.output.dense.weight.seg0"] = GROUP
+        text = "{not json" if fault == "group widths not JSON" else json.dumps(widths)
+        save_file(tensors, factors, metadata={ARTIFACT_KEY: HASH, VT_GROUP_COLUMNS_KEY: text})
     if fault == "base lacks it":
         base = str(tmp_path / "base-without")
         import shutil
@@ -126,7 +164,9 @@ def test_bad_input_names_it(models, tmp_path, capsys, fault):
     err = capsys.readouterr().err
     assert code == 1
     expected = {"no hash": ARTIFACT_KEY, "unknown tensor": "encoder.layer.9.output.dense.weight",
-                "incomplete segment": f"{first}.vt", "base lacks it": first.rsplit(".seg", 1)[0]}[fault]
+                "incomplete segment": f"{first}.vt", "base lacks it": first.rsplit(".seg", 1)[0],
+                "group widths not JSON": f"{VT_GROUP_COLUMNS_KEY} is not JSON", "group width missing": f"no group width for segment {first}",
+                "group width of no segment": "encoder.layer.9.output.dense.weight.seg0"}[fault]
     assert expected in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "sigma.safetensors").exists()
