@@ -8,7 +8,7 @@
 # fidelity on held-out chapters. Prints proxy, predicted and end-to-end error side by side, the
 # default plan's reduction against Delta-CoMe as published, the best 1/32 plan against Delta-CoMe at
 # 1/16, and the rank correlations of each per-plan figure with the end-to-end error. The default plans
-# and Delta-CoMe as published are also distilled (`NAME+distil`: σ and Û scales fitted end to end on
+# and Delta-CoMe as published are also distilled (`NAME+distil`: σ and the scales of Û and V̂ᵀ fitted end to end on
 # the calibration text, `deltaplan distil`).
 # Usage: Benchmarks/run-quality.sh [PAIR_DIR]     (~65 min on this machine; work in Benchmarks/data/quality)
 # WORK=DIR puts the work elsewhere. CALIBRATION=FILE reuses a calibration file captured by an earlier
@@ -92,7 +92,7 @@ for run in "${runs[@]}"; do
 done
 # End-to-end distillation (`deltaplan distil` + `deltaplan-model distil` on the calibration text,
 # never the held-out chapters) for DeltaPlan's default plans and for Delta-CoMe as published: the
-# same artifacts, sizes and codes, σ and Û's row scales fitted through the whole model (~6 min each).
+# same artifacts, sizes and codes, σ and the scales of Û and V̂ᵀ fitted through the whole model (~6 min each).
 for name in default-1-16 default-1-32 delta-come-published-1-16; do
   src=$work/runs/$name; dir=$work/runs/$name+distil
   [ -d "$src/artifact" ] || continue

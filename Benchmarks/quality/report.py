@@ -12,7 +12,7 @@ markdown table plus Spearman rank correlations of each per-plan figure with the 
 - J: the companion's joint first-order prediction of the last hidden state's error along
   E = W_candidate − W_finetuned (`deltaplan-model score`, one JVP), √J / ‖Y_nodelta − Y_finetuned‖_F
   on the same held-out tokens as the end-to-end figure;
-- NAME+distil: NAME's artifact with σ and Û's row scales fitted end to end (`deltaplan distil`); same plan and size, so
+- NAME+distil: NAME's artifact with σ and the scales of Û and V̂ᵀ fitted end to end (`deltaplan distil`); same plan and size, so
   its prediction is NAME's and is not shown;
 - end to end: ‖Y_candidate − Y_finetuned‖_F / ‖Y_nodelta − Y_finetuned‖_F of the last hidden state
   on held-out chapters (`deltaplan-model fidelity`): 0 = the fine-tuned model, 1 = every planned
