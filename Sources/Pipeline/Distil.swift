@@ -148,6 +148,18 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
     var replaced: [String: [Float16]] = [:]
     var used = Set<String>()
     let names = Set(file.tensors.map(\.name))
+    /// When the file has the multipliers `name`, multiplies the F16 parameters `target` (`rows` rows,
+    /// each held contiguously: its values, its scale or its groups' scales; ŵ is linear in each, zeros
+    /// are codes) entry by entry, entry e of row k by multiplier `index(k, e)`.
+    func rescale(_ name: String, shape: [Int], _ target: String, rows: Int, index: (_ row: Int, _ entry: Int) -> Int) throws(ArtifactError) {
+        guard names.contains(name) else { return }
+        used.insert(name)
+        let multipliers = try fitted(name, shape: shape)
+        let old = try artifact.finiteHalves(target)
+        let perRow = old.count / rows
+        replaced[target] = try halves(old.indices.map { Float(old[$0]) * multipliers[index($0 / perRow, $0 % perRow)] }, target)
+    }
+
     for record in artifact.manifest.matrices where !record.isDense {
         let (rows, columns) = (record.shape[0], record.shape[1])
         for s in record.segments {
@@ -155,30 +167,14 @@ public func applyDistillation(_ fittedURL: URL, to artifact: Artifact, out: URL,
             let sigmaName = s.prefix + Distillation.sigmaSuffix
             replaced[s.prefix + ArtifactTensor.sigma] = try halves(try fitted(sigmaName, shape: [c]), sigmaName)
             used.insert(sigmaName)
-            // The F16 parameters of Û and V̂ᵀ hold each row's values contiguously: its values (16 bits),
-            // its scale (1 bit) or its groups' scales (2…8 bits); ŵ is linear in each, zeros are codes.
-            let rowsName = s.prefix + Distillation.uRowsSuffix
-            if names.contains(rowsName) {
-                used.insert(rowsName)
-                let multipliers = try fitted(rowsName, shape: [rows])
-                let target = s.prefix + (s.bits == 16 ? ArtifactTensor.uValues : ArtifactTensor.uScales)
-                let old = try artifact.finiteHalves(target)
-                let perRow = old.count / rows
-                replaced[target] = try halves(old.indices.map { Float(old[$0]) * multipliers[$0 / perRow] }, target)
-            }
-            let groupsName = s.prefix + Distillation.vtGroupsSuffix
-            if names.contains(groupsName) {
-                used.insert(groupsName)
-                let width = Distillation.vtGroupColumns(bits: s.bits, columns: columns, groupSize: record.groupSize)
-                let groups = (columns + width - 1) / width
-                let multipliers = try fitted(groupsName, shape: [c, groups])
-                let target = s.prefix + (s.bits == 16 ? ArtifactTensor.vValues : ArtifactTensor.vScales)
-                let old = try artifact.finiteHalves(target)
-                // Per row k of V̂ᵀ: `groups` scales, or (16 bits) `columns` values, value j in group j / width.
-                let perRow = old.count / c, columnsPerEntry = s.bits == 16 ? 1 : width
-                replaced[target] = try halves(old.indices.map { i in
-                    Float(old[i]) * multipliers[(i / perRow) * groups + (i % perRow) * columnsPerEntry / width]
-                }, target)
+            let uTarget = s.prefix + (s.bits == 16 ? ArtifactTensor.uValues : ArtifactTensor.uScales)
+            try rescale(s.prefix + Distillation.uRowsSuffix, shape: [rows], uTarget, rows: rows) { row, _ in row }
+            // V̂ᵀ's row k: `groups` scales, or (16 bits) `columns` values, value j in group j / width.
+            let width = Distillation.vtGroupColumns(bits: s.bits, columns: columns, groupSize: record.groupSize)
+            let groups = (columns + width - 1) / width, columnsPerEntry = s.bits == 16 ? 1 : width
+            let vTarget = s.prefix + (s.bits == 16 ? ArtifactTensor.vValues : ArtifactTensor.vScales)
+            try rescale(s.prefix + Distillation.vtGroupsSuffix, shape: [c, groups], vTarget, rows: c) { k, entry in
+                k * groups + entry * columnsPerEntry / width
             }
         }
     }
