@@ -92,7 +92,7 @@ public struct ArtifactManifest: Codable, Sendable, Equatable {
     /// format-1 artifact, which has none.
     public var modelFiles: [ModelFileRecord]?
     public var totals: Totals
-    /// Set by `deltaplan distil apply`: the segments' σ and Û scales are those fitted end to end by
+    /// Set by `deltaplan distil apply`: the segments' σ and the scales of Û and V̂ᵀ are those fitted end to end by
     /// `deltaplan-model distil` in this file, not the compressor's. Absent otherwise.
     public var distillation: DistillationRecord?
 

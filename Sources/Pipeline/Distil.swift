@@ -10,14 +10,14 @@ import Quantization
 ///    factors in F32: `<prefix>.u` (`[h_out, c]`), `<prefix>.sigma` (`[c]`) and `<prefix>.vt`
 ///    (`[c, h_in]`), where `<prefix>` is the segment's prefix in the manifest (`<matrix>.seg<j>`),
 ///    so that Σ over a matrix's segments of u · diag(sigma) · vt is the artifact's ΔŴ;
-/// 2. the companion (`deltaplan-model distil`) fits a multiplier per singular value and per row of
-///    each segment's Û so that the model with W_base + ΔŴ reproduces the fine-tuned model's last
+/// 2. the companion (`deltaplan-model distil`) fits a multiplier per singular value, per row of
+///    each segment's Û and per group of each row of its V̂ᵀ so that the model with W_base + ΔŴ reproduces the fine-tuned model's last
 ///    hidden state on calibration text, and writes the new σ as `<prefix>.sigma` (F32, `[c]`), the
 ///    row multipliers as `<prefix>.u_rows` (F32, `[h_out]`) and a multiplier per group of each row of
 ///    V̂ᵀ as `<prefix>.vt_groups` (F32, `[c, g]`: the groups of V̂ᵀ's F16 scales, whose width in
 ///    columns the export names per segment under ``Distillation/vtGroupColumnsKey``);
 /// 3. ``applyDistillation(_:to:out:toolVersion:)`` (`deltaplan distil apply`) writes a copy of the
-///    artifact with those values in its F16 σ and Û scales (or 16-bit values) and the fitted file
+///    artifact with those values in its F16 σ and the scales of Û and V̂ᵀ (or 16-bit values) and the fitted file
 ///    recorded in its manifest (``ArtifactManifest/distillation``).
 ///
 /// Both files carry the artifact's delta SHA-256 under ``artifactKey`` so that values fitted for

@@ -16,7 +16,8 @@ struct DistilCommand: ParsableCommand {
         deltaplan-model distil FINETUNED_DIR --base BASE_DIR --factors ART.factors.safetensors --text calib.jsonl --out ART.fitted.safetensors
         deltaplan distil apply ART --fitted ART.fitted.safetensors --out ART-distilled
 
-        The companion fits a multiplier per stored singular value and per row of each segment's Û so that \
+        The companion fits a multiplier per stored singular value, per row of each segment's Û and per \
+        group of each row of its V̂ᵀ so that \
         base + ΔŴ reproduces the fine-tuned model's last hidden state on the calibration text; the new \
         artifact has the same plan, codes and size, only its F16 σ and the scales of Û and V̂ᵀ differ (and its manifest \
         records the fitted file).

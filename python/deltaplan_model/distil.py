@@ -32,7 +32,7 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch.func import functional_call
@@ -147,7 +147,7 @@ def _text_sha256(path: str) -> str:
 
 def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[Segment]], base_dir: str,
            steps: int, lr: float, batch: int) -> tuple[dict[str, torch.Tensor], DistilReport]:
-    """Fits the multipliers; returns the new sigma and the row multipliers by tensor name, and the report."""
+    """Fits the multipliers; returns the new sigma, the Û row and the V̂ᵀ group multipliers by tensor name, and the report."""
     started = time.monotonic()
     params = dict(loaded.model.named_parameters())
     for matrix, segments in factors.items():
@@ -165,8 +165,7 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
         if w.shape != params[matrix].shape:
             raise DeltaPlanError(f"--base {base_dir}: {matrix} is {list(w.shape)}, {loaded.directory} has {list(params[matrix].shape)}")
     device, dtype = loaded.device, loaded.dtype
-    segments = {m: [Segment(s.prefix, s.u.to(device, dtype), s.sigma.to(device, dtype), s.vt.to(device, dtype), s.vt_group_columns)
-                    for s in segs]
+    segments = {m: [replace(s, u=s.u.to(device, dtype), sigma=s.sigma.to(device, dtype), vt=s.vt.to(device, dtype)) for s in segs]
                 for m, segs in factors.items()}
 
     def ones(*shape: int) -> torch.Tensor:
@@ -229,7 +228,7 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
             optimizer.step()
     loss, best_step, kept = best
     fitted = {}
-    lows, highs, means, weights_of_means = [], [], [], []
+    lows, highs, total, count = [], [], 0.0, 0
     for segs in segments.values():
         for s in segs:
             columns, rows, *groups = kept[s.prefix]
@@ -238,20 +237,19 @@ def distil(loaded: LoadedModel, windows: torch.Tensor, factors: dict[str, list[S
             if groups:
                 fitted[f"{s.prefix}.vt_groups"] = groups[0].to(torch.float32).cpu().contiguous()
             # The effective scale of a group of vector k in row i is r_i·m_k·g_kj: its extremes are
-            # products of the extremes of r and of m⊗g, its mean the product of their means.
+            # products of the extremes of r and of m⊗g, their sum the product of their sums.
             vector = (columns[:, None] * groups[0] if groups else columns[:, None]).double().cpu()
             r = rows.double().cpu()
             products = [float(a) * float(b) for a in (r.min(), r.max()) for b in (vector.min(), vector.max())]
             lows.append(min(products))
             highs.append(max(products))
-            means.append(float(r.mean()) * float(vector.mean()))
-            weights_of_means.append(r.numel() * vector.numel())
+            total += float(r.sum()) * float(vector.sum())
+            count += r.numel() * vector.numel()
     report = DistilReport(
         matrices=len(segments), segments=sum(len(s) for s in segments.values()),
         multipliers=sum(t.numel() for triple in kept.values() for t in triple),
         tokens=int(windows.numel()), steps=steps, relative_error_before=math.sqrt(before), relative_error_after=math.sqrt(loss),
-        best_step=best_step, multiplier_min=min(lows), multiplier_mean=sum(m * w for m, w in zip(means, weights_of_means)) / sum(weights_of_means),
-        multiplier_max=max(highs), seconds=time.monotonic() - started)
+        best_step=best_step, multiplier_min=min(lows), multiplier_mean=total / count, multiplier_max=max(highs), seconds=time.monotonic() - started)
     return fitted, report
 
 
