@@ -3,12 +3,17 @@
 Reads WORK/runs/NAME/{plan,evaluate}.json, WORK/fidelity.json and WORK/score.json and prints a
 markdown table plus Spearman rank correlations of each per-plan figure with the end-to-end error.
 
-- predicted: the plan's predicted relative error in its objective, Σ predicted / Σ L(ΔW)
-  (activation: L = ‖ΔW X‖²; paired: the sensitivity objective of Docs/calibration-format.md);
+- predicted: the error model's predicted relative error of the plan in its objective,
+  Σ predicted / Σ L(ΔW) (activation: L = ‖ΔW X‖²; paired: the sensitivity objective of
+  Docs/calibration-format.md);
+- verified: a plan made with `plan --verify`: its segments quantized as `compress` will and the
+  errors measured (what the plan file then records as predicted; the model's figure is kept in
+  report.verification and shown as predicted here);
 - proxy: `deltaplan evaluate`'s actual relative activation error of the artifact (same ratio);
 - actual sensitivity error: `evaluate`'s actual relative error in the store's sensitivity objective
   (paired), whatever objective the plan minimized;
-- actual/predicted: the plan's actual error in its own objective over its prediction;
+- actual/predicted, actual/verified: the plan's actual error in its own objective over the model's
+  prediction and over the verified one;
 - J: the companion's joint first-order prediction of the last hidden state's error along
   E = W_candidate − W_finetuned (`deltaplan-model score`, one JVP), √J / ‖Y_nodelta − Y_finetuned‖_F
   on the same held-out tokens as the end-to-end figure;
@@ -72,8 +77,11 @@ def main():
         bitdelta_proxy = ev["total"]["bitDeltaRelativeError"]
         bitdelta_sensitivity = ev["total"].get("bitDeltaObjectiveRelativeError")
         distilled = name.endswith("+distil")
+        verification = (plan.get("report") or {}).get("verification")
+        predicted = verification["modelPredictedRelativeError"] if verification else plan["totals"]["predictedRelativeError"]
+        verified = plan["totals"]["predictedRelativeError"] if verification else None
         rows.append(dict(name=name, alpha=plan["totals"]["alpha"], scope=plan.get("scope"), objective=plan.get("objective"),
-                         predicted=None if distilled else plan["totals"]["predictedRelativeError"],
+                         predicted=None if distilled else predicted, verified=None if distilled else verified,
                          proxy=ev["total"]["planRelativeError"], sensitivity=ev["total"].get("planObjectiveRelativeError")))
     rows.append(dict(name="bitdelta", alpha=1 / 16, predicted=None, proxy=bitdelta_proxy, sensitivity=bitdelta_sensitivity))
     for r in rows:
@@ -91,20 +99,26 @@ def main():
     def fmt(x, spec=".4f"):
         return "—" if x is None else format(x, spec)
 
-    def actual_over_predicted(r):
+    def actual_over(r, key):
         actual = r.get("sensitivity") if r.get("objective") in ("paired", "kronecker") else r.get("proxy")
-        return actual / r["predicted"] if actual is not None and r.get("predicted") else None
+        return actual / r[key] if actual is not None and r.get(key) else None
 
-    print("| candidate | α | objective | predicted rel. error (objective) | proxy: actual rel. act. error | actual rel. sensitivity error | actual/predicted | J (rel.) | end to end: rel. last-hidden error | cosine |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| candidate | α | objective | predicted rel. error (objective) | verified (measured) | proxy: actual rel. act. error | actual rel. sensitivity error | actual/predicted | actual/verified | J (rel.) | end to end: rel. last-hidden error | cosine |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
-            print(f"| {r['name']} | {r['skipped']} | | | | | | | | |")
+            print(f"| {r['name']} | {r['skipped']} | | | | | | | | | | |")
             continue
-        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {r.get('objective') or '—'} | {fmt(r['predicted'])} | {fmt(r['proxy'])} | {fmt(r.get('sensitivity'))} | "
-              f"{fmt(actual_over_predicted(r), '.3f')} | {fmt(r['J'])} | {fmt(r['e2e'])} | {fmt(r['cosine'], '.6f')} |")
+        print(f"| {r['name']} | {fmt(r['alpha'], '.5f')} | {r.get('objective') or '—'} | {fmt(r['predicted'])} | {fmt(r.get('verified'))} | {fmt(r['proxy'])} | {fmt(r.get('sensitivity'))} | "
+              f"{fmt(actual_over(r, 'predicted'), '.3f')} | {fmt(actual_over(r, 'verified'), '.3f')} | {fmt(r['J'])} | {fmt(r['e2e'])} | {fmt(r['cosine'], '.6f')} |")
     done = [r for r in rows if "skipped" not in r]
     print()
+    for key, label in (("predicted", "the error model"), ("verified", "verified plans")):
+        ratios = [x for x in (actual_over(r, key) for r in done) if x is not None]
+        if ratios:
+            inside = sum(0.95 <= x <= 1.05 for x in ratios)
+            print(f"actual/predicted by {label}: {min(ratios):.3f}–{max(ratios):.3f} over {len(ratios)} plans, "
+                  f"{inside} within [0.95, 1.05]")
     for key, label in (("proxy", "proxy"), ("sensitivity", "actual sensitivity error"), ("J", "J")):
         pairs = [(r[key], r["e2e"]) for r in done if r.get(key) is not None]
         if pairs:
@@ -113,9 +127,11 @@ def main():
     # Predictions are comparable only within one objective: the strongest (that of the default plan).
     default = next((r for r in done if r["name"].startswith("default-")), None)
     if default is not None:
-        pairs = [(r["predicted"], r["e2e"]) for r in done if r.get("predicted") is not None and r.get("objective") == default.get("objective")]
-        rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
-        print(f"Spearman(predicted, end to end) over the {len(pairs)} plans predicted in the default's objective ({default.get('objective')}): {rho:.3f}")
+        for key in ("predicted", "verified"):
+            pairs = [(r[key], r["e2e"]) for r in done if r.get(key) is not None and r.get("objective") == default.get("objective")]
+            if pairs:
+                rho = spearman([p[0] for p in pairs], [p[1] for p in pairs])
+                print(f"Spearman({key}, end to end) over the {len(pairs)} plans {key} in the default's objective ({default.get('objective')}): {rho:.3f}")
     e2e = {r["name"]: r["e2e"] for r in done}
     ref_name = "delta-come-published-1-16"
     if ref_name in e2e:

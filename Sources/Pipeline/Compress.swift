@@ -447,30 +447,13 @@ private func compressMatrix(
     method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double,
     declarations: [TensorDeclaration], hessians: HessianCache, work: CompressionWork
 ) throws(ArtifactError) -> CompressionWork.Saved {
-    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
-    let method: QuantizationMethod = entry == nil ? .rtn : requested
+    let quantized = try quantizeMatrix(m, record: record, store: store, calibration: calibration, method: requested, order: order,
+                                       groupSize: groupSize, dampening: dampening, hessians: hessians)
     var warnings: [String] = []
     var payloads: [TensorPayload] = []
-    if !m.segments.isEmpty {
+    if !quantized.segments.isEmpty {
         let decls = Dictionary(uniqueKeysWithValues: declarations.map { ($0.name, $0) })
-        let factors: StoredFactors
-        do { factors = try store.factors(of: record) } catch { throw .quantization(.store(error)) }
-        var hessian: Matrix<Float>?, prepared: PreparedHessian?
-        if let entry, let calibration {
-            do {
-                (hessian, prepared) = try hessians.get(entry, calibration: calibration,
-                                                       prepare: method == .gptq && m.segments.contains { (2...8).contains($0.bits) },
-                                                       dampening: dampening)
-            } catch { throw .quantization(error) }
-        }
-        let segmentOptions = SegmentOptions(method: method, order: order, groupSize: groupSize, dampening: dampening)
-        var quantizer: MatrixQuantizer
-        do {
-            quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
-        } catch { throw .quantization(error) }
-        for j in m.segments.indices {
-            let q: QuantizedSegment
-            do { q = try quantizer.next() } catch { throw .quantization(error) }
+        for (j, q) in quantized.segments.enumerated() {
             warnings += q.warnings.map { "segment \(j): \($0)" }
             let encoded = ArtifactTensor.encode(q, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
             for name in encoded.keys.sorted() {
@@ -486,9 +469,37 @@ private func compressMatrix(
         if case let .bytes(b) = p.contents { return total + b.count }
         return total
     }
-    let saved = CompressionWork.Saved(method: method, calibrationEntry: entry, warnings: warnings, storedBytes: storedBytes)
+    let saved = CompressionWork.Saved(method: quantized.method, calibrationEntry: quantized.entry, warnings: warnings, storedBytes: storedBytes)
     try work.save(index, name: m.name, payloads: payloads, saved)
     return saved
+}
+
+/// Planned matrix `m`'s segments quantized in order, as `compress` stores them, with the method
+/// used (RTN where the matrix has no calibration entry: H = I) and the calibration entry.
+func quantizeMatrix(
+    _ m: Plan.Matrix, record: StoreManifest.MatrixRecord, store: SpectrumStore, calibration: CalibrationSet?,
+    method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double, hessians: HessianCache
+) throws(ArtifactError) -> (method: QuantizationMethod, entry: String?, segments: [QuantizedSegment]) {
+    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+    let method: QuantizationMethod = entry == nil ? .rtn : requested
+    guard !m.segments.isEmpty else { return (method, entry, []) }
+    let factors: StoredFactors
+    do { factors = try store.factors(of: record) } catch { throw .quantization(.store(error)) }
+    var hessian: Matrix<Float>?, prepared: PreparedHessian?
+    if let entry, let calibration {
+        do {
+            (hessian, prepared) = try hessians.get(entry, calibration: calibration,
+                                                   prepare: method == .gptq && m.segments.contains { (2...8).contains($0.bits) },
+                                                   dampening: dampening)
+        } catch { throw .quantization(error) }
+    }
+    let segmentOptions = SegmentOptions(method: method, order: order, groupSize: groupSize, dampening: dampening)
+    var segments: [QuantizedSegment] = []
+    do {
+        var quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
+        for _ in m.segments { segments.append(try quantizer.next()) }
+    } catch { throw .quantization(error) }
+    return (method, entry, segments)
 }
 
 /// What compressing one planned matrix holds at its peak, in bytes (for ``Parallelism/memoryLimit``):

@@ -241,6 +241,70 @@ func activationNorm(_ e: Matrix<Float>, x: Matrix<Float>?, h: Matrix<Float>?) ->
     }
 }
 
+/// How a matrix's reconstruction error is measured: the activation error (``activationNorm(_:x:h:)``
+/// with its calibration entry's raw inputs, else its Gram, else H = I) and, when the store has
+/// one, the sensitivity objective's L(E).
+struct ErrorMeasures {
+    /// `inputs`, `gram` or `identity` (``MatrixEvaluation/errorSource``).
+    let source: String
+    let tokens: Int?
+    let activation: (Matrix<Float>) -> Double
+    let sensitivity: ((Matrix<Float>) -> Double)?
+
+    /// `entry`: the matrix's calibration entry as quantized (nil: H = I).
+    init(matrix name: String, entry: String?, calibration: CalibrationSet?, sensitivityObjective: ErrorObjective?) throws(ArtifactError) {
+        var source = "identity", tokens: Int?
+        var x: Matrix<Float>?, h: Matrix<Float>?
+        if let entry {
+            guard let calibration else {
+                throw .invalidOption(option: "--calibration", reason: "\(name) was quantized with calibration entry \(entry); pass the calibration file")
+            }
+            guard calibration.entry(for: entry) != nil else {
+                throw .invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no entry \(entry) (needed by \(name))")
+            }
+            do {
+                x = try calibration.inputs(ofEntry: entry)
+                h = x == nil ? try calibration.gram(ofEntry: entry) : nil
+            } catch { throw .quantization(.store(error)) }
+            source = x != nil ? "inputs" : "gram"
+            tokens = x?.columns ?? calibration.tokenCount(ofEntry: entry)
+        }
+        self.source = source
+        self.tokens = tokens
+        activation = { [x, h] e in activationNorm(e, x: x, h: h) }
+        guard let sensitivityObjective else {
+            sensitivity = nil
+            return
+        }
+        guard let calibration, let entry else {
+            throw .invalidOption(option: "--calibration", reason: "the store has \(sensitivityObjective.rawValue) statistics; pass its calibration file")
+        }
+        do {
+            let module = Selection.moduleName(of: name)
+            guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry),
+                  outputs.objective == sensitivityObjective else {
+                throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(sensitivityObjective.rawValue) statistics for \(module)")
+            }
+            let gram = try calibration.inputGram(ofEntry: entry)
+            sensitivity = { outputs.error(of: $0, gram: gram) }
+        } catch let error as ArtifactError { throw error } catch let error as AnalysisError { throw .quantization(.store(error)) } catch {
+            preconditionFailure("\(error)")
+        }
+    }
+
+    /// The error of `approximation` against `delta` in `objective`: L(E) under a sensitivity
+    /// objective, the activation error otherwise.
+    func error(_ objective: ErrorObjective, of approximation: Matrix<Float>, against delta: Matrix<Float>) -> Double {
+        norm(objective, of: difference(delta, approximation))
+    }
+
+    /// L(e) under a sensitivity objective, the activation error ‖e X‖² otherwise (of ΔW itself: the
+    /// energy that relative errors divide by).
+    func norm(_ objective: ErrorObjective, of e: Matrix<Float>) -> Double {
+        objective == .activation ? activation(e) : sensitivity.map { $0(e) } ?? activation(e)
+    }
+}
+
 /// The evaluation of the artifact's matrix `index` (see ``evaluate(artifact:base:finetuned:calibration:store:parallelism:progress:shouldStop:)``).
 private func evaluateMatrix(
     _ index: Int, artifact: Artifact, base: Checkpoint, finetuned: Checkpoint, calibration: CalibrationSet?, store: SpectrumStore,
@@ -252,42 +316,10 @@ private func evaluateMatrix(
     let delta = try trueDelta(record.name, base: base, finetuned: finetuned, rows: rows, columns: columns)
     let deltaHat = try artifact.reconstruction(of: record)
 
-    // Input statistics.
-    var source = "identity", tokens: Int?
-    var x: Matrix<Float>?, h: Matrix<Float>?
-    if let entry = record.calibrationEntry {
-        guard let calibration else {
-            throw .invalidOption(option: "--calibration", reason: "\(record.name) was quantized with calibration entry \(entry); pass the calibration file")
-        }
-        guard calibration.entry(for: entry) != nil else {
-            throw .invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no entry \(entry) (needed by \(record.name))")
-        }
-        do {
-            x = try calibration.inputs(ofEntry: entry)
-            h = x == nil ? try calibration.gram(ofEntry: entry) : nil
-        } catch { throw .quantization(.store(error)) }
-        source = x != nil ? "inputs" : "gram"
-        tokens = x?.columns ?? calibration.tokenCount(ofEntry: entry)
-    }
-    func activation(_ e: Matrix<Float>) -> Double { activationNorm(e, x: x, h: h) }
-    // The store's sensitivity objective, when it has one.
-    var sensitivity: ((Matrix<Float>) -> Double)?
-    if let sensitivityObjective {
-        guard let calibration, let entry = record.calibrationEntry else {
-            throw .invalidOption(option: "--calibration", reason: "the store has \(sensitivityObjective.rawValue) statistics; pass its calibration file")
-        }
-        do {
-            let module = Selection.moduleName(of: record.name)
-            guard let outputs = try OutputStatistics.load(module: module, from: calibration, entry: entry),
-                  outputs.objective == sensitivityObjective else {
-                throw ArtifactError.invalidOption(option: "--calibration", reason: "\(calibration.url.path) has no \(sensitivityObjective.rawValue) statistics for \(module)")
-            }
-            let gram = try calibration.inputGram(ofEntry: entry)
-            sensitivity = { outputs.error(of: $0, gram: gram) }
-        } catch let error as ArtifactError { throw error } catch let error as AnalysisError { throw .quantization(.store(error)) } catch {
-            preconditionFailure("\(error)")
-        }
-    }
+    let measures = try ErrorMeasures(matrix: record.name, entry: record.calibrationEntry, calibration: calibration,
+                                     sensitivityObjective: sensitivityObjective)
+    let (source, tokens) = (measures.source, measures.tokens)
+    let activation = measures.activation, sensitivity = measures.sensitivity
 
     let energy = activation(delta)
     let weightEnergy = frobenius2(delta)

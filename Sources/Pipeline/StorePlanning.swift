@@ -13,8 +13,10 @@ import Quantization
 /// reuse the measurement pass, and build ``PlanningProblem``s for any budget.
 public struct StorePlanning: Sendable {
     public let store: SpectrumStore
-    public let spectra: [MatrixSpectrum]
+    public internal(set) var spectra: [MatrixSpectrum]
     public let measurement: MeasurementOptions
+    /// The calibration the error models were measured on (nil for data-free stores).
+    public let calibration: CalibrationSet?
     /// The objective every plan of this store minimizes and predicts.
     public let objective: ErrorObjective
 
@@ -36,6 +38,7 @@ public struct StorePlanning: Sendable {
         let set: CalibrationSet?
         do { set = try store.calibrationSet(given: calibration) } catch { throw .store(error) }
         self.measurement = measurement
+        self.calibration = set
         let supported = store.manifest.supportedSensitivity
         let chosen = objective ?? supported
         guard chosen <= supported else {

@@ -43,7 +43,8 @@ extension APIHandler {
         if let profileName = r.profile {
             for (field, given) in [("objective", options.objective != nil), ("order", options.order != nil),
                                    ("method", options.method != nil), ("calibration", r.calibration != nil),
-                                   ("maxError", r.maxError != nil), ("pins", r.pins != nil), ("bitsFor", r.bitsFor != nil)] where given {
+                                   ("maxError", r.maxError != nil), ("pins", r.pins != nil), ("bitsFor", r.bitsFor != nil),
+                                   ("verify", r.verify != nil)] where given {
                 throw APIError.invalidField(field: field, reason: "applies to plans from an analysis (a profile plan has no error model)")
             }
             let budgetText = r.budget ?? ""
@@ -86,7 +87,7 @@ extension APIHandler {
                                            objective: options.objective, order: options.order, method: options.method,
                                            calibration: calibration,
                                            target: r.maxError.map { ErrorTarget(error: $0, unit: libraryValue(r.errorUnit ?? .relative, as: ErrorTarget.Unit.self)) },
-                                           pins: r.pins, bitsFor: r.bitsFor)
+                                           pins: r.pins, bitsFor: r.bitsFor, verify: r.verify)
         return .accepted(try accepted(try await store.create(kind: .plan, parameters: try parameters.parametersJSON())))
     }
 

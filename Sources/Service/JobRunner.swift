@@ -147,15 +147,25 @@ extension JobRunner {
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
         let storage = StorageModel(accounting: p.accounting, groupSize: p.groupSize)
         let overrides = try Overrides(jobPins: p.pins, bitsFor: p.bitsFor)
-        let plan = if let target = p.target {
-            try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed,
-                              overrides: overrides)
-        } else {
-            try planning.plan(budget: try GivenBudget(parsing: p.budget ?? ""), storage: storage, scope: p.scope, menu: p.bits,
-                              strategy: strategy, seed: p.seed, overrides: overrides)
+        func plan(_ planning: StorePlanning) throws -> Plan {
+            if let target = p.target {
+                return try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy,
+                                         seed: p.seed, overrides: overrides)
+            }
+            return try planning.plan(budget: try GivenBudget(parsing: p.budget ?? ""), storage: storage, scope: p.scope,
+                                     menu: p.bits, strategy: strategy, seed: p.seed, overrides: overrides)
+        }
+        var made = try plan(planning)
+        if let rounds = p.verify {
+            made = try planning.verified(
+                made, rounds: rounds, parallelism: context.parallelism,
+                progress: { done, total, name in
+                    context.reportProgress(0.9 + 0.09 * Double(done) / Double(max(total, 1)), "verified \(name)")
+                },
+                shouldStop: { context.shouldStop }, replan: { try? plan($0) })
         }
         try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try plan.write(to: context.planFile)
+        try made.write(to: context.planFile)
         context.reportProgress(1, "plan written")
         return context.planFile.path
     } discard: { context in

@@ -32,6 +32,8 @@ public struct PlanJobParameters: Codable, Sendable, Equatable {
     /// persisted before pins).
     public var pins: [String]?
     public var bitsFor: [String]?
+    /// `plan --verify`: re-solve rounds after measuring the plan; nil: not verified.
+    public var verify: Int?
 }
 
 /// The parameters of a comparison job, as validated by `POST /v1/comparisons`.

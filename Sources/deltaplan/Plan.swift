@@ -66,6 +66,9 @@ struct PlanCommand: ParsableCommand {
 
     @OptionGroup var overrideOptions: OverrideOptions
 
+    @Option(help: ArgumentHelp("Verify the plan: quantize its segments as compress will and record the measured errors as its predictions (from a STORE; needs the store's checkpoints). ROUNDS: re-solves after that, each with every matrix's error table rescaled to its last measurement; the lowest measured plan is kept.", valueName: "rounds"))
+    var verify: Int?
+
     @Option(help: "Write the plan JSON here (atomically).")
     var out: String?
 
@@ -89,6 +92,10 @@ struct PlanCommand: ParsableCommand {
             throw ValidationError("--pin and --bits-for need an analysis STORE (its stored ranks and measured widths), not --profile")
         }
         if let plot { try validateOutputPath(plot, option: "--plot") }
+        if let verify {
+            guard store != nil else { throw ValidationError("--verify needs an analysis STORE (its checkpoints and calibration), not --profile") }
+            guard (0...10).contains(verify) else { throw ValidationError("--verify takes 0…10 re-solve rounds, got \(verify)") }
+        }
     }
 
     func run() throws {
@@ -132,14 +139,22 @@ struct PlanCommand: ParsableCommand {
         } catch { throw CLIFailure(error) }
         progress.finish("measure: done")
         let scope = scope ?? parsed.defaultScope
-        do {
-            let overrides = overrideOptions.overrides
+        let overrides = overrideOptions.overrides
+        func plan(_ planning: StorePlanning) throws -> Plan {
             if let target = storageOptions.target {
                 return try planning.plan(target: target, storage: storageOptions.storage, scope: scope, menu: bits, strategy: parsed,
                                          seed: seed, overrides: overrides)
             }
             return try planning.plan(budget: storageOptions.budget!, storage: storageOptions.storage, scope: scope, menu: bits,
                                      strategy: parsed, seed: seed, overrides: overrides)
+        }
+        do {
+            let first = try plan(planning)
+            guard let verify else { return first }
+            let progress = TerminalProgress(label: "verify")
+            defer { progress.finish("verify: done") }
+            return try planning.verified(first, rounds: verify, parallelism: threadOptions.parallelism(), progress: progress.step,
+                                         replan: { try? plan($0) })
         } catch { throw CLIFailure(error) }
     }
 
@@ -206,6 +221,11 @@ func planSummary(_ plan: Plan) -> String {
                    t.storageBits, Format.bytes(Double(t.storageBits) / 8), t.alpha, 1 / t.alpha, t.bitsPerParameter)
     if let e = t.predictedError, let r = t.predictedRelativeError {
         text += String(format: ", predicted %@ error %.4e (relative %.4e)", (plan.objective ?? .activation).rawValue, e, r)
+    }
+    if let v = plan.report.verification, let e = plan.totals.predictedError {
+        text += String(format: "\nverified: the predicted error is measured (the plan quantized as compress will); the error model predicted %.4e (relative %.4e), measured / model = %.3f; %ld re-solve round%@, %ld plan%@ measured",
+                       v.modelPredictedError, v.modelPredictedRelativeError, v.modelPredictedError > 0 ? e / v.modelPredictedError : 1,
+                       v.rounds, v.rounds == 1 ? "" : "s", v.plansMeasured, v.plansMeasured == 1 ? "" : "s")
     }
     return text + "\n"
 }

@@ -91,7 +91,7 @@ struct ContractTests {
         // The options each job kind takes, as the CLI's command for it takes them.
         for (request, command) in [("PlanRequest", "plan"), ("ComparisonRequest", "compare")] {
             for field in ["method", "objective", "order", "calibration", "scope", "bits", "seed", "accounting", "groupSize"]
-                + (request == "PlanRequest" ? ["budget", "maxError", "errorUnit", "strategy"] : ["budgets", "strategies"]) {
+                + (request == "PlanRequest" ? ["budget", "maxError", "errorUnit", "strategy", "verify"] : ["budgets", "strategies"]) {
                 #expect(try schema(request)["properties"]?[field] != nil, "\(request).\(field), as `\(command)` takes it")
             }
         }
@@ -188,6 +188,8 @@ struct ContractValidationTests {
         (#"{"profile":"p","budget":"1/16","strategy":null}"#, "submitPlan", "invalid_field", "strategy"),
         (#"{"analysis":"a","maxError":0}"#, "submitPlan", "invalid_field", "maxError"),
         (#"{"analysis":"a","maxError":-1.5}"#, "submitPlan", "invalid_field", "maxError"),
+        (#"{"analysis":"a","budget":"1/16","verify":11}"#, "submitPlan", "invalid_field", "verify"),
+        (#"{"analysis":"a","budget":"1/16","verify":-1}"#, "submitPlan", "invalid_field", "verify"),
         (#"{"base":"/b","finetuned":"/f","plan":"p","dampening":-0.25}"#, "submitCompression", "invalid_field", "dampening"),
         (#"{"profile":"p","budget":"1/16","colour":"blue"}"#, "submitPlan", "unknown_field", "colour"),
         (#"{"analysis":"a","budgets":"1/16"}"#, "submitComparison", "invalid_field", "budgets"),

@@ -102,12 +102,27 @@ struct ServiceAPITests {
                       menu: try BitMenu.parse("16,8,4,3,2,1,0"), strategy: .exact, seed: 0).encoded()
             #expect(paperPlan == libraryPaperPlan)
             #expect(try Plan.decode(paperPlan, file: "response").segmentOrder == .paper)
+            // A verified plan (`plan --verify 1`): the library's verified plan, byte for byte.
+            let verify = try await client.post("/v1/plans", json: ["analysis": id, "budget": "1/16", "strategy": "exact", "verify": 1])
+            #expect(verify.status == 202, "\(verify.json)")
+            let verifyID = try #require(verify.json["id"] as? String)
+            let verifyJob = try await waitForJob(client, verifyID, states: ["succeeded", "failed"])
+            #expect(verifyJob["state"] as? String == "succeeded", "\(verifyJob["error"] ?? "")")
+            let verifying = try StorePlanning(store: storeURL)
+            func exact(_ planning: StorePlanning) throws -> Plan {
+                try planning.plan(budget: try GivenBudget(parsing: "1/16"), storage: StorageModel(), scope: .global,
+                                  menu: try BitMenu.parse("16,8,4,3,2,1,0"), strategy: .exact, seed: 0)
+            }
+            let libraryVerified = try verifying.verified(try exact(verifying), rounds: 1, replan: { try? exact($0) }).encoded()
+            #expect(try await client.get("/v1/plans/\(verifyID)").body == libraryVerified)
+            #expect(try Plan.decode(libraryVerified, file: "verified").report.verification != nil)
             // A profile plan has no error model: the options are refused, not dropped.
             var withOrder = paperPlanRequest
             withOrder["order"] = "paper"
             let refused = try await client.post("/v1/plans", json: withOrder)
             #expect(refused.status == 400 && refused.errorCode == "invalid_field" && refused.errorMessage.contains("order"), "\(refused.text)")
-            for (field, value) in [("method", "rtn" as Any), ("calibration", pair.calibration.path as Any), ("maxError", 0.05 as Any)] {
+            for (field, value) in [("method", "rtn" as Any), ("calibration", pair.calibration.path as Any), ("maxError", 0.05 as Any),
+                                   ("verify", 0 as Any)] {
                 var withOption = paperPlanRequest
                 withOption[field] = value
                 let refused = try await client.post("/v1/plans", json: withOption)

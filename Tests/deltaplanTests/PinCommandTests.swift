@@ -1,6 +1,7 @@
 import Foundation
 import ModelProfiles
 import Optimizer
+import Pipeline
 import Testing
 @testable import deltaplan
 
@@ -33,6 +34,27 @@ import Testing
         #expect(diff.contains("dense F16 (pin keep)") && diff.contains("none (pin drop)"), "\(diff)")
         let svg = try String(contentsOfFile: dir("pinned.svg"), encoding: .utf8)
         #expect(svg.contains("kept dense (F16), pinned 'q_proj=keep'") && svg.contains("0 (kept dense)"))
+    }
+
+    /// `plan --verify` through the CLI: the plan's predictions are measured, the summary says by
+    /// how much the error model was off, and the bytes are the library's (as the service's are).
+    @Test func verifiedPlansSayWhatWasMeasured() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (_, store) = try analyzedPair(in: dir)
+        try await run(["plan", store, "--budget", "1/8", "--verify", "1", "--threads", "2", "--out", dir("verified.json")])
+        let verified = try Plan.read(from: URL(fileURLWithPath: dir("verified.json")))
+        let v = try #require(verified.report.verification)
+        #expect(v.plansMeasured >= 1 && v.rounds <= 1)
+        let summary = planSummary(verified)
+        #expect(summary.contains("verified: the predicted error is measured") && summary.contains("measured / model = "), "\(summary)")
+        let planning = try StorePlanning(store: URL(fileURLWithPath: store))
+        func exact(_ planning: StorePlanning) throws -> Plan {
+            try planning.plan(budget: try GivenBudget(parsing: "1/8"), storage: StorageModel(), scope: Strategy.exact.defaultScope,
+                              menu: BitMenu.default, strategy: .exact, seed: 0)
+        }
+        let library = try planning.verified(try exact(planning), rounds: 1, replan: { try? exact($0) })
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir("verified.json"))) == Data(try library.encoded()))
     }
 
     /// Errors found against the store name the pin, before the measurement pass; pins over the

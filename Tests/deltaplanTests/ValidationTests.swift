@@ -44,6 +44,8 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         // plan
         BadArguments("plan store --profile llama-2-7b --budget 1/16", "give either an analysis STORE or --profile NAME"),
         BadArguments("plan --budget 1/16", "give either an analysis STORE or --profile NAME"),
+        BadArguments("plan --profile llama-2-7b --budget 1/16 --verify 0", "--verify needs an analysis STORE"),
+        BadArguments("plan store --budget 1/16 --verify 11", "--verify takes 0…10 re-solve rounds, got 11"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy best", "'best'", "--strategy", "exact", "preset:delta-come"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy presets:delta-come", "'presets:delta-come'", "--strategy", "preset:single-2"),
         BadArguments("plan --profile llama-2-7b --budget 1/16 --strategy preset:nope", "'preset:nope'", "--strategy", "preset:delta-come"),

@@ -167,10 +167,13 @@ public struct Plan: Codable, Sendable, Equatable {
         @EncodedAsNull public var exactGap: Double?
         /// Greedy and genetic: the gap to the exact optimum (see ``GapToExact``).
         @EncodedAsNull public var gapToExact: GapToExact?
+        /// Verified plans (`plan --verify`): the plan's own segments were quantized and measured,
+        /// and its predicted errors are those measurements (see ``Verification``).
+        @EncodedAsNull public var verification: Verification?
 
         public init(greedyPath: [String]? = nil, convergence: [Double]? = nil, generations: Int? = nil,
                     evaluations: Int? = nil, exactLowerBound: Double? = nil, exactGap: Double? = nil,
-                    gapToExact: GapToExact? = nil) {
+                    gapToExact: GapToExact? = nil, verification: Verification? = nil) {
             self.greedyPath = greedyPath
             self.convergence = convergence
             self.generations = generations
@@ -178,6 +181,33 @@ public struct Plan: Codable, Sendable, Equatable {
             self.exactLowerBound = exactLowerBound
             self.exactGap = exactGap
             self.gapToExact = gapToExact
+            self.verification = verification
+        }
+    }
+
+    /// How a verified plan's predicted errors were obtained: each matrix's segments quantized as
+    /// `compress` quantizes them (same method, order, group size and damping) and ΔŴ's error
+    /// measured against the checkpoints' ΔW in the plan's objective on the store's calibration,
+    /// what `evaluate` then reports as actual. `rounds` re-solves followed, each with every
+    /// matrix's quantization part rescaled to match its last measurement; the plan kept is the
+    /// measured one with the lowest total.
+    public struct Verification: Codable, Sendable, Equatable {
+        /// Re-solves run (at most the `--verify` rounds asked for; fewer when a re-solve returned
+        /// a plan already measured).
+        public var rounds: Int
+        /// Distinct plans quantized and measured.
+        public var plansMeasured: Int
+        /// The error model's prediction for this plan's allocations (uncorrected): the plan's
+        /// predicted error before its measurement.
+        public var modelPredictedError: Double
+        /// modelPredictedError / Σ L(ΔW).
+        public var modelPredictedRelativeError: Double
+
+        public init(rounds: Int, plansMeasured: Int, modelPredictedError: Double, modelPredictedRelativeError: Double) {
+            self.rounds = rounds
+            self.plansMeasured = plansMeasured
+            self.modelPredictedError = modelPredictedError
+            self.modelPredictedRelativeError = modelPredictedRelativeError
         }
     }
 

@@ -901,7 +901,7 @@ extension Components {
                 ])
             }
         }
-        /// Exactly one of analysis or profile, and exactly one of budget or maxError (a quality target: the smallest plan whose predicted error meets it; plans from an analysis only). With an analysis, calibration defaults to the one the store records; method, objective, order, calibration, maxError, errorUnit, pins and bitsFor apply to plans from an analysis only.
+        /// Exactly one of analysis or profile, and exactly one of budget or maxError (a quality target: the smallest plan whose predicted error meets it; plans from an analysis only). With an analysis, calibration defaults to the one the store records; method, objective, order, calibration, maxError, errorUnit, pins, bitsFor and verify apply to plans from an analysis only.
         ///
         /// - Remark: Generated from `#/components/schemas/PlanRequest`.
         internal struct PlanRequest: Codable, Hashable, Sendable {
@@ -949,6 +949,10 @@ extension Components {
             internal var pins: Components.Schemas.Pins?
             /// - Remark: Generated from `#/components/schemas/PlanRequest/bitsFor`.
             internal var bitsFor: Components.Schemas.BitsFor?
+            /// As the CLI's --verify: the plan quantized as a compression will quantize it and its measured errors recorded as its predictions, then up to this many re-solves on tables rescaled to the measurements (the lowest measured plan kept; `report.verification` records them). Needs the analysis's checkpoints where it read them.
+            ///
+            /// - Remark: Generated from `#/components/schemas/PlanRequest/verify`.
+            internal var verify: Swift.Int?
             /// Creates a new `PlanRequest`.
             ///
             /// - Parameters:
@@ -969,6 +973,7 @@ extension Components {
             ///   - calibration:
             ///   - pins:
             ///   - bitsFor:
+            ///   - verify: As the CLI's --verify: the plan quantized as a compression will quantize it and its measured errors recorded as its predictions, then up to this many re-solves on tables rescaled to the measurements (the lowest measured plan kept; `report.verification` records them). Needs the analysis's checkpoints where it read them.
             internal init(
                 analysis: Swift.String? = nil,
                 profile: Swift.String? = nil,
@@ -986,7 +991,8 @@ extension Components {
                 method: Components.Schemas.QuantizationMethod? = nil,
                 calibration: Components.Schemas.Path? = nil,
                 pins: Components.Schemas.Pins? = nil,
-                bitsFor: Components.Schemas.BitsFor? = nil
+                bitsFor: Components.Schemas.BitsFor? = nil,
+                verify: Swift.Int? = nil
             ) {
                 self.analysis = analysis
                 self.profile = profile
@@ -1005,6 +1011,7 @@ extension Components {
                 self.calibration = calibration
                 self.pins = pins
                 self.bitsFor = bitsFor
+                self.verify = verify
             }
             internal enum CodingKeys: String, CodingKey {
                 case analysis
@@ -1024,6 +1031,7 @@ extension Components {
                 case calibration
                 case pins
                 case bitsFor
+                case verify
             }
             internal init(from decoder: any Swift.Decoder) throws {
                 let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -1095,6 +1103,10 @@ extension Components {
                     Components.Schemas.BitsFor.self,
                     forKey: .bitsFor
                 )
+                self.verify = try container.decodeIfPresent(
+                    Swift.Int.self,
+                    forKey: .verify
+                )
                 try decoder.ensureNoAdditionalProperties(knownKeys: [
                     "analysis",
                     "profile",
@@ -1112,7 +1124,8 @@ extension Components {
                     "method",
                     "calibration",
                     "pins",
-                    "bitsFor"
+                    "bitsFor",
+                    "verify"
                 ])
             }
         }
