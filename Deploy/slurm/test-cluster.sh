@@ -136,7 +136,7 @@ check "a failed shard cancels finalize; its printed rerun command repairs the st
 
 # 4. serve --executor slurm: jobs submitted over HTTP (curl) run as 2-task arrays plus finalize jobs.
 "$DELTAPLAN" serve --data-dir "$work/serve" --allow-root "$work" --port 0 --executor slurm --slurm-shards 2 \
-  --slurm-poll-seconds 1 >"$work/serve.log" 2>&1 &
+  --slurm-poll-seconds 1 --slurm-option=--cpus-per-task=1 --slurm-option=--mem=1G >"$work/serve.log" 2>&1 &
 serve_pid=$!
 deadline=$((SECONDS + 60))
 until port="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$work/serve.log" | grep -o '[0-9]*$')"; do

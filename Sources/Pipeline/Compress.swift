@@ -321,7 +321,7 @@ private func compress(
             do {
                 try part.withRawBytes(of: d.name) { raw in
                     guard raw.count == d.byteCount else {
-                        throw ArtifactError.io(path: work.url(index).path, reason: "\(d.name) has \(raw.count) bytes, \(d.byteCount) declared")
+                        throw ArtifactError.io(path: work.url(index).path, reason: "\(d.name) has \(raw.count) bytes, \(d.byteCount.map(String.init) ?? "an invalid size") declared")
                     }
                     try put(d.name, raw, d)
                 }
@@ -594,7 +594,7 @@ struct CompressionWork: Sendable {
         expected["warnings"] = warningsJSON
         if let entry { expected["calibration_entry"] = entry }
         guard file.metadata == expected else { return nil }
-        let storedBytes = file.tensors.reduce(0) { $0 + ($1.byteCount ?? 0) }
+        let storedBytes = file.tensors.reduce(0) { $0 + $1.byteCount }
         return Saved(method: method, calibrationEntry: entry, warnings: warnings, storedBytes: storedBytes)
     }
 

@@ -205,7 +205,7 @@ struct SlurmJob {
             try writeScript(directory.finalizeScript, command: stage.finalizeCommand, shards: nil)
             let array = try slurm { () throws(SlurmError) in
                 try commands.submit(["--export=ALL", "--array=1-\(n)", "--job-name=\(jobName)", "--chdir=\(directory.url.path)",
-                                     "--output=\(directory.shardLogPattern)", directory.shardScript.path])
+                                     "--output=\(directory.shardLogPattern)"] + configuration.sbatchOptions + [directory.shardScript.path])
             }
             submission = SlurmSubmission(shards: n, arrayJob: array, finalizeJob: nil)
             try directory.write(submission)
@@ -217,7 +217,7 @@ struct SlurmJob {
                 finalize = try slurm { () throws(SlurmError) in
                     try commands.submit(["--export=ALL", "--dependency=afterok:\(array)", "--kill-on-invalid-dep=yes",
                                          "--job-name=\(jobName)-finalize", "--chdir=\(directory.url.path)",
-                                         "--output=\(directory.finalizeLogPattern)", directory.finalizeScript.path])
+                                         "--output=\(directory.finalizeLogPattern)"] + configuration.sbatchOptions + [directory.finalizeScript.path])
                 }
             } catch {
                 throw JobFailure("\(error); \(cancelQuietly(submission))")

@@ -13,8 +13,8 @@ struct Serve: AsyncParsableCommand {
 
             With --executor slurm, analyses and compressions run as Slurm array jobs instead: the \
             worker that takes such a job submits --slurm-shards tasks of `analyze|compress --shard I/N` \
-            and a dependent `--finalize` job (sbatch; sbatch's own variables such as SBATCH_PARTITION \
-            apply), follows them with squeue (sacct for jobs squeue forgot), and cancels them with \
+            and a dependent `--finalize` job (sbatch, with every --slurm-option; sbatch's own variables \
+            such as SBATCH_PARTITION apply too), follows them with squeue (sacct for jobs squeue forgot), and cancels them with \
             scancel. The jobs run this executable, and write into DATA-DIR: both must be at the same \
             path on every node. Their ids, scripts and logs are in DATA-DIR/slurm/JOB-ID/; a restarted \
             server follows the jobs it had submitted. Each is followed on a thread of its own: the workers \
@@ -22,7 +22,8 @@ struct Serve: AsyncParsableCommand {
 
             Examples:
               deltaplan serve --data-dir /var/lib/deltaplan --allow-root /models --token-file token.txt
-              deltaplan serve --data-dir /shared/deltaplan --allow-root /shared/models --executor slurm --slurm-shards 8
+              deltaplan serve --data-dir /shared/deltaplan --allow-root /shared/models --executor slurm --slurm-shards 8 \\
+                --slurm-option=--cpus-per-task=4 --slurm-option=--mem=8G
             """)
 
     @Option(help: "Address to bind (loopback by default).")
@@ -62,11 +63,19 @@ struct Serve: AsyncParsableCommand {
                                valueName: "seconds"))
     var slurmPollSeconds: Double?
 
+    @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("With --executor slurm: an sbatch option for every submission, e.g. --slurm-option=--partition=cpu --slurm-option=--cpus-per-task=8 --slurm-option=--mem=16G (repeatable; shard tasks run with --threads = the task's CPUs).",
+                               valueName: "--name=value"))
+    var slurmOption: [String] = []
+
     func validate() throws {
         if executor != .slurm {
-            for (given, flag) in [(slurmShards != nil, "--slurm-shards"), (slurmPollSeconds != nil, "--slurm-poll-seconds")] where given {
+            for (given, flag) in [(slurmShards != nil, "--slurm-shards"), (slurmPollSeconds != nil, "--slurm-poll-seconds"),
+                                  (!slurmOption.isEmpty, "--slurm-option")] where given {
                 throw ValidationError("\(flag) needs --executor slurm")
             }
+        }
+        for option in slurmOption {
+            if let problem = SlurmConfiguration.optionProblem(option) { throw ValidationError("--slurm-option \(problem)") }
         }
         if let slurmShards, slurmShards < 1 { throw ValidationError("--slurm-shards must be at least 1, got \(slurmShards)") }
         if let slurmPollSeconds, !(slurmPollSeconds > 0 && slurmPollSeconds.isFinite) {
@@ -103,7 +112,8 @@ struct Serve: AsyncParsableCommand {
                 ?? Bundle.main.executableURL
             guard let executable else { throw CLIFailure("--executor slurm: cannot find the path of this executable, which the Slurm jobs run") }
             return .slurm(SlurmConfiguration(shards: slurmShards ?? SlurmConfiguration.defaultShards, executable: executable,
-                                             pollSeconds: slurmPollSeconds ?? SlurmConfiguration.defaultPollSeconds))
+                                             pollSeconds: slurmPollSeconds ?? SlurmConfiguration.defaultPollSeconds,
+                                             sbatchOptions: slurmOption))
         }
     }
 }

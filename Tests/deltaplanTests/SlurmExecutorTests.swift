@@ -165,7 +165,8 @@ private func ended(_ job: [String: Any]) -> Bool { ["succeeded", "failed", "canc
 /// restart; the store and artifact are the local executor's, byte for byte.
 @Suite("serve --executor slurm (stand-in Slurm commands)", .serialized)
 struct SlurmExecutorTests {
-    static let options = ["--workers", "1", "--executor", "slurm", "--slurm-shards", "3", "--slurm-poll-seconds", "0.2"]
+    static let options = ["--workers", "1", "--executor", "slurm", "--slurm-shards", "3", "--slurm-poll-seconds", "0.2",
+                          "--slurm-option=--partition=cpu", "--slurm-option", "--mem=2G"]
 
     private func submitAnalysis(_ server: ServeProcess, _ fixture: KillFixture) async throws -> String {
         let submitted = try await server.request("POST", "/v1/analyses", json: [
@@ -229,6 +230,8 @@ struct SlurmExecutorTests {
             #expect(submissions.count == 2, "\(submissions)")
             #expect(submissions.first?.contains("--array=1-3") == true, "\(submissions)")
             #expect(submissions.last?.contains("--dependency=afterok:1000") == true, "\(submissions)")
+            // The site's options, on both submissions, before the script.
+            #expect(submissions.allSatisfy { $0.contains("--partition=cpu --mem=2G /") && $0.hasSuffix(".sh") }, "\(submissions)")
             #expect(!slurm.calls.contains { $0.hasPrefix("scancel") })
             #expect((1...3).allSatisfy { slurm.state("1000_\($0)") == "COMPLETED" } && slurm.state("1001") == "COMPLETED")
             let logs = data.appendingPathComponent("slurm/\(analysis)")

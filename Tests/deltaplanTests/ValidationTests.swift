@@ -118,6 +118,9 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         BadArguments("serve --data-dir d --slurm-shards 2", "--slurm-shards needs --executor slurm"),
         BadArguments("serve --data-dir d --executor local --slurm-poll-seconds 1", "--slurm-poll-seconds needs --executor slurm"),
         BadArguments("serve --data-dir d --executor slurm --slurm-shards 0", "--slurm-shards must be at least 1, got 0"),
+        BadArguments("serve --data-dir d --slurm-option=--mem=2G", "--slurm-option needs --executor slurm"),
+        BadArguments("serve --data-dir d --executor slurm --slurm-option=--array=1-9", "the service sets --array itself"),
+        BadArguments("serve --data-dir d --executor slurm --slurm-option=-p", "'-p' is not a long sbatch option"),
         BadArguments("serve --data-dir d --executor slurm --slurm-poll-seconds 0", "--slurm-poll-seconds must be positive, got 0.0"),
     ])
     func validateRejects(_ bad: BadArguments) throws {
@@ -186,6 +189,7 @@ struct BadArguments: CustomTestStringConvertible, Sendable {
         "serve --data-dir d --workers 1 --port 0",
         "serve --data-dir d --port 65535",
         "serve --data-dir d --executor slurm --slurm-shards 8 --slurm-poll-seconds 0.5",
+        "serve --data-dir d --executor slurm --slurm-option=--partition=cpu --slurm-option=--cpus-per-task=8",
     ])
     func fixedArgumentsParse(_ arguments: String) {
         let outcome = parseFailure(arguments.split(separator: " ").map(String.init))
