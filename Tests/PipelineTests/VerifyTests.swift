@@ -3,7 +3,8 @@ import ArtifactFormat
 import Foundation
 import ModelProfiles
 import Optimizer
-import Pipeline
+@testable import Pipeline
+import Quantization
 import Testing
 
 /// `plan --verify`: a verified plan's predictions are what `evaluate` measures of its artifact.
@@ -61,6 +62,13 @@ import Testing
         let first = try planning.measured(plan).reduce(0, +)
         #expect(verified.totals.predictedError! <= first * (1 + 1e-12))
         if verification.rounds == 0 { #expect(verified.matrices.map(\.allocation) == plan.matrices.map(\.allocation)) }
+        // The quantizer it was measured with is recorded; compressing with another is warned about.
+        #expect(verification.method == planning.measurement.method.rawValue && verification.dampening == planning.measurement.dampening)
+        #expect(verificationWarning(plan: verified, method: planning.measurement.method, dampening: planning.measurement.dampening) == nil)
+        let other = try #require(verificationWarning(plan: verified, method: .rtn, dampening: planning.measurement.dampening))
+        #expect(other.contains("measured (plan --verify) with gptq") && other.contains("compressed with rtn"), "\(other)")
+        #expect(verificationWarning(plan: verified, method: .gptq, dampening: 0.1) != nil)
+        #expect(verificationWarning(plan: plan, method: .rtn, dampening: 0.1) == nil)
     }
 
     @Test func roundsStopWhenAReSolveRepeatsAMeasuredPlan() throws {

@@ -202,12 +202,20 @@ public struct Plan: Codable, Sendable, Equatable {
         public var modelPredictedError: Double
         /// modelPredictedError / Σ L(ΔW).
         public var modelPredictedRelativeError: Double
+        /// The quantizer the segments were quantized with (`gptq`, `rtn`) and its damping: what
+        /// `compress` must use for the measurements to describe its artifact (the order is
+        /// `segmentOrder`, the group size `groupSize`).
+        public var method: String
+        public var dampening: Double
 
-        public init(rounds: Int, plansMeasured: Int, modelPredictedError: Double, modelPredictedRelativeError: Double) {
+        public init(rounds: Int, plansMeasured: Int, modelPredictedError: Double, modelPredictedRelativeError: Double,
+                    method: String, dampening: Double) {
             self.rounds = rounds
             self.plansMeasured = plansMeasured
             self.modelPredictedError = modelPredictedError
             self.modelPredictedRelativeError = modelPredictedRelativeError
+            self.method = method
+            self.dampening = dampening
         }
     }
 
