@@ -457,22 +457,19 @@ private func compressMatrix(
     method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double,
     declarations: [TensorDeclaration], hessians: HessianCache, work: CompressionWork
 ) throws(ArtifactError) -> CompressionWork.Saved {
-    let quantized = try quantizeMatrix(m, record: record, store: store, calibration: calibration, method: requested, order: order,
-                                       groupSize: groupSize, dampening: dampening, hessians: hessians)
     var warnings: [String] = []
     var payloads: [TensorPayload] = []
-    if !quantized.segments.isEmpty {
-        let decls = Dictionary(uniqueKeysWithValues: declarations.map { ($0.name, $0) })
-        for (j, q) in quantized.segments.enumerated() {
-            warnings += q.warnings.map { "segment \(j): \($0)" }
-            let encoded = ArtifactTensor.encode(q, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
-            for name in encoded.keys.sorted() {
-                let bytes = encoded[name]!
-                guard let d = decls[name], d.byteCount == bytes.count else {
-                    preconditionFailure("encoded tensor \(name) does not match its declaration")
-                }
-                payloads.append(TensorPayload(name: name, dtype: d.dtype, shape: d.shape, contents: .bytes(bytes)))
+    let decls = Dictionary(uniqueKeysWithValues: declarations.map { ($0.name, $0) })
+    let quantized = try quantizeMatrix(m, record: record, store: store, calibration: calibration, method: requested, order: order,
+                                       groupSize: groupSize, dampening: dampening, hessians: hessians) { j, q throws(ArtifactError) in
+        warnings += q.warnings.map { "segment \(j): \($0)" }
+        let encoded = ArtifactTensor.encode(q, prefix: ArtifactTensor.prefix(matrix: m.name, segment: j))
+        for name in encoded.keys.sorted() {
+            let bytes = encoded[name]!
+            guard let d = decls[name], d.byteCount == bytes.count else {
+                preconditionFailure("encoded tensor \(name) does not match its declaration")
             }
+            payloads.append(TensorPayload(name: name, dtype: d.dtype, shape: d.shape, contents: .bytes(bytes)))
         }
     }
     let storedBytes = payloads.reduce(0) { total, p in
@@ -484,15 +481,17 @@ private func compressMatrix(
     return saved
 }
 
-/// Planned matrix `m`'s segments quantized in order, as `compress` stores them, with the method
-/// used (RTN where the matrix has no calibration entry: H = I) and the calibration entry.
+/// Planned matrix `m`'s segments quantized in order, as `compress` stores them, each handed to
+/// `each` (with its index) as soon as it is quantized; returns the method used (RTN where the
+/// matrix has no calibration entry: H = I) and the calibration entry.
 func quantizeMatrix(
     _ m: Plan.Matrix, record: StoreManifest.MatrixRecord, store: SpectrumStore, calibration: CalibrationSet?,
-    method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double, hessians: HessianCache
-) throws(ArtifactError) -> (method: QuantizationMethod, entry: String?, segments: [QuantizedSegment]) {
+    method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double, hessians: HessianCache,
+    each: (Int, QuantizedSegment) throws(ArtifactError) -> Void
+) throws(ArtifactError) -> (method: QuantizationMethod, entry: String?) {
     let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
     let method: QuantizationMethod = entry == nil ? .rtn : requested
-    guard !m.segments.isEmpty else { return (method, entry, []) }
+    guard !m.segments.isEmpty else { return (method, entry) }
     let factors: StoredFactors
     do { factors = try store.factors(of: record) } catch { throw .quantization(.store(error)) }
     var hessian: Matrix<Float>?, prepared: PreparedHessian?
@@ -504,12 +503,16 @@ func quantizeMatrix(
         } catch { throw .quantization(error) }
     }
     let segmentOptions = SegmentOptions(method: method, order: order, groupSize: groupSize, dampening: dampening)
-    var segments: [QuantizedSegment] = []
+    var quantizer: MatrixQuantizer
     do {
-        var quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
-        for _ in m.segments { segments.append(try quantizer.next()) }
+        quantizer = try MatrixQuantizer(factors, segments: m.segments, hessian: hessian, options: segmentOptions, preparedV: prepared)
     } catch { throw .quantization(error) }
-    return (method, entry, segments)
+    for j in m.segments.indices {
+        let q: QuantizedSegment
+        do { q = try quantizer.next() } catch { throw .quantization(error) }
+        try each(j, q)
+    }
+    return (method, entry)
 }
 
 /// What compressing one planned matrix holds at its peak, in bytes (for ``Parallelism/memoryLimit``):

@@ -120,11 +120,11 @@ extension StorePlanning {
                         entry = spectrumStore.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
                         approximation = delta.map { Float(Float16($0)) }
                     } else {
-                        let q = try quantizeMatrix(m, record: record, store: spectrumStore, calibration: calibration, method: options.method,
+                        var segments: [QuantizedSegment] = []
+                        entry = try quantizeMatrix(m, record: record, store: spectrumStore, calibration: calibration, method: options.method,
                                                    order: options.order, groupSize: options.groupSize, dampening: options.dampening,
-                                                   hessians: hessians)
-                        entry = q.entry
-                        approximation = reconstruct(q.segments, rows: record.rows, columns: record.columns)
+                                                   hessians: hessians) { _, q in segments.append(q) }.entry
+                        approximation = reconstruct(segments, rows: record.rows, columns: record.columns)
                     }
                     let measures = try ErrorMeasures(matrix: m.name, entry: entry, calibration: calibration,
                                                      sensitivityObjective: objective == .activation ? nil : objective)
