@@ -65,13 +65,13 @@ func resolveOrder(plan: Plan, requested: SegmentOrder?) -> (order: SegmentOrder,
         + "of another quantizer; plan again with --order \(order.rawValue) for predictions that match")
 }
 
-/// A warning when a verified plan is compressed with another quantizer or damping than its
-/// segments were measured with (its predicted errors then describe another artifact).
-func verificationWarning(plan: Plan, method: QuantizationMethod, dampening: Double) -> String? {
-    guard let v = plan.report.verification, v.method != method.rawValue || v.dampening != dampening else { return nil }
-    return "the plan's predicted errors were measured (plan --verify) with \(v.method), damping \(v.dampening); "
-        + "this artifact is compressed with \(method.rawValue), damping \(dampening): evaluate will compare it with measurements "
-        + "of another quantizer; compress with --method \(v.method) --dampening \(v.dampening) for an artifact they describe"
+/// A warning when a plan is compressed with another quantizer or damping than its predicted
+/// errors were measured with (they then describe another artifact).
+func quantizerWarning(plan: Plan, method: QuantizationMethod, dampening: Double) -> String? {
+    guard let q = plan.quantizer, q != MeasurementOptions(method: method, dampening: dampening).quantizer else { return nil }
+    return "the plan's predicted errors were measured with \(q.method), damping \(q.dampening); "
+        + "this artifact is compressed with \(method.rawValue), damping \(dampening): evaluate will compare it with predictions "
+        + "of another quantizer; compress with --method \(q.method) --dampening \(q.dampening) for an artifact they describe"
 }
 
 /// `deltaplan compress`: quantizes every planned matrix's segments in order with a
@@ -245,7 +245,7 @@ private func compress(
     progress(.started(matrices: plan.matrices.map(\.name), work: costs.indices.map { owned.contains($0) ? costs[$0] : 0 },
                       carried: carried.count))
     if let orderWarning { progress(.warning(orderWarning)) }
-    if let warning = verificationWarning(plan: plan, method: options.method, dampening: options.dampening) { progress(.warning(warning)) }
+    if let warning = quantizerWarning(plan: plan, method: options.method, dampening: options.dampening) { progress(.warning(warning)) }
     var matrixRecords = [ArtifactManifest.MatrixRecord?](repeating: nil, count: plan.matrices.count)
     var todo: [Int] = []
     for index in mine {

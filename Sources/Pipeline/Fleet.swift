@@ -80,7 +80,10 @@ public func planFleet(
     }
     var fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: strategy, seed: seed,
                               toolVersion: DeltaPlanVersion.string, overrides: overrides)
-    for i in fleet.plans.indices { fleet.plans[i].segmentOrder = stores[i].planning.measurement.order }
+    for i in fleet.plans.indices {
+        fleet.plans[i].segmentOrder = stores[i].planning.measurement.order
+        fleet.plans[i].quantizer = stores[i].planning.measurement.quantizer
+    }
     return fleet
 }
 

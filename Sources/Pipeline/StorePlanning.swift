@@ -135,6 +135,7 @@ public struct StorePlanning: Sendable {
     /// The segment order measured, and for greedy and genetic the gap to `exact` at the same budget.
     private func finish(_ plan: inout Plan, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64) throws(PlanningError) {
         plan.segmentOrder = measurement.order
+        plan.quantizer = measurement.quantizer
         switch strategy {
         case .greedy, .genetic: plan.recordGap(toExactError: try solve(problem, strategy: .exact, seed: seed).predictedError)
         case .preset, .exact: break

@@ -58,8 +58,7 @@ extension StorePlanning {
         best.totals.predictedError = total
         best.totals.predictedRelativeError = energy > 0 ? total / energy : 0
         best.report.verification = .init(rounds: done, plansMeasured: measuredPlans.count, modelPredictedError: model,
-                                         modelPredictedRelativeError: energy > 0 ? model / energy : 0,
-                                         method: measurement.method.rawValue, dampening: measurement.dampening)
+                                         modelPredictedRelativeError: energy > 0 ? model / energy : 0)
         return best
     }
 

@@ -26,6 +26,9 @@ public struct MeasurementOptions: Sendable, Hashable {
     /// (BENCHMARKS.md, "measurement pass").
     public static let defaultChunkSize = 256
 
+    /// The quantizer as a plan records it (``Plan/quantizer``).
+    public var quantizer: Plan.Quantizer { Plan.Quantizer(method: method.rawValue, dampening: dampening) }
+
     public init(method: QuantizationMethod = .default, order: SegmentOrder = .default, groupSize: Int = StorageModel.defaultGroupSize,
                 dampening: Double = QuantizationMethod.defaultDampening, bits: [Int] = [16, 8, 4, 3, 2, 1],
                 chunkSize: Int = defaultChunkSize) {

@@ -95,6 +95,12 @@ import Testing
         var measured = plan
         measured.segmentOrder = .paper
         #expect(try Plan.decode(measured.encoded(), file: "p.json").segmentOrder == .paper)
+        // The quantizer likewise: null when nothing was measured, absent in older plans, kept when given.
+        #expect(object["quantizer"] is NSNull)
+        old["quantizer"] = nil
+        #expect(try Plan.decode(JSONSerialization.data(withJSONObject: old), file: "old.json").quantizer == nil)
+        measured.quantizer = .init(method: "rtn", dampening: 0.05)
+        #expect(try Plan.decode(measured.encoded(), file: "p.json").quantizer == .init(method: "rtn", dampening: 0.05))
         // Totals are consistent with the matrices: α = storage / (16 · parameters).
         let storage = plan.matrices.reduce(0) { $0 + $1.storageBits }
         let parameters = plan.matrices.reduce(0) { $0 + $1.shape[0] * $1.shape[1] }

@@ -30,6 +30,8 @@ import Testing
                                   strategy: .exact, seed: 0)
         #expect(fleet.summary.storageBits <= fleet.summary.budget.bits)
         #expect(fleet.summary.members.map(\.name) == ["math", "code"])
+        // Each member's plan records how its errors were measured, as a single model's plan does.
+        #expect(fleet.plans.allSatisfy { $0.segmentOrder == stores[0].planning.measurement.order && $0.quantizer == stores[0].planning.measurement.quantizer })
         // Equal deltas, the heavier weight gets at least as much.
         #expect(fleet.summary.members[0].storageBits >= fleet.summary.members[1].storageBits)
 

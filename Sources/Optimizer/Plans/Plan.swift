@@ -202,18 +202,23 @@ public struct Plan: Codable, Sendable, Equatable {
         public var modelPredictedError: Double
         /// modelPredictedError / Σ L(ΔW).
         public var modelPredictedRelativeError: Double
-        /// The quantizer the segments were quantized with (`gptq`, `rtn`) and its damping: what
-        /// `compress` must use for the measurements to describe its artifact (the order is
-        /// `segmentOrder`, the group size `groupSize`).
-        public var method: String
-        public var dampening: Double
 
-        public init(rounds: Int, plansMeasured: Int, modelPredictedError: Double, modelPredictedRelativeError: Double,
-                    method: String, dampening: Double) {
+        public init(rounds: Int, plansMeasured: Int, modelPredictedError: Double, modelPredictedRelativeError: Double) {
             self.rounds = rounds
             self.plansMeasured = plansMeasured
             self.modelPredictedError = modelPredictedError
             self.modelPredictedRelativeError = modelPredictedRelativeError
+        }
+    }
+
+    /// The quantizer a store plan's predicted errors were measured with: `method` (`gptq`, `rtn`;
+    /// matrices without calibration use RTN either way) and GPTQ's damping, a fraction of
+    /// mean(diag H). What `compress` must use for the predictions to describe its artifact.
+    public struct Quantizer: Codable, Sendable, Equatable {
+        public var method: String
+        public var dampening: Double
+
+        public init(method: String, dampening: Double) {
             self.method = method
             self.dampening = dampening
         }
@@ -240,6 +245,9 @@ public struct Plan: Codable, Sendable, Equatable {
     /// should use; null for shape-only plans (nothing measured) and for plans written before
     /// orders existed (those were measured in the paper's order).
     @EncodedAsNull public var segmentOrder: SegmentOrder?
+    /// The quantizer the predicted errors were measured with (store plans); null for shape-only
+    /// plans and plans written before it was recorded.
+    @EncodedAsNull public var quantizer: Quantizer?
     /// The pins and bits-for rules the plan was made with, as given; null when none.
     @EncodedAsNull public var overrides: Overrides?
 
