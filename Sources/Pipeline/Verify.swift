@@ -6,7 +6,39 @@ import LinearAlgebra
 import Optimizer
 import Quantization
 
+/// What a plan from a store is to meet: a budget, or a quality target (the smallest plan whose
+/// predicted error meets it).
+public enum PlanGoal: Sendable {
+    case budget(GivenBudget)
+    case target(ErrorTarget)
+}
+
 extension StorePlanning {
+    /// A plan for `goal` (``plan(budget:storage:scope:menu:strategy:seed:overrides:library:)`` or
+    /// ``plan(target:storage:scope:menu:strategy:seed:overrides:library:)``); with `verify`,
+    /// ``verified(_:rounds:parallelism:progress:shouldStop:replan:)`` with that many rounds, each
+    /// re-solve for the same goal. What `deltaplan plan STORE` and the service's plan jobs run.
+    public func plan(
+        _ goal: PlanGoal, storage: StorageModel, scope: Scope, menu: [Int], strategy: Strategy, seed: UInt64,
+        overrides: Overrides = Overrides(), verify rounds: Int? = nil, parallelism: Parallelism = .serial,
+        progress: (Int, Int, String) -> Void = { _, _, _ in }, shouldStop: () -> Bool = { false }
+    ) throws -> Plan {
+        func solve(_ planning: StorePlanning) throws -> Plan {
+            switch goal {
+            case let .budget(budget):
+                try planning.plan(budget: budget, storage: storage, scope: scope, menu: menu, strategy: strategy, seed: seed,
+                                  overrides: overrides)
+            case let .target(target):
+                try planning.plan(target: target, storage: storage, scope: scope, menu: menu, strategy: strategy, seed: seed,
+                                  overrides: overrides)
+            }
+        }
+        let plan = try solve(self)
+        guard let rounds else { return plan }
+        return try verified(plan, rounds: rounds, parallelism: parallelism, progress: progress, shouldStop: shouldStop,
+                            replan: { try? solve($0) })
+    }
+
     /// A plan whose predicted errors are measured, not modelled (`plan --verify`): direction 4 of
     /// the error model's calibration.
     ///

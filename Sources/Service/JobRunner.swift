@@ -146,26 +146,16 @@ extension JobRunner {
                                          order: p.order, method: p.method, context: context)
         let strategy = try Strategy(parsing: p.strategy, library: try ProfileLibrary.builtIn())
         let storage = StorageModel(accounting: p.accounting, groupSize: p.groupSize)
-        let overrides = try Overrides(jobPins: p.pins, bitsFor: p.bitsFor)
-        func plan(_ planning: StorePlanning) throws -> Plan {
-            if let target = p.target {
-                return try planning.plan(target: target, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy,
-                                         seed: p.seed, overrides: overrides)
-            }
-            return try planning.plan(budget: try GivenBudget(parsing: p.budget ?? ""), storage: storage, scope: p.scope,
-                                     menu: p.bits, strategy: strategy, seed: p.seed, overrides: overrides)
-        }
-        var made = try plan(planning)
-        if let rounds = p.verify {
-            made = try planning.verified(
-                made, rounds: rounds, parallelism: context.parallelism,
-                progress: { done, total, name in
-                    context.reportProgress(0.9 + 0.09 * Double(done) / Double(max(total, 1)), "verified \(name)")
-                },
-                shouldStop: { context.shouldStop }, replan: { try? plan($0) })
-        }
+        let goal: PlanGoal = try p.target.map { .target($0) } ?? .budget(try GivenBudget(parsing: p.budget ?? ""))
+        let plan = try planning.plan(
+            goal, storage: storage, scope: p.scope, menu: p.bits, strategy: strategy, seed: p.seed,
+            overrides: try Overrides(jobPins: p.pins, bitsFor: p.bitsFor), verify: p.verify, parallelism: context.parallelism,
+            progress: { done, total, name in
+                context.reportProgress(0.9 + 0.09 * Double(done) / Double(max(total, 1)), "verified \(name)")
+            },
+            shouldStop: { context.shouldStop })
         try FileManager.default.createDirectory(at: context.planFile.deletingLastPathComponent(), withIntermediateDirectories: true)
-        try made.write(to: context.planFile)
+        try plan.write(to: context.planFile)
         context.reportProgress(1, "plan written")
         return context.planFile.path
     } discard: { context in

@@ -138,23 +138,14 @@ struct PlanCommand: ParsableCommand {
                 objective: objective, parallelism: threadOptions.parallelism(), progress: progress.step)
         } catch { throw CLIFailure(error) }
         progress.finish("measure: done")
-        let scope = scope ?? parsed.defaultScope
-        let overrides = overrideOptions.overrides
-        func plan(_ planning: StorePlanning) throws -> Plan {
-            if let target = storageOptions.target {
-                return try planning.plan(target: target, storage: storageOptions.storage, scope: scope, menu: bits, strategy: parsed,
-                                         seed: seed, overrides: overrides)
-            }
-            return try planning.plan(budget: storageOptions.budget!, storage: storageOptions.storage, scope: scope, menu: bits,
-                                     strategy: parsed, seed: seed, overrides: overrides)
-        }
+        let goal: PlanGoal = storageOptions.target.map { .target($0) } ?? .budget(storageOptions.budget!)
+        let verifying = TerminalProgress(label: "verify")
         do {
-            let first = try plan(planning)
-            guard let verify else { return first }
-            let progress = TerminalProgress(label: "verify")
-            defer { progress.finish("verify: done") }
-            return try planning.verified(first, rounds: verify, parallelism: threadOptions.parallelism(), progress: progress.step,
-                                         replan: { try? plan($0) })
+            let plan = try planning.plan(goal, storage: storageOptions.storage, scope: scope ?? parsed.defaultScope, menu: bits,
+                                         strategy: parsed, seed: seed, overrides: overrideOptions.overrides, verify: verify,
+                                         parallelism: threadOptions.parallelism(), progress: verifying.step)
+            if verify != nil { verifying.finish("verify: done") }
+            return plan
         } catch { throw CLIFailure(error) }
     }
 

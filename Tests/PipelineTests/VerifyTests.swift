@@ -91,6 +91,22 @@ import Testing
         #expect(try planning.measured(plan) == planning.measured(plan))
     }
 
+    /// `plan(_:…verify:)`, what the CLI and the service run: the goal's plan, verified for the same goal.
+    @Test func aGoalIsPlannedThenVerified() throws {
+        let dir = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (_, _, _, planning) = try Self.planning(dir)
+        let target = ErrorTarget(error: 0.05, unit: .relative)
+        let plain = try planning.plan(.target(target), storage: StorageModel(), scope: .global, menu: BitMenu.default, strategy: .exact, seed: 0)
+        #expect(plain == (try planning.plan(target: target, storage: StorageModel(), scope: .global, menu: BitMenu.default,
+                                            strategy: .exact, seed: 0)))
+        #expect(plain.report.verification == nil)
+        let verified = try planning.plan(.target(target), storage: StorageModel(), scope: .global, menu: BitMenu.default, strategy: .exact,
+                                         seed: 0, verify: 0)
+        #expect(verified == (try planning.verified(plain, rounds: 0, replan: { _ in nil })))
+        #expect(verified.report.verification?.plansMeasured == 1)
+    }
+
     @Test func correctedTablesPredictTheMeasurement() throws {
         let dir = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
