@@ -57,6 +57,28 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir("verified.json"))) == Data(try library.encoded()))
     }
 
+    /// A store whose fine-tuned checkpoint changed since `analyze` cannot verify a plan: the error
+    /// names the checkpoint, and no plan is written.
+    @Test func verifyingAgainstAChangedCheckpointFails() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (paths, store) = try analyzedPair(in: dir)
+        let shard = try #require(try FileManager.default.contentsOfDirectory(at: paths.finetuned, includingPropertiesForKeys: nil)
+            .first { $0.pathExtension == "safetensors" })
+        // One data byte changed in place: the header still parses, the file is not the one analyzed.
+        let handle = try FileHandle(forUpdating: shard)
+        let end = try handle.seekToEnd()
+        try handle.seek(toOffset: end - 1)
+        let last = try #require(try handle.read(upToCount: 1)?.first)
+        try handle.seek(toOffset: end - 1)
+        try handle.write(contentsOf: Data([last ^ 0xFF]))
+        try handle.close()
+        let outcome = Outcome(try await runFailure(["plan", store, "--budget", "1/8", "--verify", "0", "--out", dir("v.json")]))
+        #expect(outcome.message.contains(paths.finetuned.lastPathComponent) && outcome.message.contains("fine-tuned")
+                && outcome.exitCode != .success, "\(outcome.message)")
+        #expect(!FileManager.default.fileExists(atPath: dir("v.json")))
+    }
+
     /// Errors found against the store name the pin, before the measurement pass; pins over the
     /// budget say by how much.
     @Test func pinsThatDoNotFitAreRunFailures() async throws {
