@@ -481,6 +481,12 @@ private func compressMatrix(
     return saved
 }
 
+/// The calibration entry whose H a matrix is quantized with: nil (H = I, RTN) in a data-free store
+/// or where the matrix had no Gram.
+func quantizationEntry(_ record: StoreManifest.MatrixRecord, store: SpectrumStore) -> String? {
+    store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+}
+
 /// Planned matrix `m`'s segments quantized in order, as `compress` stores them, each handed to
 /// `each` (with its index) as soon as it is quantized; returns the method used (RTN where the
 /// matrix has no calibration entry: H = I) and the calibration entry.
@@ -489,7 +495,7 @@ func quantizeMatrix(
     method requested: QuantizationMethod, order: SegmentOrder, groupSize: Int, dampening: Double, hessians: HessianCache,
     each: (Int, QuantizedSegment) throws(ArtifactError) -> Void
 ) throws(ArtifactError) -> (method: QuantizationMethod, entry: String?) {
-    let entry = store.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+    let entry = quantizationEntry(record, store: store)
     let method: QuantizationMethod = entry == nil ? .rtn : requested
     guard !m.segments.isEmpty else { return (method, entry) }
     let factors: StoredFactors

@@ -80,10 +80,7 @@ public func planFleet(
     }
     var fleet = try planFleet(members, budget: budget, storage: storage, menu: menu, strategy: strategy, seed: seed,
                               toolVersion: DeltaPlanVersion.string, overrides: overrides)
-    for i in fleet.plans.indices {
-        fleet.plans[i].segmentOrder = stores[i].planning.measurement.order
-        fleet.plans[i].quantizer = stores[i].planning.measurement.quantizer
-    }
+    for i in fleet.plans.indices { stores[i].planning.recordMeasurement(in: &fleet.plans[i]) }
     return fleet
 }
 

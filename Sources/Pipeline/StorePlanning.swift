@@ -132,10 +132,15 @@ public struct StorePlanning: Sendable {
         return plan
     }
 
-    /// The segment order measured, and for greedy and genetic the gap to `exact` at the same budget.
-    private func finish(_ plan: inout Plan, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64) throws(PlanningError) {
+    /// Records in `plan` how its errors were measured: the segment order and the quantizer.
+    func recordMeasurement(in plan: inout Plan) {
         plan.segmentOrder = measurement.order
         plan.quantizer = measurement.quantizer
+    }
+
+    /// How the errors were measured, and for greedy and genetic the gap to `exact` at the same budget.
+    private func finish(_ plan: inout Plan, _ problem: PlanningProblem, strategy: Strategy, seed: UInt64) throws(PlanningError) {
+        recordMeasurement(in: &plan)
         switch strategy {
         case .greedy, .genetic: plan.recordGap(toExactError: try solve(problem, strategy: .exact, seed: seed).predictedError)
         case .preset, .exact: break

@@ -148,7 +148,7 @@ extension StorePlanning {
                     let delta = try trueDelta(m.name, base: base, finetuned: finetuned, rows: record.rows, columns: record.columns)
                     let entry: String?, approximation: Matrix<Float>
                     if m.dense {
-                        entry = spectrumStore.manifest.dataFree || record.calibration != .gram ? nil : record.calibrationEntry
+                        entry = quantizationEntry(record, store: spectrumStore)
                         approximation = delta.map { Float(Float16($0)) }
                     } else {
                         var segments: [QuantizedSegment] = []
